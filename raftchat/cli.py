@@ -1,0 +1,70 @@
+"""Command-line entry point: argument parsing only; the work lives in other modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from raftchat import __version__
+
+DEFAULT_SERVER_HOST = "127.0.0.1"
+DEFAULT_SERVER_PORT = 8765
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _not_available(name: str) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"raftchat {name}: not available yet", file=sys.stderr)
+        return 2
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raftchat",
+        description="Terminal chat where every participant runs a Raft node; "
+        "messages travel peer to peer over WebRTC DataChannels.",
+    )
+    parser.add_argument("--version", action="version", version=f"raftchat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser(
+        "serve", help="run a signaling server", description="Run a signaling server."
+    )
+    serve.add_argument("--host", default=DEFAULT_SERVER_HOST, help="address to listen on")
+    serve.add_argument("--port", type=int, default=DEFAULT_SERVER_PORT, help="port to listen on")
+    serve.set_defaults(handler=_not_available("serve"))
+
+    join = sub.add_parser("join", help="join a channel", description="Join a chat channel.")
+    join.add_argument("channel", metavar="CHANNEL", help="channel name")
+    join.add_argument("--server", help="signaling server URL")
+    join.add_argument("--nick", help="nickname shown to others")
+    join.add_argument("--data-dir", help="where this node keeps its log")
+    join.add_argument("--headless", action="store_true", help="JSON lines on stdout, no TUI")
+    join.set_defaults(handler=_not_available("join"))
+
+    demo = sub.add_parser(
+        "demo", help="local demo cluster with the TUI", description="Start a local demo cluster."
+    )
+    demo.add_argument("--peers", type=int, default=2, help="number of local peers besides you")
+    demo.set_defaults(handler=_not_available("demo"))
+
+    bench = sub.add_parser(
+        "bench", help="measure throughput, latency, failover", description="Run the benchmark."
+    )
+    bench.add_argument("--nodes", type=int, default=3, help="number of node processes")
+    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    bench.set_defaults(handler=_not_available("bench"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
