@@ -1,0 +1,1 @@
+"""The consensus core: pure, deterministic Raft (sans-I/O)."""
