@@ -1,0 +1,493 @@
+"""Signaling server: presence, relay, HTTP endpoints and every error path, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from raftchat.net.signaling_protocol import (
+    ErrorCode,
+    new_peer_id,
+    new_token,
+    normalize_channel,
+    parse_client_frame,
+)
+from raftchat.net.signaling_server import RunningServer, ServerConfig, TokenBucket, start_server
+from tests.signaling_utils import ManualClock, RawPeer, assert_server_serves, wait_until
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    running = await start_server("127.0.0.1", 0, ServerConfig())
+    yield running
+    await running.close()
+
+
+async def start_with(config: ServerConfig, clock: ManualClock | None = None) -> RunningServer:
+    if clock is None:
+        return await start_server("127.0.0.1", 0, config)
+    return await start_server("127.0.0.1", 0, config, clock=clock)
+
+
+# ------------------------------------------------------------------ presence and relay
+
+
+async def test_presence_join_and_leave_reach_every_peer(server: RunningServer) -> None:
+    alice, welcome_a = await RawPeer.join(server.url, "room")
+    assert welcome_a["peers"] == []
+    assert welcome_a["peer_id"] == alice.peer_id
+    assert welcome_a["channel"] == "room"
+    bob, welcome_b = await RawPeer.join(server.url, "room")
+    assert welcome_b["peers"] == [alice.peer_id]
+    assert await alice.recv() == {"type": "peer_joined", "peer_id": bob.peer_id}
+    carol, welcome_c = await RawPeer.join(server.url, "room")
+    assert sorted(welcome_c["peers"]) == sorted([alice.peer_id, bob.peer_id])
+    for peer in (alice, bob):
+        assert await peer.recv() == {"type": "peer_joined", "peer_id": carol.peer_id}
+
+    await carol.close()
+    for peer in (alice, bob):
+        assert await peer.recv() == {"type": "peer_left", "peer_id": carol.peer_id}
+    await bob.close()
+    assert await alice.recv() == {"type": "peer_left", "peer_id": bob.peer_id}
+    await alice.close()
+
+
+async def test_channels_are_separate_and_names_case_insensitive(server: RunningServer) -> None:
+    upper, welcome = await RawPeer.join(server.url, "Lobby")
+    assert welcome["channel"] == "lobby"
+    lower, welcome = await RawPeer.join(server.url, "lobby")
+    assert welcome["peers"] == [upper.peer_id]
+    other, welcome = await RawPeer.join(server.url, "elsewhere")
+    assert welcome["peers"] == []
+    # A signal into another channel is refused as an unknown peer.
+    await other.signal(upper.peer_id, {"sdp": "x"})
+    await other.expect_error("unknown_peer")
+    for peer in (upper, lower, other):
+        await peer.close()
+
+
+async def test_signal_is_relayed_with_stamped_sender(server: RunningServer) -> None:
+    alice, _ = await RawPeer.join(server.url, "relay")
+    bob, _ = await RawPeer.join(server.url, "relay")
+    await alice.recv()  # peer_joined bob
+    mallory_id = new_peer_id()
+    payload = {"type": "offer", "sdp": "v=0\r\n", "nested": {"list": [1, 2.5, None, True]}}
+    await bob.send_json(
+        {"type": "signal", "to": alice.peer_id, "from": mallory_id, "payload": payload}
+    )
+    relayed = await alice.recv()
+    assert relayed == {"type": "signal", "from": bob.peer_id, "payload": payload}
+    await alice.close()
+    await bob.close()
+
+
+async def test_signal_to_self_or_unknown_peer_is_refused(server: RunningServer) -> None:
+    alice, _ = await RawPeer.join(server.url, "lonely")
+    await alice.signal(new_peer_id(), {})
+    await alice.expect_error("unknown_peer")
+    await alice.signal(alice.peer_id, {})
+    await alice.expect_error("unknown_peer")
+    await alice.close()
+    await assert_server_serves(server.url)
+
+
+# ------------------------------------------------------------------ malformed frames
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "bad_json"),
+        ("{", "bad_json"),
+        ('{"type": NaN}', "bad_json"),
+        ("[" * 100_00 + "]" * 100_00, "bad_json"),
+        ("[]", "not_object"),
+        ("42", "not_object"),
+        ('"hello"', "not_object"),
+        ("{}", "bad_field"),
+        ('{"type": 7}', "bad_field"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "signal", "payload": {}}', "bad_field"),
+        ('{"type": "signal", "to": 5, "payload": {}}', "bad_field"),
+        ('{"type": "signal", "to": "short", "payload": {}}', "bad_field"),
+        ('{"type": "signal", "to": "%s", "payload": [1]}' % ("a" * 20), "bad_field"),
+        ('{"type": "signal", "to": "%s"}' % ("a" * 20), "bad_field"),
+        ('{"type": "hello", "peer_id": "%s"}' % ("a" * 20), "bad_field"),
+        (
+            '{"type": "hello", "peer_id": "bad id with spaces!", "token": "%s"}' % ("t" * 20),
+            "bad_field",
+        ),
+        ('{"type": "hello", "peer_id": "%s", "token": 12}' % ("a" * 20), "bad_field"),
+        ('{"type": "welcome", "peers": []}', "unknown_type"),
+    ],
+)
+async def test_malformed_frames_get_error_frames_after_hello(
+    server: RunningServer, frame: str, code: str
+) -> None:
+    peer, _ = await RawPeer.join(server.url, "malformed")
+    await peer.send_str(frame)
+    await peer.expect_error(code)
+    await peer.signal(new_peer_id(), {})  # the connection still works
+    await peer.expect_error("unknown_peer")
+    await peer.close()
+    await assert_server_serves(server.url)
+
+
+async def test_binary_frame_is_refused(server: RunningServer) -> None:
+    peer, _ = await RawPeer.join(server.url, "binary")
+    await peer.send_bytes(b'{"type": "signal"}')
+    await peer.expect_error("binary_frame")
+    await peer.close()
+    await assert_server_serves(server.url)
+
+
+async def test_signal_before_hello_is_refused_and_hello_still_accepted(
+    server: RunningServer,
+) -> None:
+    peer = await RawPeer.connect(server.url, "early")
+    await peer.signal(new_peer_id(), {"sdp": "x"})
+    await peer.expect_error("hello_required")
+    await peer.send_str("garbage")
+    await peer.expect_error("bad_json")
+    await peer.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+    assert (await peer.recv())["type"] == "welcome"
+    await peer.close()
+
+
+async def test_second_hello_is_refused(server: RunningServer) -> None:
+    peer, _ = await RawPeer.join(server.url, "twice")
+    await peer.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+    await peer.expect_error("already_joined")
+    await peer.close()
+
+
+async def test_oversized_frame_is_dropped_and_connection_kept() -> None:
+    server = await start_with(ServerConfig(max_frame_bytes=1000, hard_max_frame_bytes=4000))
+    try:
+        alice, _ = await RawPeer.join(server.url, "big")
+        bob, _ = await RawPeer.join(server.url, "big")
+        await alice.recv()
+        await bob.signal(alice.peer_id, {"sdp": "x" * 2000})
+        await bob.expect_error("frame_too_large")
+        await bob.signal(alice.peer_id, {"sdp": "small"})
+        assert (await alice.recv())["payload"] == {"sdp": "small"}
+        # Beyond the hard limit the frame is not even read: the socket is closed (1009).
+        await bob.signal(alice.peer_id, {"sdp": "x" * 5000})
+        await bob.expect_closed()
+        assert bob.ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        assert await alice.recv() == {"type": "peer_left", "peer_id": bob.peer_id}
+        await alice.close()
+        await bob.close()
+        await assert_server_serves(server.url)
+    finally:
+        await server.close()
+
+
+async def test_deeply_nested_payload_is_refused() -> None:
+    server = await start_with(ServerConfig(max_frame_bytes=200_000, hard_max_frame_bytes=200_000))
+    try:
+        alice, _ = await RawPeer.join(server.url, "deep")
+        bob, _ = await RawPeer.join(server.url, "deep")
+        await alice.recv()
+        deep = "[" * 50_000 + "]" * 50_000
+        await bob.send_str(f'{{"type":"signal","to":"{alice.peer_id}","payload":{{"x":{deep}}}}}')
+        error = await bob.recv()
+        assert error["type"] == "error" and error["code"] in {"bad_json", "bad_field"}
+        await alice.close()
+        await bob.close()
+        await assert_server_serves(server.url)
+    finally:
+        await server.close()
+
+
+# ------------------------------------------------------------------ limits
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate=2.0, capacity=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.25) is False  # half a token
+    assert bucket.take(0.5) is True  # one full token after 0.5 s at 2/s
+    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # capped
+
+
+async def test_rate_limit_then_flooding_closes_only_the_flooder() -> None:
+    clock = ManualClock()
+    config = ServerConfig(messages_per_second=1, burst_messages=4, max_rate_violations=3)
+    server = await start_with(config, clock)
+    try:
+        alice, _ = await RawPeer.join(server.url, "flood")
+        bob, _ = await RawPeer.join(server.url, "flood")  # hello takes one token
+        await alice.recv()
+        for number in range(3):
+            await bob.signal(alice.peer_id, {"n": number})
+            assert (await alice.recv())["payload"] == {"n": number}
+        await bob.signal(alice.peer_id, {"n": "dropped"})
+        await bob.expect_error("rate_limited")
+        clock.advance(1.0)  # one token back: the peer may speak again
+        await bob.signal(alice.peer_id, {"n": "after refill"})
+        assert (await alice.recv())["payload"] == {"n": "after refill"}
+        for _ in range(4):
+            await bob.signal(alice.peer_id, {"n": "dropped"})
+        for _ in range(3):  # max_rate_violations are tolerated, the next one is not
+            await bob.expect_error("rate_limited")
+        await bob.expect_error("flooding")
+        await bob.expect_closed()
+        assert await alice.recv() == {"type": "peer_left", "peer_id": bob.peer_id}
+        await alice.close()
+        await bob.close()
+        await assert_server_serves(server.url)
+    finally:
+        await server.close()
+
+
+async def test_channel_full() -> None:
+    server = await start_with(ServerConfig(max_peers_per_channel=2))
+    try:
+        first, _ = await RawPeer.join(server.url, "small")
+        second, _ = await RawPeer.join(server.url, "small")
+        third = await RawPeer.connect(server.url, "small")
+        await third.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+        frame = await third.expect_error("channel_full")
+        assert frame["fatal"] is True
+        await third.expect_closed()
+        await assert_server_serves(server.url, "another-channel")
+        for peer in (first, second, third):
+            await peer.close()
+    finally:
+        await server.close()
+
+
+async def test_too_many_channels_and_connections() -> None:
+    server = await start_with(ServerConfig(max_channels=1, max_connections=2))
+    try:
+        first, _ = await RawPeer.join(server.url, "one")
+        other = await RawPeer.connect(server.url, "two")
+        await other.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+        await other.expect_error("too_many_channels")
+        await other.expect_closed()
+        await other.close()
+        second, _ = await RawPeer.join(server.url, "one")
+        third = await RawPeer.connect(server.url, "one")
+        await third.expect_error("server_full")
+        await third.expect_closed()
+        await third.close()
+        await second.close()
+        await wait_until(lambda: len(server.server.state.connections) == 1, what="second to go")
+        third, _ = await RawPeer.join(server.url, "one")
+        for peer in (first, third):
+            await peer.close()
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("name", ["", "-leading-dash", "has space", "a" * 65, "émoji", "dot.ted"])
+async def test_bad_channel_name_is_refused(server: RunningServer, name: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        url = f"{server.url}/channels/{name}/ws"
+        try:
+            ws = await session.ws_connect(url)
+        except aiohttp.WSServerHandshakeError as exc:
+            assert name == "" and exc.status == 404  # no route for an empty name
+            return
+        msg = await ws.receive(timeout=5)
+        frame = json.loads(msg.data)
+        assert frame["code"] == "invalid_channel" and frame["fatal"] is True
+        assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+        await ws.close()
+    await assert_server_serves(server.url)
+
+
+def test_channel_names_are_normalized_to_lower_case() -> None:
+    assert normalize_channel("Team-Chat_1") == "team-chat_1"
+    with pytest.raises(Exception, match="invalid channel name"):
+        normalize_channel("no/slash")
+
+
+async def test_hello_timeout() -> None:
+    server = await start_with(ServerConfig(hello_timeout=0.2))
+    try:
+        silent = await RawPeer.connect(server.url, "quiet")
+        await silent.expect_error("hello_timeout")
+        await silent.expect_closed()
+        await silent.close()
+        await assert_server_serves(server.url)
+    finally:
+        await server.close()
+
+
+# ------------------------------------------------------------------ identity
+
+
+async def test_id_taken_while_connected(server: RunningServer) -> None:
+    owner, _ = await RawPeer.join(server.url, "ids")
+    thief = await RawPeer.connect(server.url, "ids")
+    await thief.send_json({"type": "hello", "peer_id": owner.peer_id, "token": new_token()})
+    await thief.expect_error("id_taken")
+    await thief.expect_closed()
+    await thief.close()
+    # The same id in another channel is someone else's business.
+    elsewhere, _ = await RawPeer.join(server.url, "other-ids", owner.peer_id, new_token())
+    await owner.signal(new_peer_id(), {})
+    await owner.expect_error("unknown_peer")  # the owner was not disturbed
+    await owner.close()
+    await elsewhere.close()
+
+
+async def test_id_remembered_after_disconnect_until_ttl() -> None:
+    clock = ManualClock()
+    server = await start_with(ServerConfig(remembered_peer_ttl=60), clock)
+    try:
+        owner, _ = await RawPeer.join(server.url, "ids")
+        watcher, _ = await RawPeer.join(server.url, "ids")
+        await owner.recv()
+        await owner.close()
+        assert await watcher.recv() == {"type": "peer_left", "peer_id": owner.peer_id}
+
+        thief = await RawPeer.connect(server.url, "ids")
+        await thief.send_json({"type": "hello", "peer_id": owner.peer_id, "token": new_token()})
+        await thief.expect_error("id_taken")
+        await thief.close()
+
+        back, welcome = await RawPeer.join(server.url, "ids", owner.peer_id, owner.token)
+        assert welcome["peers"] == [watcher.peer_id]
+        assert await watcher.recv() == {"type": "peer_joined", "peer_id": owner.peer_id}
+        await back.close()
+        await watcher.recv()  # peer_left
+
+        clock.advance(61)
+        newcomer, _ = await RawPeer.join(server.url, "ids", owner.peer_id, new_token())
+        await newcomer.close()
+        await watcher.close()
+    finally:
+        await server.close()
+
+
+async def test_reconnect_with_token_replaces_half_dead_socket(server: RunningServer) -> None:
+    old, _ = await RawPeer.join(server.url, "replace")
+    watcher, _ = await RawPeer.join(server.url, "replace")
+    await old.recv()  # peer_joined watcher
+    new, welcome = await RawPeer.join(server.url, "replace", old.peer_id, old.token)
+    assert welcome["peers"] == [watcher.peer_id]
+    frame = await old.expect_error("replaced")
+    assert frame["fatal"] is True
+    await old.expect_closed()
+    # The watcher saw no churn: the next frame it gets is the relayed signal.
+    await new.signal(watcher.peer_id, {"hi": 1})
+    assert await watcher.recv() == {"type": "signal", "from": new.peer_id, "payload": {"hi": 1}}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{server.url}/channels/replace/peers") as response,
+    ):
+        assert sorted(await response.json()) == sorted([old.peer_id, watcher.peer_id])
+    for peer in (old, new, watcher):
+        await peer.close()
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+async def test_http_endpoints(server: RunningServer) -> None:
+    alice, _ = await RawPeer.join(server.url, "web")
+    bob, _ = await RawPeer.join(server.url, "web")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.url}/channels/WEB/peers") as response:
+            assert response.status == 200
+            assert sorted(await response.json()) == sorted([alice.peer_id, bob.peer_id])
+        async with session.get(f"{server.url}/channels/empty/peers") as response:
+            assert await response.json() == []
+        async with session.get(f"{server.url}/channels/bad.name/peers") as response:
+            assert response.status == 400
+            assert (await response.json())["error"] == "invalid_channel"
+        async with session.get(f"{server.url}/healthz") as response:
+            health = await response.json()
+            assert health == {"ok": True, "channels": 1, "peers": 2, "connections": 2}
+        names = set()
+        for _ in range(3):
+            async with session.post(f"{server.url}/channels") as response:
+                name = (await response.json())["channel"]
+                assert normalize_channel(name) == name
+                names.add(name)
+        assert len(names) == 3
+    await alice.close()
+    await bob.close()
+
+
+async def test_close_tells_peers_the_server_is_going_away() -> None:
+    server = await start_with(ServerConfig())
+    peer, _ = await RawPeer.join(server.url, "bye")
+    await server.close()
+    await peer.expect_error("shutting_down")
+    await peer.expect_closed()
+    await peer.close()
+
+
+# ------------------------------------------------------------------ fuzz
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "to", "payload", "peer_id", "token", "x"])
+            | st.text(max_size=5),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+frames = st.one_of(
+    json_values.map(json.dumps),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["hello", "signal", "welcome", "error"])},
+        optional={"to": json_values, "payload": json_values, "peer_id": json_values},
+    ).map(json.dumps),
+    st.text(max_size=50),
+    st.binary(max_size=50),
+)
+
+
+def _is_valid_client_frame(frame: str | bytes) -> bool:
+    if isinstance(frame, bytes):
+        return False
+    try:
+        parse_client_frame(frame)
+    except Exception:
+        return False
+    return True
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(frames, min_size=1, max_size=8))
+def test_random_frames_get_error_frames_and_server_stays_up(batch: list[str | bytes]) -> None:
+    async def scenario() -> None:
+        server = await start_with(ServerConfig(burst_messages=1000))
+        try:
+            abuser, _ = await RawPeer.join(server.url, "fuzz")
+            for frame in batch:
+                if isinstance(frame, bytes):
+                    await abuser.send_bytes(frame)
+                else:
+                    await abuser.send_str(frame)
+                if not _is_valid_client_frame(frame):
+                    reply = await abuser.recv()
+                    assert reply["type"] == "error", reply
+                    assert reply["code"] in set(ErrorCode), reply
+                    assert reply["fatal"] is False, reply
+                else:
+                    reply = await abuser.recv()
+                    assert reply["type"] == "error"  # unknown peer / already joined
+            await abuser.close()
+            await assert_server_serves(server.url)
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())
