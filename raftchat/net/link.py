@@ -1,0 +1,566 @@
+"""One peer link of the mesh: an RTCPeerConnection with its "raft" DataChannel.
+
+A link owns the negotiation with one peer (offer/answer over signaling, each
+attempt tagged with a random *session* id so late signals of an old attempt are
+ignored), the send queue with batching, chunking and backpressure, the receive
+path, RTT pings, and reconnection with backoff. The mesh drives it.
+
+Glare is avoided by rule: the peer with the smaller id always offers. The
+answerer never offers; when it wants a new connection it sends a ``restart``
+request and waits for the next offer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidStateError
+
+from raftchat.net import framing
+from raftchat.net.ice import build_rtc_configuration, host_candidates, selected_pair
+
+if TYPE_CHECKING:
+    from raftchat.net.mesh import MeshConfig
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_LABEL = "raft"
+
+# Signal payload types exchanged between the two ends of a link.
+SIGNAL_OFFER = "offer"
+SIGNAL_ANSWER = "answer"
+SIGNAL_RESTART = "restart"
+
+Direction = Literal["send", "recv"]
+
+
+class SignalSender(Protocol):
+    """The part of the signaling client the mesh uses."""
+
+    async def send_signal(self, to: str, payload: dict) -> bool: ...
+
+
+class LinkState(enum.StrEnum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """A snapshot of one link's state and counters."""
+
+    peer: str
+    state: LinkState
+    rtt_ms: float | None
+    "Round-trip time of the mesh's last ping/pong on the DataChannel."
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    "Application payload bytes handed to the DataChannel."
+    bytes_received: int
+    frames_sent: int
+    frames_received: int
+    malformed_frames: int
+    "Frames (or chunked messages) received that did not follow the format; dropped."
+    dropped_overflow: int
+    "Messages refused because the send queue was full (the newest are dropped)."
+    dropped_by_fault: int
+    "Messages/frames dropped by the fault filter (simulated partition)."
+    queued_messages: int
+    queued_bytes: int
+    buffered_amount: int
+    "Bytes queued inside aiortc's DataChannel (SCTP send buffer)."
+    max_frame_bytes: int | None
+    "Largest frame sent on the current connection (from the remote's max message size)."
+    connects: int
+    "How many times this link has opened."
+    local_candidate_type: str | None
+    remote_candidate_type: str | None
+
+
+class Link:
+    """The connection to one peer. Created and driven by :class:`~raftchat.net.mesh.Mesh`."""
+
+    def __init__(
+        self,
+        self_id: str,
+        peer: str,
+        config: MeshConfig,
+        signaling: SignalSender,
+        deliver: Callable[[str, bytes], None],
+        notify: Callable[[Link], None],
+        should_drop: Callable[[str, Direction], bool],
+    ) -> None:
+        self.peer = peer
+        self.is_offerer = self_id < peer
+        self._config = config
+        self._signaling = signaling
+        self._deliver = deliver
+        self._notify = notify
+        self._should_drop = should_drop
+        self._loop = asyncio.get_running_loop()
+
+        self.state = LinkState.CONNECTING
+        self._closing = False
+        self._pc: RTCPeerConnection | None = None
+        self._channel: RTCDataChannel | None = None
+        self._session: str | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._attempt_started = self._loop.time()
+        self._retry_at: float | None = None
+        self._backoff = config.reconnect_initial
+
+        self._outbox: deque[bytes] = deque()
+        self._outbox_bytes = 0
+        self._chunk_frames: deque[bytes] = deque()
+        self._flush_handle: asyncio.Handle | None = None
+        self._next_message_id = 0
+        self._max_frame_bytes: int | None = None
+        self._reassembler = framing.Reassembler(config.max_message_bytes)
+
+        self._ping_nonce: int | None = None
+        self._last_ping = 0.0
+        self._rtt_ms: float | None = None
+
+        self._messages_sent = 0
+        self._messages_received = 0
+        self._bytes_sent = 0
+        self._bytes_received = 0
+        self._frames_sent = 0
+        self._frames_received = 0
+        self._malformed_frames = 0
+        self._dropped_overflow = 0
+        self._dropped_by_fault = 0
+        self._connects = 0
+        self._candidate_types: tuple[str | None, str | None] = (None, None)
+
+    # --- public, used by the mesh ---------------------------------------------------
+
+    def start(self) -> None:
+        """Begin connecting: the offerer offers; the answerer waits for an offer."""
+        if self.is_offerer:
+            self._spawn(self._offer())
+
+    def info(self) -> LinkInfo:
+        channel = self._channel
+        return LinkInfo(
+            peer=self.peer,
+            state=self.state,
+            rtt_ms=self._rtt_ms,
+            messages_sent=self._messages_sent,
+            messages_received=self._messages_received,
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+            frames_sent=self._frames_sent,
+            frames_received=self._frames_received,
+            malformed_frames=self._malformed_frames + self._reassembler.interrupted_messages,
+            dropped_overflow=self._dropped_overflow,
+            dropped_by_fault=self._dropped_by_fault,
+            queued_messages=len(self._outbox),
+            queued_bytes=self._outbox_bytes,
+            buffered_amount=channel.bufferedAmount if channel is not None else 0,
+            max_frame_bytes=self._max_frame_bytes,
+            connects=self._connects,
+            local_candidate_type=self._candidate_types[0],
+            remote_candidate_type=self._candidate_types[1],
+        )
+
+    def send(self, data: bytes) -> bool:
+        """Queue one message; False if the link is not open or its queue is full."""
+        if len(data) > self._config.max_message_bytes:
+            raise ValueError(
+                f"message of {len(data)} bytes exceeds max_message_bytes="
+                f"{self._config.max_message_bytes}; split it before sending"
+            )
+        if self.state != LinkState.OPEN:
+            return False
+        if self._should_drop(self.peer, "send"):
+            self._dropped_by_fault += 1
+            return True
+        if (
+            len(self._outbox) >= self._config.max_queued_messages
+            or self._outbox_bytes + len(data) > self._config.max_queued_bytes
+        ):
+            # Raft tolerates lost messages, and what is already queued is older and
+            # usually needed first, so the newest message is the one refused.
+            self._dropped_overflow += 1
+            return False
+        self._outbox.append(bytes(data))
+        self._outbox_bytes += len(data)
+        if self._flush_handle is None:
+            # Flush once the current burst of sends is over, so it becomes one frame.
+            self._flush_handle = self._loop.call_soon(self._flush)
+        return True
+
+    def handle_signal(self, payload: dict[str, Any]) -> None:
+        """React to a validated signal payload from this link's peer."""
+        if self._closing:
+            return
+        kind = payload["type"]
+        session = payload.get("session")
+        if kind == SIGNAL_OFFER and not self.is_offerer:
+            if session == self._session:
+                logger.debug("link %s: duplicate offer for session %s ignored", self.peer, session)
+                return
+            self._spawn(self._accept_offer(session, payload["sdp"]))
+        elif kind == SIGNAL_ANSWER and self.is_offerer:
+            if session != self._session:
+                logger.debug("link %s: answer for old session %s ignored", self.peer, session)
+                return
+            self._spawn(self._accept_answer(session, payload["sdp"]))
+        elif kind == SIGNAL_RESTART and self.is_offerer:
+            self._handle_restart_request(session)
+        else:
+            logger.warning(
+                "link %s: unexpected %r signal for the %s side ignored",
+                self.peer,
+                kind,
+                "offering" if self.is_offerer else "answering",
+            )
+
+    def reset(self) -> None:
+        """Tear the connection down and connect again now (the caller believes it dead)."""
+        if self._closing:
+            return
+        logger.info("link %s: reset requested", self.peer)
+        self._retry_at = None
+        self._mark_down(LinkState.CONNECTING)
+        self._start_attempt()
+
+    def maintain(self, now: float) -> None:
+        """Periodic work: pings, connect timeouts, scheduled retries."""
+        if self._closing:
+            return
+        if self.state == LinkState.OPEN:
+            if now - self._last_ping >= self._config.ping_interval:
+                self._send_ping(now)
+        elif self.state == LinkState.CONNECTING:
+            if now - self._attempt_started > self._config.connect_timeout:
+                self._fail("connection attempt timed out")
+        elif (
+            self.state == LinkState.FAILED and self._retry_at is not None and now >= self._retry_at
+        ):
+            self._retry_at = None
+            self._set_state(LinkState.CONNECTING)
+            self._start_attempt()
+
+    async def close(self) -> None:
+        """Close for good: no more retries, events or deliveries."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._close_pc()
+        self._discard_queue()
+        self._set_state(LinkState.CLOSED)
+
+    # --- negotiation ----------------------------------------------------------------
+
+    def _start_attempt(self) -> None:
+        self._attempt_started = self._loop.time()
+        if self.is_offerer:
+            self._spawn(self._offer())
+        else:
+            self._spawn(self._send_signal({"type": SIGNAL_RESTART, "session": self._session}))
+
+    def _handle_restart_request(self, session: str | None) -> None:
+        in_flight = self.state == LinkState.CONNECTING and session != self._session
+        stale = self.state == LinkState.OPEN and session is not None and session != self._session
+        if in_flight or stale:
+            logger.debug("link %s: restart request for session %s ignored", self.peer, session)
+            return
+        logger.info("link %s: peer asked for a new connection", self.peer)
+        self.reset()
+
+    async def _offer(self) -> None:
+        async with self._lock:
+            await self._close_pc()
+            session = secrets.token_hex(8)
+            self._session = session
+            self._attempt_started = self._loop.time()
+            pc = self._new_peer_connection()
+            channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
+            self._attach_channel(pc, channel)
+            with host_candidates(self._config.host_candidate_addresses()):
+                await pc.setLocalDescription(await pc.createOffer())
+            sdp = pc.localDescription.sdp
+        await self._send_signal({"type": SIGNAL_OFFER, "session": session, "sdp": sdp})
+
+    async def _accept_offer(self, session: str, sdp: str) -> None:
+        async with self._lock:
+            await self._close_pc()
+            if self.state != LinkState.CONNECTING:
+                self._mark_down(LinkState.CONNECTING)
+            self._session = session
+            self._attempt_started = self._loop.time()
+            pc = self._new_peer_connection()
+
+            @pc.on("datachannel")
+            def on_datachannel(channel: RTCDataChannel) -> None:
+                if channel.label != CHANNEL_LABEL:
+                    logger.warning(
+                        "link %s: unexpected channel %r closed", self.peer, channel.label
+                    )
+                    channel.close()
+                    return
+                self._attach_channel(pc, channel)
+                if channel.readyState == "open":
+                    self._on_open(pc, channel)
+
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            with host_candidates(self._config.host_candidate_addresses()):
+                await pc.setLocalDescription(await pc.createAnswer())
+            answer = pc.localDescription.sdp
+        await self._send_signal({"type": SIGNAL_ANSWER, "session": session, "sdp": answer})
+
+    async def _accept_answer(self, session: str, sdp: str) -> None:
+        async with self._lock:
+            pc = self._pc
+            if pc is None or session != self._session or pc.signalingState != "have-local-offer":
+                logger.debug("link %s: answer arrived with no offer pending", self.peer)
+                return
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def _send_signal(self, payload: dict[str, Any]) -> None:
+        if not await self._signaling.send_signal(self.peer, payload):
+            # The connect timeout retries; nothing else to do while signaling is down.
+            logger.info("link %s: could not send %s (signaling down)", self.peer, payload["type"])
+
+    def _new_peer_connection(self) -> RTCPeerConnection:
+        config = build_rtc_configuration(self._config.ice_servers, self._config.relay_only)
+        pc = RTCPeerConnection(configuration=config)
+        self._pc = pc
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc is self._pc and pc.connectionState in ("failed", "closed"):
+                self._fail(f"peer connection {pc.connectionState}")
+
+        return pc
+
+    def _attach_channel(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        channel.bufferedAmountLowThreshold = self._config.send_buffer_low_bytes
+
+        @channel.on("open")
+        def on_open() -> None:
+            self._on_open(pc, channel)
+
+        @channel.on("message")
+        def on_message(frame: bytes | str) -> None:
+            if channel is self._channel:
+                self._on_frame(frame)
+
+        @channel.on("close")
+        def on_close() -> None:
+            if channel is self._channel:
+                self._fail("data channel closed")
+
+        @channel.on("bufferedamountlow")
+        def on_low() -> None:
+            if channel is self._channel:
+                self._flush()
+
+    def _on_open(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        if pc is not self._pc or self._closing or self._channel is channel:
+            return
+        self._channel = channel
+        self._max_frame_bytes = self._frame_limit(pc)
+        self._reassembler.reset()
+        self._connects += 1
+        self._backoff = self._config.reconnect_initial
+        self._retry_at = None
+        sctp = pc.sctp
+        pair = selected_pair(sctp.transport.transport._connection) if sctp else None
+        self._candidate_types = (pair.local_type, pair.remote_type) if pair else (None, None)
+        logger.info("link %s: open (frames up to %d bytes)", self.peer, self._max_frame_bytes)
+        self._set_state(LinkState.OPEN)
+        self._send_ping(self._loop.time())
+
+    def _frame_limit(self, pc: RTCPeerConnection) -> int:
+        """Largest frame to send: our limit, or less if the remote accepts less.
+
+        aiortc enforces the remote's SDP ``max-message-size`` (0 = unlimited) but
+        exposes it only as ``RTCSctpTransport._remote_max_message_size``.
+        """
+        remote = getattr(pc.sctp, "_remote_max_message_size", None)
+        limit = self._config.max_frame_bytes
+        if remote:
+            limit = min(limit, remote)
+        return max(limit, framing.MIN_FRAME_BYTES)
+
+    # --- failure and teardown -------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        if self._closing or self.state == LinkState.FAILED:
+            return
+        logger.info("link %s: %s; retrying in %.1f s", self.peer, reason, self._backoff)
+        self._retry_at = self._loop.time() + self._backoff
+        self._backoff = min(self._backoff * 2, self._config.reconnect_max)
+        self._mark_down(LinkState.FAILED)
+
+    def _mark_down(self, state: LinkState) -> None:
+        """Drop the current connection (closed in the background) and its queue."""
+        self._channel = None
+        self._discard_queue()
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            self._spawn(self._close_given_pc(pc))
+        self._set_state(state)
+
+    async def _close_pc(self) -> None:
+        pc, self._pc = self._pc, None
+        self._channel = None
+        if pc is not None:
+            await self._close_given_pc(pc)
+
+    @staticmethod
+    async def _close_given_pc(pc: RTCPeerConnection) -> None:
+        try:
+            await pc.close()
+        except Exception:
+            logger.exception("closing a peer connection failed")
+
+    def _discard_queue(self) -> None:
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        self._chunk_frames.clear()
+        self._ping_nonce = None
+
+    def _set_state(self, state: LinkState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        self._notify(self)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(self._guarded(coroutine))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, coroutine: Awaitable[None]) -> None:
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Bad SDP from a peer, a closed connection mid-negotiation, ...
+            logger.warning("link %s: negotiation failed: %r", self.peer, exc)
+            self._fail(f"negotiation failed ({exc!r})")
+
+    # --- sending --------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Move queued messages into DataChannel frames until the send buffer is full."""
+        self._flush_handle = None
+        channel = self._channel
+        if channel is None or self._max_frame_bytes is None:
+            return
+        max_frame = self._max_frame_bytes
+        high_water = self._config.send_buffer_high_bytes
+        try:
+            while channel.bufferedAmount < high_water:
+                if self._chunk_frames:
+                    frame = self._chunk_frames.popleft()
+                elif self._outbox:
+                    frame = self._next_frame(max_frame)
+                else:
+                    return
+                channel.send(frame)
+                self._frames_sent += 1
+        except (InvalidStateError, ValueError) as exc:
+            self._fail(f"send failed ({exc!r})")
+
+    def _next_frame(self, max_frame: int) -> bytes:
+        """The next frame from the queue: a batch of small messages, or a chunked one."""
+        if framing.fits_in_batch(self._outbox[0], max_frame):
+            batch = framing.pop_batch(self._outbox, max_frame)
+            self._count_sent(batch)
+            return framing.encode_batch(batch)
+        message = self._outbox.popleft()
+        self._count_sent([message])
+        frames = framing.encode_chunks(self._next_message_id, message, max_frame)
+        self._next_message_id += 1
+        self._chunk_frames.extend(frames[1:])
+        return frames[0]
+
+    def _count_sent(self, messages: list[bytes]) -> None:
+        size = sum(len(message) for message in messages)
+        self._outbox_bytes -= size
+        self._messages_sent += len(messages)
+        self._bytes_sent += size
+
+    def _send_ping(self, now: float) -> None:
+        self._last_ping = now
+        nonce = time.monotonic_ns()
+        if self._send_control(framing.encode_ping(nonce)):
+            self._ping_nonce = nonce
+
+    def _send_control(self, frame: bytes) -> bool:
+        channel = self._channel
+        if channel is None:
+            return False
+        if self._should_drop(self.peer, "send"):
+            self._dropped_by_fault += 1
+            return False
+        try:
+            channel.send(frame)
+        except (InvalidStateError, ValueError) as exc:
+            self._fail(f"send failed ({exc!r})")
+            return False
+        self._frames_sent += 1
+        return True
+
+    # --- receiving ------------------------------------------------------------------
+
+    def _on_frame(self, data: bytes | str) -> None:
+        """Handle one received frame. Never raises: bad frames are counted and dropped."""
+        if self._should_drop(self.peer, "recv"):
+            self._dropped_by_fault += 1
+            return
+        self._frames_received += 1
+        try:
+            if not isinstance(data, bytes):
+                raise framing.FramingError("text frame on the binary raft channel")
+            frame = framing.decode_frame(data)
+            if isinstance(frame, framing.Batch):
+                for message in frame.messages:
+                    self._deliver_message(message)
+            elif isinstance(frame, framing.Chunk):
+                message = self._reassembler.feed(frame)
+                if message is not None:
+                    self._deliver_message(message)
+            elif isinstance(frame, framing.Ping):
+                self._send_control(framing.encode_pong(frame.nonce))
+            elif isinstance(frame, framing.Pong) and frame.nonce == self._ping_nonce:
+                self._ping_nonce = None
+                self._rtt_ms = (time.monotonic_ns() - frame.nonce) / 1e6
+        except framing.FramingError as exc:
+            self._malformed_frames += 1
+            logger.debug("link %s: malformed frame dropped: %s", self.peer, exc)
+
+    def _deliver_message(self, message: bytes) -> None:
+        self._messages_received += 1
+        self._bytes_received += len(message)
+        try:
+            self._deliver(self.peer, message)
+        except Exception:
+            logger.exception("link %s: message handler failed", self.peer)

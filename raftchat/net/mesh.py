@@ -1,0 +1,353 @@
+"""The WebRTC mesh: bytes to and from peer ids over aiortc DataChannels.
+
+One :class:`~raftchat.net.link.Link` (one RTCPeerConnection, one reliable
+ordered DataChannel labelled "raft") per other peer. Presence from the
+signaling server decides which links exist (:meth:`Mesh.set_peers`); the
+offer/answer exchange rides on the signaling relay (:meth:`Mesh.handle_signal`).
+Offers and answers carry complete SDP: aiortc gathers every candidate before
+it creates a description, so there is no trickle ICE.
+
+Typical wiring::
+
+    listener = MeshSignalingListener()
+    client = SignalingClient(url, channel, my_id, token, listener)
+    mesh = Mesh(my_id, client, MeshConfig(signaling_url=url), on_message)
+    listener.bind(mesh)
+    await client.start()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from raftchat.net.framing import MIN_FRAME_BYTES
+from raftchat.net.ice import IceServer, loopback_address_of
+from raftchat.net.link import (
+    SIGNAL_ANSWER,
+    SIGNAL_OFFER,
+    SIGNAL_RESTART,
+    Direction,
+    Link,
+    LinkInfo,
+    LinkState,
+    SignalSender,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_SESSION_ID_LENGTH = 64
+
+FaultFilter = Callable[[str, Direction], bool]
+"""``(peer, "send" | "recv") -> True`` to silently drop that traffic."""
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Settings of the mesh. Defaults suit a chat; tests shorten the timers."""
+
+    ice_servers: tuple[IceServer, ...] = ()
+    """STUN/TURN servers; the only ones ever used (no public default server)."""
+    relay_only: bool = False
+    "Use only TURN relay candidates (iceTransportPolicy relay); needs a TURN server."
+    ice_host: str | None = None
+    "Gather host candidates only on this address (e.g. '127.0.0.1' or a LAN address)."
+    signaling_url: str | None = None
+    "If set and its host is loopback (and ice_host is not set), host candidates are loopback."
+    max_frame_bytes: int = 64 * 1024
+    "Largest DataChannel frame sent; lowered to the remote's max-message-size."
+    max_message_bytes: int = 16 * 1024 * 1024
+    "Largest message accepted by send() and reassembled on receipt."
+    max_queued_messages: int = 100_000
+    "Per-link send queue cap (messages); beyond it send() drops the new message."
+    max_queued_bytes: int = 64 * 1024 * 1024
+    "Per-link send queue cap (bytes)."
+    send_buffer_high_bytes: int = 1024 * 1024
+    "Stop handing frames to aiortc once its bufferedAmount reaches this."
+    send_buffer_low_bytes: int = 256 * 1024
+    "Resume when bufferedAmount falls to this (bufferedAmountLowThreshold)."
+    ping_interval: float = 1.0
+    "Seconds between RTT pings on an open link."
+    connect_timeout: float = 15.0
+    "Seconds a connection attempt may take before it counts as failed."
+    reconnect_initial: float = 0.5
+    "First retry delay after a failure; doubles per failure up to reconnect_max."
+    reconnect_max: float = 10.0
+    maintenance_interval: float = 0.25
+    "Period of the timer that pings, times out attempts and starts retries."
+    max_sdp_bytes: int = 64 * 1024
+    "Largest SDP accepted in a signal."
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
+        for server in self.ice_servers:
+            if not isinstance(server, IceServer):
+                raise TypeError(f"ice_servers must hold IceServer objects, got {server!r}")
+        if self.relay_only and not any(server.is_turn for server in self.ice_servers):
+            raise ValueError("relay_only needs a TURN server (turn: URL) in ice_servers")
+        if self.max_frame_bytes < MIN_FRAME_BYTES:
+            raise ValueError(f"max_frame_bytes must be at least {MIN_FRAME_BYTES}")
+        if self.max_message_bytes < 1 or self.max_queued_messages < 1:
+            raise ValueError("max_message_bytes and max_queued_messages must be positive")
+        if self.max_queued_bytes < self.max_message_bytes:
+            raise ValueError("max_queued_bytes must be at least max_message_bytes")
+        if not 0 <= self.send_buffer_low_bytes < self.send_buffer_high_bytes:
+            raise ValueError("need 0 <= send_buffer_low_bytes < send_buffer_high_bytes")
+        for name in ("ping_interval", "connect_timeout", "reconnect_initial", "reconnect_max"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.maintenance_interval <= 0:
+            raise ValueError("maintenance_interval must be positive")
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError("reconnect_max must be at least reconnect_initial")
+
+    def host_candidate_addresses(self) -> tuple[str, ...] | None:
+        """Addresses for ICE host candidates, or None for aioice's default choice."""
+        if self.ice_host is not None:
+            return (self.ice_host,)
+        if self.signaling_url is not None:
+            loopback = loopback_address_of(self.signaling_url)
+            if loopback is not None:
+                return (loopback,)
+        return None
+
+
+class Mesh:
+    """Links to every other peer present in the channel; bytes in, bytes out."""
+
+    def __init__(
+        self,
+        self_id: str,
+        signaling: SignalSender,
+        config: MeshConfig | None = None,
+        on_message: Callable[[str, bytes], None] | None = None,
+        on_link_change: Callable[[str, LinkInfo], None] | None = None,
+    ) -> None:
+        self.self_id = self_id
+        self.config = config or MeshConfig()
+        self._signaling = signaling
+        self._on_message = on_message
+        self._on_link_change = on_link_change
+        self._loop = asyncio.get_running_loop()
+        self._links: dict[str, Link] = {}
+        self._closing_tasks: set[asyncio.Task[None]] = set()
+        self._fault_filter: FaultFilter | None = None
+        self._blocked: set[str] = set()
+        self._closed = False
+        self.malformed_signals = 0
+        "Signals dropped because they were not valid mesh payloads."
+        self._timer = self._loop.call_later(self.config.maintenance_interval, self._maintain)
+
+    # --- presence and signaling -----------------------------------------------------
+
+    def set_peers(self, peers: Iterable[str]) -> None:
+        """Open links to new peers and close links to peers that left."""
+        if self._closed:
+            return
+        wanted = set(peers) - {self.self_id}
+        for peer in list(self._links):
+            if peer not in wanted:
+                self._drop_link(peer)
+        for peer in sorted(wanted - set(self._links)):
+            self._add_link(peer).start()
+
+    def handle_signal(self, sender: str, payload: dict[str, Any]) -> None:
+        """A relayed signal from ``sender``. Invalid payloads are counted and dropped."""
+        if self._closed:
+            return
+        problem = self._signal_problem(sender, payload)
+        if problem is not None:
+            self.malformed_signals += 1
+            logger.warning("signal from %r dropped: %s", sender, problem)
+            return
+        link = self._links.get(sender)
+        if link is None:
+            if payload["type"] != SIGNAL_OFFER:
+                logger.debug("%s signal from %r with no link ignored", payload["type"], sender)
+                return
+            # The offer can overtake the presence update that announces its sender.
+            link = self._add_link(sender)
+        link.handle_signal(payload)
+
+    def _signal_problem(self, sender: str, payload: Any) -> str | None:
+        if not isinstance(sender, str) or not sender or sender == self.self_id:
+            return f"invalid sender {sender!r}"
+        if not isinstance(payload, dict):
+            return "payload is not an object"
+        kind = payload.get("type")
+        if kind not in (SIGNAL_OFFER, SIGNAL_ANSWER, SIGNAL_RESTART):
+            return f"unknown type {kind!r}"
+        session = payload.get("session")
+        valid_session = isinstance(session, str) and 0 < len(session) <= MAX_SESSION_ID_LENGTH
+        # A restart request may carry no session: the peer has not seen any offer yet.
+        if not valid_session and not (kind == SIGNAL_RESTART and session is None):
+            return "missing or invalid session id"
+        if kind in (SIGNAL_OFFER, SIGNAL_ANSWER):
+            sdp = payload.get("sdp")
+            if not isinstance(sdp, str) or not sdp:
+                return "missing sdp"
+            if len(sdp) > self.config.max_sdp_bytes:
+                return f"sdp of {len(sdp)} bytes exceeds max_sdp_bytes={self.config.max_sdp_bytes}"
+        if kind == SIGNAL_OFFER and self.self_id < sender:
+            return "an offer from a peer with a larger id breaks the no-glare rule"
+        return None
+
+    # --- data -----------------------------------------------------------------------
+
+    def send(self, peer: str, data: bytes) -> bool:
+        """Queue ``data`` for ``peer`` without blocking.
+
+        Returns False if there is no open link to ``peer`` or its send queue is
+        full (the message is then dropped and counted; Raft retransmits).
+        Raises ValueError for a message above ``max_message_bytes``.
+        """
+        link = self._links.get(peer)
+        return link is not None and link.send(data)
+
+    def broadcast(self, data: bytes) -> int:
+        """Queue ``data`` for every open link; return how many accepted it."""
+        return sum(link.send(data) for link in list(self._links.values()))
+
+    def links(self) -> dict[str, LinkInfo]:
+        return {peer: link.info() for peer, link in self._links.items()}
+
+    def reset_link(self, peer: str) -> bool:
+        """Force a new connection to ``peer`` (e.g. Raft heartbeats say it is dead).
+
+        ICE consent checks take ~30 s to notice a silent peer; this is faster.
+        """
+        link = self._links.get(peer)
+        if link is None:
+            return False
+        link.reset()
+        return True
+
+    # --- fault injection ------------------------------------------------------------
+
+    def set_fault_filter(self, fault_filter: FaultFilter | None) -> None:
+        """Drop traffic for which ``fault_filter(peer, direction)`` is True, silently.
+
+        Links stay open (a simulated partition): sends report success, frames
+        received are discarded before decoding, pings too. None removes it.
+        """
+        self._fault_filter = fault_filter
+
+    def block(self, peer: str) -> None:
+        """Drop all traffic to and from ``peer`` without closing the link."""
+        self._blocked.add(peer)
+
+    def unblock(self, peer: str) -> None:
+        self._blocked.discard(peer)
+
+    def _should_drop(self, peer: str, direction: Direction) -> bool:
+        if peer in self._blocked:
+            return True
+        fault_filter = self._fault_filter
+        if fault_filter is None:
+            return False
+        try:
+            return bool(fault_filter(peer, direction))
+        except Exception:
+            logger.exception("fault filter failed; traffic passes")
+            return False
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every link and stop all timers; leaves no task behind."""
+        if self._closed:
+            return
+        self._closed = True
+        self._timer.cancel()
+        links = list(self._links.values())
+        self._links.clear()
+        await asyncio.gather(*(link.close() for link in links))
+        if self._closing_tasks:
+            await asyncio.gather(*self._closing_tasks, return_exceptions=True)
+
+    def _add_link(self, peer: str) -> Link:
+        link = Link(
+            self.self_id,
+            peer,
+            self.config,
+            self._signaling,
+            deliver=self._deliver,
+            notify=self._notify,
+            should_drop=self._should_drop,
+        )
+        self._links[peer] = link
+        self._notify(link)
+        return link
+
+    def _drop_link(self, peer: str) -> None:
+        link = self._links.pop(peer)
+        task = asyncio.ensure_future(link.close())
+        self._closing_tasks.add(task)
+        task.add_done_callback(self._closing_tasks.discard)
+
+    def _maintain(self) -> None:
+        now = self._loop.time()
+        for link in list(self._links.values()):
+            try:
+                link.maintain(now)
+            except Exception:
+                logger.exception("link %s: maintenance failed", link.peer)
+        self._timer = self._loop.call_later(self.config.maintenance_interval, self._maintain)
+
+    def _deliver(self, peer: str, message: bytes) -> None:
+        if self._on_message is not None:
+            self._on_message(peer, message)
+
+    def _notify(self, link: Link) -> None:
+        if self._on_link_change is None:
+            return
+        try:
+            self._on_link_change(link.peer, link.info())
+        except Exception:
+            logger.exception("link change handler failed")
+
+
+class MeshSignalingListener:
+    """Forwards a SignalingClient's events to a mesh bound after both exist.
+
+    The client needs its listener at construction and the mesh needs the client,
+    so create this first, then :meth:`bind` the mesh before starting the client.
+    """
+
+    def __init__(self, on_state: Callable[[str], None] | None = None) -> None:
+        self._mesh: Mesh | None = None
+        self._on_state = on_state
+        self._peers: frozenset[str] | None = None
+
+    def bind(self, mesh: Mesh) -> None:
+        self._mesh = mesh
+        if self._peers is not None:
+            mesh.set_peers(self._peers)
+
+    def on_peers(self, peers: frozenset[str]) -> None:
+        self._peers = frozenset(peers)
+        if self._mesh is not None:
+            self._mesh.set_peers(peers)
+
+    def on_signal(self, sender: str, payload: dict) -> None:
+        if self._mesh is not None:
+            self._mesh.handle_signal(sender, payload)
+
+    def on_state(self, state: str) -> None:
+        if self._on_state is not None:
+            self._on_state(state)
+
+
+__all__ = [
+    "FaultFilter",
+    "IceServer",
+    "LinkInfo",
+    "LinkState",
+    "Mesh",
+    "MeshConfig",
+    "MeshSignalingListener",
+    "SignalSender",
+]

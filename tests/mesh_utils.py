@@ -1,0 +1,139 @@
+"""Test helpers for the mesh: an in-memory signaling relay and condition waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from raftchat.net.ice import IPV4_LOOPBACK
+from raftchat.net.mesh import LinkInfo, LinkState, Mesh, MeshConfig
+
+# Loopback only, short timers so failures are noticed quickly in tests.
+TEST_CONFIG = MeshConfig(
+    ice_host=IPV4_LOOPBACK,
+    ping_interval=0.2,
+    connect_timeout=5.0,
+    reconnect_initial=0.1,
+    reconnect_max=1.0,
+    maintenance_interval=0.05,
+)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(0.01)
+
+
+class FakeSignaling:
+    """One peer's end of :class:`FakeRelay`; implements the mesh's SignalSender."""
+
+    def __init__(self, relay: FakeRelay, peer_id: str) -> None:
+        self.relay = relay
+        self.peer_id = peer_id
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def send_signal(self, to: str, payload: dict) -> bool:
+        self.sent.append((to, payload))
+        return self.relay.relay(self.peer_id, to, payload)
+
+
+class FakeRelay:
+    """In-memory stand-in for the signaling server: presence and relayed signals.
+
+    Payloads go through JSON like on the wire, and are delivered on a later loop
+    iteration, like network messages.
+    """
+
+    def __init__(self) -> None:
+        self.meshes: dict[str, Mesh] = {}
+        self.signals_relayed = 0
+        self.drop_signals = False
+
+    def endpoint(self, peer_id: str) -> FakeSignaling:
+        return FakeSignaling(self, peer_id)
+
+    def join(self, peer_id: str, mesh: Mesh) -> None:
+        self.meshes[peer_id] = mesh
+        self._announce()
+
+    def leave(self, peer_id: str) -> None:
+        self.meshes.pop(peer_id, None)
+        self._announce()
+
+    def relay(self, sender: str, to: str, payload: dict) -> bool:
+        if self.drop_signals or sender not in self.meshes or to not in self.meshes:
+            return False
+        wire = json.loads(json.dumps(payload))
+        asyncio.get_running_loop().call_soon(self._deliver, sender, to, wire)
+        self.signals_relayed += 1
+        return True
+
+    def _deliver(self, sender: str, to: str, payload: dict) -> None:
+        mesh = self.meshes.get(to)
+        if mesh is not None:
+            mesh.handle_signal(sender, payload)
+
+    def _announce(self) -> None:
+        everyone = frozenset(self.meshes)
+        for peer_id, mesh in list(self.meshes.items()):
+            mesh.set_peers(everyone - {peer_id})
+
+
+@dataclass
+class Peer:
+    """A mesh plus everything it received and every link change it reported."""
+
+    peer_id: str
+    mesh: Mesh
+    received: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    changes: list[tuple[str, LinkInfo]] = field(default_factory=list)
+
+    def state_of(self, peer: str) -> LinkState | None:
+        info = self.mesh.links().get(peer)
+        return info.state if info else None
+
+
+def make_peer(
+    relay: FakeRelay, peer_id: str, config: MeshConfig = TEST_CONFIG, join: bool = True
+) -> Peer:
+    """A mesh on ``relay`` that records what it receives; joins presence unless told not to."""
+    received: dict[str, list[bytes]] = defaultdict(list)
+    changes: list[tuple[str, LinkInfo]] = []
+    mesh = Mesh(
+        peer_id,
+        relay.endpoint(peer_id),
+        config,
+        on_message=lambda sender, data: received[sender].append(data),
+        on_link_change=lambda peer, info: changes.append((peer, info)),
+    )
+    peer = Peer(peer_id, mesh, received, changes)
+    if join:
+        relay.join(peer_id, mesh)
+    return peer
+
+
+def all_open(peers: list[Peer]) -> bool:
+    """Whether every pair of ``peers`` has an open link, seen from both sides."""
+    for peer in peers:
+        links = peer.mesh.links()
+        for other in peers:
+            if other is not peer and (
+                other.peer_id not in links or links[other.peer_id].state != LinkState.OPEN
+            ):
+                return False
+    return True
+
+
+def pending_tasks() -> set[asyncio.Task[Any]]:
+    """Tasks other than the current one that are still running."""
+    current = asyncio.current_task()
+    return {task for task in asyncio.all_tasks() if task is not current and not task.done()}
