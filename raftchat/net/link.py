@@ -327,6 +327,8 @@ class Link:
                     self._on_open(pc, channel)
 
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if pc.sctp is None:
+                raise ValueError("the offer has no data channel (application) section")
             with host_candidates(self._config.host_candidate_addresses()):
                 await pc.setLocalDescription(await pc.createAnswer())
             answer = pc.localDescription.sdp

@@ -1,0 +1,402 @@
+"""The WebRTC mesh with real aiortc peers on loopback, signaled through an in-memory relay."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+
+import aioice.ice
+import pytest
+from aiortc import RTCPeerConnection
+
+from raftchat.net import ice as mesh_ice
+from raftchat.net import link as link_module
+from raftchat.net.framing import encode_chunks
+from raftchat.net.ice import IceServer, build_rtc_configuration, loopback_address_of
+from raftchat.net.mesh import LinkState, MeshConfig
+from tests.mesh_utils import (
+    TEST_CONFIG,
+    FakeRelay,
+    Peer,
+    all_open,
+    make_peer,
+    pending_tasks,
+    wait_until,
+)
+
+
+@pytest.fixture
+async def net():
+    """A relay and a factory of peers on it; every mesh is closed (cleanly) at the end."""
+    relay = FakeRelay()
+    peers: list[Peer] = []
+
+    def add(peer_id: str, config: MeshConfig = TEST_CONFIG, join: bool = True) -> Peer:
+        peer = make_peer(relay, peer_id, config, join)
+        peers.append(peer)
+        return peer
+
+    add.relay = relay  # type: ignore[attr-defined]
+    yield add
+    for peer in peers:
+        await peer.mesh.close()
+    await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+
+
+async def connected(net, *ids: str, config: MeshConfig = TEST_CONFIG) -> list[Peer]:
+    peers = [net(peer_id, config) for peer_id in ids]
+    await wait_until(lambda: all_open(peers), 10, "all links open")
+    return peers
+
+
+def internal_link(peer: Peer, other: str) -> link_module.Link:
+    return peer.mesh._links[other]
+
+
+# --- ICE configuration ------------------------------------------------------------------
+
+
+def test_rtc_configuration_has_only_configured_servers():
+    assert build_rtc_configuration([], relay_only=False).iceServers == []
+    turn = IceServer("turn:127.0.0.1:3478", username="u", credential="p")
+    config = build_rtc_configuration([turn], relay_only=True)
+    assert [server.urls for server in config.iceServers] == [["turn:127.0.0.1:3478"]]
+    assert config.iceTransportPolicy.value == "relay"
+
+
+async def test_mesh_passes_explicit_empty_ice_servers_to_every_connection(net, monkeypatch):
+    configurations = []
+
+    class SpyPeerConnection(RTCPeerConnection):
+        def __init__(self, configuration=None):
+            configurations.append(configuration)
+            super().__init__(configuration)
+
+    monkeypatch.setattr(link_module, "RTCPeerConnection", SpyPeerConnection)
+    a, _b = await connected(net, "a", "b")
+    assert len(configurations) == 2
+    for configuration in configurations:
+        # None would make aiortc add its public STUN server.
+        assert configuration is not None and configuration.iceServers == []
+    connection = internal_link(a, "b")._pc.sctp.transport.transport._connection
+    assert connection.stun_server is None and connection.turn_server is None
+
+
+def test_ice_server_validation_gives_actionable_errors():
+    with pytest.raises(ValueError, match="not valid"):
+        IceServer("http://example.invalid")
+    with pytest.raises(ValueError, match="needs a username"):
+        IceServer("turn:127.0.0.1:3478")
+    with pytest.raises(ValueError, match="relay_only needs a TURN server"):
+        MeshConfig(relay_only=True, ice_servers=[IceServer("stun:127.0.0.1:3478")])
+
+
+def test_loopback_detection_from_signaling_url():
+    assert loopback_address_of("ws://127.0.0.1:8765/ws") == "127.0.0.1"
+    assert loopback_address_of("http://localhost:8765") == "127.0.0.1"
+    assert loopback_address_of("ws://[::1]:8765") == "::1"
+    assert loopback_address_of("wss://chat.example.org") is None
+    assert loopback_address_of("ws://192.0.2.1:8765") is None
+    assert MeshConfig(signaling_url="ws://127.0.0.1:1").host_candidate_addresses() == ("127.0.0.1",)
+    assert MeshConfig(signaling_url="ws://192.0.2.1:1").host_candidate_addresses() is None
+    assert MeshConfig(
+        ice_host="::1", signaling_url="ws://127.0.0.1:1"
+    ).host_candidate_addresses() == ("::1",)
+
+
+def test_host_candidate_adapter_is_scoped_to_its_block():
+    with mesh_ice.host_candidates(["127.0.0.1"]):
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
+    assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
+
+
+async def test_host_candidates_are_loopback_only(net):
+    a, b = await connected(net, "a", "b")
+    for peer, other in ((a, "b"), (b, "a")):
+        gatherer = internal_link(peer, other)._pc.sctp.transport.transport.iceGatherer
+        addresses = {candidate.ip for candidate in gatherer.getLocalCandidates()}
+        assert addresses == {"127.0.0.1"}
+    assert a.mesh.links()["b"].local_candidate_type == "host"
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+async def test_two_peers_exchange_messages(net):
+    a, b = await connected(net, "a", "b")
+    assert a.mesh.send("b", b"hello b")
+    assert b.mesh.send("a", b"hello a")
+    await wait_until(lambda: b.received["a"] == [b"hello b"] and a.received["b"] == [b"hello a"])
+    info = a.mesh.links()["b"]
+    assert info.messages_sent == 1 and info.messages_received == 1
+    assert info.bytes_sent == len(b"hello b")
+
+
+async def test_five_peers_form_a_full_mesh(net):
+    peers = await connected(net, "p1", "p2", "p3", "p4", "p5")
+    for peer in peers:
+        assert peer.mesh.broadcast(f"from {peer.peer_id}".encode()) == 4
+    for peer in peers:
+        others = [other for other in peers if other is not peer]
+        await wait_until(
+            lambda peer=peer, others=others: all(
+                peer.received[o.peer_id] == [f"from {o.peer_id}".encode()] for o in others
+            )
+        )
+
+
+async def test_send_without_open_link_returns_false(net):
+    a = net("a")
+    assert not a.mesh.send("nobody", b"x")
+    b = net("b")
+    assert a.state_of("b") == LinkState.CONNECTING
+    assert not a.mesh.send("b", b"too early")
+    await wait_until(lambda: all_open([a, b]))
+
+
+async def test_megabyte_message_is_chunked_and_arrives_intact(net):
+    a, b = await connected(net, "a", "b")
+    big = bytes(range(256)) * 4096
+    assert a.mesh.send("b", big)
+    assert a.mesh.send("b", b"after")
+    await wait_until(lambda: len(b.received["a"]) == 2)
+    assert b.received["a"][0] == big and b.received["a"][1] == b"after"
+    info = a.mesh.links()["b"]
+    assert info.max_frame_bytes == TEST_CONFIG.max_frame_bytes
+    assert info.frames_sent >= len(big) // info.max_frame_bytes
+
+
+async def test_burst_of_small_messages_is_batched_in_order(net):
+    a, b = await connected(net, "a", "b")
+    frames_before = a.mesh.links()["b"].frames_sent
+    messages = [i.to_bytes(4, "big") * 25 for i in range(5000)]
+    for message in messages:
+        assert a.mesh.send("b", message)
+    await wait_until(lambda: len(b.received["a"]) == len(messages))
+    assert b.received["a"] == messages
+    data_frames = a.mesh.links()["b"].frames_sent - frames_before
+    # 5000 messages of 100 B fit in a handful of 64 KiB frames (plus a few pings).
+    assert data_frames < 50
+
+
+async def test_oversized_message_is_refused_with_a_clear_error(net):
+    a, _ = await connected(
+        net,
+        "a",
+        "b",
+        config=MeshConfig(
+            **{**vars(TEST_CONFIG), "max_message_bytes": 1000, "max_queued_bytes": 1000}
+        ),
+    )
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        a.mesh.send("b", b"x" * 1001)
+
+
+async def test_full_send_queue_drops_the_newest_messages(net):
+    config = MeshConfig(**{**vars(TEST_CONFIG), "max_queued_messages": 10})
+    a, b = await connected(net, "a", "b", config=config)
+    results = [a.mesh.send("b", bytes([i])) for i in range(15)]
+    assert results == [True] * 10 + [False] * 5
+    assert a.mesh.links()["b"].dropped_overflow == 5
+    await wait_until(lambda: len(b.received["a"]) == 10)
+    assert b.received["a"] == [bytes([i]) for i in range(10)]
+
+
+async def test_send_buffer_is_bounded_by_backpressure(net):
+    config = MeshConfig(
+        **{
+            **vars(TEST_CONFIG),
+            "send_buffer_high_bytes": 128 * 1024,
+            "send_buffer_low_bytes": 32 * 1024,
+        }
+    )
+    a, b = await connected(net, "a", "b", config=config)
+    message = b"m" * 1000
+    count = 2000
+    link = internal_link(a, "b")
+    peak = 0
+
+    def watch(sender, data):
+        nonlocal peak
+        peak = max(peak, link._channel.bufferedAmount)
+
+    b.mesh._on_message = watch
+    for _ in range(count):
+        assert a.mesh.send("b", message)
+    assert a.mesh.links()["b"].queued_messages == count
+    await wait_until(lambda: b.mesh.links()["a"].messages_received == count, 20)
+    assert 0 < peak <= config.send_buffer_high_bytes + config.max_frame_bytes
+
+
+async def test_failing_message_handler_does_not_break_the_link(net, caplog):
+    a, b = await connected(net, "a", "b")
+    calls = []
+
+    def explode(sender, data):
+        calls.append(data)
+        raise RuntimeError("handler bug")
+
+    b.mesh._on_message = explode
+    with caplog.at_level(logging.ERROR):
+        a.mesh.send("b", b"one")
+        a.mesh.send("b", b"two")
+        await wait_until(lambda: len(calls) == 2)
+    assert b.state_of("a") == LinkState.OPEN
+    assert "message handler failed" in caplog.text
+
+
+# --- RTT, malformed input ---------------------------------------------------------------
+
+
+async def test_rtt_is_measured_by_ping(net):
+    a, b = await connected(net, "a", "b")
+    await wait_until(lambda: a.mesh.links()["b"].rtt_ms is not None)
+    await wait_until(lambda: b.mesh.links()["a"].rtt_ms is not None)
+    assert 0 < a.mesh.links()["b"].rtt_ms < 5000
+
+
+async def test_malformed_frames_are_counted_and_dropped(net):
+    a, b = await connected(net, "a", "b")
+    channel = internal_link(a, "b")._channel
+    channel.send(b"\x07garbage")
+    channel.send("a text frame")
+    channel.send(encode_chunks(99, b"z" * 3000, 1000)[1])  # continuation without a start
+    assert a.mesh.send("b", b"still fine")
+    await wait_until(lambda: b.received["a"] == [b"still fine"])
+    assert b.mesh.links()["a"].malformed_frames == 3
+    assert b.state_of("a") == LinkState.OPEN
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        "offer",
+        {},
+        {"type": "dance"},
+        {"type": "offer", "session": "s1"},
+        {"type": "answer", "session": 5, "sdp": "v=0"},
+        {"type": "offer", "session": "x" * 65, "sdp": "v=0"},
+    ],
+)
+async def test_malformed_signals_are_counted_and_dropped(net, payload):
+    b = net("b")
+    b.mesh.handle_signal("a", payload)
+    assert b.mesh.malformed_signals == 1
+    assert b.mesh.links() == {}
+
+
+async def test_offer_breaking_the_glare_rule_is_refused(net):
+    a = net("a")
+    a.mesh.handle_signal("z", {"type": "offer", "session": "s1", "sdp": "v=0\r\n"})
+    assert a.mesh.malformed_signals == 1
+
+
+async def test_garbage_sdp_fails_the_attempt_without_crashing(net):
+    b = net("b", join=False)
+    b.mesh.handle_signal("a", {"type": "offer", "session": "s1", "sdp": "not sdp at all"})
+    await wait_until(lambda: b.state_of("a") == LinkState.FAILED)
+    a = net("a")
+    net.relay.join("b", b.mesh)
+    await wait_until(lambda: all_open([a, b]))
+
+
+# --- presence, failures, reconnection ---------------------------------------------------
+
+
+async def test_peer_leaving_closes_the_link_and_reports_it(net):
+    a, b, c = await connected(net, "a", "b", "c")
+    net.relay.leave("b")
+    await b.mesh.close()
+    await wait_until(lambda: "b" not in a.mesh.links() and "b" not in c.mesh.links())
+    await wait_until(lambda: any(p == "b" and i.state == LinkState.CLOSED for p, i in a.changes))
+    states = [info.state for peer, info in a.changes if peer == "b"]
+    assert states[0] == LinkState.CONNECTING and LinkState.OPEN in states
+    assert a.mesh.send("c", b"still here")
+    await wait_until(lambda: c.received["a"] == [b"still here"])
+
+
+async def test_failed_link_reconnects_while_peer_is_present(net):
+    a, b = await connected(net, "a", "b")
+    # Kill b's side of the connection behind the mesh's back: both ends see it fail.
+    await internal_link(b, "a")._pc.close()
+    await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == "b"))
+    await wait_until(lambda: all_open([a, b]) and a.mesh.links()["b"].connects == 2)
+    assert a.mesh.send("b", b"after reconnect")
+    await wait_until(lambda: b.received["a"] == [b"after reconnect"])
+
+
+@pytest.mark.parametrize("resetter", ["a", "b"])
+async def test_reset_link_reconnects_from_either_side(net, resetter):
+    peers = {p.peer_id: p for p in await connected(net, "a", "b")}
+    other = "b" if resetter == "a" else "a"
+    assert peers[resetter].mesh.reset_link(other)
+    await wait_until(
+        lambda: (
+            all_open(list(peers.values()))
+            and peers["a"].mesh.links()["b"].connects == 2
+            and peers["b"].mesh.links()["a"].connects == 2
+        )
+    )
+    assert peers["b"].mesh.send("a", b"new link")
+    await wait_until(lambda: peers["a"].received["b"] == [b"new link"])
+    assert not peers["a"].mesh.reset_link("nobody")
+
+
+async def test_lost_offer_is_retried_after_the_connect_timeout(net):
+    config = MeshConfig(**{**vars(TEST_CONFIG), "connect_timeout": 0.5})
+    net.relay.drop_signals = True
+    a = net("a", config)
+    b = net("b", config)
+    await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == "b"))
+    net.relay.drop_signals = False
+    await wait_until(lambda: all_open([a, b]))
+
+
+# --- fault injection --------------------------------------------------------------------
+
+
+async def test_block_drops_traffic_without_closing_the_link(net):
+    a, b = await connected(net, "a", "b")
+    a.mesh.block("b")
+    assert a.mesh.send("b", b"lost")
+    b.mesh.send("a", b"also lost")
+    await wait_until(lambda: a.mesh.links()["b"].dropped_by_fault >= 2)
+    assert a.state_of("b") == LinkState.OPEN
+    a.mesh.unblock("b")
+    assert a.mesh.send("b", b"delivered")
+    await wait_until(lambda: b.received["a"] == [b"delivered"])
+    assert a.received["b"] == []
+
+
+async def test_fault_filter_can_drop_one_direction(net):
+    a, b = await connected(net, "a", "b")
+    a.mesh.set_fault_filter(lambda peer, direction: direction == "recv")
+    assert a.mesh.send("b", b"a to b")
+    b.mesh.send("a", b"b to a")
+    await wait_until(lambda: b.received["a"] == [b"a to b"])
+    await wait_until(lambda: a.mesh.links()["b"].dropped_by_fault >= 1)
+    assert a.received["b"] == []
+    a.mesh.set_fault_filter(None)
+    b.mesh.send("a", b"again")
+    await wait_until(lambda: a.received["b"] == [b"again"])
+
+
+# --- shutdown hygiene -------------------------------------------------------------------
+
+
+async def test_close_leaves_no_pending_tasks_or_warnings(net, recwarn, caplog):
+    a, b, c = await connected(net, "a", "b", "c")
+    a.mesh.send("b", b"x" * 200_000)
+    b.mesh.reset_link("c")  # close while a reconnection is in flight
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        for peer in (a, b, c):
+            await peer.mesh.close()
+        await wait_until(lambda: not pending_tasks(), 5, "no pending tasks")
+        gc.collect()
+        await asyncio.sleep(0)
+    assert "Task was destroyed" not in caplog.text
+    assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
+    assert a.mesh.links() == {}
+    assert not a.mesh.send("b", b"after close")
