@@ -462,6 +462,11 @@ class SignalingServer:
             text = encode_relayed_signal(conn.peer_id, request.payload)
         except (ValueError, RecursionError):
             raise ProtocolError(ErrorCode.BAD_FIELD, "payload is nested too deeply") from None
+        if utf8_length(text) > self.config.max_frame_bytes:  # re-encoding can grow it
+            raise ProtocolError(
+                ErrorCode.FRAME_TOO_LARGE,
+                f"relayed frame would exceed {self.config.max_frame_bytes} bytes; dropped",
+            )
         target.send(text)
 
     def _broadcast(self, channel: str | None, text: str, exclude: _Connection | None) -> None:

@@ -1,0 +1,221 @@
+"""Signaling client against a real server on loopback: presence, relay, reconnect, errors."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from raftchat.net.signaling_client import (
+    ClientConfig,
+    InvalidChannelError,
+    PeerIdTakenError,
+    ServerRejectedError,
+    ServerUnreachableError,
+    SignalingClient,
+    server_is_up,
+    websocket_url,
+)
+from raftchat.net.signaling_protocol import new_peer_id, new_token
+from raftchat.net.signaling_server import RunningServer, ServerConfig, start_server
+from tests.signaling_utils import RawPeer, RecordingListener, free_port, wait_until
+
+FAST = ClientConfig(
+    connect_timeout=2.0,
+    first_connect_attempts=2,
+    first_connect_retry_delay=0.05,
+    backoff_initial=0.05,
+    backoff_max=0.4,
+)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    running = await start_server("127.0.0.1", 0, ServerConfig())
+    yield running
+    await running.close()
+
+
+def make_client(
+    url: str, channel: str = "room", peer_id: str | None = None, token: str | None = None
+) -> tuple[SignalingClient, RecordingListener]:
+    listener = RecordingListener()
+    client = SignalingClient(
+        url, channel, peer_id or new_peer_id(), token or new_token(), listener, FAST
+    )
+    return client, listener
+
+
+async def test_two_clients_see_each_other_and_exchange_signals(server: RunningServer) -> None:
+    alice, alice_events = make_client(server.url)
+    bob, bob_events = make_client(server.url)
+    await alice.start()
+    assert alice.state == "connected"
+    assert alice_events.states == ["connecting", "connected"]
+    assert alice_events.peer_sets == [frozenset()]
+    await bob.start()
+    assert bob.peers == frozenset({alice.peer_id})
+    await alice_events.wait_for(lambda: alice.peers == {bob.peer_id}, what="alice sees bob")
+    assert alice_events.peers == frozenset({bob.peer_id})
+
+    assert await alice.send_signal(bob.peer_id, {"type": "offer", "sdp": "v=0"})
+    await bob_events.wait_for(lambda: bob_events.signals, what="offer at bob")
+    assert bob_events.signals == [(alice.peer_id, {"type": "offer", "sdp": "v=0"})]
+    assert await bob.send_signal(alice.peer_id, {"type": "answer"})
+    await alice_events.wait_for(lambda: alice_events.signals, what="answer at alice")
+    assert alice_events.signals == [(bob.peer_id, {"type": "answer"})]
+
+    await bob.close()
+    await alice_events.wait_for(lambda: alice.peers == frozenset(), what="bob gone")
+    assert bob_events.states[-1] == "closed"
+    assert await bob.send_signal(alice.peer_id, {}) is False
+    await alice.close()
+
+
+async def test_reconnects_after_server_restart_and_resyncs_presence() -> None:
+    port = free_port()
+    server = await start_server("127.0.0.1", port, ServerConfig())
+    alice, alice_events = make_client(server.url)
+    bob, bob_events = make_client(server.url)
+    dave, _ = make_client(server.url)
+    try:
+        for client in (alice, bob, dave):
+            await client.start()
+        everyone = {alice.peer_id, bob.peer_id, dave.peer_id}
+        await alice_events.wait_for(lambda: alice.peers == everyone - {alice.peer_id})
+
+        await server.close()
+        await dave.close()  # leaves while the server is away: only a fresh list can show it
+        for client, events in ((alice, alice_events), (bob, bob_events)):
+            await events.wait_for(lambda e=events: "reconnecting" in e.states, what="reconnecting")
+            # The last known peers are kept while the server is away; sends just fail.
+            assert client.peers == everyone - {client.peer_id}
+            assert await client.send_signal(dave.peer_id, {}) is False
+        # Let each client fail a couple of attempts against the closed port first.
+        await wait_until(
+            lambda: alice.failed_reconnects >= 2 and bob.failed_reconnects >= 2,
+            what="failed reconnect attempts",
+        )
+        assert alice.state == bob.state == "reconnecting"
+
+        server = await start_server("127.0.0.1", port, ServerConfig())
+        for client, events, other in ((alice, alice_events, bob), (bob, bob_events, alice)):
+            await events.wait_for(
+                lambda c=client, o=other: c.state == "connected" and c.peers == {o.peer_id},
+                what="reconnected with fresh presence",
+            )
+            assert events.states == ["connecting", "connected", "reconnecting", "connected"]
+            assert events.peers == frozenset({other.peer_id})
+        assert await alice.send_signal(bob.peer_id, {"after": "restart"})
+        await bob_events.wait_for(lambda: bob_events.signals, what="signal after restart")
+        assert bob_events.signals == [(alice.peer_id, {"after": "restart"})]
+    finally:
+        for client in (alice, bob, dave):
+            await client.close()
+        await server.close()
+
+
+async def test_id_taken_raises_from_start(server: RunningServer) -> None:
+    owner, _ = await RawPeer.join(server.url, "room")
+    client, events = make_client(server.url, peer_id=owner.peer_id, token=new_token())
+    with pytest.raises(PeerIdTakenError, match=owner.peer_id):
+        await client.start()
+    assert events.states[-1] == "closed"
+    await owner.close()
+
+
+async def test_unreachable_server_error_is_clear() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    client, events = make_client(url)
+    with pytest.raises(ServerUnreachableError, match="unreachable after 2 attempts") as info:
+        await client.start()
+    assert url in str(info.value)
+    assert "raftchat serve" in str(info.value)
+    assert events.states == ["connecting", "closed"]
+
+
+async def test_channel_full_raises_server_rejected() -> None:
+    server = await start_server("127.0.0.1", 0, ServerConfig(max_peers_per_channel=1))
+    try:
+        first, _ = make_client(server.url)
+        await first.start()
+        second, _ = make_client(server.url)
+        with pytest.raises(ServerRejectedError, match="maximum of 1 peers") as info:
+            await second.start()
+        assert info.value.code == "channel_full"
+        await first.close()
+    finally:
+        await server.close()
+
+
+def test_invalid_channel_name_is_refused_before_connecting() -> None:
+    with pytest.raises(InvalidChannelError, match="invalid channel name 'bad name'"):
+        make_client("http://127.0.0.1:9", channel="bad name")
+    with pytest.raises(ValueError, match="invalid peer id"):
+        SignalingClient("http://127.0.0.1:9", "room", "short", new_token(), RecordingListener())
+    with pytest.raises(ValueError, match="must look like http"):
+        make_client("127.0.0.1:8765")
+
+
+def test_websocket_url_is_derived_from_http_url() -> None:
+    assert websocket_url("http://127.0.0.1:8765", "room") == "ws://127.0.0.1:8765/channels/room/ws"
+    assert websocket_url("https://example.org/sig/", "a") == "wss://example.org/sig/channels/a/ws"
+
+
+async def test_replaced_client_goes_to_closed(server: RunningServer) -> None:
+    peer_id, token = new_peer_id(), new_token()
+    old, old_events = make_client(server.url, peer_id=peer_id, token=token)
+    await old.start()
+    new, _ = make_client(server.url, peer_id=peer_id, token=token)
+    await new.start()
+    await old_events.wait_for(lambda: old.state == "closed", what="old client closed")
+    assert new.state == "connected"
+    await new.close()
+    await old.close()
+
+
+async def test_listener_errors_do_not_stop_the_client(server: RunningServer) -> None:
+    class Exploding(RecordingListener):
+        def on_peers(self, peers: frozenset[str]) -> None:
+            super().on_peers(peers)
+            raise RuntimeError("listener bug")
+
+    listener = Exploding()
+    alice = SignalingClient(server.url, "room", new_peer_id(), new_token(), listener, FAST)
+    await alice.start()
+    bob, _ = make_client(server.url)
+    await bob.start()
+    await listener.wait_for(lambda: listener.peers == {bob.peer_id}, what="alice sees bob")
+    assert await bob.send_signal(alice.peer_id, {"still": "working"})
+    await listener.wait_for(lambda: listener.signals, what="signal after listener error")
+    await alice.close()
+    await bob.close()
+
+
+async def test_oversized_payload_is_refused_locally(server: RunningServer) -> None:
+    client, _ = make_client(server.url)
+    await client.start()
+    with pytest.raises(ValueError, match="too large"):
+        await client.send_signal(new_peer_id(), {"sdp": "x" * FAST.max_frame_bytes})
+    with pytest.raises(TypeError):
+        await client.send_signal(new_peer_id(), ["not", "a", "dict"])  # type: ignore[arg-type]
+    await client.close()
+
+
+async def test_server_is_up(server: RunningServer) -> None:
+    assert await server_is_up(server.url, timeout=2)
+    assert not await server_is_up(f"http://127.0.0.1:{free_port()}", timeout=2)
+
+
+def test_backoff_grows_to_its_cap_with_jitter() -> None:
+    seed = random.randrange(2**32)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    config = ClientConfig(
+        backoff_initial=1, backoff_multiplier=2, backoff_max=8, backoff_jitter=0.5
+    )
+    delays = [config.backoff_delay(attempt, rng) for attempt in range(6)]
+    caps = [1, 2, 4, 8, 8, 8]
+    for delay, cap in zip(delays, caps, strict=True):
+        assert cap * 0.5 <= delay <= cap
