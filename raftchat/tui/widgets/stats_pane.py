@@ -1,0 +1,85 @@
+"""The node stats pane: the Raft state behind the chat, with live charts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Sparkline, Static
+
+from raftchat.nodeapi import StatusEvent
+from raftchat.textsafety import sanitize_text
+
+logger = logging.getLogger(__name__)
+
+
+def _row(table: Table, label: str, value: object) -> None:
+    table.add_row(Text(label, style="dim"), Text(sanitize_text(str(value))))
+
+
+def status_table(status: StatusEvent) -> Table:
+    """The stats as a two-column grid of plain Text cells (no markup from node data)."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, overflow="ellipsis")
+    counters = status.counters
+    _row(table, "node", status.node_id)
+    _row(table, "state", status.state)
+    _row(table, "term", status.term)
+    _row(table, "leader", status.leader or "none")
+    _row(table, "cluster", f"{len(status.voters)} voters, {len(status.learners)} learners")
+    _row(table, "log length", status.last_index)
+    _row(table, "commit", status.commit_index)
+    _row(table, "applied", status.applied_index)
+    _row(table, "snapshot", status.snapshot_index)
+    _row(table, "election t/o", f"{status.election_timeout_ms:.0f} ms")
+    _row(
+        table,
+        "RequestVote",
+        f"{counters.get('requestvote_sent', 0)} sent / "
+        f"{counters.get('requestvote_received', 0)} recv",
+    )
+    _row(
+        table,
+        "AppendEntries",
+        f"{counters.get('appendentries_sent', 0)} sent / "
+        f"{counters.get('appendentries_received', 0)} recv",
+    )
+    _row(table, "forwarded", counters.get("proposals_forwarded", 0))
+    return table
+
+
+class StatsPane(Vertical):
+    """Term, roles, indexes and counters from StatusEvents; latency and rate charts."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="stats-table")
+        yield Label("commit latency", id="latency-label", classes="chart-label")
+        yield Sparkline([], id="latency-chart")
+        yield Label("messages/s", id="rate-label", classes="chart-label")
+        yield Sparkline([], id="rate-chart")
+
+    def show_status(self, status: StatusEvent) -> None:
+        self.query_one("#stats-table", Static).update(status_table(status))
+
+    def show_latency(self, samples_ms: Sequence[float]) -> None:
+        """Send-to-commit times of own messages, most recent last."""
+        self.query_one("#latency-chart", Sparkline).data = list(samples_ms)
+        label = "commit latency"
+        if samples_ms:
+            ordered = sorted(samples_ms)
+            median = ordered[len(ordered) // 2]
+            label += f"  last {samples_ms[-1]:.0f} ms, median {median:.0f} ms"
+        self.query_one("#latency-label", Label).update(Text(label))
+
+    def show_rate(self, samples: Sequence[float]) -> None:
+        """Committed messages per second, one sample per interval, most recent last."""
+        self.query_one("#rate-chart", Sparkline).data = list(samples)
+        label = "messages/s"
+        if samples:
+            label += f"  now {samples[-1]:.1f}, peak {max(samples):.1f}"
+        self.query_one("#rate-label", Label).update(Text(label))

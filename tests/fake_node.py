@@ -1,0 +1,231 @@
+"""A faithful in-memory ChatNode for TUI tests and screenshots.
+
+It keeps the contract of :mod:`raftchat.nodeapi`: ``send_chat`` validates and
+returns an id at once, the message commits only when the test says so
+(``commit_next()``, or automatically with ``auto_commit=True``), and then a
+ChatMessageEvent followed by an AckEvent is published, in log order, with
+status indexes that move as a real node's would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from raftchat.nodeapi import (
+    AckEvent,
+    ChatMessageEvent,
+    Event,
+    MemberInfo,
+    MembersEvent,
+    NoticeEvent,
+    StatusEvent,
+    validate_chat_text,
+    validate_nick,
+)
+
+
+@dataclass
+class _Proposal:
+    id: str
+    text: str
+    action: bool
+    ts: float
+
+
+class FakeChatNode:
+    """A one-process stand-in for a Raft chat node; the test plays the rest of the cluster."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str = "n1",
+        nick: str = "alice",
+        channel: str = "lobby",
+        clock: Callable[[], float] = lambda: 1_700_000_000.0,
+        auto_commit: bool = False,
+    ) -> None:
+        self._node_id = node_id
+        self._nick = nick
+        self._channel = channel
+        self.clock = clock
+        self.auto_commit = auto_commit
+        self._history: list[ChatMessageEvent] = []
+        self._queues: list[asyncio.Queue[Event]] = []
+        self._pending: list[_Proposal] = []
+        self._serial = 0
+        self.left = False
+        self.sent: list[tuple[str, bool]] = []
+        """Every (text, action) accepted by send_chat, for assertions."""
+        self._status = StatusEvent(
+            node_id=node_id,
+            state="leader",
+            term=1,
+            leader=node_id,
+            voters=(node_id,),
+            learners=(),
+            commit_index=0,
+            applied_index=0,
+            last_index=0,
+            snapshot_index=0,
+            election_timeout_ms=300.0,
+            counters={},
+            signaling_state="connected",
+        )
+        self._members: tuple[MemberInfo, ...] = (MemberInfo(node_id, nick, "leader", "self", None),)
+
+    # --- ChatNode protocol -------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def nick(self) -> str:
+        return self._nick
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    def history(self) -> Sequence[ChatMessageEvent]:
+        return tuple(self._history)
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queues.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        if queue in self._queues:
+            self._queues.remove(queue)
+
+    def send_chat(self, text: str, action: bool = False) -> str:
+        validate_chat_text(text)
+        self._serial += 1
+        message_id = f"{self._node_id}:{self._serial}"
+        self._pending.append(_Proposal(message_id, text, action, self.clock()))
+        self.sent.append((text, action))
+        self._set_status(last_index=self._status.last_index + 1)
+        if self.auto_commit:
+            asyncio.get_running_loop().call_soon(self.commit_next)
+        return message_id
+
+    async def set_nick(self, nick: str) -> None:
+        validate_nick(nick)
+        old, self._nick = self._nick, nick
+        self._members = tuple(
+            replace(member, nick=nick) if member.node_id == self._node_id else member
+            for member in self._members
+        )
+        self.publish(NoticeEvent("nick", f"{old} is now known as {nick}", self.clock()))
+        self.publish(MembersEvent(self._members))
+
+    def status(self) -> StatusEvent:
+        return self._status
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        return self._members
+
+    async def leave(self) -> None:
+        self.left = True
+        self.publish(NoticeEvent("leave", f"{self._nick} left the channel", self.clock()))
+
+    # --- test controls -------------------------------------------------------
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def publish(self, event: Event) -> None:
+        for queue in self._queues:
+            queue.put_nowait(event)
+
+    def commit_next(self) -> ChatMessageEvent | None:
+        """Commit the oldest pending own message: ChatMessageEvent, then AckEvent."""
+        if not self._pending:
+            return None
+        proposal = self._pending.pop(0)
+        event = self._append(
+            proposal.id, self._node_id, self._nick, proposal.text, proposal.ts, proposal.action
+        )
+        self.publish(AckEvent(proposal.id, event.index))
+        return event
+
+    def receive(
+        self,
+        nick: str,
+        text: str,
+        *,
+        sender_id: str | None = None,
+        action: bool = False,
+        ts: float | None = None,
+    ) -> ChatMessageEvent:
+        """A peer's message commits."""
+        sender = sender_id or f"peer-{nick}"
+        serial = len(self._history) + 1
+        return self._append(
+            f"{sender}:{serial}", sender, nick, text, self.clock() if ts is None else ts, action
+        )
+
+    def load_history(self, messages: Sequence[ChatMessageEvent]) -> None:
+        """Pretend these messages were committed before the front end attached."""
+        self._history.extend(messages)
+        last = self._history[-1].index if self._history else 0
+        self._set_status(commit_index=last, applied_index=last, last_index=last, publish=False)
+
+    def set_status(self, **changes: object) -> StatusEvent:
+        """Change status fields and publish the new StatusEvent."""
+        return self._set_status(**changes)
+
+    def set_members(self, members: Sequence[MemberInfo]) -> None:
+        self._members = tuple(members)
+        self.publish(MembersEvent(self._members))
+
+    # --- internals -------------------------------------------------------------
+
+    def _append(
+        self, message_id: str, sender: str, nick: str, text: str, ts: float, action: bool
+    ) -> ChatMessageEvent:
+        index = self._status.commit_index + 1
+        event = ChatMessageEvent(index, message_id, sender, nick, text, ts, action)
+        self._history.append(event)
+        self.publish(event)
+        self._set_status(
+            commit_index=index,
+            applied_index=index,
+            last_index=max(index, self._status.last_index),
+        )
+        return event
+
+    def _set_status(self, publish: bool = True, **changes: object) -> StatusEvent:
+        self._status = replace(self._status, **changes)  # type: ignore[arg-type]
+        if publish:
+            self.publish(self._status)
+        return self._status
+
+
+def make_history(
+    count: int,
+    *,
+    start_ts: float = 1_700_000_000.0,
+    step_s: float = 7.0,
+    nicks: Sequence[str] = ("bob", "carol", "dave", "erin"),
+) -> list[ChatMessageEvent]:
+    """``count`` committed messages from peers, indexes 1..count, for bulk-load tests."""
+    messages = []
+    for index in range(1, count + 1):
+        nick = nicks[index % len(nicks)]
+        text = f"message number {index}" + (" with a longer tail" * (index % 7 == 0) * 6)
+        messages.append(
+            ChatMessageEvent(
+                index,
+                f"peer-{nick}:{index}",
+                f"peer-{nick}",
+                nick,
+                text,
+                start_ts + index * step_s,
+            )
+        )
+    return messages
