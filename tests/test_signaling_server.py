@@ -71,6 +71,7 @@ async def test_channels_are_separate_and_names_case_insensitive(server: RunningS
     await other.expect_error("unknown_peer")
     for peer in (upper, lower, other):
         await peer.close()
+    await assert_server_serves(server.url)
 
 
 async def test_signal_is_relayed_with_stamped_sender(server: RunningServer) -> None:
@@ -159,6 +160,7 @@ async def test_signal_before_hello_is_refused_and_hello_still_accepted(
     await peer.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
     assert (await peer.recv())["type"] == "welcome"
     await peer.close()
+    await assert_server_serves(server.url)
 
 
 async def test_second_hello_is_refused(server: RunningServer) -> None:
@@ -166,6 +168,7 @@ async def test_second_hello_is_refused(server: RunningServer) -> None:
     await peer.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
     await peer.expect_error("already_joined")
     await peer.close()
+    await assert_server_serves(server.url)
 
 
 async def test_oversized_frame_is_dropped_and_connection_kept() -> None:
@@ -323,6 +326,46 @@ async def test_hello_timeout() -> None:
         await server.close()
 
 
+class _StuckWebSocket:
+    """A socket whose peer never reads: every send waits forever."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_str(self, text: str) -> None:
+        self.sent.append(text)
+        await asyncio.Event().wait()
+
+    async def close(self, **kwargs: object) -> None:
+        await asyncio.Event().wait()
+
+
+class _FakeTransport:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_slow_consumer_is_disconnected_without_blocking_senders() -> None:
+    from types import SimpleNamespace
+
+    from raftchat.net.signaling_server import _Connection
+
+    config = ServerConfig(send_queue_frames=3, close_timeout=0.05)
+    ws = _StuckWebSocket()
+    transport = _FakeTransport()
+    request = SimpleNamespace(remote="127.0.0.1", transport=transport)
+    conn = _Connection(ws, request, config, now=0.0)  # type: ignore[arg-type]
+    for number in range(10):
+        conn.send(f"frame {number}")  # never blocks, even though nothing is written
+    assert conn.closing
+    await wait_until(lambda: transport.closed, what="stuck connection aborted")
+    await conn.close()
+    assert ws.sent == ["frame 0"]  # the first write is the one stuck
+
+
 # ------------------------------------------------------------------ identity
 
 
@@ -339,6 +382,7 @@ async def test_id_taken_while_connected(server: RunningServer) -> None:
     await owner.expect_error("unknown_peer")  # the owner was not disturbed
     await owner.close()
     await elsewhere.close()
+    await assert_server_serves(server.url)
 
 
 async def test_id_remembered_after_disconnect_until_ttl() -> None:
@@ -389,6 +433,7 @@ async def test_reconnect_with_token_replaces_half_dead_socket(server: RunningSer
         assert sorted(await response.json()) == sorted([old.peer_id, watcher.peer_id])
     for peer in (old, new, watcher):
         await peer.close()
+    await assert_server_serves(server.url)
 
 
 # ------------------------------------------------------------------ HTTP

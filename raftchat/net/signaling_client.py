@@ -341,6 +341,8 @@ class SignalingClient:
                 if fatal is not None:
                     logger.error("signaling stopped: %s", fatal)
                     break
+        except Exception:
+            logger.exception("signaling client failed")
         finally:
             if not self._closed:
                 self._closed = True
