@@ -72,7 +72,7 @@ def test_passphrase_is_not_in_repr() -> None:
 # --- loading and overrides -----------------------------------------------------
 
 
-def test_example_in_docstring_parses(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_example_in_docstring_parses(tmp_path: Path) -> None:
     example = config_module.__doc__.split("Example (``config.toml``)::\n", 1)[1]
     settings = load_settings(write(tmp_path, example))
     assert settings.nick == "ada"
