@@ -6,6 +6,7 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from signaling_utils import RawPeer, RecordingListener, free_port, wait_until
 
 from raftchat.net.signaling_client import (
     ClientConfig,
@@ -19,7 +20,6 @@ from raftchat.net.signaling_client import (
 )
 from raftchat.net.signaling_protocol import new_peer_id, new_token
 from raftchat.net.signaling_server import RunningServer, ServerConfig, start_server
-from tests.signaling_utils import RawPeer, RecordingListener, free_port, wait_until
 
 FAST = ClientConfig(
     connect_timeout=2.0,

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from signaling_utils import ManualClock, RawPeer, assert_server_serves, wait_until
 
 from raftchat.net.signaling_protocol import (
     ErrorCode,
@@ -19,7 +20,6 @@ from raftchat.net.signaling_protocol import (
     parse_client_frame,
 )
 from raftchat.net.signaling_server import RunningServer, ServerConfig, TokenBucket, start_server
-from tests.signaling_utils import ManualClock, RawPeer, assert_server_serves, wait_until
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -292,6 +293,12 @@ class SignalingState:
         return True
 
 
+_JOIN_REFUSALS = frozenset(
+    {ErrorCode.ID_TAKEN, ErrorCode.CHANNEL_FULL, ErrorCode.TOO_MANY_CHANNELS, ErrorCode.SERVER_FULL}
+)
+"""Errors in a hello that end the connection; other bad frames only get an error frame."""
+
+
 class SignalingServer:
     """The aiohttp application and its handlers."""
 
@@ -475,16 +482,6 @@ class SignalingServer:
                 peer.send(text)
 
 
-_JOIN_REFUSALS = frozenset(
-    {
-        ErrorCode.ID_TAKEN,
-        ErrorCode.CHANNEL_FULL,
-        ErrorCode.TOO_MANY_CHANNELS,
-        ErrorCode.SERVER_FULL,
-    }
-)
-
-
 @dataclass
 class RunningServer:
     """A server listening in this event loop."""
@@ -542,8 +539,6 @@ def run_server(
             on_ready(running)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        import signal
-
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
