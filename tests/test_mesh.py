@@ -9,13 +9,7 @@ import logging
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection
-
-from raftchat.net import ice as mesh_ice
-from raftchat.net import link as link_module
-from raftchat.net.framing import encode_chunks
-from raftchat.net.ice import IceServer, build_rtc_configuration, loopback_address_of
-from raftchat.net.mesh import LinkState, MeshConfig
-from tests.mesh_utils import (
+from mesh_utils import (
     TEST_CONFIG,
     FakeRelay,
     Peer,
@@ -24,6 +18,12 @@ from tests.mesh_utils import (
     pending_tasks,
     wait_until,
 )
+
+from raftchat.net import ice as mesh_ice
+from raftchat.net import link as link_module
+from raftchat.net.framing import encode_chunks
+from raftchat.net.ice import IceServer, build_rtc_configuration, loopback_address_of
+from raftchat.net.mesh import LinkState, MeshConfig
 
 
 @pytest.fixture
@@ -391,8 +391,11 @@ async def test_close_leaves_no_pending_tasks_or_warnings(net, recwarn, caplog):
     a.mesh.send("b", b"x" * 200_000)
     b.mesh.reset_link("c")  # close while a reconnection is in flight
     with caplog.at_level(logging.ERROR, logger="asyncio"):
-        for peer in (a, b, c):
-            await peer.mesh.close()
+        await a.mesh.close()
+        # b's link to a fails and starts tearing down; close b while that is in flight.
+        await wait_until(lambda: b.state_of("a") == LinkState.FAILED)
+        await b.mesh.close()
+        await c.mesh.close()
         await wait_until(lambda: not pending_tasks(), 5, "no pending tasks")
         gc.collect()
         await asyncio.sleep(0)

@@ -118,6 +118,9 @@ class Link:
         self._session: str | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        "Negotiation tasks; cancelled on close."
+        self._teardowns: set[asyncio.Task[None]] = set()
+        "Peer connections being closed; never cancelled (a half-closed one leaks tasks)."
         self._attempt_started = self._loop.time()
         self._retry_at: float | None = None
         self._backoff = config.reconnect_initial
@@ -270,6 +273,8 @@ class Link:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._close_pc()
+        if self._teardowns:
+            await asyncio.gather(*self._teardowns, return_exceptions=True)
         self._discard_queue()
         self._set_state(LinkState.CLOSED)
 
@@ -425,14 +430,20 @@ class Link:
         self._discard_queue()
         pc, self._pc = self._pc, None
         if pc is not None:
-            self._spawn(self._close_given_pc(pc))
+            self._close_in_background(pc)
         self._set_state(state)
 
     async def _close_pc(self) -> None:
         pc, self._pc = self._pc, None
         self._channel = None
         if pc is not None:
-            await self._close_given_pc(pc)
+            await asyncio.shield(self._close_in_background(pc))
+
+    def _close_in_background(self, pc: RTCPeerConnection) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._close_given_pc(pc))
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+        return task
 
     @staticmethod
     async def _close_given_pc(pc: RTCPeerConnection) -> None:

@@ -1,0 +1,122 @@
+"""Two mesh peers connect through a real coturn relay on loopback, relay-only."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from mesh_utils import TEST_CONFIG, FakeRelay, all_open, make_peer, pending_tasks, wait_until
+
+from raftchat.net.ice import IceServer
+from raftchat.net.mesh import LinkState, MeshConfig
+
+TURNSERVER = shutil.which("turnserver")
+TURN_USER, TURN_PASSWORD = "u", "p"
+
+pytestmark = pytest.mark.skipif(
+    TURNSERVER is None,
+    reason="coturn's turnserver is not installed (apt-get install coturn; .ci/run installs it)",
+)
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on loopback (turnserver listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free loopback port")
+
+
+def wait_for_tcp(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"turnserver exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"turnserver did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+@pytest.fixture
+def turn_server(tmp_path) -> Iterator[int]:
+    """coturn on loopback, started as DESIGN.md says; yields its port."""
+    port = free_port()
+    command = [
+        TURNSERVER,
+        "-n",
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        f"--listening-port={port}",
+        "--min-port=49160",
+        "--max-port=49200",
+        "--lt-cred-mech",
+        f"--user={TURN_USER}:{TURN_PASSWORD}",
+        "--realm=test",
+        "--allow-loopback-peers",  # tests only: the peers are on loopback
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        f"--log-file={tmp_path / 'turn.log'}",
+        f"--pidfile={tmp_path / 'turn.pid'}",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path
+    )
+    try:
+        wait_for_tcp(port, process)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_two_peers_connect_through_turn_relay_only(turn_server):
+    config = MeshConfig(
+        **{
+            **vars(TEST_CONFIG),
+            "ice_servers": (
+                IceServer(
+                    f"turn:127.0.0.1:{turn_server}", username=TURN_USER, credential=TURN_PASSWORD
+                ),
+            ),
+            "relay_only": True,
+        }
+    )
+    relay = FakeRelay()
+    a = make_peer(relay, "a", config)
+    b = make_peer(relay, "b", config)
+    try:
+        await wait_until(lambda: all_open([a, b]), 15, "relayed link open")
+        for peer, other in ((a, "b"), (b, "a")):
+            info = peer.mesh.links()[other]
+            assert (info.local_candidate_type, info.remote_candidate_type) == ("relay", "relay")
+        assert a.mesh.send("b", b"through the relay")
+        big = bytes(range(256)) * 1024
+        assert b.mesh.send("a", big)
+        await wait_until(lambda: b.received["a"] == [b"through the relay"])
+        await wait_until(lambda: a.received["b"] == [big])
+        assert a.mesh.links()["b"].state == LinkState.OPEN
+    finally:
+        await a.mesh.close()
+        await b.mesh.close()
+    await wait_until(
+        lambda: not pending_tasks(), 5, f"tasks to finish after close: {pending_tasks()}"
+    )
