@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -22,6 +23,27 @@ def _not_available(name: str) -> Handler:
     return handler
 
 
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from raftchat.net.signaling_server import run_server
+
+    _configure_logging(args.verbose)
+
+    try:
+        run_server(args.host, args.port)
+    except OSError as exc:
+        print(f"raftchat serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raftchat",
@@ -36,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=DEFAULT_SERVER_HOST, help="address to listen on")
     serve.add_argument("--port", type=int, default=DEFAULT_SERVER_PORT, help="port to listen on")
-    serve.set_defaults(handler=_not_available("serve"))
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
+    serve.set_defaults(handler=_serve)
 
     join = sub.add_parser("join", help="join a channel", description="Join a chat channel.")
     join.add_argument("channel", metavar="CHANNEL", help="channel name")
