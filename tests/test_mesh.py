@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections import defaultdict
 
 import aioice.ice
 import pytest
@@ -23,7 +24,9 @@ from raftchat.net import ice as mesh_ice
 from raftchat.net import link as link_module
 from raftchat.net.framing import encode_chunks
 from raftchat.net.ice import IceServer, build_rtc_configuration, loopback_address_of
-from raftchat.net.mesh import LinkState, MeshConfig
+from raftchat.net.mesh import LinkState, Mesh, MeshConfig, MeshSignalingListener
+from raftchat.net.signaling_client import SignalingClient
+from raftchat.net.signaling_server import start_server
 
 
 @pytest.fixture
@@ -52,6 +55,11 @@ async def connected(net, *ids: str, config: MeshConfig = TEST_CONFIG) -> list[Pe
 
 def internal_link(peer: Peer, other: str) -> link_module.Link:
     return peer.mesh._links[other]
+
+
+def local_candidate_addresses(peer: Peer, other: str) -> set[str]:
+    gatherer = internal_link(peer, other)._pc.sctp.transport.transport.iceGatherer
+    return {candidate.ip for candidate in gatherer.getLocalCandidates()}
 
 
 # --- ICE configuration ------------------------------------------------------------------
@@ -114,9 +122,7 @@ def test_host_candidate_adapter_is_scoped_to_its_block():
 async def test_host_candidates_are_loopback_only(net):
     a, b = await connected(net, "a", "b")
     for peer, other in ((a, "b"), (b, "a")):
-        gatherer = internal_link(peer, other)._pc.sctp.transport.transport.iceGatherer
-        addresses = {candidate.ip for candidate in gatherer.getLocalCandidates()}
-        assert addresses == {"127.0.0.1"}
+        assert local_candidate_addresses(peer, other) == {"127.0.0.1"}
     assert a.mesh.links()["b"].local_candidate_type == "host"
 
 
@@ -403,3 +409,69 @@ async def test_close_leaves_no_pending_tasks_or_warnings(net, recwarn, caplog):
     assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
     assert a.mesh.links() == {}
     assert not a.mesh.send("b", b"after close")
+
+
+# --- with the real signaling server and client ------------------------------------------
+
+
+@pytest.fixture
+async def signaling_server():
+    server = await start_server("127.0.0.1", port=0)
+    yield server
+    await server.close()
+
+
+async def real_peers(server, count: int) -> list[tuple[Peer, SignalingClient]]:
+    """``count`` meshes, each joined to one channel through a real SignalingClient."""
+    result = []
+    for index in range(count):
+        peer_id = f"mesh-test-peer-{index:02d}"
+        received: dict[str, list[bytes]] = defaultdict(list)
+        listener = MeshSignalingListener()
+        client = SignalingClient(server.url, "mesh-test", peer_id, f"token-for-{peer_id}", listener)
+        # The signaling server is on loopback, so ICE host candidates are restricted to it.
+        config = MeshConfig(**{**vars(TEST_CONFIG), "ice_host": None, "signaling_url": server.url})
+        mesh = Mesh(
+            peer_id,
+            client,
+            config,
+            on_message=lambda sender, data, received=received: received[sender].append(data),
+        )
+        listener.bind(mesh)
+        await client.start()
+        result.append((Peer(peer_id, mesh, received), client))
+    return result
+
+
+async def close_real_peers(peers: list[tuple[Peer, SignalingClient]]) -> None:
+    for peer, client in peers:
+        await peer.mesh.close()
+        await client.close()
+
+
+@pytest.mark.parametrize("count", [2, 5])
+async def test_real_signaling_server_connects_a_full_mesh(signaling_server, count):
+    peers = await real_peers(signaling_server, count)
+    meshes = [peer for peer, _ in peers]
+    try:
+        await wait_until(lambda: all_open(meshes), 20, "all links open via the real server")
+        first, second = meshes[0], meshes[1]
+        assert local_candidate_addresses(first, second.peer_id) == {"127.0.0.1"}
+        for peer in meshes:
+            assert peer.mesh.broadcast(peer.peer_id.encode()) == count - 1
+        for peer in meshes:
+            others = [other.peer_id for other in meshes if other is not peer]
+            await wait_until(
+                lambda peer=peer, others=others: all(
+                    peer.received[o] == [o.encode()] for o in others
+                )
+            )
+        # A peer leaving the channel: the others close their link to it.
+        leaving, leaving_client = peers[-1]
+        await leaving.mesh.close()
+        await leaving_client.close()
+        for peer in meshes[:-1]:
+            await wait_until(lambda peer=peer: leaving.peer_id not in peer.mesh.links())
+    finally:
+        await close_real_peers(peers)
+    await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
