@@ -457,11 +457,15 @@ def _check_append_entries(message: Any) -> None:
 class Codec:
     """Encodes and decodes messages under one set of limits; build once, reuse."""
 
-    def __init__(self, limits: CodecLimits | None = None) -> None:
+    def __init__(
+        self,
+        limits: CodecLimits | None = None,
+        message_types: tuple[type, ...] = MESSAGE_TYPES,
+    ) -> None:
         self.limits = limits or CodecLimits()
         entries = _EntryCodec(self.limits)
         self._specs = tuple(
-            _MessageSpec(tag, cls, self.limits, entries) for tag, cls in enumerate(MESSAGE_TYPES)
+            _MessageSpec(tag, cls, self.limits, entries) for tag, cls in enumerate(message_types)
         )
         self._spec_by_type = {spec.cls: spec for spec in self._specs}
         self._configuration = _configuration_checker(self.limits)
@@ -485,7 +489,7 @@ class Codec:
         """The frame for ``message``; raises CodecError if a peer would have to reject it."""
         spec = self._spec_by_type.get(type(message))
         if spec is None:
-            raise CodecError(f"cannot encode {type(message).__name__}: not in MESSAGE_TYPES")
+            raise CodecError(f"cannot encode {type(message).__name__}: not a known message type")
         values = [getattr(message, name) for name in spec.names]
         for position, to_wire in spec.wire_converters:
             values[position] = to_wire(values[position])
