@@ -13,7 +13,11 @@ from hypothesis import strategies as st
 from signaling_utils import ManualClock, RawPeer, assert_server_serves, wait_until
 
 from raftchat.net.signaling_protocol import (
+    PEER_ID_PATTERN,
     ErrorCode,
+    Hello,
+    ProtocolError,
+    SignalRequest,
     new_peer_id,
     new_token,
     normalize_channel,
@@ -489,48 +493,79 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
+peer_ids = st.from_regex(PEER_ID_PATTERN, fullmatch=True)
 frames = st.one_of(
     json_values.map(json.dumps),
     st.fixed_dictionaries(
         {"type": st.sampled_from(["hello", "signal", "welcome", "error"])},
-        optional={"to": json_values, "payload": json_values, "peer_id": json_values},
+        optional={
+            "to": peer_ids | json_values,
+            "payload": json_values,
+            "peer_id": peer_ids | json_values,
+            "token": peer_ids | json_values,
+        },
     ).map(json.dumps),
     st.text(max_size=50),
     st.binary(max_size=50),
 )
 
 
-def _is_valid_client_frame(frame: str | bytes) -> bool:
+def _parse(frame: str | bytes) -> Hello | SignalRequest | None:
+    """The frame as the server will read it, or None if it is invalid."""
     if isinstance(frame, bytes):
-        return False
+        return None
     try:
-        parse_client_frame(frame)
-    except Exception:
-        return False
-    return True
+        return parse_client_frame(frame)
+    except ProtocolError:
+        return None
+
+
+async def _send_frame(peer: RawPeer, frame: str | bytes) -> None:
+    if isinstance(frame, bytes):
+        await peer.send_bytes(frame)
+    else:
+        await peer.send_str(frame)
+
+
+async def _expect_non_fatal_error(peer: RawPeer) -> None:
+    reply = await peer.recv()
+    assert reply["type"] == "error", reply
+    assert reply["code"] in set(ErrorCode), reply
+    assert reply["fatal"] is False, reply
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames, min_size=1, max_size=8))
 def test_random_frames_get_error_frames_and_server_stays_up(batch: list[str | bytes]) -> None:
+    """Joined or not, every frame but a first valid hello is answered with an error."""
+
     async def scenario() -> None:
         server = await start_with(ServerConfig(burst_messages=1000))
         try:
-            abuser, _ = await RawPeer.join(server.url, "fuzz")
+            member, _ = await RawPeer.join(server.url, "fuzz")
+            stranger = await RawPeer.connect(server.url, "fuzz")
+            stranger_id: str | None = None
             for frame in batch:
-                if isinstance(frame, bytes):
-                    await abuser.send_bytes(frame)
+                parsed = _parse(frame)
+                await _send_frame(member, frame)
+                if isinstance(parsed, SignalRequest) and parsed.to == stranger_id:
+                    relayed = await stranger.recv()  # the one valid relay a batch can hold
+                    assert relayed == {
+                        "type": "signal",
+                        "from": member.peer_id,
+                        "payload": parsed.payload,
+                    }
                 else:
-                    await abuser.send_str(frame)
-                if not _is_valid_client_frame(frame):
-                    reply = await abuser.recv()
-                    assert reply["type"] == "error", reply
-                    assert reply["code"] in set(ErrorCode), reply
-                    assert reply["fatal"] is False, reply
+                    await _expect_non_fatal_error(member)  # already joined, unknown peer, ...
+                await _send_frame(stranger, frame)
+                if isinstance(parsed, Hello) and stranger_id is None:
+                    assert (await stranger.recv())["type"] == "welcome"
+                    stranger_id = parsed.peer_id
+                    assert (await member.recv())["type"] == "peer_joined"
                 else:
-                    reply = await abuser.recv()
-                    assert reply["type"] == "error"  # unknown peer / already joined
-            await abuser.close()
+                    await _expect_non_fatal_error(stranger)
+            await member.close()
+            await stranger.close()
             await assert_server_serves(server.url)
         finally:
             await server.close()
