@@ -194,6 +194,8 @@ class _Connection:
                 await self.ws.send_str(text)
         except ConnectionError as exc:
             logger.info("cannot write to %s: %s", self.describe(), exc)
+        except Exception as exc:  # the socket broke in some other way; drop just this peer
+            logger.warning("write to %s failed: %r", self.describe(), exc)
         finally:
             self.closing = True
             with contextlib.suppress(Exception):
