@@ -26,14 +26,14 @@ from raftchat.net.framing import (
 messages_strategy = st.lists(st.binary(max_size=300), min_size=1, max_size=40)
 
 
-def frames_for(messages: list[bytes], max_frame: int) -> list[bytes]:
+def frames_for(messages: list[bytes], max_frame: int, max_messages: int = 4096) -> list[bytes]:
     """What a link sends for ``messages``: batches, and chunks for the big ones."""
     queue = deque(messages)
     frames = []
     message_id = 0
     while queue:
         if fits_in_batch(queue[0], max_frame):
-            frames.append(encode_batch(pop_batch(queue, max_frame)))
+            frames.append(encode_batch(pop_batch(queue, max_frame, max_messages)))
         else:
             frames.extend(encode_chunks(message_id, queue.popleft(), max_frame))
             message_id += 1
@@ -55,10 +55,14 @@ def receive(frames: list[bytes], max_message_bytes: int = 1 << 20) -> list[bytes
     return out
 
 
-@given(messages=messages_strategy, max_frame=st.integers(framing.MIN_FRAME_BYTES, 400))
+@given(
+    messages=messages_strategy,
+    max_frame=st.integers(framing.MIN_FRAME_BYTES, 400),
+    max_messages=st.integers(1, 50),
+)
 @settings(max_examples=300)
-def test_round_trip_preserves_messages_and_order(messages, max_frame):
-    frames = frames_for(messages, max_frame)
+def test_round_trip_preserves_messages_and_order(messages, max_frame, max_messages):
+    frames = frames_for(messages, max_frame, max_messages)
     assert all(len(frame) <= max_frame for frame in frames)
     assert receive(frames) == messages
 
@@ -151,9 +155,15 @@ def test_new_message_interrupting_a_partial_one_is_counted():
 
 def test_pop_batch_respects_frame_size_and_order():
     queue = deque([b"x" * 40, b"y" * 40, b"z" * 40])
-    batch = pop_batch(queue, framing.HEADER_BYTES + 2 * (framing.RECORD_OVERHEAD + 40))
+    batch = pop_batch(queue, framing.HEADER_BYTES + 2 * (framing.RECORD_OVERHEAD + 40), 10)
     assert batch == [b"x" * 40, b"y" * 40]
     assert list(queue) == [b"z" * 40]
+
+
+def test_pop_batch_respects_message_count():
+    queue = deque([b"a", b"b", b"c"])
+    assert pop_batch(queue, 1000, max_messages=2) == [b"a", b"b"]
+    assert pop_batch(queue, 1000, max_messages=1) == [b"c"]
 
 
 def test_encoders_reject_invalid_arguments():

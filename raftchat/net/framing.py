@@ -129,14 +129,14 @@ def encode_pong(nonce: int) -> bytes:
     return _header(FrameKind.PONG) + _NONCE.pack(nonce & 0xFFFFFFFFFFFFFFFF)
 
 
-def pop_batch(queue: deque[bytes], max_frame_bytes: int) -> list[bytes]:
-    """Take messages from the front of ``queue`` while they fit in one batch frame.
+def pop_batch(queue: deque[bytes], max_frame_bytes: int, max_messages: int) -> list[bytes]:
+    """Take up to ``max_messages`` from the front of ``queue`` that fit in one batch frame.
 
     The first message must fit (see :func:`fits_in_batch`); order is preserved.
     """
     batch: list[bytes] = []
     size = HEADER_BYTES
-    while queue and size + record_size(queue[0]) <= max_frame_bytes:
+    while queue and len(batch) < max_messages and size + record_size(queue[0]) <= max_frame_bytes:
         message = queue.popleft()
         size += record_size(message)
         batch.append(message)

@@ -505,7 +505,7 @@ class Link:
     def _next_frame(self, max_frame: int) -> bytes:
         """The next frame from the queue: a batch of small messages, or a chunked one."""
         if framing.fits_in_batch(self._outbox[0], max_frame):
-            batch = framing.pop_batch(self._outbox, max_frame)
+            batch = framing.pop_batch(self._outbox, max_frame, self._config.max_messages_per_frame)
             self._count_sent(batch)
             return framing.encode_batch(batch)
         message = self._outbox.popleft()

@@ -59,6 +59,8 @@ class MeshConfig:
     "If set and its host is loopback (and ice_host is not set), host candidates are loopback."
     max_frame_bytes: int = 64 * 1024
     "Largest DataChannel frame sent; lowered to the remote's max-message-size."
+    max_messages_per_frame: int = 4096
+    "Most messages batched into one frame (bounds one frame's work); 1 disables batching."
     max_message_bytes: int = 16 * 1024 * 1024
     "Largest message accepted by send() and reassembled on receipt."
     max_queued_messages: int = 100_000
@@ -90,8 +92,9 @@ class MeshConfig:
             raise ValueError("relay_only needs a TURN server (turn: URL) in ice_servers")
         if self.max_frame_bytes < MIN_FRAME_BYTES:
             raise ValueError(f"max_frame_bytes must be at least {MIN_FRAME_BYTES}")
-        if self.max_message_bytes < 1 or self.max_queued_messages < 1:
-            raise ValueError("max_message_bytes and max_queued_messages must be positive")
+        for name in ("max_message_bytes", "max_queued_messages", "max_messages_per_frame"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
         if self.max_queued_bytes < self.max_message_bytes:
             raise ValueError("max_queued_bytes must be at least max_message_bytes")
         if not 0 <= self.send_buffer_low_bytes < self.send_buffer_high_bytes:
