@@ -61,6 +61,7 @@ DEFAULT_HISTORY_LIMIT = 10_000
 
 _TAG_MESSAGE = 0
 _TAG_NICK = 1
+_TAG_LEAVE = 2
 _MAX_UINT64 = 2**64 - 1
 _MAX_INT64 = 2**63 - 1
 _NICK_DISAMBIGUATOR = "#"
@@ -141,7 +142,16 @@ class NickChange:
     nick: str
 
 
-Command = ChatMessage | NickChange
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """The sending client asks to be removed from the cluster (it is quitting).
+
+    Replicated rather than sent to the leader directly, so whichever node leads
+    when it commits (or later) sees the request and removes the member.
+    """
+
+
+Command = ChatMessage | NickChange | Leave
 
 
 def nick_problem(nick: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | None:
@@ -194,6 +204,8 @@ def _check_command(command: Command, limits: ChatLimits) -> None:
         )
     elif isinstance(command, NickChange):
         problem = nick_problem(command.nick, limits)
+    elif isinstance(command, Leave):
+        problem = None
     else:
         problem = f"not a chat command: {type(command).__name__}"
     if problem:
@@ -218,8 +230,10 @@ def encode_command(command: Command, limits: ChatLimits = DEFAULT_LIMITS) -> byt
             command.ts,
             command.action,
         ]
-    else:
+    elif isinstance(command, NickChange):
         fields = [_TAG_NICK, command.nick]
+    else:
+        fields = [_TAG_LEAVE]
     return msgpack.packb([COMMAND_VERSION, *fields], use_bin_type=True)
 
 
@@ -251,6 +265,10 @@ def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> Command:
         if len(fields) != 1:
             raise InvalidCommandError(f"nick change needs 1 field, got {len(fields)}")
         command = NickChange(*fields)
+    elif tag == _TAG_LEAVE and type(tag) is int:
+        if fields:
+            raise InvalidCommandError(f"leave request takes no fields, got {len(fields)}")
+        command = Leave()
     else:
         raise InvalidCommandError(f"unknown command tag {tag!r}")
     _check_command(command, limits)
@@ -307,6 +325,14 @@ class InvalidCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaveRequested:
+    """A member asked to be removed; the leader acts on it."""
+
+    index: int
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class MemberJoined:
     """A node entered the configuration, as a voter or a learner."""
 
@@ -335,6 +361,7 @@ ChatEvent = (
     | NickChanged
     | DuplicateDropped
     | InvalidCommand
+    | LeaveRequested
     | MemberJoined
     | MemberLeft
     | MemberRoleChanged
@@ -466,6 +493,9 @@ class ChatState:
             return [self._invalid(entry, str(exc))]
         events: list[ChatEvent] = []
         old_nick = session.nick if session else ""
+        if isinstance(command, Leave):
+            self._record_serial(entry, nick=old_nick)
+            return [LeaveRequested(entry.index, entry.client_id)]
         if command.nick != old_nick:
             events.append(NickChanged(entry.index, entry.client_id, old_nick, command.nick))
         self._record_serial(entry, nick=command.nick)

@@ -486,3 +486,15 @@ def test_apply_and_snapshot_are_deterministic(specs: list, data: st.DataObject) 
     assert resumed.nicks() == first.nicks()
     for client in CLIENTS:
         assert resumed.display_name(client) == first.display_name(client)
+
+
+def test_leave_request_round_trips_and_is_applied_once() -> None:
+    from raftchat.chat import Leave, LeaveRequested
+
+    assert decode_command(encode_command(Leave())) == Leave()
+    state = ChatState()
+    leave = encode_command(Leave())
+    first = state.apply(Entry(index=1, term=1, data=leave, client_id="node-a", serial=1))
+    again = state.apply(Entry(index=2, term=1, data=leave, client_id="node-a", serial=1))
+    assert first == [LeaveRequested(1, "node-a")]
+    assert [type(event).__name__ for event in again] == ["DuplicateDropped"]
