@@ -229,3 +229,78 @@ def make_history(
             )
         )
     return messages
+
+
+DEMO_START_TS = 1_718_000_000.0
+"""A fixed moment (2024-06-10 06:13 UTC) so screens made from the demo data never change."""
+
+DEMO_CONVERSATION = (
+    ("bob", "morning all! is the new build up?", False),
+    ("carol", "yes, deployed it at 6. three voters and one learner now", False),
+    ("dave", "joined from the train, rtt is awful but it works", False),
+    ("bob", "leader moved to carol when my laptop slept, nobody lost a message", False),
+    ("alice", "that's the point of raft :) every node has the same log", False),
+    ("erin", "reading along, I'm only a learner until someone leaves", False),
+    ("carol", "stretches", True),
+    ("dave", "alice: can you check the stats pane? what's your commit latency?", False),
+    ("alice", "about 40 ms to commit through carol, most of it is the round trip", False),
+    (
+        "bob",
+        "try typing [bold]this[/bold] or an escape \x1b[31m: shown literally, no styling",
+        False,
+    ),
+)
+
+
+def demo_node(*, auto_commit: bool = False) -> FakeChatNode:
+    """A node in a lively five-member channel, with a fixed clock (for screenshots)."""
+    node = FakeChatNode(
+        node_id="a1f3c9", nick="alice", channel="raft-lab", clock=lambda: DEMO_START_TS + 3600
+    )
+    node.auto_commit = auto_commit
+    node_ids = {
+        "alice": "a1f3c9",
+        "bob": "b7e210",
+        "carol": "c04d5a",
+        "dave": "d9a7b3",
+        "erin": "e52f08",
+    }
+    history = []
+    for number, (nick, text, action) in enumerate(DEMO_CONVERSATION, start=1):
+        history.append(
+            ChatMessageEvent(
+                index=number + 3,
+                id=f"{node_ids[nick]}:{number}",
+                sender_id=node_ids[nick],
+                nick=nick,
+                text=text,
+                ts=DEMO_START_TS + number * 95,
+                action=action,
+            )
+        )
+    node.load_history(history)
+    node._members = (
+        MemberInfo("c04d5a", "carol", "leader", "connected", 12.0),
+        MemberInfo("a1f3c9", "alice", "voter", "self", None),
+        MemberInfo("b7e210", "bob", "voter", "connected", 8.0),
+        MemberInfo("d9a7b3", "dave", "learner", "connecting", 187.0),
+        MemberInfo("e52f08", "erin", "learner", "connected", 23.0),
+    )
+    node._set_status(
+        publish=False,
+        state="follower",
+        term=4,
+        leader="c04d5a",
+        voters=("a1f3c9", "b7e210", "c04d5a"),
+        learners=("d9a7b3", "e52f08"),
+        snapshot_index=0,
+        election_timeout_ms=412.0,
+        counters={
+            "requestvote_sent": 3,
+            "requestvote_received": 5,
+            "appendentries_sent": 0,
+            "appendentries_received": 1874,
+            "proposals_forwarded": 2,
+        },
+    )
+    return node

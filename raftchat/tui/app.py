@@ -20,7 +20,7 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Input, Static
 
@@ -126,9 +126,9 @@ class RaftChatApp(App[None]):
             with Vertical(id="chat-column"):
                 yield ChatLog(id="chat-log", tz=self.config.tz)
                 yield Static(id="unread")
-            with Vertical(id="side"):
-                yield StatsPane(id="stats")
+            with VerticalScroll(id="side"):
                 yield MembersPane(id="members")
+                yield StatsPane(id="stats")
         yield Static(id="input-error")
         yield ChatInput(
             id="input",

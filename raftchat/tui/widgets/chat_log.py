@@ -275,7 +275,11 @@ class ChatLog(ScrollView, can_focus=False):
 
     def render_line(self, y: int) -> Strip:
         width = self._wrap_width or self.size.width
-        line = round(self.scroll_y) + y
+        # A short conversation sits at the bottom, next to the input, as in other chat clients.
+        top_padding = max(0, self.scrollable_content_region.height - self.total_lines)
+        line = round(self.scroll_y) + y - top_padding
+        if line < 0:
+            return blank_strip(width, self._line_styles())
         found = self._line_to_record(line)
         if found is not None:
             position, offset = found

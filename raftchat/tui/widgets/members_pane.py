@@ -17,37 +17,36 @@ from raftchat.tui.chat_lines import nick_color
 logger = logging.getLogger(__name__)
 
 ROLE_ORDER = {"leader": 0, "voter": 1, "learner": 2}
-LINK_STYLES = {
-    "self": "dim",
-    "connected": "green",
-    "connecting": "yellow",
-    "disconnected": "red",
-    "failed": "bold red",
+LINK_LABELS = {
+    "self": ("self", "dim"),
+    "connected": ("up", "green"),
+    "connecting": ("wait", "yellow"),
+    "disconnected": ("down", "red"),
+    "failed": ("fail", "bold red"),
 }
-ID_CHARS = 8
+"""Short words for link states: the pane is narrow."""
+ID_CHARS = 6
 """How much of a node id the pane shows."""
 
 
 def members_table(members: Sequence[MemberInfo]) -> Table:
     """One row per member, leader first; every cell is plain Text."""
-    table = Table(box=None, padding=(0, 1), show_edge=False, expand=True)
-    table.add_column("nick", no_wrap=True, overflow="ellipsis", ratio=2)
-    table.add_column("id", no_wrap=True, style="dim")
+    table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, expand=True)
+    table.add_column("nick  id", no_wrap=True, overflow="ellipsis", ratio=1)
     table.add_column("role", no_wrap=True)
     table.add_column("link", no_wrap=True)
     table.add_column("rtt", no_wrap=True, justify="right")
     ordered = sorted(members, key=lambda m: (ROLE_ORDER.get(m.role, 3), m.nick.lower()))
     for member in ordered:
         nick = sanitize_nick(member.nick)
+        name = Text(nick, style=Style(color=nick_color(nick)))
+        name.append(" " + sanitize_text(member.node_id)[:ID_CHARS], style="dim")
+        link, link_style = LINK_LABELS.get(
+            member.link_state, (sanitize_text(member.link_state), "")
+        )
         rtt = "" if member.rtt_ms is None else f"{member.rtt_ms:.0f}ms"
         role = Text(sanitize_text(member.role), style="bold" if member.role == "leader" else "")
-        table.add_row(
-            Text(nick, style=Style(color=nick_color(nick))),
-            Text(sanitize_text(member.node_id)[:ID_CHARS]),
-            role,
-            Text(sanitize_text(member.link_state), style=LINK_STYLES.get(member.link_state, "")),
-            Text(rtt),
-        )
+        table.add_row(name, role, Text(link, style=link_style), Text(rtt))
     return table
 
 

@@ -56,6 +56,9 @@ def status_table(status: StatusEvent) -> Table:
 class StatsPane(Vertical):
     """Term, roles, indexes and counters from StatusEvents; latency and rate charts."""
 
+    def on_mount(self) -> None:
+        self.border_title = "node stats"
+
     def compose(self) -> ComposeResult:
         yield Static(id="stats-table")
         yield Label("commit latency", id="latency-label", classes="chart-label")

@@ -1,0 +1,511 @@
+"""The chat TUI driven by a Pilot against the fake node."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC
+
+import pytest
+from fake_node import FakeChatNode, make_history
+from textual.geometry import Region
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Static
+
+from raftchat.nodeapi import MAX_MESSAGE_CHARS, MemberInfo, NoticeEvent
+from raftchat.tui.app import RaftChatApp, TuiConfig
+from raftchat.tui.widgets.chat_input import ChatInput
+from raftchat.tui.widgets.chat_log import ChatLog
+
+SIZE = (110, 32)
+
+
+class Clock:
+    """A manual monotonic clock: latency is whatever the test says it is."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_app(node: FakeChatNode, clock: Clock | None = None, **config: object) -> RaftChatApp:
+    clock = clock or Clock()
+    return RaftChatApp(
+        node,
+        TuiConfig(
+            tz=UTC,
+            monotonic=clock,
+            wall_clock=lambda: 1_700_000_000.0,
+            cursor_blink=False,
+            **config,  # type: ignore[arg-type]
+        ),
+    )
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.01)
+
+
+def screen_lines(chat_log: ChatLog) -> list[str]:
+    return [line.rstrip() for line in chat_log.visible_text()]
+
+
+def widget_text(widget: Widget) -> str:
+    width, height = widget.region.size  # the whole widget, borders included
+    strips = widget.render_lines(Region(0, 0, width, height))
+    return "\n".join(strip.text for strip in strips)
+
+
+def shows(chat_log: ChatLog, fragment: str) -> bool:
+    return any(fragment in line for line in chat_log.visible_text())
+
+
+async def type_line(pilot: Pilot, text: str) -> None:
+    chat_input = pilot.app.query_one(ChatInput)
+    chat_input.value = text
+    chat_input.cursor_position = len(text)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def input_error(app: RaftChatApp) -> str:
+    error = app.query_one("#input-error", Static)
+    return str(error.render()) if error.has_class("-visible") else ""
+
+
+async def test_own_message_is_pending_until_committed() -> None:
+    node = FakeChatNode()
+    clock = Clock()
+    app = make_app(node, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"hello cluster", "enter")
+        await wait_until(pilot, lambda: shows(app.chat_log, "hello cluster"))
+        assert node.sent == [("hello cluster", False)]
+        line = next(line for line in screen_lines(app.chat_log) if "hello cluster" in line)
+        assert "alice \u2026 hello cluster" in line  # "…": proposed, not committed
+        assert app.chat_input.value == ""
+
+        clock.now += 0.042
+        node.commit_next()
+        await wait_until(pilot, lambda: not app.chat_log.pending)
+        line = next(line for line in screen_lines(app.chat_log) if "hello cluster" in line)
+        assert "alice \u2713 hello cluster" in line  # "✓": committed
+        assert app.chat_log.records[-1].message_id == "n1:1"
+        assert app._latencies[-1] == pytest.approx(42.0)
+        label = app.query_one("#latency-label")
+        await wait_until(pilot, lambda: "last 42 ms" in widget_text(label))
+
+
+async def test_pending_message_is_dimmed_then_normal() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "styled")
+        pending = app.chat_log.pending[0]
+        pending_strip = app.chat_log._render_record(pending)[0]
+        body = [seg for seg in pending_strip if "styled" in seg.text]
+        assert body and body[0].style.italic
+        node.commit_next()
+        await wait_until(pilot, lambda: not app.chat_log.pending)
+        strip = app.chat_log._render_record(app.chat_log.records[-1])[0]
+        body = [seg for seg in strip if "styled" in seg.text]
+        assert body and not body[0].style.italic
+
+
+async def test_input_history_recalls_lines_with_up_and_down() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "first")
+        await type_line(pilot, "second")
+        await pilot.press(*"draft")
+        await pilot.press("up")
+        assert app.chat_input.value == "second"
+        await pilot.press("up")
+        assert app.chat_input.value == "first"
+        await pilot.press("up")
+        assert app.chat_input.value == "first"
+        await pilot.press("down")
+        assert app.chat_input.value == "second"
+        await pilot.press("down")
+        assert app.chat_input.value == "draft"
+
+
+async def test_tab_completes_commands_and_cycles_nicks() -> None:
+    node = FakeChatNode()
+    node.load_history(make_history(4, nicks=("carol", "cathy", "bob")))
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*"/ni", "tab")
+        assert app.chat_input.value == "/nick "
+        app.chat_input.value = ""
+        await pilot.press(*"ca", "tab")
+        assert app.chat_input.value == "carol: "
+        await pilot.press("tab")
+        assert app.chat_input.value == "cathy: "
+        await pilot.press("tab")
+        assert app.chat_input.value == "carol: "
+        app.chat_input.value = ""
+        await pilot.press(*"hi BO", "tab")
+        assert app.chat_input.value == "hi bob "
+        assert app.focused is app.chat_input  # Tab completed instead of moving focus
+
+
+async def test_help_lists_commands() -> None:
+    app = make_app(FakeChatNode())
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "/help")
+        for command in ("/nick", "/me", "/members", "/stats", "/leave"):
+            assert shows(app.chat_log, command)
+
+
+async def test_nick_command_changes_nick() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "/nick zed")
+        await wait_until(pilot, lambda: shows(app.chat_log, "alice is now known as zed"))
+        assert node.nick == "zed"
+        await wait_until(pilot, lambda: "as zed" in widget_text(app.query_one("#status-bar")))
+
+
+async def test_nick_command_rejects_bad_nick_inline() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "/nick two words")
+        assert "spaces" in input_error(app)
+        assert node.nick == "alice"
+        assert app.chat_input.value == "/nick two words"
+
+
+async def test_me_sends_an_action() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "/me waves")
+        assert node.sent == [("waves", True)]
+        node.commit_next()
+        await wait_until(pilot, lambda: shows(app.chat_log, "* \u2713 alice waves"))
+
+
+async def test_members_and_stats_commands_toggle_panes() -> None:
+    app = make_app(FakeChatNode())
+    async with app.run_test(size=SIZE) as pilot:
+        stats, members = app.query_one("#stats"), app.query_one("#members")
+        assert stats.display and not members.display
+        await type_line(pilot, "/members")
+        assert members.display
+        await type_line(pilot, "/stats")
+        assert not stats.display
+        await type_line(pilot, "/members")
+        assert not members.display
+        assert not app.query_one("#side").display
+        await pilot.press("f2")
+        assert stats.display and app.query_one("#side").display
+
+
+@pytest.mark.parametrize("command", ["/leave", "/quit"])
+async def test_leave_and_quit_leave_the_channel_and_exit(command: str) -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, command)
+        await wait_until(pilot, lambda: node.left and not app.is_running)
+    assert node.left
+
+
+async def test_unknown_command_is_an_inline_error_and_not_sent() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "/frobnicate now")
+        assert "Unknown command /frobnicate" in input_error(app)
+        assert node.sent == []
+        assert app.chat_input.value == "/frobnicate now"
+        await pilot.press("backspace")
+        assert input_error(app) == ""
+
+
+async def test_double_slash_sends_a_literal_slash() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "//etc/hosts is a file")
+        assert node.sent == [("/etc/hosts is a file", False)]
+
+
+async def test_over_long_message_is_an_inline_error_and_not_sent() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "x" * (MAX_MESSAGE_CHARS + 1))
+        assert f"limit is {MAX_MESSAGE_CHARS}" in input_error(app)
+        assert node.sent == []
+        assert not app.chat_log.pending
+        assert len(app.chat_input.value) == MAX_MESSAGE_CHARS + 1
+
+
+async def test_scrolled_up_view_stays_put_and_counts_unread() -> None:
+    node = FakeChatNode()
+    node.load_history(make_history(300))
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        chat_log = app.chat_log
+        await wait_until(pilot, lambda: shows(chat_log, "message number 300"))
+        await pilot.press("pageup", "pageup")
+        await wait_until(pilot, lambda: not chat_log.is_following)
+        before = screen_lines(chat_log)
+        scroll_y = chat_log.scroll_y
+
+        node.receive("bob", "fresh news")
+        node.receive("carol", "more news")
+        unread = app.query_one("#unread", Static)
+        await wait_until(pilot, lambda: unread.has_class("-visible"))
+        assert "2 new messages" in str(unread.render())
+        assert chat_log.scroll_y == scroll_y
+        after = screen_lines(chat_log)  # the unread bar may take the bottom line
+        assert after == before[: len(after)] and len(after) >= len(before) - 1
+
+        await pilot.press("end")  # cursor already at the end of the empty input
+        await wait_until(pilot, lambda: shows(chat_log, "more news"))
+        assert chat_log.is_following
+        await wait_until(pilot, lambda: not unread.has_class("-visible"))
+
+
+async def test_scrolling_back_to_bottom_clears_unread() -> None:
+    node = FakeChatNode()
+    node.load_history(make_history(300))
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        chat_log = app.chat_log
+        await pilot.press("pageup")
+        await wait_until(pilot, lambda: not chat_log.is_following)
+        node.receive("bob", "fresh news")
+        await wait_until(pilot, lambda: chat_log.unread == 1)
+        await pilot.press("pagedown", "pagedown")
+        await wait_until(pilot, lambda: chat_log.unread == 0 and chat_log.is_following)
+
+
+async def test_new_messages_follow_when_at_bottom() -> None:
+    node = FakeChatNode()
+    node.load_history(make_history(300))
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        node.receive("bob", "latest words")
+        await wait_until(pilot, lambda: screen_lines(app.chat_log)[-1].endswith("latest words"))
+        assert app.chat_log.unread == 0
+
+
+async def test_stats_pane_follows_status_events() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        node.set_status(
+            term=17,
+            state="follower",
+            leader="n2",
+            voters=("n1", "n2", "n3"),
+            learners=("n4",),
+            snapshot_index=900,
+            election_timeout_ms=456.0,
+            counters={
+                "requestvote_sent": 11,
+                "requestvote_received": 12,
+                "appendentries_sent": 13,
+                "appendentries_received": 14,
+                "proposals_forwarded": 15,
+            },
+        )
+        table = app.query_one("#stats-table")
+        await wait_until(pilot, lambda: "17" in widget_text(table))
+        text = widget_text(table)
+        for expected in (
+            "follower",
+            "3 voters, 1 learners",
+            "900",
+            "456 ms",
+            "11 sent / 12 recv",
+            "13 sent / 14 recv",
+            "15",
+        ):
+            assert expected in text
+        assert "term 17" in widget_text(app.query_one("#status-bar"))
+
+
+async def test_rate_chart_samples_committed_messages() -> None:
+    node = FakeChatNode()
+    clock = Clock()
+    app = make_app(node, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        for number in range(6):
+            node.receive("bob", f"m{number}")
+        await wait_until(pilot, lambda: app._committed_since_sample == 6)
+        clock.now += 2.0
+        app._sample_rate()
+        assert list(app._rates) == [3.0]
+        await wait_until(pilot, lambda: "now 3.0" in widget_text(app.query_one("#rate-label")))
+
+
+async def test_members_pane_shows_role_link_and_rtt() -> None:
+    node = FakeChatNode()
+    app = make_app(node, show_members=True)
+    async with app.run_test(size=SIZE) as pilot:
+        node.set_members(
+            [
+                MemberInfo("n1", "alice", "voter", "self", None),
+                MemberInfo("n2leader", "bob", "leader", "connected", 12.4),
+                MemberInfo("n3", "carol", "learner", "disconnected", None),
+            ]
+        )
+        pane = app.query_one("#members")
+        await wait_until(pilot, lambda: "carol" in widget_text(pane))
+        rows = widget_text(pane).splitlines()
+        bob = next(row for row in rows if "bob" in row)
+        assert "n2lead" in bob and "leader" in bob and " up " in bob and "12ms" in bob
+        carol = next(row for row in rows if "carol" in row)
+        assert "learner" in carol and " down" in carol
+        assert rows.index(bob) < rows.index(carol)  # leader first
+
+
+async def test_bell_on_mention_by_someone_else_only() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    bells = []
+    async with app.run_test(size=SIZE) as pilot:
+        app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+        node.receive("bob", "hey Alice, look")
+        await wait_until(pilot, lambda: shows(app.chat_log, "hey Alice"))
+        assert bells == [1]
+        assert app.chat_log.records[-1].mention
+        node.receive("bob", "malice is not a mention")
+        await type_line(pilot, "alice talking about alice")
+        node.commit_next()
+        await wait_until(pilot, lambda: not app.chat_log.pending)
+        assert bells == [1]
+
+
+async def test_no_bell_for_mentions_in_history() -> None:
+    node = FakeChatNode()
+    node.load_history(make_history(3))
+    node.receive("bob", "alice said this before you opened the app")
+    app = make_app(node)
+    bells = []
+    app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shows(app.chat_log, "before you opened"))
+        assert bells == []
+
+
+MARKUP_AND_ESCAPES = "[bold red]loud[/] \x1b[31mred\x1b[0m \x1b]0;pwned\x07 \u202eevil \x9b2J"
+
+
+async def test_peer_markup_and_escapes_are_shown_literally() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=(160, 30)) as pilot:
+        node.receive("[blink]mallory\x1b[5m", MARKUP_AND_ESCAPES)
+        await wait_until(pilot, lambda: shows(app.chat_log, "loud"))
+        record = app.chat_log.records[-1]
+        strip = app.chat_log._render_record(record)[0]
+        text = strip.text
+        assert "[bold red]loud[/]" in text
+        assert "\u241b[31mred\u241b[0m" in text  # ESC shown as the visible "␛"
+        assert "\u241b]0;pwned\u2407" in text
+        assert "\ufffdevil" in text and "\ufffd2J" in text
+        assert "[blink]mall\u2026" in text  # nick column, cut to its width
+        for segment in strip:
+            assert not any(0 <= ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in segment.text)
+            if "loud" in segment.text or "red" in segment.text:
+                style = segment.style
+                assert style is not None
+                assert not style.bold and not style.blink and not style.reverse
+                assert style.color is None or style.color == app.chat_log.rich_style.color
+
+
+async def test_notices_are_shown() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        node.publish(NoticeEvent("join", "erin joined", 1_700_000_000.0))
+        node.publish(NoticeEvent("leader", "carol is the leader (term 5)", 1_700_000_000.0))
+        await wait_until(pilot, lambda: shows(app.chat_log, "carol is the leader"))
+        lines = screen_lines(app.chat_log)
+        assert any("--> \u2502 erin joined" in line for line in lines)
+        assert any("*** \u2502 carol is the leader (term 5)" in line for line in lines)
+
+
+async def test_day_change_inserts_a_separator() -> None:
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        node.receive("bob", "late night", ts=1_700_006_000.0)  # 2023-11-14 23:53 UTC
+        node.receive("bob", "same night", ts=1_700_006_000.0 + 60)
+        node.receive("bob", "early morning", ts=1_700_006_000.0 + 86_400)
+        await wait_until(pilot, lambda: shows(app.chat_log, "early morning"))
+        lines = [line for line in screen_lines(app.chat_log) if line]
+        assert "Tuesday 14 November 2023" in lines[0]
+        assert "late night" in lines[1] and "same night" in lines[2]
+        assert "Wednesday 15 November 2023" in lines[3]
+        assert "early morning" in lines[4]
+
+
+async def test_long_message_wraps_and_rewraps_on_resize() -> None:
+    node = FakeChatNode()
+    app = make_app(node, show_stats=False)
+    words = " ".join(f"word{number:02d}" for number in range(40))
+    async with app.run_test(size=(80, 30)) as pilot:
+        node.receive("bob", words)
+        await wait_until(pilot, lambda: shows(app.chat_log, "word39"))
+
+        def message_lines() -> list[str]:
+            lines = screen_lines(app.chat_log)
+            first = next(i for i, line in enumerate(lines) if "word00" in line)
+            last = next(i for i, line in enumerate(lines) if "word39" in line)
+            return lines[first : last + 1]
+
+        narrow = message_lines()
+        assert len(narrow) > 1
+        assert " ".join(" ".join(line.split("\u2502", 1)[1].split()) for line in narrow) == words
+        await pilot.resize_terminal(140, 30)
+        await wait_until(pilot, lambda: len(message_lines()) < len(narrow))
+        assert app.chat_log.total_lines == len(app.chat_log.records) - 1 + len(message_lines())
+
+
+async def test_node_errors_are_shown_and_app_keeps_running() -> None:
+    from raftchat.nodeapi import ErrorEvent
+
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        node.publish(ErrorEvent("signaling server unreachable: retrying"))
+        await wait_until(pilot, lambda: shows(app.chat_log, "signaling server unreachable"))
+        await type_line(pilot, "still works")
+        assert node.sent == [("still works", False)]
+
+
+async def test_joining_with_100k_messages_renders_the_latest() -> None:
+    node = FakeChatNode()
+    node.load_history(make_history(100_000))
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: shows(app.chat_log, "message number 100000"), timeout=30)
+        lines = screen_lines(app.chat_log)
+        assert lines[-1].endswith("message number 100000")
+        assert any("message number 99999" in line for line in lines)
+        assert len(app.chat_log.records) >= 100_000
+        # Typing and sending still works on top of the large scrollback.
+        await pilot.press(*"still quick", "enter")
+        await wait_until(pilot, lambda: shows(app.chat_log, "still quick"))
+        # The oldest message is reachable.
+        app.chat_log.scroll_home(animate=False, immediate=True)
+        await wait_until(pilot, lambda: shows(app.chat_log, "message number 1 "))
