@@ -130,6 +130,8 @@ class AppendEntriesResponse:
     """On rejection: the first index of ``conflict_term`` in the follower's log (or its length)."""
     conflict_term: int = 0
     heartbeat_seq: int = 0
+    reject_index: int = 0
+    """On rejection: the ``prev_log_index`` that did not match (lets the leader drop stale ones)."""
 
 
 @dataclass(frozen=True, slots=True)

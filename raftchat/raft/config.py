@@ -1,0 +1,157 @@
+"""Core settings, and the cluster configuration carried in CONFIG log entries.
+
+A configuration takes effect as soon as its entry is appended to a log (not
+when it commits), and reverts if that entry is truncated away; so every node
+keeps the list of configuration entries past its snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from .messages import Configuration, Entry, EntryKind, NodeId
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    """Settings of one Raft node. Times are in ticks (the runtime decides a tick's length)."""
+
+    node_id: NodeId
+    """This node's id; must be non-empty."""
+    election_timeout_ticks: int = 10
+    """T: a follower campaigns after a random timeout in [T, 2T) without hearing a leader."""
+    heartbeat_ticks: int = 2
+    """A leader sends heartbeats this often; must be smaller than the election timeout."""
+    max_append_bytes: int = 64 * 1024
+    """Upper bound on entry bytes in one AppendEntries (one entry is always allowed)."""
+    max_inflight: int = 8
+    """AppendEntries messages in flight to one follower before waiting for acknowledgements."""
+    snapshot_chunk_bytes: int = 48 * 1024
+    """Bytes of snapshot data per InstallSnapshot message."""
+    pre_vote: bool = True
+    """Run a pre-vote round first, so a partitioned node does not bump terms when it rejoins."""
+    check_quorum: bool = True
+    """A leader steps down when it has not heard from a quorum for an election timeout;
+    followers that heard from a leader recently refuse to vote (leader lease)."""
+    max_proposal_bytes: int = 1024 * 1024
+    """Largest accepted proposal payload."""
+    max_uncommitted_entries: int = 100_000
+    """A leader refuses proposals while this many of its entries are not yet committed."""
+    max_committed_per_ready: int = 8192
+    """At most this many committed entries are handed out by one ``ready()``."""
+    request_timeout_ticks: int = 0
+    """A forwarded proposal or read with no answer fails after this long (0: 2 x election)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.node_id, str) or not self.node_id:
+            raise ValueError(f"node_id must be a non-empty string, got {self.node_id!r}")
+        positive = (
+            "election_timeout_ticks",
+            "heartbeat_ticks",
+            "max_append_bytes",
+            "max_inflight",
+            "snapshot_chunk_bytes",
+            "max_proposal_bytes",
+            "max_uncommitted_entries",
+            "max_committed_per_ready",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.heartbeat_ticks >= self.election_timeout_ticks:
+            raise ValueError(
+                f"heartbeat_ticks ({self.heartbeat_ticks}) must be smaller than "
+                f"election_timeout_ticks ({self.election_timeout_ticks})"
+            )
+        if self.request_timeout_ticks < 0:
+            raise ValueError("request_timeout_ticks must be >= 0")
+
+    @property
+    def effective_request_timeout(self) -> int:
+        return self.request_timeout_ticks or 2 * self.election_timeout_ticks
+
+
+def encode_configuration(configuration: Configuration) -> bytes:
+    """The ``data`` of a CONFIG entry (stable, sorted JSON)."""
+    body = {"voters": sorted(configuration.voters), "learners": sorted(configuration.learners)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_configuration(data: bytes) -> Configuration:
+    """Inverse of :func:`encode_configuration`; raises ValueError on malformed data."""
+    try:
+        body = json.loads(data)
+        voters = body["voters"]
+        learners = body["learners"]
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"malformed configuration entry: {error}") from error
+    if not all(isinstance(x, str) and x for x in [*voters, *learners]):
+        raise ValueError("malformed configuration entry: ids must be non-empty strings")
+    if set(voters) & set(learners):
+        raise ValueError("malformed configuration entry: a node is both voter and learner")
+    return Configuration(voters=frozenset(voters), learners=frozenset(learners))
+
+
+class ConfigurationHistory:
+    """The configurations found in the log past the snapshot, newest last."""
+
+    def __init__(self, base_index: int, base: Configuration) -> None:
+        self._base_index = base_index
+        self._base = base
+        self._changes: list[tuple[int, Configuration]] = []
+
+    @property
+    def current(self) -> Configuration:
+        return self._changes[-1][1] if self._changes else self._base
+
+    @property
+    def current_index(self) -> int:
+        """Index of the entry that set the current configuration (snapshot index if none)."""
+        return self._changes[-1][0] if self._changes else self._base_index
+
+    def at(self, index: int) -> Configuration:
+        """The configuration in force once the log is applied up to ``index``."""
+        result = self._base
+        for change_index, configuration in self._changes:
+            if change_index > index:
+                break
+            result = configuration
+        return result
+
+    def observe(self, entries: list[Entry] | tuple[Entry, ...]) -> bool:
+        """Record the CONFIG entries among freshly appended ``entries``; True if any."""
+        changed = False
+        for entry in entries:
+            if entry.kind == EntryKind.CONFIG:
+                try:
+                    configuration = decode_configuration(entry.data)
+                except ValueError as error:
+                    logger.error("ignoring configuration entry %d: %s", entry.index, error)
+                    continue
+                self._changes.append((entry.index, configuration))
+                changed = True
+        return changed
+
+    def truncate_from(self, index: int) -> bool:
+        """Forget configurations of entries at ``index`` and later; True if any."""
+        before = len(self._changes)
+        while self._changes and self._changes[-1][0] >= index:
+            self._changes.pop()
+        return len(self._changes) != before
+
+    def compact_to(self, index: int) -> None:
+        """The log prefix up to ``index`` became a snapshot."""
+        self._base = self.at(index)
+        self._base_index = max(self._base_index, index)
+        self._changes = [(i, c) for i, c in self._changes if i > index]
+
+    def reset(self, index: int, configuration: Configuration) -> None:
+        """The whole log was replaced by a snapshot ending at ``index``."""
+        self._base_index = index
+        self._base = configuration
+        self._changes = []

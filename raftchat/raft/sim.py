@@ -1,0 +1,813 @@
+"""Deterministic fault simulator for the Raft core.
+
+``python -m raftchat.raft.sim --seeds N [--seed S] [--nodes K]`` runs N
+seeded schedules. Each drives a cluster of 1-7 nodes (plus spare nodes that
+join later) through message loss, duplication, reordering and delay;
+symmetric, asymmetric and leader-isolating partitions; crashes (dropping
+whatever was not persisted) and restarts from storage; membership churn
+(including removing the leader); leadership transfers; compaction and
+snapshot installs; client proposals retried with the same (client id,
+serial); and ReadIndex reads. After every step it checks:
+
+- at most one leader per term;
+- log matching (a hash chain over each node's persisted log);
+- leader completeness (a new leader holds every committed entry);
+- state machine safety (equal state at equal applied index) and committed
+  entries never change;
+- each acknowledged proposal is applied exactly once, in client order;
+- a read sees every write acknowledged before the read began.
+
+Then faults stop and the cluster must elect a leader, commit every pending
+proposal and bring every member up to date within a bounded number of ticks.
+A violation prints the seed and the last events; the last line printed is
+``seeds=N violations=V``. Replay one schedule with ``--seed S --seeds 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import heapq
+import json
+import logging
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import RaftConfig
+from .core import RaftCore
+from .messages import (
+    AppendEntries,
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    Message,
+    NodeId,
+    Snapshot,
+)
+from .ready import PersistentState, Ready, RequestStatus, Role
+
+logger = logging.getLogger(__name__)
+
+
+# --- storage and state machine models ------------------------------------------
+
+
+class StorageError(Exception):
+    """A Ready asked storage for something impossible (a gap in the log...)."""
+
+
+class MemoryStorage:
+    """Storage that follows the Ready contract exactly; what it holds survives a crash."""
+
+    def __init__(self) -> None:
+        self.hard_state = HardState()
+        self.snapshot: Snapshot | None = None
+        self.entries: list[Entry] = []
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshot.meta.index if self.snapshot is not None else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.snapshot_index + len(self.entries)
+
+    def persist(self, ready: Ready) -> None:
+        if ready.compacted is not None:
+            index = ready.compacted.meta.index
+            if index > self.snapshot_index:
+                del self.entries[: min(len(self.entries), index - self.snapshot_index)]
+                self.snapshot = ready.compacted
+        if ready.snapshot is not None:
+            self.snapshot = ready.snapshot
+            self.entries = []
+        if ready.truncate_from:
+            del self.entries[max(0, ready.truncate_from - self.snapshot_index - 1) :]
+        if ready.entries:
+            first = ready.entries[0].index
+            if first != self.last_index + 1:
+                raise StorageError(
+                    f"append at {first} does not follow stored last index {self.last_index}"
+                )
+            self.entries.extend(ready.entries)
+        if ready.hard_state is not None:
+            self.hard_state = ready.hard_state
+
+    def state(self) -> PersistentState:
+        return PersistentState(self.hard_state, self.snapshot, list(self.entries))
+
+
+def _digest(previous: bytes, *parts: object) -> bytes:
+    hasher = hashlib.blake2b(previous, digest_size=12)
+    for part in parts:
+        hasher.update(part if isinstance(part, bytes) else str(part).encode())
+        hasher.update(b"|")
+    return hasher.digest()
+
+
+class SessionStateMachine:
+    """A replicated state machine with client sessions: a duplicate (client, serial) is dropped."""
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.sessions: dict[str, int] = {}
+        self.digest = b""
+        self.duplicates = 0
+        self.out_of_order: list[str] = []
+
+    def apply(self, entry: Entry) -> None:
+        if entry.index != self.index + 1:
+            raise StorageError(f"applied {entry.index} right after {self.index}")
+        self.index = entry.index
+        if entry.kind != EntryKind.NORMAL:
+            return
+        if entry.client_id:
+            last = self.sessions.get(entry.client_id, 0)
+            if entry.serial <= last:
+                self.duplicates += 1
+                return
+            if entry.serial != last + 1:
+                self.out_of_order.append(
+                    f"client {entry.client_id} serial {entry.serial} applied after {last}"
+                )
+            self.sessions[entry.client_id] = entry.serial
+        self.digest = _digest(self.digest, entry.client_id, entry.serial, entry.data)
+
+    def snapshot(self) -> bytes:
+        body = {"index": self.index, "sessions": self.sessions, "digest": self.digest.hex()}
+        return json.dumps(body, sort_keys=True).encode()
+
+    def restore(self, data: bytes) -> None:
+        body = json.loads(data)
+        self.index = body["index"]
+        self.sessions = dict(body["sessions"])
+        self.digest = bytes.fromhex(body["digest"])
+
+
+# --- the simulation ------------------------------------------------------------
+
+
+@dataclass
+class SimSettings:
+    """Shape of one simulated run (most values are then varied by the seed)."""
+
+    fault_ticks: int = 160
+    heal_ticks: int = 150
+    """Liveness bound: after faults stop, everything must settle within this many ticks."""
+    election_timeout_ticks: int = 10
+    heartbeat_ticks: int = 2
+    steps_per_tick: int = 8
+    clients: int = 3
+    spare_nodes: int = 2
+    trace_length: int = 60
+
+
+@dataclass
+class _Client:
+    client_id: str
+    serial: int = 0
+    outstanding: bool = False
+    node: NodeId = ""
+    retry_at: int = 0
+    data: bytes = b""
+
+
+@dataclass
+class _Read:
+    request_id: int
+    node: NodeId
+    acked_before: dict[str, int]
+    index: int = -1
+
+
+@dataclass
+class _SimNode:
+    node_id: NodeId
+    config: RaftConfig
+    storage: MemoryStorage = field(default_factory=MemoryStorage)
+    machine: SessionStateMachine = field(default_factory=SessionStateMachine)
+    core: RaftCore | None = None
+    chain: list[bytes] = field(default_factory=list)
+    """Hash chain over the persisted log: chain[k] covers entries up to chain_base_index + k."""
+    chain_base_index: int = 0
+    down_until: int = 0
+    checked_leader_term: int = -1
+
+
+@dataclass
+class SimResult:
+    seed: int
+    nodes: int
+    violations: list[str]
+    trace: list[str]
+    ticks: int
+    messages: int
+    acked: int
+    reads: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+class Violation(Exception):
+    pass
+
+
+class Simulation:
+    """One seeded run. ``run()`` returns a SimResult; it never raises on a violation."""
+
+    def __init__(self, seed: int, nodes: int | None = None, settings: SimSettings | None = None):
+        self.seed = seed
+        self.settings = settings or SimSettings()
+        self.rng = random.Random(seed)
+        rng = self.rng
+        self.node_count = nodes if nodes is not None else rng.randint(1, 7)
+        self.loss = rng.choice([0.0, 0.01, 0.05, 0.1])
+        self.duplication = rng.choice([0.0, 0.01, 0.05])
+        self.max_delay = rng.choice([1, 4, 12, 30])
+        self.crash_rate = rng.choice([0.0, 0.005, 0.02])
+        self.partition_rate = rng.choice([0.0, 0.01, 0.03])
+        self.churn_rate = rng.choice([0.0, 0.01, 0.03])
+        self.transfer_rate = rng.choice([0.0, 0.005, 0.02])
+        self.compact_rate = rng.choice([0.01, 0.05, 0.2])
+        self.read_rate = rng.choice([0.0, 0.05, 0.2])
+        self.snapshot_chunk = rng.choice([16, 64, 4096])
+        self.now = 0
+        self.step_time = 0
+        self.sequence = 0
+        self.network: list[tuple[int, int, NodeId, NodeId, Message]] = []
+        self.blocked: set[tuple[NodeId, NodeId]] = set()
+        self.partition_until = 0
+        self.trace: deque[tuple] = deque(maxlen=self.settings.trace_length)
+        self.messages = 0
+        self.faults_on = True
+        self.leader_of_term: dict[int, NodeId] = {}
+        self.chain_at: dict[tuple[int, int], bytes] = {}
+        self.committed_chain: dict[int, bytes] = {}
+        self.max_committed = 0
+        self.state_at: dict[int, bytes] = {}
+        self.acked: dict[str, int] = {}
+        self.acked_count = 0
+        self.reads_checked = 0
+        self.reads: dict[int, _Read] = {}
+        self.next_read_id = 1
+        ids = [f"n{i}" for i in range(self.node_count + self.settings.spare_nodes)]
+        self.nodes: dict[NodeId, _SimNode] = {}
+        for node_id in ids:
+            config = RaftConfig(
+                node_id=node_id,
+                election_timeout_ticks=self.settings.election_timeout_ticks,
+                heartbeat_ticks=self.settings.heartbeat_ticks,
+                max_append_bytes=rng.choice([64, 512, 65536]),
+                max_inflight=rng.choice([1, 2, 8]),
+                snapshot_chunk_bytes=self.snapshot_chunk,
+            )
+            node = _SimNode(node_id, config)
+            self.nodes[node_id] = node
+            self._start(node)
+        self.voter_ids = ids[: self.node_count]
+        self.clients = [_Client(f"c{i}") for i in range(self.settings.clients)]
+
+    # --- node lifecycle ----------------------------------------------------------
+
+    def _start(self, node: _SimNode) -> None:
+        state = node.storage.state()
+        node.machine = SessionStateMachine()
+        if state.snapshot is not None:
+            node.machine.restore(state.snapshot.data)
+        rng = random.Random(f"{self.seed}/{node.node_id}/{self.now}")
+        node.core = RaftCore(node.config, state, rng)
+        self._process(node)
+
+    def _crash(self, node: _SimNode, torn: bool) -> None:
+        core = node.core
+        if core is None:
+            return
+        if torn and core.has_ready():
+            core.ready()  # handed out, never persisted: lost with the crash
+        node.core = None
+        node.down_until = self.now + self.rng.randint(3, 40)
+        self._trace("crash", node.node_id, "before persisting" if torn else "")
+        for read in [r for r in self.reads.values() if r.node == node.node_id]:
+            del self.reads[read.request_id]
+        for client in self.clients:
+            if client.outstanding and client.node == node.node_id:
+                client.retry_at = self.now + 1
+
+    # --- invariants ----------------------------------------------------------------
+
+    def _fail(self, text: str) -> None:
+        raise Violation(text)
+
+    def _persist(self, node: _SimNode, ready: Ready) -> None:
+        storage = node.storage
+        before_snapshot = storage.snapshot_index
+        try:
+            storage.persist(ready)
+        except StorageError as error:
+            self._fail(f"{node.node_id}: storage: {error}")
+        chain = node.chain
+        if ready.snapshot is not None:
+            meta = ready.snapshot.meta
+            known = self.chain_at.get((meta.index, meta.term))
+            if known is None:
+                self._fail(f"{node.node_id}: snapshot at {meta.index}/{meta.term} names no entry")
+            node.chain = chain = [known]
+            node.chain_base_index = meta.index
+        elif storage.snapshot_index > before_snapshot:
+            drop = storage.snapshot_index - node.chain_base_index
+            del chain[:drop]
+            node.chain_base_index = storage.snapshot_index
+        if not chain:
+            chain.append(b"")  # the empty log
+        if ready.truncate_from:
+            del chain[ready.truncate_from - node.chain_base_index :]
+        for entry in ready.entries:
+            digest = _digest(
+                chain[-1],
+                entry.index,
+                entry.term,
+                entry.kind,
+                entry.data,
+                entry.client_id,
+                entry.serial,
+            )
+            chain.append(digest)
+            key = (entry.index, entry.term)
+            known = self.chain_at.setdefault(key, digest)
+            if known != digest:
+                self._fail(
+                    f"{node.node_id}: log matching broken at index {entry.index} term {entry.term}"
+                )
+        if len(chain) - 1 + node.chain_base_index != storage.last_index:
+            self._fail(f"{node.node_id}: chain bookkeeping out of step with storage")
+
+    def _chain(self, node: _SimNode, index: int) -> bytes | None:
+        position = index - node.chain_base_index
+        if 0 <= position < len(node.chain):
+            return node.chain[position]
+        return None
+
+    def _applied(self, node: _SimNode, entry: Entry) -> None:
+        digest = self._chain(node, entry.index)
+        if digest is None:
+            self._fail(f"{node.node_id}: applied entry {entry.index} that is not persisted")
+        known = self.committed_chain.setdefault(entry.index, digest)
+        if known != digest:
+            self._fail(f"{node.node_id}: committed entry {entry.index} differs between nodes")
+        self.max_committed = max(self.max_committed, entry.index)
+        node.machine.apply(entry)
+        if node.machine.out_of_order:
+            self._fail(f"{node.node_id}: {node.machine.out_of_order[0]}")
+        state = node.machine.digest
+        if self.state_at.setdefault(entry.index, state) != state:
+            self._fail(f"{node.node_id}: state machine differs at index {entry.index}")
+
+    def _check_leader(self, node: _SimNode) -> None:
+        core = node.core
+        assert core is not None
+        holder = self.leader_of_term.setdefault(core.term, node.node_id)
+        if holder != node.node_id:
+            self._fail(f"two leaders in term {core.term}: {holder} and {node.node_id}")
+        if self.max_committed:
+            own = self._chain(node, self.max_committed)
+            if own != self.committed_chain[self.max_committed]:
+                self._fail(
+                    f"leader completeness: {node.node_id} (term {core.term}) lacks committed "
+                    f"entry {self.max_committed}"
+                )
+
+    # --- the runtime loop ------------------------------------------------------------
+
+    def _process(self, node: _SimNode) -> None:
+        core = node.core
+        if core is None:
+            return
+        while core.has_ready():
+            ready = core.ready()
+            self._persist(node, ready)
+            for to, message in ready.messages:
+                self._send(node.node_id, to, message)
+            if ready.snapshot is not None:
+                node.machine.restore(ready.snapshot.data)
+                index = ready.snapshot.meta.index
+                known = self.state_at.setdefault(index, node.machine.digest)
+                if known != node.machine.digest:
+                    self._fail(f"{node.node_id}: installed snapshot state differs at {index}")
+            for entry in ready.committed_entries:
+                self._applied(node, entry)
+            for outcome in ready.proposal_outcomes:
+                self._on_outcome(node, outcome)
+            for read_state in ready.read_states:
+                read = self.reads.get(read_state.request_id)
+                if read is not None and read.node == node.node_id:
+                    if read_state.error:
+                        del self.reads[read.request_id]
+                    else:
+                        read.index = read_state.index
+            core.advance(ready)
+        if core.role is Role.LEADER and node.checked_leader_term != core.term:
+            node.checked_leader_term = core.term
+            self._check_leader(node)
+        if self.reads:
+            self._serve_reads(node)
+
+    def _serve_reads(self, node: _SimNode) -> None:
+        for read in list(self.reads.values()):
+            if read.node != node.node_id or read.index < 0:
+                continue
+            if node.machine.index >= read.index:
+                del self.reads[read.request_id]
+                self.reads_checked += 1
+                for client_id, serial in read.acked_before.items():
+                    if node.machine.sessions.get(client_id, 0) < serial:
+                        self._fail(
+                            f"stale read {read.request_id} on {node.node_id} at index "
+                            f"{read.index}: misses acknowledged {client_id}#{serial}"
+                        )
+
+    def _on_outcome(self, node: _SimNode, outcome) -> None:
+        for client in self.clients:
+            if (
+                client.outstanding
+                and client.client_id == outcome.client_id
+                and client.serial == outcome.serial
+            ):
+                if outcome.committed:
+                    client.outstanding = False
+                    self.acked[client.client_id] = client.serial
+                    self.acked_count += 1
+                    client.retry_at = self.now + self.rng.randint(0, 3)
+                    self._trace("ack", client.client_id, client.serial, outcome.index)
+                else:
+                    client.retry_at = self.now + 1
+
+    def _send(self, sender: NodeId, to: NodeId, message: Message) -> None:
+        self.messages += 1
+        rng = self.rng
+        if self.faults_on:
+            if (sender, to) in self.blocked or rng.random() < self.loss:
+                return
+            copies = 2 if rng.random() < self.duplication else 1
+            delay_bound = self.max_delay
+        else:
+            copies, delay_bound = 1, 2
+        for _ in range(copies):
+            self.sequence += 1
+            deliver_at = self.step_time + 1 + rng.randrange(delay_bound)
+            heapq.heappush(self.network, (deliver_at, self.sequence, sender, to, message))
+
+    def _deliver_due(self) -> None:
+        network = self.network
+        while network and network[0][0] <= self.step_time:
+            _, _, sender, to, message = heapq.heappop(network)
+            node = self.nodes[to]
+            if node.core is None or (self.faults_on and (sender, to) in self.blocked):
+                continue
+            self._trace_message(sender, to, message)
+            node.core.step(message)
+            self._process(node)
+
+    # --- faults and workload -----------------------------------------------------------
+
+    def _leader(self) -> _SimNode | None:
+        best = None
+        for node in self.nodes.values():
+            core = node.core
+            if (
+                core is not None
+                and core.role is Role.LEADER
+                and (
+                    best is None or core.term > best.core.term  # type: ignore[union-attr]
+                )
+            ):
+                best = node
+        return best
+
+    def _faults(self) -> None:
+        rng = self.rng
+        if self.partition_until and self.now >= self.partition_until:
+            self.blocked.clear()
+            self.partition_until = 0
+            self._trace("heal partition")
+        if not self.partition_until and rng.random() < self.partition_rate:
+            self._partition()
+        if rng.random() < self.crash_rate:
+            up = [n for n in self.nodes.values() if n.core is not None]
+            if up:
+                self._crash(rng.choice(up), torn=rng.random() < 0.5)
+        for node in self.nodes.values():
+            if node.core is None and self.now >= node.down_until:
+                self._start(node)
+                self._trace("restart", node.node_id)
+        leader = self._leader()
+        if leader is not None and leader.core is not None:
+            if rng.random() < self.churn_rate:
+                self._churn(leader)
+            if rng.random() < self.transfer_rate:
+                voters = sorted(leader.core.configuration.voters - {leader.node_id})
+                if voters:
+                    target = rng.choice(voters)
+                    result = leader.core.transfer_leadership(target)
+                    self._trace("transfer", leader.node_id, target, result.status.value)
+                    self._process(leader)
+
+    def _partition(self) -> None:
+        rng = self.rng
+        ids = list(self.nodes)
+        kind = rng.choice(["symmetric", "asymmetric", "leader"])
+        self.blocked.clear()
+        if kind == "symmetric":
+            side = {n: rng.random() < 0.5 for n in ids}
+            self.blocked = {(a, b) for a in ids for b in ids if side[a] != side[b]}
+        elif kind == "asymmetric":
+            self.blocked = {(a, b) for a in ids for b in ids if a != b and rng.random() < 0.3}
+        else:
+            leader = self._leader()
+            if leader is None:
+                return
+            self.blocked = {(a, b) for a in ids for b in ids if leader.node_id in (a, b)}
+        self.partition_until = self.now + rng.randint(5, 40)
+        self._trace("partition", kind, len(self.blocked))
+
+    def _churn(self, leader: _SimNode) -> None:
+        rng = self.rng
+        core = leader.core
+        assert core is not None
+        configuration = core.configuration
+        choice = rng.random()
+        if choice < 0.35:
+            candidates = sorted(set(self.nodes) - configuration.members)
+            if not candidates:
+                return
+            target = rng.choice(candidates)
+            result = core.add_learner(target)
+            action = "add_learner"
+        elif choice < 0.7:
+            if not configuration.learners:
+                return
+            target = rng.choice(sorted(configuration.learners))
+            result = core.promote(target)
+            action = "promote"
+        else:
+            if len(configuration.voters) <= 1 and not configuration.learners:
+                return
+            target = rng.choice(sorted(configuration.members))
+            result = core.remove(target)
+            action = "remove"
+        self._trace(action, leader.node_id, target, result.error or result.index)
+        self._process(leader)
+
+    def _clients(self, proposing: bool) -> None:
+        rng = self.rng
+        up = [n for n in self.nodes.values() if n.core is not None]
+        if not up:
+            return
+        for client in self.clients:
+            if self.now < client.retry_at:
+                continue
+            if not client.outstanding:
+                if not proposing:
+                    continue
+                client.serial += 1
+                client.outstanding = True
+                client.data = f"{client.client_id}-{client.serial}".encode()
+            leader = self._leader()
+            node = leader if leader is not None and rng.random() < 0.6 else rng.choice(up)
+            if node.core is None:
+                continue
+            client.node = node.node_id
+            result = node.core.propose(client.data, client.client_id, client.serial)
+            self._trace(
+                "propose", client.client_id, client.serial, node.node_id, result.status.value
+            )
+            if result.status is RequestStatus.REJECTED:
+                client.retry_at = self.now + 2
+            else:
+                client.retry_at = self.now + 3 * self.settings.election_timeout_ticks
+            self._process(node)
+        if proposing and rng.random() < self.read_rate:
+            node = rng.choice(up)
+            assert node.core is not None
+            request_id = self.next_read_id
+            self.next_read_id += 1
+            self.reads[request_id] = _Read(request_id, node.node_id, dict(self.acked))
+            result = node.core.read_index(request_id)
+            if result.status is RequestStatus.REJECTED:
+                del self.reads[request_id]
+            self._process(node)
+
+    def _compactions(self) -> None:
+        for node in self.nodes.values():
+            core = node.core
+            if core is None or self.rng.random() >= self.compact_rate:
+                continue
+            applied = core.log.applied
+            if applied - core.log.snapshot_index >= 4 and node.machine.index == applied:
+                core.compact(applied, node.machine.snapshot())
+                self._process(node)
+
+    # --- driving -----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        self.now += 1
+        order = list(self.nodes.values())
+        self.rng.shuffle(order)
+        for node in order:
+            if node.core is not None:
+                node.core.tick()
+                self._process(node)
+        for _ in range(self.settings.steps_per_tick):
+            self.step_time += 1
+            self._deliver_due()
+
+    def _setup(self) -> None:
+        """Bootstrap the first node, then add and promote the initial voters."""
+        first = self.nodes[self.voter_ids[0]]
+        assert first.core is not None
+        first.core.bootstrap()
+        self._process(first)
+        pending = list(self.voter_ids[1:])
+        for _ in range(40 * max(1, len(pending))):
+            if not pending:
+                break
+            leader = self._leader()
+            if leader is not None and leader.core is not None:
+                target = pending[0]
+                configuration = leader.core.configuration
+                if target in configuration.voters:
+                    pending.pop(0)
+                    continue
+                if target in configuration.learners:
+                    leader.core.promote(target)
+                else:
+                    leader.core.add_learner(target)
+                self._process(leader)
+            self._tick()
+        if pending:
+            self._fail(f"setup could not add {pending}")
+
+    def _settled(self) -> bool:
+        leader = self._leader()
+        if leader is None or leader.core is None:
+            return False
+        if any(client.outstanding for client in self.clients) or self.reads:
+            return False
+        core = leader.core
+        commit = core.log.commit
+        if core.log.term(commit) != core.term:
+            return False
+        for member in core.configuration.members | {leader.node_id}:
+            other = self.nodes[member].core
+            if other is None or other.log.applied < commit:
+                return False
+        return True
+
+    def run(self) -> SimResult:
+        violations: list[str] = []
+        try:
+            self._setup()
+            for _ in range(self.settings.fault_ticks):
+                self._faults()
+                self._clients(proposing=True)
+                self._compactions()
+                self._tick()
+            self.faults_on = False
+            self.blocked.clear()
+            self._trace("faults stop")
+            for node in self.nodes.values():
+                if node.core is None:
+                    self._start(node)
+            for _ in range(self.settings.heal_ticks):
+                if self._settled():
+                    break
+                self._clients(proposing=False)
+                self._tick()
+            else:
+                self._fail(self._liveness_report())
+            self._final_checks()
+        except Violation as violation:
+            violations.append(str(violation))
+        return SimResult(
+            seed=self.seed,
+            nodes=self.node_count,
+            violations=violations,
+            trace=[self._format(event) for event in self.trace],
+            ticks=self.now,
+            messages=self.messages,
+            acked=self.acked_count,
+            reads=self.reads_checked,
+        )
+
+    def _liveness_report(self) -> str:
+        parts = [f"liveness: not settled {self.settings.heal_ticks} ticks after faults stopped"]
+        for node in self.nodes.values():
+            core = node.core
+            if core is not None:
+                status = core.status()
+                parts.append(
+                    f"{node.node_id}: {status.role.value} term={status.term} "
+                    f"leader={status.leader or '-'} commit={status.commit_index} "
+                    f"applied={status.applied_index} last={status.last_index} "
+                    f"voters={sorted(status.configuration.voters)} "
+                    f"learners={sorted(status.configuration.learners)}"
+                )
+        pending = [(c.client_id, c.serial) for c in self.clients if c.outstanding]
+        parts.append(f"pending proposals: {pending}; pending reads: {len(self.reads)}")
+        return "\n  ".join(parts)
+
+    def _final_checks(self) -> None:
+        leader = self._leader()
+        assert leader is not None and leader.core is not None
+        for member in leader.core.configuration.members:
+            machine = self.nodes[member].machine
+            for client_id, serial in self.acked.items():
+                if machine.sessions.get(client_id, 0) < serial:
+                    self._fail(f"acknowledged {client_id}#{serial} never applied on {member}")
+
+    # --- trace -------------------------------------------------------------------------
+
+    def _trace(self, *event: object) -> None:
+        self.trace.append((self.now, *event))
+
+    def _trace_message(self, sender: NodeId, to: NodeId, message: Message) -> None:
+        self.trace.append((self.now, sender, to, message))
+
+    @staticmethod
+    def _format(event: tuple) -> str:
+        now, *rest = event
+        if len(rest) == 3 and isinstance(rest[2], Message.__args__):  # type: ignore[attr-defined]
+            sender, to, message = rest
+            return f"t={now} {sender}->{to} {_describe(message)}"
+        return f"t={now} " + " ".join(str(part) for part in rest)
+
+
+def _describe(message: Message) -> str:
+    if isinstance(message, AppendEntries):
+        span = (
+            f"{message.entries[0].index}..{message.entries[-1].index}" if message.entries else "-"
+        )
+        return (
+            f"AppendEntries(term={message.term} prev={message.prev_log_index}/"
+            f"{message.prev_log_term} entries={span} commit={message.leader_commit})"
+        )
+    if isinstance(message, InstallSnapshot):
+        return (
+            f"InstallSnapshot(term={message.term} index={message.last_included_index} "
+            f"offset={message.offset} bytes={len(message.data)} done={message.done})"
+        )
+    return repr(message)
+
+
+def run_seeds(
+    seeds: int,
+    start: int = 0,
+    nodes: int | None = None,
+    settings: SimSettings | None = None,
+    report: Callable[[SimResult], None] | None = None,
+) -> list[SimResult]:
+    """Run ``seeds`` schedules from ``start``; ``report`` sees each failing result."""
+    failures = []
+    for seed in range(start, start + seeds):
+        result = Simulation(seed, nodes, settings).run()
+        if not result.ok:
+            failures.append(result)
+            if report is not None:
+                report(result)
+    return failures
+
+
+def format_failure(result: SimResult) -> str:
+    lines = [f"VIOLATION seed={result.seed} nodes={result.nodes}: {result.violations[0]}"]
+    lines.append(f"  last {len(result.trace)} events:")
+    lines.extend(f"    {line}" for line in result.trace)
+    lines.append(f"  replay: python -m raftchat.raft.sim --seed {result.seed} --seeds 1")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=100, help="how many schedules to run")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--nodes", type=int, default=None, help="initial voters (1-7)")
+    args = parser.parse_args(argv)
+    if args.nodes is not None and not 1 <= args.nodes <= 7:
+        parser.error("--nodes must be between 1 and 7")
+    started = time.monotonic()
+    failures = run_seeds(
+        args.seeds, args.seed, args.nodes, report=lambda r: print(format_failure(r), flush=True)
+    )
+    elapsed = time.monotonic() - started
+    print(f"elapsed={elapsed:.1f}s", file=sys.stderr)
+    print(f"seeds={args.seeds} violations={len(failures)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
