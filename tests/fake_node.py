@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC
+from typing import Any
 
 from raftchat.nodeapi import (
     AckEvent,
@@ -252,11 +254,14 @@ DEMO_CONVERSATION = (
 )
 
 
+def demo_wall_clock() -> float:
+    """The demo's "now": a little after the last message of its conversation."""
+    return DEMO_START_TS + 1200
+
+
 def demo_node(*, auto_commit: bool = False) -> FakeChatNode:
     """A node in a lively five-member channel, with a fixed clock (for screenshots)."""
-    node = FakeChatNode(
-        node_id="a1f3c9", nick="alice", channel="raft-lab", clock=lambda: DEMO_START_TS + 3600
-    )
+    node = FakeChatNode(node_id="a1f3c9", nick="alice", channel="raft-lab", clock=demo_wall_clock)
     node.auto_commit = auto_commit
     node_ids = {
         "alice": "a1f3c9",
@@ -304,3 +309,56 @@ def demo_node(*, auto_commit: bool = False) -> FakeChatNode:
         },
     )
     return node
+
+
+class ManualClock:
+    """A monotonic clock that moves only when told: charts and latencies become exact."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def demo_app(clock: ManualClock | None = None, **config: Any) -> Any:
+    """The TUI on :func:`demo_node` with fixed clocks and timezone (same pixels every run)."""
+    from raftchat.tui.app import RaftChatApp, TuiConfig
+
+    node = demo_node()
+    settings = TuiConfig(
+        tz=UTC,
+        monotonic=clock or ManualClock(),
+        wall_clock=demo_wall_clock,
+        cursor_blink=False,
+        rate_interval_s=3600.0,  # charts move only when the demo calls sample_rate()
+        **config,
+    )
+    return RaftChatApp(node, settings)
+
+
+async def play_demo_traffic(pilot: Any, clock: ManualClock, rounds: int = 24) -> None:
+    """Drive a demo app through ``rounds`` seconds of traffic so the charts have data.
+
+    Each round: a burst of peer messages, one own message committed after a
+    varying latency, then one messages/s sample.
+    """
+    app = pilot.app
+    node = app.node
+    for number in range(rounds):
+        for burst in range(2 + (number * 7) % 5):
+            node.receive(("bob", "carol", "erin")[burst % 3], f"load test line {number}.{burst}")
+        app.chat_input.value = f"ping {number}"
+        await pilot.press("enter")
+        latency = 0.030 + ((number * 13) % 9) * 0.004
+        clock.now += latency
+        node.commit_next()
+        for _ in range(1000):
+            if not app.chat_log.pending and not any(q.qsize() for q in node._queues):
+                break
+            await pilot.pause()
+        else:
+            raise AssertionError("the app did not take in the demo traffic")
+        clock.now += 1.0 - latency
+        app.sample_rate()
+    await pilot.pause()

@@ -102,7 +102,7 @@ async def test_own_message_is_pending_until_committed() -> None:
         assert app.chat_log.records[-1].message_id == "n1:1"
         assert app._latencies[-1] == pytest.approx(42.0)
         label = app.query_one("#latency-label")
-        await wait_until(pilot, lambda: "last 42 ms" in widget_text(label))
+        await wait_until(pilot, lambda: "latency 42 ms" in widget_text(label))
 
 
 async def test_pending_message_is_dimmed_then_normal() -> None:
@@ -351,9 +351,11 @@ async def test_rate_chart_samples_committed_messages() -> None:
             node.receive("bob", f"m{number}")
         await wait_until(pilot, lambda: app._committed_since_sample == 6)
         clock.now += 2.0
-        app._sample_rate()
+        app.sample_rate()
         assert list(app._rates) == [3.0]
-        await wait_until(pilot, lambda: "now 3.0" in widget_text(app.query_one("#rate-label")))
+        await wait_until(
+            pilot, lambda: "messages/s 3.0" in widget_text(app.query_one("#rate-label"))
+        )
 
 
 async def test_members_pane_shows_role_link_and_rtt() -> None:

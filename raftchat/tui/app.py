@@ -160,7 +160,7 @@ class RaftChatApp(App[None]):
         self._show_status(self.node.status())
         self._show_members(self.node.members())
         self._show_latency()
-        self.set_interval(self.config.rate_interval_s, self._sample_rate)
+        self.set_interval(self.config.rate_interval_s, self.sample_rate)
         self._consume_events(self._queue)
 
     def on_unmount(self) -> None:
@@ -280,7 +280,8 @@ class RaftChatApp(App[None]):
     def _show_latency(self) -> None:
         self.query_one(StatsPane).show_latency(list(self._latencies))
 
-    def _sample_rate(self) -> None:
+    def sample_rate(self) -> None:
+        """Add a messages/s point to the chart (called every `rate_interval_s`)."""
         now = self.config.monotonic()
         elapsed = now - self._last_sample
         if elapsed <= 0:

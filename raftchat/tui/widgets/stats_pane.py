@@ -76,7 +76,7 @@ class StatsPane(Vertical):
         if samples_ms:
             ordered = sorted(samples_ms)
             median = ordered[len(ordered) // 2]
-            label += f"  last {samples_ms[-1]:.0f} ms, median {median:.0f} ms"
+            label += f" {samples_ms[-1]:.0f} ms (median {median:.0f})"
         self.query_one("#latency-label", Label).update(Text(label))
 
     def show_rate(self, samples: Sequence[float]) -> None:
@@ -84,5 +84,5 @@ class StatsPane(Vertical):
         self.query_one("#rate-chart", Sparkline).data = list(samples)
         label = "messages/s"
         if samples:
-            label += f"  now {samples[-1]:.1f}, peak {max(samples):.1f}"
+            label += f" {samples[-1]:.1f} (peak {max(samples):.1f})"
         self.query_one("#rate-label", Label).update(Text(label))
