@@ -126,6 +126,26 @@ async def test_host_candidates_are_loopback_only(net):
     assert a.mesh.links()["b"].local_candidate_type == "host"
 
 
+def test_mesh_config_rejects_inconsistent_settings():
+    with pytest.raises(ValueError, match="send_buffer_low_bytes"):
+        MeshConfig(send_buffer_low_bytes=10, send_buffer_high_bytes=10)
+    with pytest.raises(ValueError, match="max_messages_per_frame"):
+        MeshConfig(max_messages_per_frame=0)
+    with pytest.raises(TypeError, match="IceServer"):
+        MeshConfig(ice_servers=["stun:127.0.0.1:3478"])
+
+
+async def test_listener_replays_presence_seen_before_the_mesh_was_bound(net):
+    states: list[str] = []
+    listener = MeshSignalingListener(on_state=states.append)
+    listener.on_state("connected")
+    listener.on_peers(frozenset({"b"}))
+    a = net("a", join=False)
+    listener.bind(a.mesh)
+    assert a.state_of("b") == LinkState.CONNECTING
+    assert states == ["connected"]
+
+
 # --- messages ---------------------------------------------------------------------------
 
 

@@ -119,7 +119,12 @@ class MeshConfig:
 
 
 class Mesh:
-    """Links to every other peer present in the channel; bytes in, bytes out."""
+    """Links to every other peer present in the channel; bytes in, bytes out.
+
+    Create it inside the running event loop (aiortc needs one). ``on_message``
+    and ``on_link_change`` are called from the loop; an exception they raise is
+    logged and never reaches the network code.
+    """
 
     def __init__(
         self,
