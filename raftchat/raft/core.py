@@ -219,7 +219,7 @@ class RaftCore:
             self._tick_leader()
         else:
             self._election_elapsed += 1
-            if self._promotable() and self._election_elapsed >= self._randomized_timeout:
+            if self._election_elapsed >= self._randomized_timeout and self._promotable():
                 self._campaign(transfer=False)
 
     def step(self, message: Message) -> None:
@@ -545,7 +545,17 @@ class RaftCore:
     # --- elections --------------------------------------------------------------
 
     def _promotable(self) -> bool:
-        return self.id in self._configs.current.voters
+        """May this node campaign? Voters may; so may a voter whose removal is not committed.
+
+        The second case matters when a leader that appended its own removal loses
+        leadership before the removal commits: the others still count on its vote,
+        and its log may be the only one that can win.
+        """
+        configs = self._configs
+        if self.id in configs.current.voters:
+            return True
+        commit = self.log.commit
+        return configs.current_index > commit and self.id in configs.at(commit).voters
 
     def _reset_election_timer(self) -> None:
         self._election_elapsed = 0
@@ -986,7 +996,7 @@ class RaftCore:
 
     def _sync_progress(self) -> None:
         members = self._configs.current.members
-        for peer in members:
+        for peer in sorted(members):
             if peer != self.id and peer not in self._progress:
                 self._progress[peer] = Progress(next=self.log.last_index + 1)
         for peer in list(self._progress):

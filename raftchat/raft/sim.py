@@ -182,6 +182,7 @@ class _Read:
     request_id: int
     node: NodeId
     acked_before: dict[str, int]
+    started: int
     index: int = -1
 
 
@@ -231,10 +232,10 @@ class Simulation:
         self.loss = rng.choice([0.0, 0.01, 0.05, 0.1])
         self.duplication = rng.choice([0.0, 0.01, 0.05])
         self.max_delay = rng.choice([1, 4, 12, 30])
-        self.crash_rate = rng.choice([0.0, 0.005, 0.02])
-        self.partition_rate = rng.choice([0.0, 0.01, 0.03])
-        self.churn_rate = rng.choice([0.0, 0.01, 0.03])
-        self.transfer_rate = rng.choice([0.0, 0.005, 0.02])
+        self.crash_rate = rng.choice([0.0, 0.01, 0.03, 0.06])
+        self.partition_rate = rng.choice([0.0, 0.02, 0.05])
+        self.churn_rate = rng.choice([0.0, 0.02, 0.05])
+        self.transfer_rate = rng.choice([0.0, 0.01, 0.03])
         self.compact_rate = rng.choice([0.01, 0.05, 0.2])
         self.read_rate = rng.choice([0.0, 0.05, 0.2])
         self.snapshot_chunk = rng.choice([16, 64, 4096])
@@ -569,6 +570,9 @@ class Simulation:
         up = [n for n in self.nodes.values() if n.core is not None]
         if not up:
             return
+        give_up = self.now - 3 * self.settings.election_timeout_ticks
+        for read in [r for r in self.reads.values() if r.started < give_up]:
+            del self.reads[read.request_id]  # e.g. on a removed node that never catches up
         for client in self.clients:
             if self.now < client.retry_at:
                 continue
@@ -597,7 +601,7 @@ class Simulation:
             assert node.core is not None
             request_id = self.next_read_id
             self.next_read_id += 1
-            self.reads[request_id] = _Read(request_id, node.node_id, dict(self.acked))
+            self.reads[request_id] = _Read(request_id, node.node_id, dict(self.acked), self.now)
             result = node.core.read_index(request_id)
             if result.status is RequestStatus.REJECTED:
                 del self.reads[request_id]
