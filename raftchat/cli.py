@@ -23,9 +23,9 @@ def _not_available(name: str) -> Handler:
     return handler
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool, default: int = logging.INFO) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else default,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -42,6 +42,25 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"raftchat serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _join(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from raftchat.launch import JoinOptions, run_join
+
+    if args.headless or args.verbose:
+        _configure_logging(args.verbose, default=logging.WARNING)
+    options = JoinOptions(
+        channel=args.channel,
+        server_url=args.server,
+        nick=args.nick,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        config_path=Path(args.config) if args.config else None,
+        headless=args.headless,
+    )
+    return asyncio.run(run_join(options))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--nick", help="nickname shown to others")
     join.add_argument("--data-dir", help="where this node keeps its log")
     join.add_argument("--headless", action="store_true", help="JSON lines on stdout, no TUI")
-    join.set_defaults(handler=_not_available("join"))
+    join.add_argument("--config", help="settings file (default: the user config dir)")
+    join.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    join.set_defaults(handler=_join)
 
     demo = sub.add_parser(
         "demo", help="local demo cluster with the TUI", description="Start a local demo cluster."

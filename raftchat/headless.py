@@ -1,0 +1,192 @@
+"""Headless mode: stdin lines in, one JSON object per line out (for bots, scripts, tests).
+
+Input: each line is a chat message; ``/nick NAME`` renames, ``/me ACTION`` sends
+an action, ``/quit`` leaves (so does end of input). Output, nothing else on stdout:
+
+- ``{"event":"status","node_id","state","term","leader","voters","learners",
+  "commit_index","last_index"}`` whenever one of these changes;
+- ``{"event":"message","index","id","nick","text","ts"}`` for each committed chat
+  message in log order, including the history a joining node receives;
+- ``{"event":"ack","id","index"}`` when this node's own message is committed;
+- ``{"event":"error","message"}``.
+
+Text is printed as JSON strings, so control characters arrive escaped and can
+never drive the reader's terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from raftchat.node import Node, NodeError
+from raftchat.nodeapi import (
+    AckEvent,
+    ChatInputError,
+    ChatMessageEvent,
+    ErrorEvent,
+    Event,
+    StatusEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+_STATUS_FIELDS = (
+    "node_id",
+    "state",
+    "term",
+    "leader",
+    "voters",
+    "learners",
+    "commit_index",
+    "last_index",
+)
+
+_STATE_ALIASES = {"pre_candidate": "candidate"}
+
+
+def event_line(event: Event) -> dict[str, Any] | None:
+    """The JSON object headless mode prints for ``event``, or None if it prints nothing."""
+    match event:
+        case StatusEvent():
+            if event.state == "stopped":
+                return None
+            line: dict[str, Any] = {"event": "status"}
+            for name in _STATUS_FIELDS:
+                value = getattr(event, name)
+                line[name] = list(value) if isinstance(value, tuple) else value
+            # PreVote is a phase of candidacy; scripts see the four Raft states.
+            line["state"] = _STATE_ALIASES.get(event.state, event.state)
+            return line
+        case ChatMessageEvent():
+            return {
+                "event": "message",
+                "index": event.index,
+                "id": event.id,
+                "nick": event.nick,
+                "text": event.text,
+                "ts": event.ts,
+                **({"action": True} if event.action else {}),
+            }
+        case AckEvent():
+            return {"event": "ack", "id": event.id, "index": event.index}
+        case ErrorEvent():
+            return {"event": "error", "message": event.message}
+    return None
+
+
+class HeadlessPrinter:
+    """Prints events as JSON lines; a status line only when its fields change."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._last_status: dict[str, Any] | None = None
+
+    def print_event(self, event: Event) -> None:
+        line = event_line(event)
+        if line is None:
+            return
+        if line["event"] == "status":
+            if line == self._last_status:
+                return
+            self._last_status = line
+        self._write(line)
+
+    def error(self, message: str) -> None:
+        self._write({"event": "error", "message": message})
+
+    def _write(self, line: dict[str, Any]) -> None:
+        self._out.write(json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\n")
+        self._out.flush()
+
+
+async def run_headless(
+    node: Node,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    *,
+    install_signals: Callable[[Callable[[], None]], None] | None = None,
+) -> None:
+    """Run until ``/quit``, end of input, or a stop signal; then leave the channel."""
+    printer = HeadlessPrinter(stdout or sys.stdout)
+    queue = node.subscribe()
+    quit_requested = asyncio.Event()
+    if install_signals is not None:
+        install_signals(quit_requested.set)
+
+    async def print_events() -> None:
+        while True:
+            printer.print_event(await queue.get())
+
+    lines = _read_lines_in_background(stdin or sys.stdin)
+
+    async def read_input() -> None:
+        while True:
+            line = await lines.get()
+            if line is None:
+                break
+            if await _handle_line(node, line.rstrip("\r\n"), printer):
+                break
+        quit_requested.set()
+
+    printer_task = asyncio.create_task(print_events())
+    reader = asyncio.create_task(read_input())
+    stopped = asyncio.create_task(node.wait_stopped())
+    quitting = asyncio.create_task(quit_requested.wait())
+    try:
+        await asyncio.wait({stopped, quitting}, return_when=asyncio.FIRST_COMPLETED)
+        await node.leave()
+    finally:
+        for task in (reader, stopped, quitting):
+            task.cancel()
+        while not queue.empty():
+            printer.print_event(queue.get_nowait())
+        printer_task.cancel()
+        node.unsubscribe(queue)
+
+
+def _read_lines_in_background(source: TextIO) -> asyncio.Queue[str | None]:
+    """Lines of ``source`` on a queue, None at the end. A daemon thread reads, so a
+    blocking read never keeps the process alive after the node has left."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for line in source:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+        except (OSError, ValueError) as error:
+            logger.warning("stopped reading input: %s", error)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="raftchat-stdin", daemon=True).start()
+    return queue
+
+
+async def _handle_line(node: Node, line: str, printer: HeadlessPrinter) -> bool:
+    """Act on one input line; True when it asks to quit."""
+    if not line.strip():
+        return False
+    command, _, argument = line.partition(" ")
+    try:
+        if command == "/quit":
+            return True
+        if command == "/nick":
+            await node.set_nick(argument.strip())
+        elif command == "/me":
+            node.send_chat(argument, action=True)
+        elif line.startswith("/") and not line.startswith("//"):
+            printer.error(f"unknown command {command}; use /nick NAME, /me ACTION or /quit")
+        else:
+            node.send_chat(line[1:] if line.startswith("//") else line)
+    except (ChatInputError, NodeError) as error:
+        printer.error(str(error))
+    return False

@@ -1,0 +1,161 @@
+"""Starting a node for ``raftchat join``: settings, storage, signaling server, front end.
+
+Kept apart from ``cli.py`` (argument parsing only) and ``node.py`` (the runtime),
+so the same steps serve ``join``, ``demo`` and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import re
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from raftchat.config import ConfigError, Settings, load_settings
+from raftchat.net.ice import loopback_address_of
+from raftchat.net.signaling_client import SignalingError, server_is_up
+from raftchat.net.signaling_protocol import ProtocolError, normalize_channel
+from raftchat.net.signaling_server import RunningServer, start_server
+from raftchat.node import Node
+from raftchat.storage import Storage, StorageError
+
+logger = logging.getLogger(__name__)
+
+
+class LaunchError(Exception):
+    """Something the user must fix before the node can start; the text says what."""
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    """What ``raftchat join`` was asked for (None: from the config file or defaults)."""
+
+    channel: str
+    server_url: str | None = None
+    nick: str | None = None
+    data_dir: Path | None = None
+    config_path: Path | None = None
+    headless: bool = False
+
+
+def resolve_settings(options: JoinOptions) -> Settings:
+    overrides = {
+        "server_url": options.server_url,
+        "nick": options.nick,
+        "data_dir": options.data_dir,
+    }
+    try:
+        return load_settings(options.config_path, overrides)
+    except ConfigError as error:
+        raise LaunchError(str(error)) from None
+
+
+def channel_name(raw: str) -> str:
+    try:
+        return normalize_channel(raw)
+    except ProtocolError as error:
+        raise LaunchError(str(error)) from None
+
+
+def default_nick() -> str:
+    """The login name, trimmed to what a nick may contain."""
+    with contextlib.suppress(Exception):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "", getpass.getuser())[:32]
+        if name:
+            return name
+    return ""
+
+
+def open_storage(channel: str, settings: Settings) -> Storage:
+    try:
+        return Storage.open_channel(channel, settings.data_dir)
+    except StorageError as error:
+        raise LaunchError(str(error)) from None
+
+
+async def ensure_server(settings: Settings, explicit: bool) -> RunningServer | None:
+    """Make sure a signaling server answers at ``settings.server_url``.
+
+    If none answers and the URL is the local default (not given explicitly), start
+    one in this process, so a single machine needs no separate ``raftchat serve``.
+    """
+    url = settings.server_url
+    if await server_is_up(url, timeout=2.0):
+        return None
+    host = loopback_address_of(url)
+    if explicit or host is None:
+        raise LaunchError(
+            f"no signaling server answers at {url}; start one with `raftchat serve` "
+            "or pass --server URL"
+        )
+    port = urlsplit(url).port or 80
+    try:
+        server = await start_server(host, port)
+    except OSError as error:
+        raise LaunchError(f"cannot start an embedded signaling server: {error}") from None
+    logger.info("started an embedded signaling server at %s", server.url)
+    return server
+
+
+async def start_node(options: JoinOptions) -> tuple[Node, RunningServer | None]:
+    """Everything up to a running node (the caller runs a front end, then stops both)."""
+    channel = channel_name(options.channel)
+    settings = resolve_settings(options)
+    server = await ensure_server(settings, explicit=options.server_url is not None)
+    storage = open_storage(channel, settings)
+    node: Node | None = None
+    try:
+        node = Node(storage, settings, nick=settings.nick or default_nick() or None)
+        await node.start()
+    except SignalingError as error:
+        storage.close()
+        if server is not None:
+            await server.close()
+        raise LaunchError(str(error)) from None
+    except BaseException:
+        if node is not None:
+            await node.stop()
+        storage.close()
+        if server is not None:
+            await server.close()
+        raise
+    return node, server
+
+
+def install_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT (Ctrl-C) ask the node to leave cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+
+async def run_join(options: JoinOptions) -> int:
+    """``raftchat join``: run until the user quits; the exit status."""
+    try:
+        node, server = await start_node(options)
+    except LaunchError as error:
+        print(f"raftchat join: {error}", file=sys.stderr)
+        return 1
+    try:
+        if options.headless:
+            from raftchat.headless import run_headless
+
+            await run_headless(node, install_signals=install_stop_signals)
+        else:
+            from raftchat.tui.app import run_app
+
+            await run_app(node)
+            await node.leave()
+    finally:
+        await node.stop()
+        if server is not None:
+            await server.close()
+    return 0

@@ -1,0 +1,815 @@
+"""The node runtime: drives one Raft core with storage, the WebRTC mesh and timers.
+
+The loop of work follows the core's Ready contract (:mod:`raftchat.raft.ready`):
+persist (one SQLite transaction, one fsync, for everything the core produced
+since the last round), then send, then apply committed entries to the chat
+state machine and publish what happened to the front ends (TUI or headless).
+Inputs — ticks, peer messages, local proposals — only mark work as due; one
+``_drain`` per event-loop turn handles them all, so a burst of messages is
+persisted with a single fsync (group commit).
+
+Membership follows presence (see :mod:`raftchat.membership`); any member can
+send (followers forward to the leader; unacknowledged proposals are re-sent
+with the same client id and serial after a leader change, and the chat state
+machine applies each once); a quitting node asks to be removed, after handing
+over leadership if it leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from raftchat import chat
+from raftchat.config import Settings, adaptive_election_timeout_ms
+from raftchat.membership import MembershipView, next_change
+from raftchat.net.link import LinkInfo
+from raftchat.net.mesh import Mesh, MeshConfig
+from raftchat.net.signaling_client import SignalingClient
+from raftchat.nodeapi import (
+    AckEvent,
+    ChatMessageEvent,
+    ErrorEvent,
+    Event,
+    MemberInfo,
+    MembersEvent,
+    NoticeEvent,
+    StatusEvent,
+    validate_chat_text,
+    validate_nick,
+)
+from raftchat.raft import codec
+from raftchat.raft.config import RaftConfig, decode_configuration
+from raftchat.raft.core import RaftCore
+from raftchat.raft.messages import Entry, EntryKind, Snapshot
+from raftchat.raft.ready import (
+    ConfigurationChanged,
+    LeaderChanged,
+    PersistentState,
+    ProposalOutcome,
+    Ready,
+    RequestStatus,
+    Role,
+    RoleChanged,
+    TransferAborted,
+)
+from raftchat.storage import Storage, StorageError, StorageFullError
+
+logger = logging.getLogger(__name__)
+
+_STATE_NAMES = {
+    Role.FOLLOWER: "follower",
+    Role.PRE_CANDIDATE: "pre_candidate",
+    Role.CANDIDATE: "candidate",
+    Role.LEADER: "leader",
+    Role.LEARNER: "learner",
+}
+_LINK_STATES = {"connecting": "connecting", "open": "connected", "failed": "failed"}
+_SIGNALING_STATES = {"closed": "disconnected"}
+
+
+@dataclass(frozen=True)
+class RuntimeTuning:
+    """Knobs of the runtime that are not user settings (tests shorten some of them)."""
+
+    presence_grace_s: float = 3.0
+    """A member missing from presence this long counts as gone (a signaling server that
+    restarts reports peers one by one as they reconnect: that is not a departure)."""
+    membership_interval_s: float = 0.1
+    """How often the leader reconsiders membership."""
+    status_interval_s: float = 0.2
+    """At most this often a StatusEvent / MembersEvent is published."""
+    retry_after_s: float = 2.0
+    """An unacknowledged proposal is sent again after this long without an answer."""
+    leave_timeout_s: float = 5.0
+    """How long a quitting node waits for its removal (and leadership hand-over)."""
+    removal_wait_s: float = 1.0
+    """After its leave request commits, how long a quitting node waits to see its removal."""
+    adapt_interval_s: float = 1.0
+    """How often the election timeout is adapted to the links' round-trip times."""
+    max_apply_per_turn: int = 8192
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An own proposal not yet known to be applied."""
+
+    serial: int
+    data: bytes
+    sent_at: float
+    kind: str
+    """"message", "nick" or "leave"."""
+
+
+class NodeError(Exception):
+    """The node cannot go on (its storage failed); the message says what to do."""
+
+
+class Node:
+    """One member of one channel: the :class:`~raftchat.nodeapi.ChatNode` a front end uses."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        *,
+        server_url: str | None = None,
+        nick: str | None = None,
+        tuning: RuntimeTuning | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tuning = tuning or RuntimeTuning()
+        self._storage = storage
+        self._server_url = server_url or settings.server_url
+        self._rng = rng or random.Random()
+        self._nick = validate_nick(nick or settings.nick or f"user-{storage.node_id[:4]}")
+        self._subscribers: list[asyncio.Queue[Event]] = []
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        self._departing: set[str] = set()
+        """Members that asked to be removed and have not come back since."""
+        self._present: frozenset[str] = frozenset()
+        self._last_heard: dict[str, float] = {}
+        self._absent_since: dict[str, float] = {}
+        self._links: dict[str, LinkInfo] = {}
+        self._malformed: dict[str, int] = {}
+        self._spoofed: dict[str, int] = {}
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_waiters: list[tuple[int, asyncio.Future[int]]] = []
+        self._next_read_id = 1
+        self._signaling_state = "connecting"
+        self._drain_scheduled = False
+        self._held_ready: Ready | None = None
+        self._stopped = asyncio.Event()
+        self._removed = asyncio.Event()
+        self._leave_committed = asyncio.Event()
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_status: StatusEvent | None = None
+        self._last_members: tuple[MemberInfo, ...] | None = None
+        self._election_timeout_ms = settings.election_timeout_min_ms
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mesh: Mesh | None = None
+        self._signaling: SignalingClient | None = None
+
+        persisted = storage.load()
+        snapshot = persisted.snapshot
+        self.chat = self._restore_chat(snapshot)
+        applied = snapshot.meta.index if snapshot else 0
+        self.core = RaftCore(
+            self._raft_config(self._election_timeout_ms),
+            PersistentState(persisted.hard_state, snapshot, persisted.entries, applied),
+            self._rng,
+        )
+        if snapshot is not None:
+            configuration = snapshot.meta.configuration
+            self.chat.apply_membership(applied, configuration.voters, configuration.learners)
+        self._serial = max(self.chat.last_serial(self.node_id), time.time_ns() // 1000)
+
+    # --- ChatNode interface ---------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._storage.node_id
+
+    @property
+    def nick(self) -> str:
+        return self._nick
+
+    @property
+    def channel(self) -> str:
+        return self._storage.channel
+
+    def history(self) -> Sequence[ChatMessageEvent]:
+        return [self._message_event(message) for message in self.chat.history()]
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(queue)
+
+    def send_chat(self, text: str, action: bool = False) -> str:
+        text = validate_chat_text(text)
+        command = chat.ChatMessage(self._nick, text, time.time_ns() // 1_000_000, action)
+        return self._propose_command(command, "message")
+
+    async def set_nick(self, nick: str) -> None:
+        self._nick = validate_nick(nick)
+        self._propose_command(chat.NickChange(self._nick), "nick")
+
+    def status(self) -> StatusEvent:
+        return self._status_event()
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        return self._members_info()
+
+    async def leave(self) -> None:
+        """Hand over leadership if leading, ask to be removed, wait briefly, then stop."""
+        if self._stopped.is_set() or self._closing:
+            return
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._depart(), self.tuning.leave_timeout_s)
+        except TimeoutError:
+            logger.warning("left without confirmation of removal (timed out)")
+        await self.stop()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to the signaling server and the peers; begin ticking."""
+        self._loop = asyncio.get_running_loop()
+        self._signaling = SignalingClient(
+            self._server_url,
+            self.channel,
+            self.node_id,
+            self._storage.reconnect_token,
+            self,
+        )
+        self._mesh = Mesh(
+            self.node_id,
+            self._signaling,
+            MeshConfig(
+                ice_servers=tuple(self.settings.ice_servers),
+                relay_only=self.settings.relay_only,
+                ice_host=self.settings.ice_host,
+                signaling_url=self._server_url,
+            ),
+            on_message=self._on_frame,
+            on_link_change=self._on_link_change,
+        )
+        await self._signaling.start()
+        if self._is_blank() and not self._signaling.peers:
+            logger.info("first node of channel %s: starting a one-node cluster", self.channel)
+            self.core.bootstrap()
+        elif self._is_blank():
+            logger.info("channel %s has peers: waiting to be added", self.channel)
+        self._tasks = [
+            asyncio.create_task(self._tick_loop(), name="raftchat-tick"),
+            asyncio.create_task(self._housekeeping_loop(), name="raftchat-housekeeping"),
+        ]
+        self._schedule_drain()
+
+    async def stop(self) -> None:
+        """Stop at once (no removal): close links, the signaling connection and storage."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._mesh is not None:
+            await self._mesh.close()
+        if self._signaling is not None:
+            await self._signaling.close()
+        self._storage.close()
+        for future in list(self._reads.values()):
+            if not future.done():
+                future.set_exception(NodeError("node stopped"))
+        self._publish_status()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    @property
+    def mesh(self) -> Mesh | None:
+        """The mesh (fault injection in tests: ``node.mesh.block(peer)``)."""
+        return self._mesh
+
+    async def read_index(self) -> int:
+        """A linearizable read barrier: returns once this node has applied every entry
+        committed before the call (the leader confirmed it still leads)."""
+        request_id = self._next_read_id
+        self._next_read_id += 1
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        result = self.core.read_index(request_id)
+        if not result.ok:
+            raise NodeError(result.error)
+        self._reads[request_id] = future
+        self._schedule_drain()
+        return await future
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def _propose_command(self, command: chat.Command, kind: str) -> str:
+        if self._stopped.is_set():
+            raise NodeError("the node has stopped")
+        data = chat.encode_command(command)
+        self._serial += 1
+        serial = self._serial
+        self._pending[serial] = _Pending(serial, data, time.monotonic(), kind)
+        self._submit(self._pending[serial])
+        return f"{self.node_id}:{serial}"
+
+    def _submit(self, pending: _Pending) -> None:
+        pending.sent_at = time.monotonic()
+        result = self.core.propose(pending.data, self.node_id, pending.serial)
+        if result.status is RequestStatus.REJECTED:
+            logger.debug("proposal %d held: %s", pending.serial, result.error)
+        self._schedule_drain()
+
+    def _on_frame(self, peer: str, data: bytes) -> None:
+        try:
+            message = codec.decode(data)
+        except codec.CodecError as error:
+            self._malformed[peer] = self._malformed.get(peer, 0) + 1
+            logger.debug("dropped malformed frame from %s: %s", peer, error)
+            return
+        if message.sender != peer:
+            self._spoofed[peer] = self._spoofed.get(peer, 0) + 1
+            logger.warning("dropped message from %s claiming to be %s", peer, message.sender)
+            return
+        self._last_heard[peer] = time.monotonic()
+        self.core.step(message)
+        self._schedule_drain()
+
+    # SignalingListener: presence, relayed signals, connection state.
+
+    def on_peers(self, peers: frozenset[str]) -> None:
+        self._on_presence(peers)
+
+    def on_signal(self, sender: str, payload: dict) -> None:
+        if self._mesh is not None:
+            self._mesh.handle_signal(sender, payload)
+
+    def on_state(self, state: str) -> None:
+        self._on_signaling_state(state)
+
+    def _update_links(self) -> None:
+        """Links to everyone present, and to every member even while presence misses it:
+        a signaling outage or a member leaving must not cut the links Raft still needs."""
+        if self._mesh is not None and not self._stopped.is_set():
+            members = self.core.configuration.members
+            self._mesh.set_peers((self._present | members) - {self.node_id})
+
+    def _on_presence(self, peers: frozenset[str]) -> None:
+        now = time.monotonic()
+        # A node that asked to leave and comes back later is a newcomer again.
+        self._departing -= peers - self._present
+        self._present = peers
+        for peer in peers:
+            self._absent_since.pop(peer, None)
+        for member in self.core.configuration.members - peers - {self.node_id}:
+            self._absent_since.setdefault(member, now)
+        self._update_links()
+
+    def _on_signaling_state(self, state: str) -> None:
+        self._signaling_state = _SIGNALING_STATES.get(state, state)
+        if state == "connected" and self._signaling is not None:
+            self._on_presence(self._signaling.peers)
+        self._publish_status()
+
+    def _on_link_change(self, peer: str, info: LinkInfo) -> None:
+        self._links[peer] = info
+        self._publish_members()
+
+    async def _tick_loop(self) -> None:
+        interval = self.settings.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += interval
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            behind = loop.time() - next_tick
+            if behind > 10 * interval:  # the process was paused: don't replay every tick
+                next_tick = loop.time()
+            self.core.tick()
+            self._schedule_drain()
+
+    async def _housekeeping_loop(self) -> None:
+        last_membership = last_status = last_adapt = 0.0
+        while True:
+            await asyncio.sleep(self.tuning.membership_interval_s)
+            now = time.monotonic()
+            if now - last_membership >= self.tuning.membership_interval_s:
+                last_membership = now
+                self._manage_membership(now)
+                self._retry_stale_proposals(now)
+            if now - last_adapt >= self.tuning.adapt_interval_s:
+                last_adapt = now
+                self._adapt_election_timeout()
+            if now - last_status >= self.tuning.status_interval_s:
+                last_status = now
+                self._publish_status()
+                self._publish_members()
+            if self._held_ready is not None:
+                self._schedule_drain()
+
+    # --- the Ready loop ---------------------------------------------------------------
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled and not self._stopped.is_set() and self._loop is not None:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        if self._stopped.is_set():
+            return
+        for _ in range(64):
+            ready = self._held_ready
+            if ready is None:
+                if not self.core.has_ready():
+                    break
+                ready = self.core.ready()
+            if not self._persist(ready):
+                self._held_ready = ready
+                return
+            self._held_ready = None
+            self._act(ready)
+            self.core.advance(ready)
+        else:
+            self._schedule_drain()  # more work: yield to the loop first
+        self._maybe_compact()
+
+    def _persist(self, ready: Ready) -> bool:
+        """Store what ``ready`` asks for; False (and an error event) if the disk refuses."""
+        try:
+            if ready.compacted is not None:
+                self._storage.compact(ready.compacted)
+            if ready.hard_state or ready.entries or ready.snapshot or ready.truncate_from:
+                self._storage.save(
+                    ready.hard_state,
+                    ready.entries,
+                    ready.truncate_from or None,
+                    ready.snapshot,
+                )
+        except StorageFullError as error:
+            self._publish(ErrorEvent(f"cannot store the log, retrying: {error}"))
+            return False
+        except StorageError as error:
+            self._publish(ErrorEvent(f"storage failed, stopping: {error}"))
+            logger.error("storage failed: %s", error)
+            assert self._loop is not None
+            self._loop.create_task(self.stop())
+            self._stopped.set()
+            return False
+        return True
+
+    def _act(self, ready: Ready) -> None:
+        mesh = self._mesh
+        if mesh is not None:
+            for to, message in ready.messages:
+                mesh.send(to, codec.encode(message))
+        if ready.snapshot is not None:
+            self._install_snapshot(ready.snapshot)
+        for entry in ready.committed_entries:
+            self._apply(entry)
+        for read_state in ready.read_states:
+            future = self._reads.pop(read_state.request_id, None)
+            if future is None or future.done():
+                continue
+            if read_state.error:
+                future.set_exception(NodeError(read_state.error))
+            else:
+                self._read_waiters.append((read_state.index, future))
+        if self._read_waiters:
+            self._serve_reads()
+        for outcome in ready.proposal_outcomes:
+            self._on_outcome(outcome)
+        for event in ready.events:
+            self._on_core_event(event)
+
+    def _serve_reads(self) -> None:
+        applied = self.chat.last_applied_index
+        waiting = []
+        for index, future in self._read_waiters:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(index)
+            else:
+                waiting.append((index, future))
+        self._read_waiters = waiting
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        self.chat = self._restore_chat(snapshot)
+        configuration = snapshot.meta.configuration
+        self.chat.apply_membership(
+            snapshot.meta.index, configuration.voters, configuration.learners
+        )
+        self._publish(NoticeEvent("info", "caught up from a snapshot", time.time()))
+        for message in self.chat.history():
+            self._publish(self._message_event(message))
+
+    def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
+        if snapshot is None or not snapshot.data:
+            return chat.ChatState(history_limit=self.settings.history_window)
+        return chat.ChatState.restore(snapshot.data, history_limit=self.settings.history_window)
+
+    def _maybe_compact(self) -> None:
+        applied = self.chat.last_applied_index
+        if applied - self.core.log.snapshot_index < self.settings.compaction_threshold:
+            return
+        self.core.compact(applied, self.chat.snapshot())
+        self._schedule_drain()
+
+    # --- applying -------------------------------------------------------------------
+
+    def _apply(self, entry: Entry) -> None:
+        events = self.chat.apply(entry)
+        if entry.kind == EntryKind.CONFIG:
+            try:
+                configuration = decode_configuration(entry.data)
+            except ValueError as error:
+                logger.error("configuration entry %d unreadable: %s", entry.index, error)
+            else:
+                events += self.chat.apply_membership(
+                    entry.index, configuration.voters, configuration.learners
+                )
+        for event in events:
+            self._on_chat_event(event)
+        if entry.client_id == self.node_id:
+            pending = self._pending.get(entry.serial)
+            if pending is not None and pending.kind != "message":
+                del self._pending[entry.serial]  # a nick change or leave request took effect
+
+    def _on_chat_event(self, event: chat.ChatEvent) -> None:
+        own = getattr(event, "client_id", None) == self.node_id
+        match event:
+            case chat.MessageApplied():
+                self._publish(self._message_event(event))
+                if own:
+                    self._acknowledge(event.serial, event.index)
+            case chat.NickChanged(old=old, new=new) if old:
+                self._publish(NoticeEvent("nick", f"{old} is now known as {new}", time.time()))
+            case chat.DuplicateDropped() if own:
+                pending = self._pending.get(event.serial)
+                if pending is None:
+                    return
+                if event.original_index:
+                    self._acknowledge(event.serial, event.original_index)
+                else:  # never applied, overtaken by a later serial: propose it afresh
+                    del self._pending[event.serial]
+                    self._serial += 1
+                    pending.serial = self._serial
+                    self._pending[pending.serial] = pending
+                    self._submit(pending)
+            case chat.InvalidCommand() if own:
+                self._pending.pop(event.serial, None)
+                self._publish(ErrorEvent(f"message refused by the channel: {event.reason}"))
+            case chat.LeaveRequested():
+                self._departing.add(event.client_id)
+                if own:
+                    self._leave_committed.set()
+            case chat.MemberJoined():
+                role = "voter" if event.voter else "learner"
+                self._publish(
+                    NoticeEvent(
+                        "join", f"{self._name(event.node_id)} joined as {role}", time.time()
+                    )
+                )
+            case chat.MemberLeft():
+                self._publish(
+                    NoticeEvent("leave", f"{self._name(event.node_id)} left", time.time())
+                )
+                if event.node_id == self.node_id:
+                    self._removed.set()
+            case chat.MemberRoleChanged():
+                role = "voter" if event.voter else "learner"
+                text = f"{self._name(event.node_id)} is now a {role}"
+                self._publish(NoticeEvent("info", text, time.time()))
+
+    def _acknowledge(self, serial: int, index: int) -> None:
+        pending = self._pending.pop(serial, None)
+        if pending is not None and pending.kind == "message":
+            self._publish(AckEvent(f"{self.node_id}:{serial}", index))
+
+    def _on_outcome(self, outcome: ProposalOutcome) -> None:
+        if outcome.committed or outcome.client_id != self.node_id:
+            return
+        pending = self._pending.get(outcome.serial)
+        if pending is not None:
+            logger.debug("proposal %d failed (%s); retrying", outcome.serial, outcome.error)
+            self._submit(pending)
+
+    def _on_core_event(self, event: object) -> None:
+        match event:
+            case LeaderChanged(leader=leader) if leader:
+                name = "this node" if leader == self.node_id else self._name(leader)
+                text = f"{name} is the leader (term {event.term})"
+                self._publish(NoticeEvent("leader", text, time.time()))
+                self._resend_pending()
+            case ConfigurationChanged():
+                self._update_links()
+                self._publish_status()
+            case RoleChanged():
+                self._publish_status()
+            case TransferAborted(target=target, reason=reason):
+                logger.info("leadership transfer to %s aborted: %s", target, reason)
+
+    def _resend_pending(self) -> None:
+        """After a leader change: every unacknowledged proposal again, in serial order."""
+        for pending in list(self._pending.values()):
+            self._submit(pending)
+
+    def _retry_stale_proposals(self, now: float) -> None:
+        stale = [p for p in self._pending.values() if now - p.sent_at > self.tuning.retry_after_s]
+        if stale:
+            self._resend_pending()
+
+    # --- membership -----------------------------------------------------------------
+
+    def _manage_membership(self, now: float) -> None:
+        status = self.core.status()
+        if status.role is not Role.LEADER or self._closing:
+            return
+        configuration = status.configuration
+        for member in configuration.members:
+            self._last_heard.setdefault(member, now)
+        grace = self.tuning.presence_grace_s
+        present = set(self._signaling.peers if self._signaling else ()) | {self.node_id}
+        present |= {
+            member
+            for member in configuration.members
+            if now - self._absent_since.get(member, now) < grace
+        }
+        timeout = self.settings.member_timeout_s
+        unreachable = {
+            member
+            for member in configuration.members - {self.node_id}
+            if now - self._last_heard.get(member, now) > timeout
+        }
+        caught_up = {
+            progress.node_id
+            for progress in status.progress
+            if progress.recent_active and progress.match >= status.commit_index
+        }
+        view = MembershipView(
+            self_id=self.node_id,
+            configuration=configuration,
+            present=frozenset(present),
+            signaling_connected=self._signaling_state == "connected",
+            departing=frozenset(self._departing),
+            unreachable=frozenset(unreachable),
+            caught_up=frozenset(caught_up),
+            max_voters=self.settings.max_voters,
+        )
+        change = next_change(view)
+        if change is None:
+            return
+        method = getattr(self.core, change.kind)
+        result = method(change.node_id)
+        if result.ok:
+            logger.info("membership: %s %s (%s)", change.kind, change.node_id, change.reason)
+            if change.kind == "add_learner":
+                self._last_heard[change.node_id] = now
+            self._schedule_drain()
+
+    async def _depart(self) -> None:
+        status = self.core.status()
+        members = status.configuration.members
+        if not members or members == {self.node_id}:
+            return
+        if status.role is Role.LEADER:
+            await self._hand_over_leadership()
+        self._propose_command(chat.Leave(), "leave")
+        # Once the request is committed the leader removes this node whether or not it is
+        # still here (the new configuration's quorum excludes it); a removed node is not
+        # told, so only wait a moment for the removal itself.
+        await self._leave_committed.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._removed.wait(), self.tuning.removal_wait_s)
+
+    async def _hand_over_leadership(self) -> None:
+        status = self.core.status()
+        voters = status.configuration.voters - {self.node_id}
+        candidates = sorted(
+            (p for p in status.progress if p.node_id in voters),
+            key=lambda p: (p.recent_active, p.match),
+            reverse=True,
+        )
+        if not candidates:
+            return
+        target = candidates[0].node_id
+        result = self.core.transfer_leadership(target)
+        self._schedule_drain()
+        if not result.ok:
+            logger.info("cannot hand leadership to %s: %s", target, result.error)
+            return
+        while self.core.status().role is Role.LEADER:
+            await asyncio.sleep(self.settings.tick_ms / 1000)
+
+    # --- timers -----------------------------------------------------------------------
+
+    def _adapt_election_timeout(self) -> None:
+        if not self.settings.adaptive_election_timeout:
+            return
+        latencies = [info.rtt_ms / 2 for info in self._links.values() if info.rtt_ms is not None]
+        effective = adaptive_election_timeout_ms(self.settings, latencies)
+        if effective != self._election_timeout_ms:
+            self._election_timeout_ms = effective
+            self.core.config = self._raft_config(effective)
+            logger.info("election timeout adapted to %d ms", effective)
+
+    def _raft_config(self, election_timeout_ms: int) -> RaftConfig:
+        settings = self.settings
+        return RaftConfig(
+            node_id=self._storage.node_id,
+            election_timeout_ticks=settings.ms_to_ticks(election_timeout_ms),
+            heartbeat_ticks=settings.ms_to_ticks(settings.heartbeat_ms),
+        )
+
+    # --- publishing -----------------------------------------------------------------
+
+    def _publish(self, event: Event) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def _publish_status(self) -> None:
+        status = self._status_event()
+        if status != self._last_status:
+            self._last_status = status
+            self._publish(status)
+
+    def _publish_members(self) -> None:
+        members = self._members_info()
+        if members != self._last_members:
+            self._last_members = members
+            self._publish(MembersEvent(members))
+
+    def _status_event(self) -> StatusEvent:
+        status = self.core.status()
+        sent, received = status.messages_sent, status.messages_received
+        counters = {
+            "requestvote_sent": sent.get("RequestVote", 0),
+            "requestvote_received": received.get("RequestVote", 0),
+            "appendentries_sent": sent.get("AppendEntries", 0),
+            "appendentries_received": received.get("AppendEntries", 0),
+            "proposals_forwarded": status.proposals_forwarded,
+            "snapshots_sent": status.snapshots_sent,
+            "snapshots_received": status.snapshots_installed,
+            "messages_dropped": sum(self._malformed.values()) + sum(self._spoofed.values()),
+        }
+        state = "stopped" if self._stopped.is_set() else _STATE_NAMES[status.role]
+        return StatusEvent(
+            node_id=self.node_id,
+            state=state,  # type: ignore[arg-type]
+            term=status.term,
+            leader=status.leader or None,
+            voters=tuple(sorted(status.configuration.voters)),
+            learners=tuple(sorted(status.configuration.learners)),
+            commit_index=status.commit_index,
+            applied_index=self.chat.last_applied_index,
+            last_index=status.last_index,
+            snapshot_index=status.snapshot_index,
+            election_timeout_ms=float(self._election_timeout_ms),
+            counters=counters,
+            signaling_state=self._signaling_state,  # type: ignore[arg-type]
+        )
+
+    def _members_info(self) -> tuple[MemberInfo, ...]:
+        status = self.core.status()
+        configuration = status.configuration
+        members = []
+        for node_id in sorted(configuration.members):
+            if node_id == status.leader:
+                role = "leader"
+            elif node_id in configuration.voters:
+                role = "voter"
+            else:
+                role = "learner"
+            link = self._links.get(node_id)
+            if node_id == self.node_id:
+                link_state, rtt = "self", None
+            elif link is None:
+                link_state, rtt = "disconnected", None
+            else:
+                link_state, rtt = _LINK_STATES.get(link.state, "disconnected"), link.rtt_ms
+            nick = self._nick if node_id == self.node_id else (self.chat.nick_of(node_id) or "")
+            members.append(MemberInfo(node_id, nick, role, link_state, rtt))  # type: ignore[arg-type]
+        return tuple(members)
+
+    def _message_event(self, message: chat.MessageApplied) -> ChatMessageEvent:
+        return ChatMessageEvent(
+            index=message.index,
+            id=message.id,
+            sender_id=message.client_id,
+            nick=self.chat.display_name(message.client_id, message.nick),
+            text=message.text,
+            ts=message.ts / 1000,
+            action=message.action,
+        )
+
+    def _name(self, node_id: str) -> str:
+        nick = self._nick if node_id == self.node_id else self.chat.nick_of(node_id)
+        return f"{nick} ({node_id[:6]})" if nick else node_id
+
+    def _is_blank(self) -> bool:
+        status = self.core.status()
+        return status.term == 0 and status.last_index == 0 and not status.configuration.members
