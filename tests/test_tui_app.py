@@ -511,3 +511,23 @@ async def test_joining_with_100k_messages_renders_the_latest() -> None:
         # The oldest message is reachable.
         app.chat_log.scroll_home(animate=False, immediate=True)
         await wait_until(pilot, lambda: shows(app.chat_log, "message number 1 "))
+
+
+async def test_status_bar_shows_signaling_channel_nick_and_leader() -> None:
+    node = FakeChatNode(channel="raft-lab")
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        node.set_members(
+            [
+                MemberInfo("n1", "alice", "voter", "self", None),
+                MemberInfo("n2", "bob", "leader", "connected", 5.0),
+            ]
+        )
+        node.set_status(signaling_state="reconnecting", leader="n2", term=9)
+        bar = app.query_one("#status-bar")
+        await wait_until(pilot, lambda: "reconnecting" in widget_text(bar))
+        text = widget_text(bar)
+        assert "#raft-lab" in text and "as alice" in text
+        assert "leader bob" in text and "term 9" in text
+        node.set_status(leader=None)
+        await wait_until(pilot, lambda: "leader none" in widget_text(bar))

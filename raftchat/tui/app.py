@@ -90,8 +90,9 @@ class RaftChatApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "toggle_stats", "Stats"),
         Binding("f3", "toggle_members", "Members"),
-        Binding("pageup", "scroll_chat(-1)", "Scroll up", key_display="PgUp"),
-        Binding("pagedown", "scroll_chat(1)", "Scroll down", key_display="PgDn"),
+        # Priority: the single-line input would otherwise take the page keys.
+        Binding("pageup", "scroll_chat(-1)", "Scroll", key_display="PgUp", priority=True),
+        Binding("pagedown", "scroll_chat(1)", "Scroll", key_display="PgDn", priority=True),
         Binding("ctrl+q", "leave", "Leave", priority=True),
     ]
 
@@ -197,7 +198,7 @@ class RaftChatApp(App[None]):
             elif isinstance(event, NoticeEvent):
                 self._add_notice(event.kind, event.text, event.ts)
                 if event.kind == "nick":
-                    self._refresh_status_bar()
+                    self._refresh_status_views()
             elif isinstance(event, ErrorEvent):
                 self._add_notice("error", event.message)
             else:
@@ -241,13 +242,20 @@ class RaftChatApp(App[None]):
         )
 
     def _mentions_me(self, text: str) -> bool:
+        """True if ``text`` names this node's nick as a word (any case)."""
         nick = self.node.nick
         if nick != self._mention_nick:
             self._mention_nick = nick
             self._mention_pattern = (
                 re.compile(rf"(?<!\w){re.escape(nick)}(?!\w)", re.IGNORECASE) if nick else None
             )
-        return self._mention_pattern is not None and bool(self._mention_pattern.search(text))
+        pattern = self._mention_pattern
+        # The substring test is a cheap filter: history at join can be 100,000 messages.
+        return (
+            pattern is not None
+            and nick.lower() in text.lower()
+            and pattern.search(text) is not None
+        )
 
     def _add_notice(self, kind: str, text: str, ts: float | None = None) -> None:
         when = self.config.wall_clock() if ts is None else ts
@@ -257,20 +265,21 @@ class RaftChatApp(App[None]):
 
     def _show_status(self, status: StatusEvent) -> None:
         self._status = status
-        self.query_one(StatsPane).show_status(status)
-        self._refresh_status_bar()
+        self._refresh_status_views()
 
-    def _refresh_status_bar(self) -> None:
+    def _refresh_status_views(self) -> None:
+        """Status bar and stats pane: they name the leader by nick, so members matter too."""
         status = self._status or self.node.status()
         leader_nick = next(
             (member.nick for member in self._members if member.node_id == status.leader), None
         )
         self.query_one(StatusBar).show(self.node.channel, self.node.nick, status, leader_nick)
+        self.query_one(StatsPane).show_status(status, leader_nick)
 
     def _show_members(self, members: tuple[MemberInfo, ...]) -> None:
         self._members = members
         self.query_one(MembersPane).show_members(members)
-        self._refresh_status_bar()
+        self._refresh_status_views()
 
     def _record_latency(self, message_id: str) -> None:
         sent = self._sent_at.pop(message_id)

@@ -22,7 +22,6 @@ from itertools import accumulate
 from typing import ClassVar
 
 from rich.style import Style
-from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
@@ -60,10 +59,6 @@ class ChatLog(ScrollView, can_focus=False):
         "chat-log--day",
         "chat-log--own-nick",
     }
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("end", "scroll_to_latest", "Latest", show=False),
-    ]
 
     class UnreadChanged(Message):
         """The number of messages that arrived below the visible part changed."""
@@ -156,9 +151,6 @@ class ChatLog(ScrollView, can_focus=False):
     def is_following(self) -> bool:
         """True while the view sticks to the newest line."""
         return self._following
-
-    def action_scroll_to_latest(self) -> None:
-        self.scroll_to_latest()
 
     def scroll_to_latest(self) -> None:
         self._following = True

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
 from raftchat.nodeapi import StatusEvent
-from raftchat.textsafety import sanitize_text
+from raftchat.textsafety import sanitize_nick, sanitize_text
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def _row(table: Table, label: str, value: object) -> None:
     table.add_row(Text(label, style="dim"), Text(sanitize_text(str(value))))
 
 
-def status_table(status: StatusEvent) -> Table:
+def status_table(status: StatusEvent, leader_nick: str | None = None) -> Table:
     """The stats as a two-column grid of plain Text cells (no markup from node data)."""
     table = Table.grid(padding=(0, 1))
     table.add_column(no_wrap=True)
@@ -30,7 +30,13 @@ def status_table(status: StatusEvent) -> Table:
     _row(table, "node", status.node_id)
     _row(table, "state", status.state)
     _row(table, "term", status.term)
-    _row(table, "leader", status.leader or "none")
+    if status.leader is None:
+        leader = "none (election)"
+    elif leader_nick:
+        leader = f"{sanitize_nick(leader_nick)} ({status.leader})"
+    else:
+        leader = status.leader
+    _row(table, "leader", leader)
     _row(table, "cluster", f"{len(status.voters)} voters, {len(status.learners)} learners")
     _row(table, "log length", status.last_index)
     _row(table, "commit", status.commit_index)
@@ -66,8 +72,8 @@ class StatsPane(Vertical):
         yield Label("messages/s", id="rate-label", classes="chart-label")
         yield Sparkline([], id="rate-chart")
 
-    def show_status(self, status: StatusEvent) -> None:
-        self.query_one("#stats-table", Static).update(status_table(status))
+    def show_status(self, status: StatusEvent, leader_nick: str | None = None) -> None:
+        self.query_one("#stats-table", Static).update(status_table(status, leader_nick))
 
     def show_latency(self, samples_ms: Sequence[float]) -> None:
         """Send-to-commit times of own messages, most recent last."""
