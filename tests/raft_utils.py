@@ -195,6 +195,18 @@ class Cluster:
             self.tick()
         raise AssertionError(f"{node_id} did not become leader")
 
+    def campaign(self, node_id: NodeId, attempts: int = 3) -> None:
+        """Start elections on ``node_id`` (no ticks) until it leads or attempts run out.
+
+        A first attempt may only teach it the current term (its pre-vote is refused).
+        """
+        for _ in range(attempts):
+            self.core(node_id).campaign()
+            self.process(node_id)
+            self.deliver_all()
+            if self.core(node_id).role is Role.LEADER:
+                return
+
     # --- faults -------------------------------------------------------------------
 
     def isolate(self, node_id: NodeId) -> DropRule:

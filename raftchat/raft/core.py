@@ -324,6 +324,8 @@ class RaftCore:
         self._transfer_target = target
         self._election_elapsed = 0
         progress = self._progress[target]
+        if progress.state is ProgressState.PROBE:
+            progress.probe_sent = False  # catch the target up now, not at the next heartbeat
         if progress.match == self.log.last_index:
             self._send(target, TimeoutNow(self.id, self.term))
         else:
