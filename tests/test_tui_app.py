@@ -531,3 +531,49 @@ async def test_status_bar_shows_signaling_channel_nick_and_leader() -> None:
         assert "leader bob" in text and "term 9" in text
         node.set_status(leader=None)
         await wait_until(pilot, lambda: "leader none" in widget_text(bar))
+
+
+class StuckLeaveNode(FakeChatNode):
+    """A node whose leave() never finishes (e.g. the network is gone)."""
+
+    async def leave(self) -> None:
+        self.left = True
+        await asyncio.Event().wait()
+
+
+async def test_quit_does_not_hang_when_leaving_hangs() -> None:
+    node = StuckLeaveNode()
+    app = make_app(node, leave_timeout_s=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: not app.is_running)
+    assert node.left
+
+
+class BrokenNode(FakeChatNode):
+    """A node that fails unexpectedly (e.g. it is shutting down)."""
+
+    def send_chat(self, text: str, action: bool = False) -> str:
+        raise RuntimeError("node is stopped")
+
+
+async def test_node_failure_on_send_is_an_inline_error() -> None:
+    app = make_app(BrokenNode())
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "hello?")
+        assert "node is stopped" in input_error(app)
+        assert app.chat_input.value == "hello?"
+        assert not app.chat_log.pending
+
+
+async def test_ack_alone_marks_the_pending_message_committed() -> None:
+    from raftchat.nodeapi import AckEvent
+
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "acked only")
+        message_id = app.chat_log.pending[0].message_id
+        node.publish(AckEvent(message_id, 1))
+        await wait_until(pilot, lambda: not app.chat_log.pending)
+        assert shows(app.chat_log, "alice \u2713 acked only")

@@ -347,6 +347,10 @@ class RaftChatApp(App[None]):
         except ChatInputError as error:
             self._show_input_error(str(error))
             return False
+        except Exception as error:  # the node may be stopping; the UI must stay up
+            logger.exception("send_chat failed")
+            self._show_input_error(f"Could not send the message: {error}. Try again.")
+            return False
         self._sent_at[message_id] = self.config.monotonic()
         self.chat_log.add_pending(
             make_message(
@@ -389,6 +393,9 @@ class RaftChatApp(App[None]):
             await self.node.set_nick(nick)
         except ChatInputError as error:
             self._show_input_error(str(error))
+        except Exception as error:
+            logger.exception("set_nick failed")
+            self._show_input_error(f"Could not change the nick: {error}. Try again.")
 
     # --- actions ---------------------------------------------------------------------
 
