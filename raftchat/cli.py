@@ -63,6 +63,25 @@ def _join(args: argparse.Namespace) -> int:
     return asyncio.run(run_join(options))
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from raftchat.demo import DemoOptions, run_demo
+
+    if not 1 <= args.peers <= 8:
+        print("raftchat demo: --peers must be between 1 and 8", file=sys.stderr)
+        return 2
+    if args.headless:
+        _configure_logging(False, default=logging.WARNING)
+    options = DemoOptions(
+        peers=args.peers,
+        nick=args.nick,
+        headless=args.headless,
+        chatter_interval_s=0.0 if args.quiet else DemoOptions.chatter_interval_s,
+    )
+    return asyncio.run(run_demo(options))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raftchat",
@@ -94,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="local demo cluster with the TUI", description="Start a local demo cluster."
     )
     demo.add_argument("--peers", type=int, default=2, help="number of local peers besides you")
-    demo.set_defaults(handler=_not_available("demo"))
+    demo.add_argument("--nick", help="your nickname")
+    demo.add_argument("--headless", action="store_true", help="JSON lines on stdout, no TUI")
+    demo.add_argument("--quiet", action="store_true", help="the peers only say hello")
+    demo.set_defaults(handler=_demo)
 
     bench = sub.add_parser(
         "bench", help="measure throughput, latency, failover", description="Run the benchmark."
