@@ -47,6 +47,7 @@ from .messages import (
     InstallSnapshot,
     Message,
     NodeId,
+    RequestVote,
     Snapshot,
 )
 from .ready import PersistentState, Ready, RequestStatus, Role
@@ -238,7 +239,12 @@ class Simulation:
         self.transfer_rate = rng.choice([0.0, 0.01, 0.03])
         self.compact_rate = rng.choice([0.01, 0.05, 0.2])
         self.read_rate = rng.choice([0.0, 0.05, 0.2])
+        self.reboot_rate = rng.choice([0.0, 0.3, 0.6])
+        """Chance that a node restarts right after persisting its answer to a vote request."""
         self.snapshot_chunk = rng.choice([16, 64, 4096])
+        # Short timeouts against long delays make contested elections common.
+        self.election_timeout = rng.choice([1, 1, 0.5]) * self.settings.election_timeout_ticks
+        self.election_timeout = max(self.settings.heartbeat_ticks + 1, int(self.election_timeout))
         self.now = 0
         self.step_time = 0
         self.sequence = 0
@@ -263,7 +269,7 @@ class Simulation:
         for node_id in ids:
             config = RaftConfig(
                 node_id=node_id,
-                election_timeout_ticks=self.settings.election_timeout_ticks,
+                election_timeout_ticks=self.election_timeout,
                 heartbeat_ticks=self.settings.heartbeat_ticks,
                 max_append_bytes=rng.choice([64, 512, 65536]),
                 max_inflight=rng.choice([1, 2, 8]),
@@ -474,6 +480,18 @@ class Simulation:
             self._trace_message(sender, to, message)
             node.core.step(message)
             self._process(node)
+            if (
+                self.faults_on
+                and isinstance(message, RequestVote)
+                and self.rng.random() < self.reboot_rate
+            ):
+                self._reboot(node)
+
+    def _reboot(self, node: _SimNode) -> None:
+        """Restart at once from storage: only what was persisted survives."""
+        self._crash(node, torn=False)
+        self._start(node)
+        self._trace("reboot", node.node_id)
 
     # --- faults and workload -----------------------------------------------------------
 
@@ -775,8 +793,9 @@ def run_seeds(
     nodes: int | None = None,
     settings: SimSettings | None = None,
     report: Callable[[SimResult], None] | None = None,
+    stop_at_first: bool = False,
 ) -> list[SimResult]:
-    """Run ``seeds`` schedules from ``start``; ``report`` sees each failing result."""
+    """Run ``seeds`` schedules from ``start``; return (and ``report``) the failing ones."""
     failures = []
     for seed in range(start, start + seeds):
         result = Simulation(seed, nodes, settings).run()
@@ -784,6 +803,8 @@ def run_seeds(
             failures.append(result)
             if report is not None:
                 report(result)
+            if stop_at_first:
+                break
     return failures
 
 
