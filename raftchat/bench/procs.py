@@ -1,0 +1,309 @@
+"""One headless node process, seen from the benchmark: stdin lines in, timed events out.
+
+Every stdout line is stamped with :func:`time.perf_counter` in the benchmark process
+the moment it is read, so all latencies are measured on one clock. Only what the
+scenarios need is kept: the latest status, when each benchmark message was first
+shown, and when each of this node's own messages was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "bm"
+"""Benchmark message texts start with a token ``bm<run>-<n>`` followed by a space."""
+STDOUT_LINE_LIMIT = 1 << 20
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """A scenario could not complete (a node died, a wait timed out); the text says what."""
+
+
+@dataclass
+class NodeEvents:
+    """What one node printed, with the benchmark's read time of each line."""
+
+    node_id: str | None = None
+    status: dict[str, Any] | None = None
+    status_at: float = 0.0
+    statuses: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    shown: dict[str, float] = field(default_factory=dict)
+    """token -> when the message carrying it was first printed."""
+    own_tokens: dict[str, str] = field(default_factory=dict)
+    """message id -> token, for messages this node sent."""
+    acked: dict[str, float] = field(default_factory=dict)
+    """token -> when this node printed the ack of its own message."""
+    messages: int = 0
+    last_message_index: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def token_of(text: str) -> str | None:
+    """The benchmark token a message text starts with, or None for other messages."""
+    if not text.startswith(TOKEN_PREFIX):
+        return None
+    return text.split(" ", 1)[0]
+
+
+_Waiter = tuple[Callable[[], bool], tuple["NodeProcess", ...], "asyncio.Future[float]"]
+
+
+class Waiters:
+    """Conditions waited on across several node processes; re-checked after every line
+    any of them prints, so a wait ends on the line that made it true."""
+
+    def __init__(self) -> None:
+        self._waiting: list[
+            tuple[Callable[[], bool], tuple[NodeProcess, ...], asyncio.Future[float]]
+        ] = []
+
+    async def wait_until(
+        self,
+        condition: Callable[[], bool],
+        timeout: float,
+        what: str,
+        watch: Sequence[NodeProcess] = (),
+    ) -> float:
+        """Wait until ``condition()`` holds; the perf_counter time it first held.
+
+        Raises :class:`BenchError` after ``timeout`` seconds, or as soon as one of the
+        ``watch`` nodes exits."""
+        if condition():
+            return time.perf_counter()
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        waiter = (condition, tuple(watch), future)
+        self._waiting.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise BenchError(f"no {what} within {timeout:g} s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiting.remove(waiter)
+
+    def wake(self, now: float) -> None:
+        for condition, watch, future in list(self._waiting):
+            if future.done():
+                continue
+            if condition():
+                future.set_result(now)
+                continue
+            for node in watch:
+                if not node.alive:
+                    future.set_exception(
+                        BenchError(f"node {node.name} exited (see {node.data_dir}/stderr.log)")
+                    )
+                    break
+
+
+class NodeProcess:
+    """A running ``raftchat join --headless`` process and the events it printed."""
+
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        process: asyncio.subprocess.Process,
+        started_at: float,
+        waiters: Waiters,
+    ) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        self.process = process
+        self.started_at = started_at
+        self.events = NodeEvents()
+        self.exited_at: float | None = None
+        self._waiters = waiters
+        self._reader = asyncio.create_task(self._read_stdout(), name=f"bench-read-{name}")
+
+    @classmethod
+    async def spawn(
+        cls,
+        name: str,
+        channel: str,
+        server_url: str,
+        data_dir: Path,
+        config_path: Path,
+        waiters: Waiters,
+    ) -> NodeProcess:
+        """Start a node. It runs in its own session, so a Ctrl-C meant for the benchmark
+        does not reach it: the benchmark decides how every node ends."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "raftchat",
+            "join",
+            channel,
+            "--headless",
+            "--data-dir",
+            str(data_dir),
+            "--server",
+            server_url,
+            "--config",
+            str(config_path),
+            "--nick",
+            name,
+        ]
+        started_at = time.perf_counter()
+        with open(data_dir / "stderr.log", "ab") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
+                limit=STDOUT_LINE_LIMIT,
+            )
+        return cls(name, data_dir, process, started_at, waiters)
+
+    # --- state ------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.exited_at is None and self.process.returncode is None
+
+    @property
+    def node_id(self) -> str | None:
+        return self.events.node_id
+
+    @property
+    def state(self) -> str | None:
+        return self.events.status["state"] if self.events.status else None
+
+    @property
+    def term(self) -> int:
+        return self.events.status["term"] if self.events.status else 0
+
+    @property
+    def leader(self) -> str | None:
+        return self.events.status["leader"] if self.events.status else None
+
+    def members(self) -> frozenset[str]:
+        status = self.events.status
+        if status is None:
+            return frozenset()
+        return frozenset(status["voters"]) | frozenset(status["learners"])
+
+    def voters(self) -> frozenset[str]:
+        status = self.events.status
+        return frozenset(status["voters"]) if status else frozenset()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (from /proc/<pid>/stat)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError as error:
+            raise BenchError(f"cannot read CPU time of node {self.name}: {error}") from None
+        fields_after_name = stat.rsplit(")", 1)[1].split()
+        # utime and stime are fields 14 and 15 of stat(5); fields_after_name starts at 3.
+        utime, stime = int(fields_after_name[11]), int(fields_after_name[12])
+        return (utime + stime) / CLOCK_TICKS_PER_S
+
+    # --- input --------------------------------------------------------------------------
+
+    async def send_lines(self, lines: list[str]) -> float:
+        """Write ``lines`` in one go; the perf_counter time just before the write."""
+        if not self.alive or self.process.stdin is None:
+            raise BenchError(f"node {self.name} is not running; see {self.data_dir}/stderr.log")
+        payload = "".join(line + "\n" for line in lines).encode()
+        sent_at = time.perf_counter()
+        self.process.stdin.write(payload)
+        try:
+            await self.process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as error:
+            raise BenchError(f"node {self.name} stopped reading its input: {error}") from None
+        return sent_at
+
+    async def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        try:
+            while True:
+                line = await stdout.readline()
+                if not line:
+                    break
+                now = time.perf_counter()
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    self.events.errors.append(f"not JSON: {line[:200]!r}")
+                    continue
+                self._record(event, now)
+                self._waiters.wake(now)
+        except (ValueError, asyncio.LimitOverrunError) as error:
+            self.events.errors.append(f"unreadable output: {error}")
+        finally:
+            self.exited_at = time.perf_counter()
+            self._waiters.wake(self.exited_at)
+
+    def _record(self, event: dict[str, Any], now: float) -> None:
+        kind = event.get("event")
+        events = self.events
+        if kind == "message":
+            events.messages += 1
+            events.last_message_index = max(events.last_message_index, event["index"])
+            token = token_of(event["text"])
+            if token is not None:
+                events.shown.setdefault(token, now)
+                if events.node_id and event["id"].startswith(events.node_id + ":"):
+                    events.own_tokens[event["id"]] = token
+        elif kind == "ack":
+            token = events.own_tokens.pop(event["id"], None)
+            if token is not None:
+                events.acked.setdefault(token, now)
+        elif kind == "status":
+            events.node_id = event["node_id"]
+            events.status = event
+            events.status_at = now
+            events.statuses.append((now, event))
+        elif kind == "error":
+            events.errors.append(event.get("message", ""))
+            logger.debug("node %s error: %s", self.name, event.get("message"))
+
+    # --- ending -------------------------------------------------------------------------
+
+    async def quit(self) -> None:
+        """Ask the node to leave the channel (``/quit``), as a user would."""
+        await self.send_lines(["/quit"])
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye (a crash)."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
+
+    async def wait_exit(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, grace_s: float = 0.0) -> None:
+        """End the process: close its input (it quits), then SIGKILL after ``grace_s``."""
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
+        if grace_s <= 0 or not await self.wait_exit(grace_s):
+            self.kill()
+            await self.wait_exit(5.0)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(self._reader, 2.0)
