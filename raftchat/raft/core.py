@@ -946,7 +946,9 @@ class RaftCore:
         if client_id:
             known = self._leader_sessions.get((client_id, serial))
             if known is not None:
-                return RequestResult(RequestStatus.APPENDED, index=known[0], term=known[1])
+                return RequestResult(
+                    RequestStatus.APPENDED, index=known[0], term=known[1], leader=self.id
+                )
         uncommitted = self.log.last_index - self.log.commit
         if uncommitted >= self.config.max_uncommitted_entries:
             return self._rejected(Reason.TOO_MANY_UNCOMMITTED.format(count=uncommitted))
