@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from raft_utils import Cluster, make_config, normal_entries
 
 from raftchat.raft.config import encode_configuration
@@ -27,6 +28,24 @@ from raftchat.raft.ready import (
 
 def test_figure_8_old_term_entry_is_not_committed_by_counting_replicas():
     """Raft paper, Figure 8: a leader must not commit an older term's entry by counting."""
+    _figure_8()
+
+
+def test_figure_8_scenario_catches_a_commit_rule_that_counts_old_terms(monkeypatch):
+    def count_any_term(self):
+        voters = sorted(self._configs.current.voters)
+        matches = sorted(
+            self.log.stable_index if v == self.id else self._progress[v].match for v in voters
+        )
+        candidate = matches[len(voters) - (len(voters) // 2 + 1)]
+        return candidate > self.log.commit and self.log.commit_to(candidate)
+
+    monkeypatch.setattr(RaftCore, "_maybe_commit", count_any_term)
+    with pytest.raises(AssertionError):
+        _figure_8()
+
+
+def _figure_8() -> None:
     cluster = Cluster("abcde", check_quorum=False, max_append_bytes=1, max_inflight=1)
     a_term = cluster.core("a").term
     # (a) a replicates X only to b, then crashes.
