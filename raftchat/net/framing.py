@@ -11,6 +11,8 @@ One DataChannel message is one *frame*. A frame starts with a two-byte header
   ordered, so the parts of one message arrive consecutively and in order;
   anything else is a malformed stream.
 - ``PING`` / ``PONG``: an 8-byte nonce, used by the mesh to measure RTT.
+- ``AUTH``: one channel-authentication handshake message (``net/auth.py``), at most
+  ``MAX_AUTH_PAYLOAD_BYTES`` long. Only these may cross before the handshake is done.
 
 Everything here is pure (no I/O, no clock). Decoding never trusts its input:
 any inconsistency raises :class:`FramingError`, which the receive path counts
@@ -37,6 +39,8 @@ RECORD_OVERHEAD = _RECORD_LENGTH.size
 CHUNK_OVERHEAD = HEADER_BYTES + _CHUNK_HEADER.size
 MIN_FRAME_BYTES = CHUNK_OVERHEAD + 1
 MAX_LENGTH_FIELD = 0xFFFFFFFF
+MAX_AUTH_PAYLOAD_BYTES = 256
+"""Handshake messages are tiny; a larger AUTH frame is malformed."""
 
 
 class FrameKind(enum.IntEnum):
@@ -44,6 +48,7 @@ class FrameKind(enum.IntEnum):
     CHUNK = 2
     PING = 3
     PONG = 4
+    AUTH = 5
 
 
 class FramingError(ValueError):
@@ -73,7 +78,12 @@ class Pong:
     nonce: int
 
 
-Frame = Batch | Chunk | Ping | Pong
+@dataclass(frozen=True, slots=True)
+class Auth:
+    payload: bytes
+
+
+Frame = Batch | Chunk | Ping | Pong | Auth
 
 
 def _header(kind: FrameKind) -> bytes:
@@ -129,6 +139,12 @@ def encode_pong(nonce: int) -> bytes:
     return _header(FrameKind.PONG) + _NONCE.pack(nonce & 0xFFFFFFFFFFFFFFFF)
 
 
+def encode_auth(payload: bytes) -> bytes:
+    if not 0 < len(payload) <= MAX_AUTH_PAYLOAD_BYTES:
+        raise ValueError(f"auth payload must be 1-{MAX_AUTH_PAYLOAD_BYTES} bytes")
+    return _header(FrameKind.AUTH) + payload
+
+
 def pop_batch(queue: deque[bytes], max_frame_bytes: int, max_messages: int) -> list[bytes]:
     """Take up to ``max_messages`` from the front of ``queue`` that fit in one batch frame.
 
@@ -161,6 +177,10 @@ def decode_frame(frame: bytes) -> Frame:
             raise FramingError(f"ping/pong frame has {len(frame)} bytes")
         (nonce,) = _NONCE.unpack_from(frame, HEADER_BYTES)
         return Ping(nonce) if kind == FrameKind.PING else Pong(nonce)
+    if kind == FrameKind.AUTH:
+        if not 0 < len(frame) - HEADER_BYTES <= MAX_AUTH_PAYLOAD_BYTES:
+            raise FramingError(f"auth frame of {len(frame)} bytes")
+        return Auth(bytes(frame[HEADER_BYTES:]))
     raise FramingError(f"unknown frame kind {kind}")
 
 
@@ -256,3 +276,28 @@ class Reassembler:
         message = bytes(self._buffer)
         self.reset()
         return message
+
+
+class TokenBucket:
+    """A rate limit with bursts, for what a peer sends; time is passed in (pure, testable).
+
+    ``capacity`` tokens at most, refilled at ``rate`` per second; :meth:`take` spends some.
+    """
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        if rate <= 0 or capacity < 1:
+            raise ValueError("a token bucket needs rate > 0 and capacity >= 1")
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = float(capacity)
+        self.updated = now
+
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Spend ``amount`` tokens if there are that many; False means over the limit."""
+        elapsed = max(0.0, now - self.updated)
+        self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
+        self.updated = now
+        if self.tokens >= amount:
+            self.tokens -= amount
+            return True
+        return False

@@ -5,6 +5,13 @@ attempt tagged with a random *session* id so late signals of an old attempt are
 ignored), the send queue with batching, chunking and backpressure, the receive
 path, RTT pings, and reconnection with backoff. The mesh drives it.
 
+Every new DataChannel first runs the channel handshake (``net/auth.py``): the link
+stays CONNECTING until the peer is authenticated, messages sent meanwhile wait in the
+queue, and any frame but a handshake frame that arrives before is dropped. Only then
+does the link become OPEN. A failed handshake, or a peer that keeps sending frames
+that are malformed, out of turn or over the rate limits, fails the link with a longer
+backoff (``auth_retry_*``), during which that peer's offers are ignored.
+
 Glare is avoided by rule: the peer with the smaller id always offers. The
 answerer never offers; when it wants a new connection it sends a ``restart``
 request and waits for the next offer.
@@ -24,8 +31,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError
+from cryptography.hazmat.primitives import hashes
 
 from raftchat.net import framing
+from raftchat.net.auth import AuthError, AuthErrorKind, Handshake, encode_reject
 from raftchat.net.ice import build_rtc_configuration, host_candidates, selected_pair
 
 if TYPE_CHECKING:
@@ -87,6 +96,25 @@ class LinkInfo:
     "How many times this link has opened."
     local_candidate_type: str | None
     remote_candidate_type: str | None
+    authenticated: bool = False
+    "The peer proved it knows the channel passphrase on this connection (False if open)."
+    auth_error: str | None = None
+    """Why the last handshake with this peer failed, in words a user can act on (e.g.
+    "wrong passphrase for channel 'x' ..."); None once a handshake succeeds."""
+    auth_error_kind: AuthErrorKind | None = None
+    "The kind of ``auth_error`` (wrong passphrase, passphrase required, intercepted...)."
+    auth_failures: int = 0
+    "Handshakes with this peer that failed since the last one that succeeded."
+    last_error: str | None = None
+    "Why the link last went down (handshake, misbehaviour, timeout, closed...)."
+    unauthenticated_frames: int = 0
+    "Frames dropped because they arrived before the handshake was done."
+    rate_limited_frames: int = 0
+    "Frames dropped because the peer sent faster than the inbound limits allow."
+    abuse_disconnects: int = 0
+    "Times the link was cut because the peer kept sending bad or excess frames."
+    ignored_signals: int = 0
+    "Offers/restart requests ignored while the peer was in its penalty backoff."
 
 
 class Link:
@@ -102,6 +130,7 @@ class Link:
         notify: Callable[[Link], None],
         should_drop: Callable[[str, Direction], bool],
     ) -> None:
+        self.self_id = self_id
         self.peer = peer
         self.is_offerer = self_id < peer
         self._config = config
@@ -149,6 +178,31 @@ class Link:
         self._connects = 0
         self._candidate_types: tuple[str | None, str | None] = (None, None)
 
+        self._handshake: Handshake | None = None
+        "The handshake on the current DataChannel; None before it opens."
+        self._authenticated = False
+        self._auth_error: AuthError | None = None
+        self._auth_failures = 0
+        self._penalties = 0
+        "Consecutive penalized failures (handshake, misbehaviour); sets the long backoff."
+        self._quiet_until = 0.0
+        "Until then, offers and restart requests from the peer are ignored."
+        self._last_error: str | None = None
+        self._unauthenticated_frames = 0
+        self._rate_limited_frames = 0
+        self._abuse_disconnects = 0
+        self._ignored_signals = 0
+        now = self._loop.time()
+        self._frame_budget = framing.TokenBucket(
+            config.inbound_frames_per_second, config.inbound_frame_burst, now
+        )
+        self._message_budget = framing.TokenBucket(
+            config.inbound_messages_per_second, config.inbound_message_burst, now
+        )
+        self._offence_budget = framing.TokenBucket(
+            config.offences_forgiven_per_second, config.max_offences, now
+        )
+
     # --- public, used by the mesh ---------------------------------------------------
 
     def start(self) -> None:
@@ -178,16 +232,29 @@ class Link:
             connects=self._connects,
             local_candidate_type=self._candidate_types[0],
             remote_candidate_type=self._candidate_types[1],
+            authenticated=self._authenticated and self._config.passphrase is not None,
+            auth_error=self._auth_error.message if self._auth_error else None,
+            auth_error_kind=self._auth_error.kind if self._auth_error else None,
+            auth_failures=self._auth_failures,
+            last_error=self._last_error,
+            unauthenticated_frames=self._unauthenticated_frames,
+            rate_limited_frames=self._rate_limited_frames,
+            abuse_disconnects=self._abuse_disconnects,
+            ignored_signals=self._ignored_signals,
         )
 
     def send(self, data: bytes) -> bool:
-        """Queue one message; False if the link is not open or its queue is full."""
+        """Queue one message; False if the link is not open or its queue is full.
+
+        While the handshake runs on a fresh DataChannel the message is queued and
+        sent once the peer is authenticated (dropped if it never is).
+        """
         if len(data) > self._config.max_message_bytes:
             raise ValueError(
                 f"message of {len(data)} bytes exceeds max_message_bytes="
                 f"{self._config.max_message_bytes}; split it before sending"
             )
-        if self.state != LinkState.OPEN:
+        if not self._accepts_messages():
             return False
         if self._should_drop(self.peer, "send"):
             self._dropped_by_fault += 1
@@ -207,12 +274,24 @@ class Link:
             self._flush_handle = self._loop.call_soon(self._flush)
         return True
 
+    def _accepts_messages(self) -> bool:
+        if self.state == LinkState.OPEN:
+            return True
+        handshake = self._handshake
+        return self._channel is not None and handshake is not None and not handshake.failed
+
     def handle_signal(self, payload: dict[str, Any]) -> None:
         """React to a validated signal payload from this link's peer."""
         if self._closing:
             return
         kind = payload["type"]
         session = payload.get("session")
+        if kind != SIGNAL_ANSWER and self._loop.time() < self._quiet_until:
+            # A peer that just failed the handshake or misbehaved may not make us
+            # set up connection after connection.
+            self._ignored_signals += 1
+            logger.debug("link %s: %s during the penalty backoff ignored", self.peer, kind)
+            return
         if kind == SIGNAL_OFFER and not self.is_offerer:
             if session == self._session:
                 logger.debug("link %s: duplicate offer for session %s ignored", self.peer, session)
@@ -237,6 +316,9 @@ class Link:
         """Tear the connection down and connect again now (the caller believes it dead)."""
         if self._closing:
             return
+        if self.state == LinkState.FAILED and self._penalties and self._retry_at is not None:
+            logger.debug("link %s: reset ignored during the penalty backoff", self.peer)
+            return
         logger.info("link %s: reset requested", self.peer)
         self._retry_at = None
         self._mark_down(LinkState.CONNECTING)
@@ -251,7 +333,16 @@ class Link:
                 self._send_ping(now)
         elif self.state == LinkState.CONNECTING:
             if now - self._attempt_started > self._config.connect_timeout:
-                self._fail("connection attempt timed out")
+                if self._handshake is not None and not self._handshake.failed:
+                    self._auth_failed(
+                        AuthError(
+                            AuthErrorKind.TIMEOUT,
+                            f"peer {self.peer} did not finish the channel handshake within "
+                            f"{self._config.connect_timeout:g} s (an incompatible raftchat?)",
+                        )
+                    )
+                else:
+                    self._fail("connection attempt timed out")
         elif (
             self.state == LinkState.FAILED and self._retry_at is not None and now >= self._retry_at
         ):
@@ -392,15 +483,51 @@ class Link:
         self._channel = channel
         self._max_frame_bytes = self._frame_limit(pc)
         self._reassembler.reset()
-        self._connects += 1
-        self._backoff = self._config.reconnect_initial
-        self._retry_at = None
+        self._authenticated = False
         sctp = pc.sctp
         pair = selected_pair(sctp.transport.transport._connection) if sctp else None
         self._candidate_types = (pair.local_type, pair.remote_type) if pair else (None, None)
-        logger.info("link %s: open (frames up to %d bytes)", self.peer, self._max_frame_bytes)
+        try:
+            local_fingerprint, remote_fingerprint = dtls_fingerprints(pc)
+        except Exception as exc:  # aiortc internals changed, or the transport went away
+            logger.exception("link %s: cannot read the DTLS certificates", self.peer)
+            self._fail(f"cannot read the DTLS certificates ({exc!r})")
+            return
+        self._handshake = Handshake(
+            channel=self._config.channel,
+            self_id=self.self_id,
+            peer_id=self.peer,
+            passphrase=self._config.passphrase,
+            local_fingerprint=local_fingerprint,
+            remote_fingerprint=remote_fingerprint,
+        )
+        logger.debug("link %s: data channel open, authenticating", self.peer)
+        self._send_control(framing.encode_auth(self._handshake.start()))
+
+    def _on_authenticated(self) -> None:
+        self._authenticated = True
+        self._auth_error = None
+        self._auth_failures = 0
+        self._penalties = 0
+        self._quiet_until = 0.0
+        self._connects += 1
+        self._backoff = self._config.reconnect_initial
+        self._retry_at = None
+        logger.info(
+            "link %s: open, %s (frames up to %s bytes)",
+            self.peer,
+            "peer authenticated" if self._config.passphrase else "open channel",
+            self._max_frame_bytes,
+        )
         self._set_state(LinkState.OPEN)
         self._send_ping(self._loop.time())
+        self._flush()
+
+    def _auth_failed(self, error: AuthError) -> None:
+        self._auth_error = error
+        self._auth_failures += 1
+        logger.warning("link %s: handshake failed: %s", self.peer, error.message)
+        self._fail(f"handshake failed: {error.message}", penalty=True)
 
     def _frame_limit(self, pc: RTCPeerConnection) -> int:
         """Largest frame to send: our limit, or less if the remote accepts less.
@@ -416,17 +543,31 @@ class Link:
 
     # --- failure and teardown -------------------------------------------------------
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, penalty: bool = False) -> None:
+        """The connection is dead: retry later; ``penalty`` for the peer's fault (long wait)."""
         if self._closing or self.state == LinkState.FAILED:
             return
-        logger.info("link %s: %s; retrying in %.1f s", self.peer, reason, self._backoff)
-        self._retry_at = self._loop.time() + self._backoff
-        self._backoff = min(self._backoff * 2, self._config.reconnect_max)
+        now = self._loop.time()
+        if penalty:
+            self._penalties += 1
+            delay = min(
+                self._config.auth_retry_initial * 2 ** (self._penalties - 1),
+                self._config.auth_retry_max,
+            )
+            self._quiet_until = now + delay / 2
+        else:
+            delay = self._backoff
+            self._backoff = min(self._backoff * 2, self._config.reconnect_max)
+        logger.info("link %s: %s; retrying in %.1f s", self.peer, reason, delay)
+        self._last_error = reason
+        self._retry_at = now + delay
         self._mark_down(LinkState.FAILED)
 
     def _mark_down(self, state: LinkState) -> None:
         """Drop the current connection (closed in the background) and its queue."""
         self._channel = None
+        self._handshake = None
+        self._authenticated = False
         self._discard_queue()
         pc, self._pc = self._pc, None
         if pc is not None:
@@ -436,6 +577,8 @@ class Link:
     async def _close_pc(self) -> None:
         pc, self._pc = self._pc, None
         self._channel = None
+        self._handshake = None
+        self._authenticated = False
         if pc is not None:
             await asyncio.shield(self._close_in_background(pc))
 
@@ -485,7 +628,7 @@ class Link:
         """Move queued messages into DataChannel frames until the send buffer is full."""
         self._flush_handle = None
         channel = self._channel
-        if channel is None or self._max_frame_bytes is None:
+        if channel is None or self._max_frame_bytes is None or not self._authenticated:
             return
         max_frame = self._max_frame_bytes
         high_water = self._config.send_buffer_high_bytes
@@ -550,11 +693,27 @@ class Link:
             self._dropped_by_fault += 1
             return
         self._frames_received += 1
+        now = self._loop.time()
+        if not self._frame_budget.take(now):
+            self._rate_limited_frames += 1
+            self._offence("frames above inbound_frames_per_second")
+            return
         try:
             if not isinstance(data, bytes):
                 raise framing.FramingError("text frame on the binary raft channel")
             frame = framing.decode_frame(data)
+            if isinstance(frame, framing.Auth):
+                self._on_auth(frame.payload)
+                return
+            if not self._authenticated:
+                self._unauthenticated_frames += 1
+                self._offence("frame before the handshake")
+                return
             if isinstance(frame, framing.Batch):
+                if not self._message_budget.take(now, len(frame.messages)):
+                    self._rate_limited_frames += 1
+                    self._offence("messages above inbound_messages_per_second")
+                    return
                 for message in frame.messages:
                     self._deliver_message(message)
             elif isinstance(frame, framing.Chunk):
@@ -569,6 +728,38 @@ class Link:
         except framing.FramingError as exc:
             self._malformed_frames += 1
             logger.debug("link %s: malformed frame dropped: %s", self.peer, exc)
+            self._offence("malformed frames")
+        except Exception:  # a bug here must not reach aiortc's event dispatch
+            self._malformed_frames += 1
+            logger.exception("link %s: receiving a frame failed", self.peer)
+
+    def _on_auth(self, payload: bytes) -> None:
+        handshake = self._handshake
+        if handshake is None or handshake.complete:
+            self._malformed_frames += 1
+            self._offence("handshake message out of turn")
+            return
+        if handshake.failed:
+            return  # e.g. the peer's REJECT after we gave up ourselves
+        try:
+            replies = handshake.receive(payload)
+        except AuthError as error:
+            if not error.from_peer:
+                self._send_control(framing.encode_auth(encode_reject(error.kind)))
+            self._auth_failed(error)
+            return
+        for reply in replies:
+            self._send_control(framing.encode_auth(reply))
+        if handshake.complete and self._channel is not None:
+            self._on_authenticated()
+
+    def _offence(self, what: str) -> None:
+        """Count one dropped frame against the peer; disconnect it once it has too many."""
+        if self._offence_budget.take(self._loop.time()):
+            return
+        self._abuse_disconnects += 1
+        logger.warning("link %s: disconnecting a misbehaving peer (%s)", self.peer, what)
+        self._fail(f"peer misbehaved: too many dropped frames ({what})", penalty=True)
 
     def _deliver_message(self, message: bytes) -> None:
         self._messages_received += 1
@@ -577,3 +768,25 @@ class Link:
             self._deliver(self.peer, message)
         except Exception:
             logger.exception("link %s: message handler failed", self.peer)
+
+
+def dtls_fingerprints(pc: RTCPeerConnection) -> tuple[bytes, bytes]:
+    """SHA-256 digests of our DTLS certificate and of the one the peer presented.
+
+    The peer's comes from the certificate it used in the DTLS handshake, not from the
+    SDP the signaling server relayed: that is what makes an interception visible.
+    aiortc offers no public accessor for it; ``RTCDtlsTransport._ssl`` is the
+    pyOpenSSL connection it checked the SDP fingerprint against.
+    """
+    if pc.sctp is None:
+        raise ValueError("no SCTP transport")
+    dtls = pc.sctp.transport
+    local = next(
+        fingerprint
+        for fingerprint in dtls.getLocalParameters().fingerprints
+        if fingerprint.algorithm == "sha-256"
+    )
+    certificate = dtls._ssl.get_peer_certificate(as_cryptography=True)
+    if certificate is None:
+        raise ValueError("the peer presented no DTLS certificate")
+    return bytes.fromhex(local.value.replace(":", "")), certificate.fingerprint(hashes.SHA256())

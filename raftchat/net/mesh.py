@@ -7,6 +7,11 @@ offer/answer exchange rides on the signaling relay (:meth:`Mesh.handle_signal`).
 Offers and answers carry complete SDP: aiortc gathers every candidate before
 it creates a description, so there is no trickle ICE.
 
+With ``MeshConfig.passphrase`` set, a link opens only after the peer proved it
+knows the passphrase (``net/auth.py``); a failed handshake shows in the link's
+:class:`LinkInfo` (``state`` FAILED, ``auth_error``, ``auth_error_kind``) and
+reaches ``on_link_change``.
+
 Typical wiring::
 
     listener = MeshSignalingListener()
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from raftchat.net.framing import MIN_FRAME_BYTES
@@ -83,6 +88,33 @@ class MeshConfig:
     max_sdp_bytes: int = 64 * 1024
     "Largest SDP accepted in a signal."
 
+    channel: str = ""
+    """Channel name, bound into the authentication handshake (keys never carry over
+    between channels). Required with a passphrase."""
+    passphrase: str | None = field(default=None, repr=False)
+    """Channel passphrase. With one, every link runs a SPAKE2 handshake bound to both
+    DTLS certificates before any message crosses: only peers that know it can join,
+    the signaling server included. None: an open channel (a handshake still checks
+    that the peer's channel is open too)."""
+    auth_retry_initial: float = 5.0
+    """Delay before reconnecting to a peer after a failed handshake or a disconnect for
+    misbehaviour; doubles per failure up to ``auth_retry_max``. Offers and restart
+    requests from that peer are ignored for the first half of the delay."""
+    auth_retry_max: float = 300.0
+    inbound_frames_per_second: float = 5000.0
+    "Sustained frame rate accepted from one peer; frames beyond it are dropped."
+    inbound_frame_burst: int = 10_000
+    inbound_messages_per_second: float = 50_000.0
+    "Sustained message rate (records in batch frames) accepted from one peer."
+    inbound_message_burst: int = 100_000
+    max_offences: int = 100
+    """Dropped frames (malformed, over the rate, out of turn) tolerated from one peer
+    before it is disconnected (with ``auth_retry_*`` backoff)..."""
+    offences_forgiven_per_second: float = 2.0
+    "...forgiven at this rate, so a rare bad frame is never fatal."
+    max_links: int = 256
+    "Most peers linked at once; offers from further unknown peers are dropped."
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
         for server in self.ice_servers:
@@ -106,6 +138,26 @@ class MeshConfig:
             raise ValueError("maintenance_interval must be positive")
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("reconnect_max must be at least reconnect_initial")
+        if self.passphrase is not None:
+            if not isinstance(self.passphrase, str) or not self.passphrase:
+                raise ValueError("passphrase must be a non-empty string (None: open channel)")
+            if not self.channel:
+                raise ValueError("a passphrase needs the channel name (MeshConfig.channel)")
+        for name in (
+            "auth_retry_initial",
+            "inbound_frames_per_second",
+            "inbound_messages_per_second",
+            "offences_forgiven_per_second",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.auth_retry_max < self.auth_retry_initial:
+            raise ValueError("auth_retry_max must be at least auth_retry_initial")
+        for name in ("inbound_frame_burst", "inbound_message_burst", "max_offences", "max_links"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.inbound_message_burst < self.max_messages_per_frame:
+            raise ValueError("inbound_message_burst must be at least max_messages_per_frame")
 
     def host_candidate_addresses(self) -> tuple[str, ...] | None:
         """Addresses for ICE host candidates, or None for aioice's default choice."""
@@ -147,6 +199,8 @@ class Mesh:
         self._closed = False
         self.malformed_signals = 0
         "Signals dropped because they were not valid mesh payloads."
+        self.refused_offers = 0
+        "Offers from unknown peers dropped because ``max_links`` links exist."
         self._timer = self._loop.call_later(self.config.maintenance_interval, self._maintain)
 
     # --- presence and signaling -----------------------------------------------------
@@ -160,6 +214,13 @@ class Mesh:
             if peer not in wanted:
                 self._drop_link(peer)
         for peer in sorted(wanted - set(self._links)):
+            if len(self._links) >= self.config.max_links:
+                logger.warning(
+                    "%d peers present; linking only max_links=%d of them",
+                    len(wanted),
+                    self.config.max_links,
+                )
+                break
             self._add_link(peer).start()
 
     def handle_signal(self, sender: str, payload: dict[str, Any]) -> None:
@@ -177,6 +238,10 @@ class Mesh:
                 logger.debug("%s signal from %r with no link ignored", payload["type"], sender)
                 return
             # The offer can overtake the presence update that announces its sender.
+            if len(self._links) >= self.config.max_links:
+                self.refused_offers += 1
+                logger.warning("offer from %r dropped: max_links=%d", sender, self.config.max_links)
+                return
             link = self._add_link(sender)
         link.handle_signal(payload)
 
