@@ -82,6 +82,54 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(options))
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
+    from raftchat.bench.runner import run
+
+    _configure_logging(args.verbose, default=logging.WARNING)
+    given = {
+        name: value
+        for name in ("nodes", "messages", "trials", "members", "history")
+        if (value := getattr(args, name)) is not None
+    }
+    if args.samples is not None:
+        given["latency_samples"] = args.samples
+    try:
+        base = quick_options() if args.quick else BenchOptions()
+        options = replace(base, only=parse_only(args.only), **given)
+    except OptionsError as error:
+        print(f"raftchat bench: {error}", file=sys.stderr)
+        return 2
+    return run(options, as_json=args.json)
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    from raftchat.bench.options import SCENARIOS
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure throughput, latency, failover",
+        description="Run local node processes over WebRTC on loopback and measure "
+        "throughput, commit and delivery latency, failover, join/catch-up, scale and "
+        "idle CPU. Progress goes to stderr, the table to stdout.",
+    )
+    bench.add_argument("--nodes", type=int, help="node processes in the main channel (3)")
+    bench.add_argument("--messages", type=int, help="messages per throughput burst (5000)")
+    bench.add_argument("--samples", type=int, help="messages timed one at a time (200)")
+    bench.add_argument("--trials", type=int, help="leader-kill trials (5)")
+    bench.add_argument("--history", type=int, help="messages a joining member catches up on")
+    bench.add_argument("--members", type=int, help="members of the scale channel (10)")
+    bench.add_argument(
+        "--only", metavar="SCENARIO[,...]", help=f"run only these: {', '.join(SCENARIOS)}"
+    )
+    bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    bench.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    bench.set_defaults(handler=_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raftchat",
@@ -118,12 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="the peers only say hello")
     demo.set_defaults(handler=_demo)
 
-    bench = sub.add_parser(
-        "bench", help="measure throughput, latency, failover", description="Run the benchmark."
-    )
-    bench.add_argument("--nodes", type=int, default=3, help="number of node processes")
-    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    bench.set_defaults(handler=_not_available("bench"))
+    _add_bench_parser(sub)
     return parser
 
 
