@@ -1,0 +1,195 @@
+"""raftchat bench: the statistics helpers, option checks, the report, and one tiny real run.
+
+Speed is never asserted: the real run only checks that every figure is there, positive
+and self-consistent (p50 <= p99).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
+from raftchat.bench.procs import token_of
+from raftchat.bench.report import HEADLINE_KEYS, build_result, format_table
+from raftchat.bench.stats import percentile, rate, summarize
+
+QUICK_RUN_TIMEOUT_S = 90
+
+
+# --- stats -----------------------------------------------------------------------------
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    samples = [4.0, 1.0, 3.0, 2.0]  # unsorted on purpose
+    assert percentile(samples, 0) == 1.0
+    assert percentile(samples, 100) == 4.0
+    assert percentile(samples, 50) == 2.5
+    # rank (4 - 1) * 0.99 = 2.97: 3 + 0.97 * (4 - 3)
+    assert percentile(samples, 99) == pytest.approx(3.97)
+
+
+def test_percentile_of_one_sample_is_that_sample() -> None:
+    assert percentile([7.5], 50) == 7.5
+    assert percentile([7.5], 99) == 7.5
+
+
+def test_percentile_rejects_no_samples_and_bad_rank() -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 50)
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        percentile([1.0], 101)
+
+
+def test_summarize_reports_order_statistics_and_count() -> None:
+    summary = summarize([float(value) for value in range(1, 101)])
+    assert summary == {"p50": 50.5, "p99": 99.01, "mean": 50.5, "min": 1.0, "max": 100.0, "n": 100}
+
+
+def test_summarize_of_nothing_says_so() -> None:
+    assert summarize([]) == {"n": 0}
+
+
+def test_rate_is_zero_when_nothing_was_timed() -> None:
+    assert rate(100, 0.5) == 200.0
+    assert rate(100, 0.0) == 0.0
+
+
+def test_token_of_finds_benchmark_messages_only() -> None:
+    assert token_of("bmab12-7 xxxx") == "bmab12-7"
+    assert token_of("hello bm1") is None
+
+
+# --- options and report ----------------------------------------------------------------
+
+
+def test_options_reject_out_of_range_sizes_with_the_flag_name() -> None:
+    with pytest.raises(OptionsError, match="--nodes must be between 1 and"):
+        BenchOptions(nodes=0)
+    with pytest.raises(OptionsError, match="unknown scenario warp"):
+        BenchOptions(only=("latency", "warp"))
+    with pytest.raises(OptionsError, match="needs --nodes 2"):
+        BenchOptions(nodes=1, only=("failover",))
+
+
+def test_only_keeps_run_order_whatever_the_order_given() -> None:
+    options = quick_options(only=parse_only("scale, throughput"))
+    assert options.only == ("throughput", "scale")
+    assert parse_only(None) == BenchOptions().only
+
+
+def test_report_has_headline_keys_even_when_a_scenario_did_not_run() -> None:
+    latency = {"p50": 1.0, "p99": 2.0, "mean": 1.2, "min": 0.5, "max": 2.1, "n": 10}
+    result = build_result(
+        {"commit_latency_ms": latency, "delivery_latency_ms": latency},
+        quick_options().as_params(),
+        {"failover": "no leader"},
+        3.0,
+    )
+    assert all(key in result for key in HEADLINE_KEYS)
+    assert result["throughput_msgs_per_s"] is None
+    table = format_table(result)
+    assert "commit latency (send -> ack)" in table
+    assert "1.00 ms" in table and "2.00 ms" in table
+    assert "FAILED failover: no leader" in table
+    assert result["machine"]["cpu_count"] == os.cpu_count()
+
+
+# --- a real run -----------------------------------------------------------------------
+
+
+def _summary_ok(summary: dict) -> None:
+    assert summary["n"] >= 1
+    assert 0 < summary["min"] <= summary["p50"] <= summary["p99"] <= summary["max"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(QUICK_RUN_TIMEOUT_S + 30)
+def test_quick_run_prints_a_complete_json_result(tmp_path: Path) -> None:
+    """``raftchat bench --quick --json``: real node processes, every scenario; the last
+    stdout line is the JSON object with every figure present and plausible."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "raftchat", "bench", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=QUICK_RUN_TIMEOUT_S,
+        env=env,
+    )
+    print(completed.stderr[-4000:])
+    print(f"took {time.monotonic() - started:.1f} s")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    assert result["errors"] == {}
+    assert result["params"]["messages"] == quick_options().messages
+    assert result["machine"]["cpu_count"] >= 1 and result["machine"]["python"]
+    assert result["throughput_msgs_per_s"] > 0
+    for burst in result["throughput"].values():
+        assert burst["msgs_per_s"] > 0 and burst["commit_s"] <= burst["delivered_s"]
+    for key in ("commit_latency_ms", "delivery_latency_ms", "failover_s"):
+        _summary_ok(result[key])
+    _summary_ok(result["graceful_quit"]["leader_change_s"])
+    for path in ("entries", "snapshot"):
+        join = result["join"][path]
+        assert 0 < join["added_s"] <= join["caught_up_s"]
+    assert result["join"]["snapshot"]["compaction_threshold"] < result["join"]["entries"]["history"]
+    scale = result["scale"]
+    assert scale["members"] == quick_options().members and scale["formation_s"] > 0
+    assert scale["idle_cpu"]["per_node_percent"]["n"] == scale["members"]
+    # The table came before the JSON line, and the temp dirs are gone.
+    assert "commit latency" in completed.stdout
+    assert not list(tmp_path.glob("raftchat-bench-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_interrupted_run_stops_every_node(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) mid-run: exit status 130, no node process left, temp dir removed."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "raftchat", "bench", "--quick", "--only", "latency"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert bench.stderr is not None
+        for line in bench.stderr:  # wait for the event itself: the channel has formed
+            if "channel formed" in line:
+                break
+        else:
+            pytest.fail("the benchmark ended before its channel formed")
+        nodes = _child_pids(bench.pid)
+        assert nodes, "the benchmark should have node processes running"
+        bench.send_signal(signal.SIGINT)
+        assert bench.wait(timeout=30) == 130
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    for pid in nodes:
+        assert not _running(pid), f"node process {pid} outlived the benchmark"
+    assert not list(tmp_path.glob("raftchat-bench-*"))
+
+
+def _child_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    return [int(pid) for pid in children.read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
