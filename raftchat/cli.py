@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from raftchat import __version__
 
@@ -44,14 +45,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_file_hint() -> str:
+    """Where ``raftchat.launch.log_file_path`` puts the UI's log (kept in step by a test;
+    computed here so ``--help`` does not import the network stack)."""
+    import platformdirs
+
+    return str(Path(platformdirs.user_log_dir("raftchat")) / "raftchat.log")
+
+
 def _join(args: argparse.Namespace) -> int:
     import asyncio
-    from pathlib import Path
 
-    from raftchat.launch import JoinOptions, run_join
+    from raftchat.launch import JoinOptions, configure_logging, run_join
 
-    if args.headless or args.verbose:
-        _configure_logging(args.verbose, default=logging.WARNING)
+    configure_logging(headless=args.headless, verbose=args.verbose)
     options = JoinOptions(
         channel=args.channel,
         server_url=args.server,
@@ -147,14 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     serve.set_defaults(handler=_serve)
 
-    join = sub.add_parser("join", help="join a channel", description="Join a chat channel.")
+    join = sub.add_parser(
+        "join",
+        help="join a channel",
+        description="Join a chat channel. With --headless, stdin lines are messages "
+        "(/nick NAME, /me ACTION, /quit) and stdout is one JSON object per line; logs go to "
+        "stderr. Otherwise the chat UI runs and logs go to "
+        f"{_log_file_hint()}.",
+    )
     join.add_argument("channel", metavar="CHANNEL", help="channel name")
     join.add_argument("--server", help="signaling server URL")
     join.add_argument("--nick", help="nickname shown to others")
     join.add_argument("--data-dir", help="where this node keeps its log")
     join.add_argument("--headless", action="store_true", help="JSON lines on stdout, no TUI")
     join.add_argument("--config", help="settings file (default: the user config dir)")
-    join.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    join.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging (stderr or the log file)"
+    )
     join.set_defaults(handler=_join)
 
     demo = sub.add_parser(

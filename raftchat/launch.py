@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import logging.handlers
 import re
 import signal
 import sys
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from raftchat.config import ConfigError, Settings, load_settings
+import platformdirs
+
+from raftchat.config import APP_NAME, ConfigError, Settings, load_settings
 from raftchat.net.ice import loopback_address_of
 from raftchat.net.signaling_client import SignalingError, server_is_up
 from raftchat.net.signaling_protocol import ProtocolError, normalize_channel
@@ -28,9 +31,40 @@ from raftchat.storage import Storage, StorageError
 
 logger = logging.getLogger(__name__)
 
+LOG_FILE_NAME = "raftchat.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_MAX_BYTES = 5 * 1024 * 1024
+LOG_FILE_BACKUPS = 2
+
 
 class LaunchError(Exception):
     """Something the user must fix before the node can start; the text says what."""
+
+
+def log_file_path() -> Path:
+    """Where the chat UI logs (on Linux ``~/.local/state/raftchat/log/raftchat.log``)."""
+    return Path(platformdirs.user_log_dir(APP_NAME)) / LOG_FILE_NAME
+
+
+def configure_logging(*, headless: bool, verbose: bool) -> None:
+    """Headless: warnings (or everything with ``verbose``) on stderr, which is not the
+    JSON stream. With the UI the terminal belongs to the UI: logs go to
+    :func:`log_file_path`, rotated."""
+    level = logging.DEBUG if verbose else logging.WARNING if headless else logging.INFO
+    handler: logging.Handler
+    if headless:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        path = log_file_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                path, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+            )
+        except OSError:
+            handler = logging.NullHandler()  # never write over the UI
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,8 @@ class _Pending:
     sent_at: float
     kind: str
     """"message", "nick" or "leave"."""
+    message_id: str
+    """The id the sender was given; kept if the proposal is re-proposed with a new serial."""
 
 
 class NodeError(Exception):
@@ -135,7 +137,11 @@ class Node:
         self._departing: set[str] = set()
         """Members that asked to be removed and have not come back since."""
         self._present: frozenset[str] = frozenset()
+        self._ever_present: set[str] = set()
         self._last_heard: dict[str, float] = {}
+        """When a frame last came from each peer (member or not)."""
+        self._removed_unreachable: dict[str, float] = {}
+        """Peers removed for silence, and when: not re-added until heard from again."""
         self._absent_since: dict[str, float] = {}
         self._links: dict[str, LinkInfo] = {}
         self._malformed: dict[str, int] = {}
@@ -313,9 +319,10 @@ class Node:
         data = chat.encode_command(command)
         self._serial += 1
         serial = self._serial
-        self._pending[serial] = _Pending(serial, data, time.monotonic(), kind)
+        message_id = f"{self.node_id}:{serial}"
+        self._pending[serial] = _Pending(serial, data, time.monotonic(), kind, message_id)
         self._submit(self._pending[serial])
-        return f"{self.node_id}:{serial}"
+        return message_id
 
     def _submit(self, pending: _Pending) -> None:
         pending.sent_at = time.monotonic()
@@ -360,9 +367,20 @@ class Node:
 
     def _on_presence(self, peers: frozenset[str]) -> None:
         now = time.monotonic()
+        appeared = peers - self._present
+        returned = appeared & self._ever_present
+        self._ever_present |= appeared
         # A node that asked to leave and comes back later is a newcomer again.
-        self._departing -= peers - self._present
+        self._departing -= appeared
         self._present = peers
+        if returned and self._mesh is not None and self._signaling_state == "connected":
+            links = self._mesh.links()
+            for peer in returned & links.keys():
+                # Offers made while the peer was away went nowhere: start over now rather
+                # than after the mesh's connect timeout. An open link stays (that peer's
+                # signaling connection flapped, or a restarted peer asks for a new one).
+                if links[peer].state != "open":
+                    self._mesh.reset_link(peer)
         for peer in peers:
             self._absent_since.pop(peer, None)
         for member in self.core.configuration.members - peers - {self.node_id}:
@@ -588,7 +606,7 @@ class Node:
     def _acknowledge(self, serial: int, index: int) -> None:
         pending = self._pending.pop(serial, None)
         if pending is not None and pending.kind == "message":
-            self._publish(AckEvent(f"{self.node_id}:{serial}", index))
+            self._publish(AckEvent(pending.message_id, index))
 
     def _on_outcome(self, outcome: ProposalOutcome) -> None:
         if outcome.committed or outcome.client_id != self.node_id:
@@ -608,6 +626,13 @@ class Node:
             case ConfigurationChanged():
                 self._update_links()
                 self._publish_status()
+            case RoleChanged(role=Role.LEADER):
+                # Followers need not have heard from each other (learners talk only to the
+                # leader): a new leader starts every member's silence clock now.
+                now = time.monotonic()
+                for member in self.core.configuration.members:
+                    self._last_heard[member] = now
+                self._publish_status()
             case RoleChanged():
                 self._publish_status()
             case TransferAborted(target=target, reason=reason):
@@ -619,8 +644,10 @@ class Node:
             self._submit(pending)
 
     def _retry_stale_proposals(self, now: float) -> None:
-        stale = [p for p in self._pending.values() if now - p.sent_at > self.tuning.retry_after_s]
-        if stale:
+        # Pending proposals are (nearly) in the order they were last sent, so looking at
+        # the oldest is enough and keeps this O(1) however many are in flight.
+        oldest = next(iter(self._pending.values()), None)
+        if oldest is not None and now - oldest.sent_at > self.tuning.retry_after_s:
             self._resend_pending()
 
     # --- membership -----------------------------------------------------------------
@@ -634,17 +661,26 @@ class Node:
             self._last_heard.setdefault(member, now)
         grace = self.tuning.presence_grace_s
         present = set(self._signaling.peers if self._signaling else ()) | {self.node_id}
+        # Missing from presence counts only after a grace period, and not while the member
+        # still talks to us over the mesh (a signaling server restart is no departure).
         present |= {
             member
             for member in configuration.members
             if now - self._absent_since.get(member, now) < grace
+            or now - self._last_heard[member] < grace
         }
         timeout = self.settings.member_timeout_s
         unreachable = {
             member
             for member in configuration.members - {self.node_id}
-            if now - self._last_heard.get(member, now) > timeout
+            if now - self._last_heard[member] > timeout
         }
+        # A member removed as unreachable is not added back until it is heard from again.
+        for peer, removed_at in list(self._removed_unreachable.items()):
+            if self._last_heard.get(peer, 0.0) > removed_at:
+                del self._removed_unreachable[peer]
+            elif peer not in configuration.members:
+                unreachable.add(peer)
         caught_up = {
             progress.node_id
             for progress in status.progress
@@ -669,6 +705,8 @@ class Node:
             logger.info("membership: %s %s (%s)", change.kind, change.node_id, change.reason)
             if change.kind == "add_learner":
                 self._last_heard[change.node_id] = now
+            elif change.kind == "remove" and change.node_id in unreachable:
+                self._removed_unreachable[change.node_id] = now
             self._schedule_drain()
 
     async def _depart(self) -> None:

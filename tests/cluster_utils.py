@@ -121,6 +121,7 @@ class NodeProcess:
 
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
+        event_times = self.event_times = {}
         try:
             async for raw in process.stdout:
                 text = raw.decode("utf-8", "replace").rstrip("\n")
@@ -134,6 +135,7 @@ class NodeProcess:
                 if event["event"] == "status" and self.node_id is None:
                     self.node_id = event["node_id"]
                 async with self._changed:
+                    event_times[len(self.events)] = asyncio.get_running_loop().time()
                     self.events.append(event)
                     self._changed.notify_all()
         finally:
