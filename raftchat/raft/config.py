@@ -2,15 +2,17 @@
 
 A configuration takes effect as soon as its entry is appended to a log (not
 when it commits), and reverts if that entry is truncated away; so every node
-keeps the list of configuration entries past its snapshot.
+keeps the list of configuration entries past its snapshot. The ``data`` of a
+CONFIG entry is the codec's encoding of the configuration (the same one the
+wire and the snapshot metadata use).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
+from .codec import decode_configuration, encode_configuration
 from .messages import Configuration, Entry, EntryKind, NodeId
 
 logger = logging.getLogger(__name__)
@@ -76,27 +78,6 @@ class RaftConfig:
         return self.request_timeout_ticks or 2 * self.election_timeout_ticks
 
 
-def encode_configuration(configuration: Configuration) -> bytes:
-    """The ``data`` of a CONFIG entry (stable, sorted JSON)."""
-    body = {"voters": sorted(configuration.voters), "learners": sorted(configuration.learners)}
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def decode_configuration(data: bytes) -> Configuration:
-    """Inverse of :func:`encode_configuration`; raises ValueError on malformed data."""
-    try:
-        body = json.loads(data)
-        voters = body["voters"]
-        learners = body["learners"]
-    except (ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"malformed configuration entry: {error}") from error
-    if not all(isinstance(x, str) and x for x in [*voters, *learners]):
-        raise ValueError("malformed configuration entry: ids must be non-empty strings")
-    if set(voters) & set(learners):
-        raise ValueError("malformed configuration entry: a node is both voter and learner")
-    return Configuration(voters=frozenset(voters), learners=frozenset(learners))
-
-
 class ConfigurationHistory:
     """The configurations found in the log past the snapshot, newest last."""
 
@@ -155,3 +136,11 @@ class ConfigurationHistory:
         self._base_index = index
         self._base = configuration
         self._changes = []
+
+
+__all__ = [
+    "ConfigurationHistory",
+    "RaftConfig",
+    "decode_configuration",
+    "encode_configuration",
+]
