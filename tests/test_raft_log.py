@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from raftchat.raft.config import (
@@ -79,11 +80,11 @@ def test_configuration_round_trip_and_bad_data():
     assert decode_configuration(encode_configuration(configuration)) == configuration
     for bad in (
         b"",
-        b"{}",
-        b'{"voters": [1], "learners": []}',
-        b'{"voters":["a"],"learners":["a"]}',
+        msgpack.packb({}),
+        msgpack.packb([[1], []]),
+        msgpack.packb([["a"], ["a"]]),
     ):
-        with pytest.raises(ValueError, match="malformed configuration"):
+        with pytest.raises(ValueError, match="configuration"):
             decode_configuration(bad)
 
 
