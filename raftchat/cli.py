@@ -105,7 +105,13 @@ def _bench(args: argparse.Namespace) -> int:
         given["latency_samples"] = args.samples
     try:
         base = quick_options() if args.quick else BenchOptions()
-        options = replace(base, only=parse_only(args.only), **given)
+        options = replace(
+            base,
+            only=parse_only(args.only),
+            keep_data=args.keep_data,
+            debug_nodes=args.verbose,
+            **given,
+        )
     except OptionsError as error:
         print(f"raftchat bench: {error}", file=sys.stderr)
         return 2
@@ -132,8 +138,13 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "--only", metavar="SCENARIO[,...]", help=f"run only these: {', '.join(SCENARIOS)}"
     )
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    bench.add_argument(
+        "--keep-data", action="store_true", help="keep node data dirs and logs (path printed)"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    bench.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    bench.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logs (nodes: with --keep-data)"
+    )
     bench.set_defaults(handler=_bench)
 
 

@@ -21,6 +21,8 @@ class ClusterSettings:
     compaction_threshold: int = 5_000
     max_voters: int = 5
     history_window: int = 10_000
+    debug_nodes: bool = False
+    """Nodes log at debug level into their stderr.log."""
 
     def config_text(self) -> str:
         # The timers are written out so a user config elsewhere never changes a result.
@@ -67,7 +69,13 @@ class Cluster:
         name = name or f"b{number}"
         data_dir = data_dir or self.root / f"node-{number}"
         node = await NodeProcess.spawn(
-            name, self.channel, self.server_url, data_dir, self.config_path, self.waiters
+            name,
+            self.channel,
+            self.server_url,
+            data_dir,
+            self.config_path,
+            self.waiters,
+            debug=self.settings.debug_nodes,
         )
         self.nodes.append(node)
         return node

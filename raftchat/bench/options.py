@@ -40,6 +40,10 @@ class BenchOptions:
     """Longest wait for any single step (formation, a burst, a failover)."""
     only: tuple[str, ...] = SCENARIOS
     """Scenarios to run, in :data:`SCENARIOS` order."""
+    keep_data: bool = False
+    """Keep the nodes' data dirs and stderr logs (the path is printed) for a post-mortem."""
+    debug_nodes: bool = False
+    """Start nodes with ``-v`` (debug logs in their stderr.log; slows them down)."""
 
     def __post_init__(self) -> None:
         checks = {

@@ -139,6 +139,7 @@ class NodeProcess:
         data_dir: Path,
         config_path: Path,
         waiters: Waiters,
+        debug: bool = False,
     ) -> NodeProcess:
         """Start a node. It runs in its own session, so a Ctrl-C meant for the benchmark
         does not reach it: the benchmark decides how every node ends."""
@@ -158,6 +159,7 @@ class NodeProcess:
             str(config_path),
             "--nick",
             name,
+            *(["-v"] if debug else []),
         ]
         started_at = time.perf_counter()
         with open(data_dir / "stderr.log", "ab") as stderr:

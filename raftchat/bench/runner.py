@@ -66,7 +66,10 @@ async def run_bench(options: BenchOptions, progress: ProgressPrinter) -> dict[st
         progress("stopping every node")
         await asyncio.gather(*(cluster.close() for cluster in ctx.clusters))
         await server.close()
-        shutil.rmtree(root, ignore_errors=True)
+        if options.keep_data:
+            progress(f"node data dirs and logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     return build_result(results, options.as_params(), errors, time.perf_counter() - started)
 
 

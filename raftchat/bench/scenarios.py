@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,10 @@ class BenchContext:
         number = next(self._channels)
         channel = f"bench-{self.run_id}-{number}-{purpose}"
         cluster = Cluster(
-            self.root / channel, self.server_url, channel, settings or ClusterSettings()
+            self.root / channel,
+            self.server_url,
+            channel,
+            replace(settings or ClusterSettings(), debug_nodes=self.options.debug_nodes),
         )
         self.clusters.append(cluster)
         return cluster
