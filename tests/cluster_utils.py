@@ -71,6 +71,7 @@ class NodeProcess:
         self.name = name
         self.channel = channel
         self.server_url = server_url
+        """Passed as --server; empty: leave the flag out (the config file decides)."""
         self.data_dir = data_dir
         self.config_path = config_path
         self.extra_args = extra_args
@@ -97,8 +98,7 @@ class NodeProcess:
             "raftchat",
             "join",
             self.channel,
-            "--server",
-            self.server_url,
+            *(("--server", self.server_url) if self.server_url else ()),
             "--headless",
             "--data-dir",
             str(self.data_dir),

@@ -1,0 +1,195 @@
+"""Headless mode: the JSON lines it prints and the input lines it understands."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+
+import pytest
+
+from raftchat.headless import HeadlessPrinter, _handle_line, event_line, run_headless
+from raftchat.nodeapi import (
+    AckEvent,
+    ChatMessageEvent,
+    EmptyMessageError,
+    ErrorEvent,
+    Event,
+    MembersEvent,
+    NoticeEvent,
+    StatusEvent,
+)
+
+
+def status(state: str = "follower", commit_index: int = 3, applied_index: int = 3) -> StatusEvent:
+    return StatusEvent(
+        node_id="n1",
+        state=state,  # type: ignore[arg-type]
+        term=2,
+        leader="n2",
+        voters=("n1", "n2"),
+        learners=("n3",),
+        commit_index=commit_index,
+        applied_index=applied_index,
+        last_index=4,
+        snapshot_index=0,
+        election_timeout_ms=500.0,
+    )
+
+
+class FakeNode:
+    """Records what headless mode asks of a node."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bool]] = []
+        self.nicks: list[str] = []
+        self.left = asyncio.Event()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._stopped = asyncio.Event()
+
+    def send_chat(self, text: str, action: bool = False) -> str:
+        if not text.strip():
+            raise EmptyMessageError("empty message: type some text")
+        self.sent.append((text, action))
+        self.queue.put_nowait(
+            ChatMessageEvent(len(self.sent), f"n1:{len(self.sent)}", "n1", "ada", text, 1.0)
+        )
+        return f"n1:{len(self.sent)}"
+
+    async def set_nick(self, nick: str) -> None:
+        self.nicks.append(nick)
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        return self.queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        pass
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def leave(self) -> None:
+        self.left.set()
+        self._stopped.set()
+
+
+def test_status_line_has_exactly_the_documented_fields() -> None:
+    line = event_line(status())
+    assert line == {
+        "event": "status",
+        "node_id": "n1",
+        "state": "follower",
+        "term": 2,
+        "leader": "n2",
+        "voters": ["n1", "n2"],
+        "learners": ["n3"],
+        "commit_index": 3,
+        "last_index": 4,
+    }
+
+
+@pytest.mark.parametrize(
+    ("state", "printed"),
+    [("pre_candidate", "candidate"), ("learner", "learner"), ("leader", "leader")],
+)
+def test_status_state_is_one_of_the_raft_states(state: str, printed: str) -> None:
+    line = event_line(status(state))
+    assert line is not None and line["state"] == printed
+
+
+def test_stopped_status_notices_and_members_print_nothing() -> None:
+    assert event_line(status("stopped")) is None
+    assert event_line(NoticeEvent("join", "bob joined", 1.0)) is None
+    assert event_line(MembersEvent(())) is None
+
+
+def test_message_ack_and_error_lines() -> None:
+    message = ChatMessageEvent(7, "n1:5", "n1", "ada", "hi", 12.5)
+    assert event_line(message) == {
+        "event": "message",
+        "index": 7,
+        "id": "n1:5",
+        "nick": "ada",
+        "text": "hi",
+        "ts": 12.5,
+    }
+    action = event_line(ChatMessageEvent(8, "n1:6", "n1", "ada", "waves", 13.0, action=True))
+    assert action is not None and action["action"] is True
+    assert event_line(AckEvent("n1:5", 7)) == {"event": "ack", "id": "n1:5", "index": 7}
+    assert event_line(ErrorEvent("boom")) == {"event": "error", "message": "boom"}
+
+
+def test_printer_writes_one_json_object_per_line_and_skips_unchanged_status() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer.print_event(status())
+    printer.print_event(status(applied_index=9))  # no printed field changed
+    printer.print_event(status(commit_index=4))
+    printer.print_event(ChatMessageEvent(1, "x:1", "x", "e\x1b[2Jvil", "bell\x07\nnext", 1.0))
+    printer.print_event(NoticeEvent("info", "not printed", 1.0))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    events = [json.loads(line) for line in lines]
+    assert [e["event"] for e in events] == ["status", "status", "message"]
+    assert events[2]["text"] == "bell\x07\nnext"
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+
+
+async def test_input_lines_become_messages_commands_and_errors() -> None:
+    node = FakeNode()
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    assert not await _handle_line(node, "hello there", printer)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "/me waves", printer)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "//not a command", printer)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "/nick bob", printer)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "   ", printer)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "/dance", printer)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "/me ", printer)  # type: ignore[arg-type]
+    assert await _handle_line(node, "/quit", printer)  # type: ignore[arg-type]
+    assert node.sent == [("hello there", False), ("waves", True), ("/not a command", False)]
+    assert node.nicks == ["bob"]
+    errors = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
+    assert len(errors) == 2
+    assert "unknown command /dance" in errors[0]
+    assert "empty" in errors[1]
+
+
+async def test_end_of_input_leaves_after_printing_the_messages() -> None:
+    node = FakeNode()
+    read_end, write_end = io.StringIO("one\ntwo\n"), io.StringIO()
+    await asyncio.wait_for(run_headless(node, read_end, write_end), 10)  # type: ignore[arg-type]
+    assert node.left.is_set()
+    assert node.sent == [("one", False), ("two", False)]
+    texts = [json.loads(line)["text"] for line in write_end.getvalue().splitlines()]
+    assert texts == ["one", "two"]
+
+
+async def test_stop_signal_leaves_while_input_stays_open() -> None:
+    node = FakeNode()
+    stop_callbacks = []
+    never_ending = _BlockingInput()
+    task = asyncio.create_task(
+        run_headless(node, never_ending, io.StringIO(), install_signals=stop_callbacks.append)  # type: ignore[arg-type]
+    )
+    while not stop_callbacks:  # run_headless registers its handler first thing
+        await asyncio.sleep(0)
+    stop_callbacks[0]()
+    await asyncio.wait_for(task, 10)
+    assert node.left.is_set()
+    never_ending.release()
+
+
+class _BlockingInput(io.TextIOBase):
+    """Input that yields no line until released (like a terminal nobody types in)."""
+
+    def __init__(self) -> None:
+        self._released = threading.Event()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self._released.wait()
+        return iter(())
+
+    def release(self) -> None:
+        self._released.set()

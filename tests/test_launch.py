@@ -1,0 +1,132 @@
+"""``raftchat join``: clear errors with a non-zero exit, an embedded signaling server when
+none runs, and logs that stay off the UI's terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cluster_utils import NodeProcess, write_config
+
+from raftchat import cli, launch
+from raftchat.net.signaling_server import RunningServer, start_server
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def join(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "raftchat",
+        "join",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin), 45)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    running = await start_server("127.0.0.1", 0)
+    yield running
+    await running.close()
+
+
+async def test_invalid_channel_name_is_an_error(tmp_path: Path) -> None:
+    code, out, err = await join("no spaces!", "--headless", "--data-dir", str(tmp_path))
+    assert code != 0 and out == ""
+    assert "raftchat join:" in err and "channel" in err
+
+
+async def test_unreachable_explicit_server_is_an_error(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out, err = await join("lobby", "--server", url, "--headless", "--data-dir", str(tmp_path))
+    assert code != 0 and out == ""
+    assert f"no signaling server answers at {url}" in err
+
+
+async def test_invalid_config_file_names_file_key_and_expected_form(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[timers]\nheartbeat_ms = "fast"\n')
+    code, _, err = await join("lobby", "--config", str(config), "--headless")
+    assert code != 0
+    assert str(config) in err and "timers.heartbeat_ms" in err and "an integer between" in err
+
+
+async def test_second_node_on_a_locked_data_dir_is_refused(
+    tmp_path: Path, server: RunningServer
+) -> None:
+    config = write_config(tmp_path / "config.toml")
+    first = NodeProcess("first", "lobby", server.url, tmp_path / "data", config)
+    await first.start()
+    try:
+        await first.wait_for(NodeProcess.is_leader, what="the first node leading")
+        code, out, err = await join(
+            "lobby", "--server", server.url, "--headless", "--data-dir", str(tmp_path / "data")
+        )
+        assert code != 0 and out == ""
+        assert "raftchat join:" in err and "lock" in err.lower()
+        assert first.running, "the node holding the data dir is untouched"
+    finally:
+        await first.stop()
+
+
+async def test_join_starts_an_embedded_server_when_none_runs_locally(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "config.toml"
+    write_config(config)
+    config.write_text(f'server_url = "http://127.0.0.1:{port}"\n' + config.read_text())
+    # No --server: the config's URL is local, so join may start a server there.
+    node = NodeProcess("solo", "lobby", "", tmp_path / "data", config)
+    await node.start()
+    try:
+        await node.wait_for(NodeProcess.is_leader, what="a one-node cluster")
+        node.send("hello")
+        await node.wait_for(lambda n: n.acks(), what="the message acknowledged")
+        node.quit()
+        assert await node.wait_exit() == 0
+    finally:
+        await node.stop()
+
+
+def test_help_names_the_log_file_the_ui_writes_to() -> None:
+    assert cli._log_file_hint() == str(launch.log_file_path())
+    join_parser = cli.build_parser()._subparsers._group_actions[0].choices["join"]  # type: ignore[union-attr]
+    assert str(launch.log_file_path()) in "".join(join_parser.format_help().split())
+
+
+def test_ui_logging_goes_to_the_file_not_the_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log_file = tmp_path / "log" / "raftchat.log"
+    monkeypatch.setattr(launch, "log_file_path", lambda: log_file)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        launch.configure_logging(headless=False, verbose=False)
+        logging.getLogger("raftchat.test").warning("written to the file")
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], root.level = saved
+    captured = capfd.readouterr()
+    assert "written to the file" not in captured.err + captured.out
+    assert "written to the file" in log_file.read_text()
