@@ -1,4 +1,4 @@
-"""Test helpers for the mesh: an in-memory signaling relay and condition waits."""
+"""Mesh test helpers: in-memory signaling relays (honest and hostile), condition waits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftchat.net.ice import IPV4_LOOPBACK
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from raftchat.net.ice import IPV4_LOOPBACK, host_candidates
+from raftchat.net.link import CHANNEL_LABEL
 from raftchat.net.mesh import LinkInfo, LinkState, Mesh, MeshConfig
 
 # Loopback only, short timers so failures are noticed quickly in tests.
@@ -22,6 +25,17 @@ TEST_CONFIG = MeshConfig(
     reconnect_max=1.0,
     maintenance_interval=0.05,
 )
+
+
+def with_settings(config: MeshConfig = TEST_CONFIG, **changes: Any) -> MeshConfig:
+    """A copy of ``config`` with some fields changed (validated again)."""
+    return MeshConfig(**{**vars(config), **changes})
+
+
+def private_config(passphrase: str | None, **changes: Any) -> MeshConfig:
+    """TEST_CONFIG for channel "room" with ``passphrase`` and a short penalty backoff."""
+    settings = {"channel": "room", "passphrase": passphrase, "auth_retry_initial": 0.3}
+    return with_settings(TEST_CONFIG, **{**settings, **changes})
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
@@ -137,3 +151,105 @@ def pending_tasks() -> set[asyncio.Task[Any]]:
     """Tasks other than the current one that are still running."""
     current = asyncio.current_task()
     return {task for task in asyncio.all_tasks() if task is not current and not task.done()}
+
+
+class _Splice:
+    """Forwards DataChannel messages between two channels, holding them until both are open."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, RTCDataChannel | None] = {"offerer": None, "answerer": None}
+        self.pending: dict[str, list[bytes | str]] = {"offerer": [], "answerer": []}
+        self.forwarded = 0
+
+    def attach(self, side: str, channel: RTCDataChannel) -> None:
+        other = "answerer" if side == "offerer" else "offerer"
+        self.channels[side] = channel
+
+        @channel.on("message")
+        def on_message(message: bytes | str) -> None:
+            self.pending[other].append(message)
+            self.flush()
+
+        @channel.on("open")
+        def on_open() -> None:
+            self.flush()
+
+        self.flush()
+
+    def flush(self) -> None:
+        for side, channel in self.channels.items():
+            if channel is None or channel.readyState != "open":
+                continue
+            while self.pending[side]:
+                channel.send(self.pending[side].pop(0))
+                self.forwarded += 1
+
+
+class InterceptingRelay(FakeRelay):
+    """A malicious signaling server that sits in the middle of every connection.
+
+    It swallows each offer and answers it itself, and sends the answerer an offer of its
+    own: both peers then run DTLS with *its* certificates (the SDP fingerprints are
+    rewritten), and it forwards every DataChannel message between them. It does not know
+    any passphrase. Close it with :meth:`close`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections: list[RTCPeerConnection] = []
+        self.splices: list[_Splice] = []
+        self._facing_answerer: dict[tuple[str, str], RTCPeerConnection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def relay(self, sender: str, to: str, payload: dict) -> bool:
+        if self.drop_signals or sender not in self.meshes or to not in self.meshes:
+            return False
+        self.signals_relayed += 1
+        kind = payload.get("type")
+        if kind == "offer":
+            self._spawn(self._intercept_offer(sender, to, json.loads(json.dumps(payload))))
+        elif kind == "answer":
+            facing_answerer = self._facing_answerer.get((to, sender))
+            if facing_answerer is not None:
+                answer = RTCSessionDescription(sdp=payload["sdp"], type="answer")
+                self._spawn(facing_answerer.setRemoteDescription(answer))
+        # Restart requests are swallowed: the offerer retries on its own.
+        return True
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _intercept_offer(self, offerer: str, answerer: str, offer: dict) -> None:
+        configuration = RTCConfiguration(iceServers=[])
+        facing_offerer = RTCPeerConnection(configuration)
+        facing_answerer = RTCPeerConnection(configuration)
+        self.connections += [facing_offerer, facing_answerer]
+        splice = _Splice()
+        self.splices.append(splice)
+        splice.attach("answerer", facing_answerer.createDataChannel(CHANNEL_LABEL, ordered=True))
+
+        @facing_offerer.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            splice.attach("offerer", channel)
+
+        with host_candidates([IPV4_LOOPBACK]):
+            await facing_offerer.setRemoteDescription(
+                RTCSessionDescription(sdp=offer["sdp"], type="offer")
+            )
+            await facing_offerer.setLocalDescription(await facing_offerer.createAnswer())
+            await facing_answerer.setLocalDescription(await facing_answerer.createOffer())
+        self._facing_answerer[(offerer, answerer)] = facing_answerer
+        session = offer["session"]
+        answer = {"type": "answer", "session": session, "sdp": facing_offerer.localDescription.sdp}
+        forged = {"type": "offer", "session": session, "sdp": facing_answerer.localDescription.sdp}
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._deliver, answerer, offerer, answer)
+        loop.call_soon(self._deliver, offerer, answerer, forged)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(pc.close() for pc in self.connections), return_exceptions=True)

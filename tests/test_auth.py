@@ -1,10 +1,25 @@
-"""Channel handshake (sans-I/O): SPAKE2 with key confirmation bound to ids and DTLS certificates."""
+"""Private channels: the SPAKE2 handshake alone (sans-I/O), then over real aiortc links.
+
+The mesh tests use loopback only, with an explicit empty ICE server list (TEST_CONFIG).
+"""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mesh_utils import (
+    FakeRelay,
+    InterceptingRelay,
+    Peer,
+    all_open,
+    make_peer,
+    pending_tasks,
+    private_config,
+    wait_until,
+)
 
 from raftchat.net.auth import (
     AUTH_VERSION,
@@ -14,6 +29,7 @@ from raftchat.net.auth import (
     Handshake,
     encode_reject,
 )
+from raftchat.net.mesh import LinkState, MeshConfig
 
 FP_A = bytes(range(32))
 FP_B = bytes(range(32, 64))
@@ -185,3 +201,170 @@ def test_any_flipped_bit_in_the_confirmation_fails_it(position, bit):
         bob.receive(bytes(tampered))
     assert caught.value.kind in (AuthErrorKind.WRONG_PASSPHRASE, AuthErrorKind.INTERCEPTED)
     assert not bob.complete
+
+
+# --- over real links ----------------------------------------------------------------------
+
+
+class Network:
+    """Peers on one relay; everything is closed cleanly at the end."""
+
+    def __init__(self, relay: FakeRelay) -> None:
+        self.relay = relay
+        self.peers: list[Peer] = []
+
+    def add(self, peer_id: str, passphrase: str | None, **changes) -> Peer:
+        peer = make_peer(self.relay, peer_id, private_config(passphrase, **changes))
+        self.peers.append(peer)
+        return peer
+
+    async def close(self) -> None:
+        for peer in self.peers:
+            await peer.mesh.close()
+        if isinstance(self.relay, InterceptingRelay):
+            await self.relay.close()
+        await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+
+
+@pytest.fixture
+async def net():
+    network = Network(FakeRelay())
+    yield network
+    await network.close()
+
+
+@pytest.fixture
+async def intercepted():
+    network = Network(InterceptingRelay())
+    yield network
+    await network.close()
+
+
+def link_error(peer: Peer, other: str) -> AuthErrorKind | None:
+    info = peer.mesh.links().get(other)
+    return info.auth_error_kind if info and info.state == LinkState.FAILED else None
+
+
+def test_passphrase_needs_a_channel_name():
+    with pytest.raises(ValueError, match="needs the channel name"):
+        MeshConfig(passphrase="secret")
+    with pytest.raises(ValueError, match="non-empty"):
+        MeshConfig(channel="room", passphrase="")
+    assert "secret" not in repr(MeshConfig(channel="room", passphrase="secret"))
+
+
+async def test_same_passphrase_connects_and_exchanges_messages(net):
+    a, b = net.add("a", "open sesame"), net.add("b", "open sesame")
+    link = a.mesh._links["b"]
+    original_on_open = link._on_open
+    during_handshake = []
+
+    def on_open(pc, channel):
+        original_on_open(pc, channel)
+        # The DataChannel is open, the handshake has only started: queued, not sent.
+        during_handshake.append((a.state_of("b"), a.mesh.send("b", b"early")))
+
+    link._on_open = on_open
+    await wait_until(lambda: all_open([a, b]), 10, "authenticated links")
+    assert during_handshake == [(LinkState.CONNECTING, True)]
+    assert b.mesh.send("a", b"hello a")
+    await wait_until(lambda: b.received["a"] == [b"early"] and a.received["b"] == [b"hello a"])
+    for peer, other in ((a, "b"), (b, "a")):
+        info = peer.mesh.links()[other]
+        assert info.authenticated and info.auth_error is None
+        assert info.unauthenticated_frames == 0
+
+
+async def test_wrong_passphrase_fails_on_both_sides_and_no_message_crosses(net):
+    a, b = net.add("a", "right"), net.add("b", "wrong")
+    sent = []
+
+    def try_send() -> bool:
+        sent.append(a.mesh.send("b", b"secret chat") | b.mesh.send("a", b"secret chat"))
+        return link_error(a, "b") is not None and link_error(b, "a") is not None
+
+    await wait_until(try_send, 10, "both sides to reject the handshake")
+    for peer, other in ((a, "b"), (b, "a")):
+        info = peer.mesh.links()[other]
+        assert info.auth_error_kind == AuthErrorKind.WRONG_PASSPHRASE
+        assert info.auth_error.startswith("wrong passphrase for channel 'room'")
+        assert not info.authenticated and info.messages_received == 0
+    assert a.received == {} and b.received == {}
+    assert any(sent)  # messages were accepted into the queue during the handshake...
+    assert a.mesh.links()["b"].messages_sent == 0  # ...and never left it
+
+
+async def test_failed_handshakes_back_off_and_the_members_are_unaffected(net):
+    a, b = net.add("a", "right"), net.add("b", "right")
+    await wait_until(lambda: all_open([a, b]))
+    failures: dict[int, float] = {}
+
+    def record() -> bool:
+        count = a.mesh.links()["z"].auth_failures
+        failures.setdefault(count, time.monotonic())
+        return count >= 3
+
+    z = net.add("z", "guess")  # z sorts last: a and b offer to it
+    await wait_until(record, 15, "three failed handshakes")
+    # The wait grows: 0.3 s, then 0.6 s (auth_retry_initial doubling).
+    assert failures[2] - failures[1] >= 0.3 and failures[3] - failures[2] >= 0.6
+    # During the penalty, the rejected peer cannot make us start over.
+    ignored = a.mesh.links()["z"].ignored_signals
+    a.mesh.handle_signal("z", {"type": "restart", "session": None})
+    assert a.mesh.links()["z"].ignored_signals == ignored + 1
+    assert a.state_of("z") == LinkState.FAILED
+    a.mesh.reset_link("z")
+    assert a.state_of("z") == LinkState.FAILED
+    assert z.received == {}
+    assert a.mesh.send("b", b"members still talk")
+    await wait_until(lambda: b.received["a"] == [b"members still talk"])
+    assert a.mesh.links()["b"].connects == 1
+
+
+async def test_peer_without_passphrase_cannot_join_a_private_channel(net):
+    a, b = net.add("a", "members only"), net.add("b", None, channel="room")
+    await wait_until(lambda: link_error(a, "b") and link_error(b, "a"), 10, "both to fail")
+    assert link_error(a, "b") == AuthErrorKind.PEER_HAS_NO_PASSPHRASE
+    assert link_error(b, "a") == AuthErrorKind.PASSPHRASE_REQUIRED
+    assert "requires a passphrase" in b.mesh.links()["a"].auth_error
+
+
+async def test_signaling_server_joining_as_a_peer_is_refused(net):
+    a, b = net.add("a", "members only"), net.add("b", "members only")
+    await wait_until(lambda: all_open([a, b]))
+    # The server announces a peer of its own, which guesses the passphrase.
+    intruder = net.add("m", "password123")
+    await wait_until(
+        lambda: all(
+            link_error(x, y) for x, y in [(intruder, "a"), (intruder, "b"), (a, "m"), (b, "m")]
+        ),
+        10,
+        "intruder refused",
+    )
+    for member in (a, b):
+        assert member.mesh.links()["m"].auth_error_kind == AuthErrorKind.WRONG_PASSPHRASE
+        assert member.mesh.links()["m"].messages_received == 0
+    assert intruder.received == {}
+    assert a.mesh.broadcast(b"for members") == 1
+    await wait_until(lambda: b.received["a"] == [b"for members"])
+
+
+async def test_interception_relay_is_a_working_man_in_the_middle_on_open_channels(intercepted):
+    # The control experiment: without a passphrase, the relay's interception works.
+    a, b = intercepted.add("a", None), intercepted.add("b", None)
+    await wait_until(lambda: all_open([a, b]), 10, "links through the interceptor")
+    assert a.mesh.send("b", b"read by the relay")
+    await wait_until(lambda: b.received["a"] == [b"read by the relay"])
+    assert sum(splice.forwarded for splice in intercepted.relay.splices) >= 3
+
+
+async def test_interception_of_a_private_channel_is_detected_and_reported(intercepted):
+    a, b = intercepted.add("a", "shared"), intercepted.add("b", "shared")
+    await wait_until(lambda: link_error(a, "b") and link_error(b, "a"), 10, "both to detect it")
+    for peer, other in ((a, "b"), (b, "a")):
+        info = peer.mesh.links()[other]
+        assert info.auth_error_kind == AuthErrorKind.INTERCEPTED
+        assert "intercepted" in info.auth_error and info.messages_received == 0
+    # The relay did forward the handshake: the PAKE itself succeeded end to end.
+    assert sum(splice.forwarded for splice in intercepted.relay.splices) >= 4
+    assert a.received == {} and b.received == {}
