@@ -5,8 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-SCENARIOS = ("throughput", "latency", "cpu", "failover", "graceful", "join", "scale")
-"""In run order. throughput, latency, cpu, failover and graceful share one channel."""
+SCENARIOS = (
+    "throughput",
+    "latency",
+    "cpu",
+    "failover",
+    "graceful",
+    "restart",
+    "join",
+    "scale",
+)
+"""In run order. throughput, latency, cpu, failover, graceful and restart share one channel."""
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name != "restart")
+"""restart (a member killed and restarted on its own data dir) is left out by default:
+it currently waits out a WebRTC reconnect of about 15 s."""
 
 MAX_NODES = 9
 MAX_MEMBERS = 100
@@ -38,7 +50,7 @@ class BenchOptions:
     """Idle interval over which steady CPU per node is measured."""
     timeout_s: float = 60.0
     """Longest wait for any single step (formation, a burst, a failover)."""
-    only: tuple[str, ...] = SCENARIOS
+    only: tuple[str, ...] = DEFAULT_SCENARIOS
     """Scenarios to run, in :data:`SCENARIOS` order."""
     keep_data: bool = False
     """Keep the nodes' data dirs and stderr logs (the path is printed) for a post-mortem."""
@@ -100,7 +112,7 @@ def quick_options(**overrides: Any) -> BenchOptions:
 
 
 def parse_only(text: str | None) -> tuple[str, ...]:
-    """``--only throughput,latency`` as a tuple (all scenarios when not given)."""
+    """``--only throughput,latency`` as a tuple (the default set when not given)."""
     if not text:
-        return SCENARIOS
+        return DEFAULT_SCENARIOS
     return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -112,6 +112,8 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
         rows.append(
             ["  longest commit wait meanwhile", *_pct(graceful["max_commit_wait_ms"], "ms", 1, 1)]
         )
+    if result.get("restart_s"):
+        rows.append(["crashed follower restarted -> current", *_pct(result["restart_s"], "s")])
     join = result.get("join")
     if join:
         for path in ("entries", "snapshot"):

@@ -241,14 +241,9 @@ def _new_leader_at(survivors: list[NodeProcess], after: float, old_term: int) ->
     return min(times) if times else None
 
 
-async def _restore(
-    ctx: BenchContext, cluster: Cluster, size: int, restart: NodeProcess | None
-) -> None:
-    """Back to ``size`` live nodes: restart a killed node on its own data dir (same member,
-    same log) or start a fresh one, then wait for the channel to settle."""
-    if restart is not None:
-        await restart.wait_exit(ctx.options.timeout_s)
-        await cluster.spawn(data_dir=restart.data_dir, name=restart.name)
+async def _restore(ctx: BenchContext, cluster: Cluster, size: int) -> None:
+    """Back to ``size`` live nodes with fresh members (the channel removes the departed
+    one first), then wait for the channel to settle."""
     while len(cluster.live) < size:
         await cluster.spawn()
     await cluster.wait_formed(ctx.options.timeout_s)
@@ -281,7 +276,7 @@ async def run_failover(ctx: BenchContext) -> Results:
         if elected is not None:
             election_s.append(elected - killed_at)
         ctx.progress(f"  trial {trial + 1}: next commit after {commit_s[-1]:.3f} s")
-        await _restore(ctx, cluster, size, restart=leader)
+        await _restore(ctx, cluster, size)
     return {"failover_s": summarize(commit_s), "failover_election_s": summarize(election_s)}
 
 
@@ -323,7 +318,7 @@ async def run_graceful(ctx: BenchContext) -> Results:
             f"{leader_change_s[-1] if leader_change_s else float('nan'):.3f} s, "
             f"longest wait {longest * 1000:.1f} ms"
         )
-        await _restore(ctx, cluster, size, restart=None)
+        await _restore(ctx, cluster, size)
     return {
         "graceful_quit": {
             "leader_change_s": summarize(leader_change_s),
@@ -343,6 +338,35 @@ async def _send_one_from(
         lambda: token in sender.events.acked, ctx.options.timeout_s, f"ack of {token}", [sender]
     )
     return acked_at - sent_at, 0.0
+
+
+async def run_restart(ctx: BenchContext) -> Results:
+    """A follower is SIGKILLed and started again on its own data dir (same member, same
+    log) while the channel keeps going; how long until it shows a message sent after
+    its restart, and until the channel has it back as a member."""
+    cluster = await ctx.main_cluster()
+    size = len(cluster.live)
+    ctx.progress(f"restart: a follower crashes and restarts, {ctx.options.graceful_trials} trials")
+    back_s: list[float] = []
+    for trial in range(ctx.options.graceful_trials):
+        await cluster.wait_formed(ctx.options.timeout_s)
+        victim = cluster.followers()[-1]
+        victim.kill()
+        await victim.wait_exit(ctx.options.timeout_s)
+        restarted = await cluster.spawn(data_dir=victim.data_dir, name=victim.name)
+        token, text = ctx.message()
+        await cluster.leader().send_lines([text])
+        shown = await cluster.wait_until(
+            lambda token=token, node=restarted: token in node.events.shown,
+            ctx.options.timeout_s,
+            "the restarted member catching up",
+            [restarted],
+        )
+        back_s.append(shown - restarted.started_at)
+        ctx.progress(f"  trial {trial + 1}: up to date {back_s[-1]:.2f} s after its restart")
+        while len(cluster.live) < size:
+            await cluster.spawn()
+    return {"restart_s": summarize(back_s)}
 
 
 # --- join and catch-up --------------------------------------------------------------------
@@ -443,6 +467,7 @@ SCENARIO_FUNCTIONS: dict[str, Scenario] = {
     "cpu": run_cpu,
     "failover": run_failover,
     "graceful": run_graceful,
+    "restart": run_restart,
     "join": run_join,
     "scale": run_scale,
 }
