@@ -368,3 +368,24 @@ async def test_interception_of_a_private_channel_is_detected_and_reported(interc
     # The relay did forward the handshake: the PAKE itself succeeded end to end.
     assert sum(splice.forwarded for splice in intercepted.relay.splices) >= 4
     assert a.received == {} and b.received == {}
+
+
+async def test_guessing_through_many_invented_peers_is_throttled(net):
+    settings = {"max_wrong_passphrase_per_minute": 1.0}
+    a = net.add("a", "members only", **settings)
+    b = net.add("b", "members only", **settings)
+    await wait_until(lambda: all_open([a, b]))
+    first = net.add("m1", "guess one")
+    await wait_until(lambda: link_error(a, "m1") == AuthErrorKind.WRONG_PASSPHRASE, 10)
+    # The next invented peer gets no handshake at all: no guess is spent.
+    second = net.add("m2", "guess two")
+    await wait_until(lambda: link_error(a, "m2") == AuthErrorKind.THROTTLED, 10, "throttled")
+    assert "guessing" in a.mesh.links()["m2"].auth_error
+    assert second.mesh.links()["a"].auth_error_kind != AuthErrorKind.WRONG_PASSPHRASE
+    assert first.received == {} and second.received == {}
+    await assert_members_talk(a, b)
+
+
+async def assert_members_talk(a: Peer, b: Peer) -> None:
+    assert a.mesh.send(b.peer_id, b"members still talk")
+    await wait_until(lambda: b"members still talk" in b.received[a.peer_id])

@@ -90,6 +90,9 @@ class AuthErrorKind(enum.StrEnum):
     "A malformed or unexpected handshake message, or an unknown protocol version."
     TIMEOUT = "timeout"
     "The peer did not finish the handshake in time."
+    THROTTLED = "throttled"
+    """Too many wrong-passphrase handshakes in this channel lately (someone may be
+    guessing): no new handshake is started until the budget refills."""
 
 
 _REJECT_CODES = list(AuthErrorKind)

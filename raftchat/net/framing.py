@@ -292,12 +292,16 @@ class TokenBucket:
         self.tokens = float(capacity)
         self.updated = now
 
-    def take(self, now: float, amount: float = 1.0) -> bool:
-        """Spend ``amount`` tokens if there are that many; False means over the limit."""
+    def available(self, now: float) -> float:
+        """Tokens there are at ``now`` (refills, spends nothing)."""
         elapsed = max(0.0, now - self.updated)
         self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
         self.updated = now
-        if self.tokens >= amount:
+        return self.tokens
+
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Spend ``amount`` tokens if there are that many; False means over the limit."""
+        if self.available(now) >= amount:
             self.tokens -= amount
             return True
         return False

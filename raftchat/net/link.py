@@ -129,6 +129,7 @@ class Link:
         deliver: Callable[[str, bytes], None],
         notify: Callable[[Link], None],
         should_drop: Callable[[str, Direction], bool],
+        guess_budget: framing.TokenBucket | None = None,
     ) -> None:
         self.self_id = self_id
         self.peer = peer
@@ -138,6 +139,8 @@ class Link:
         self._deliver = deliver
         self._notify = notify
         self._should_drop = should_drop
+        self._guess_budget = guess_budget
+        "Shared by the mesh's links: wrong-passphrase handshakes allowed over all peers."
         self._loop = asyncio.get_running_loop()
 
         self.state = LinkState.CONNECTING
@@ -493,6 +496,19 @@ class Link:
             logger.exception("link %s: cannot read the DTLS certificates", self.peer)
             self._fail(f"cannot read the DTLS certificates ({exc!r})")
             return
+        if (
+            self._config.passphrase is not None
+            and self._guess_budget is not None
+            and self._guess_budget.available(self._loop.time()) < 1
+        ):
+            self._auth_failed(
+                AuthError(
+                    AuthErrorKind.THROTTLED,
+                    f"too many wrong-passphrase handshakes in channel {self._config.channel!r} "
+                    f"lately (someone may be guessing it); peer {self.peer} must wait",
+                )
+            )
+            return
         self._handshake = Handshake(
             channel=self._config.channel,
             self_id=self.self_id,
@@ -524,6 +540,8 @@ class Link:
         self._flush()
 
     def _auth_failed(self, error: AuthError) -> None:
+        if error.kind == AuthErrorKind.WRONG_PASSPHRASE and self._guess_budget is not None:
+            self._guess_budget.take(self._loop.time())
         self._auth_error = error
         self._auth_failures += 1
         logger.warning("link %s: handshake failed: %s", self.peer, error.message)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftchat.net.framing import MIN_FRAME_BYTES
+from raftchat.net.framing import MIN_FRAME_BYTES, TokenBucket
 from raftchat.net.ice import IceServer, loopback_address_of
 from raftchat.net.link import (
     SIGNAL_ANSWER,
@@ -114,6 +114,10 @@ class MeshConfig:
     "...forgiven at this rate, so a rare bad frame is never fatal."
     max_links: int = 256
     "Most peers linked at once; offers from further unknown peers are dropped."
+    max_wrong_passphrase_per_minute: float = 20.0
+    """Wrong-passphrase handshakes tolerated per minute over *all* peers. Each is one
+    online guess; the per-peer backoff alone would not stop a signaling server that
+    keeps inventing new peers. Beyond it, no new handshake starts until it refills."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
@@ -144,6 +148,7 @@ class MeshConfig:
             if not self.channel:
                 raise ValueError("a passphrase needs the channel name (MeshConfig.channel)")
         for name in (
+            "max_wrong_passphrase_per_minute",
             "auth_retry_initial",
             "inbound_frames_per_second",
             "inbound_messages_per_second",
@@ -201,6 +206,12 @@ class Mesh:
         "Signals dropped because they were not valid mesh payloads."
         self.refused_offers = 0
         "Offers from unknown peers dropped because ``max_links`` links exist."
+        self._guess_budget = TokenBucket(
+            self.config.max_wrong_passphrase_per_minute / 60,
+            max(1.0, self.config.max_wrong_passphrase_per_minute),
+            self._loop.time(),
+        )
+        "Wrong-passphrase handshakes, over all links (see max_wrong_passphrase_per_minute)."
         self._timer = self._loop.call_later(self.config.maintenance_interval, self._maintain)
 
     # --- presence and signaling -----------------------------------------------------
@@ -350,6 +361,7 @@ class Mesh:
             deliver=self._deliver,
             notify=self._notify,
             should_drop=self._should_drop,
+            guess_budget=self._guess_budget,
         )
         self._links[peer] = link
         self._notify(link)
