@@ -91,6 +91,9 @@ class RuntimeTuning:
     """How long a quitting node waits for its removal (and leadership hand-over)."""
     removal_wait_s: float = 1.0
     """After its leave request commits, how long a quitting node waits to see its removal."""
+    silent_link_reset_s: float = 2.0
+    """A leader reconnects to a member it has not heard from this long (at most this
+    often): a peer that restarted may otherwise wait for the mesh's connect timeout."""
     adapt_interval_s: float = 1.0
     """How often the election timeout is adapted to the links' round-trip times."""
     max_apply_per_turn: int = 8192
@@ -142,6 +145,7 @@ class Node:
         """When a frame last came from each peer (member or not)."""
         self._removed_unreachable: dict[str, float] = {}
         """Peers removed for silence, and when: not re-added until heard from again."""
+        self._link_reset_at: dict[str, float] = {}
         self._absent_since: dict[str, float] = {}
         self._links: dict[str, LinkInfo] = {}
         self._malformed: dict[str, int] = {}
@@ -418,6 +422,7 @@ class Node:
             if now - last_membership >= self.tuning.membership_interval_s:
                 last_membership = now
                 self._manage_membership(now)
+                self._reset_silent_links(now)
                 self._retry_stale_proposals(now)
             if now - last_adapt >= self.tuning.adapt_interval_s:
                 last_adapt = now
@@ -572,7 +577,13 @@ class Node:
                     return
                 if event.original_index:
                     self._acknowledge(event.serial, event.original_index)
-                else:  # never applied, overtaken by a later serial: propose it afresh
+                else:
+                    # Never applied, and overtaken by a later serial of ours (it was lost
+                    # with an old leader and a later one got through first): the session
+                    # drops it for good, so propose it again under a fresh serial. In this
+                    # rare case the sender's messages commit out of their sending order,
+                    # and the committed message's id differs from the one send_chat
+                    # returned; the ack still carries the returned id.
                     del self._pending[event.serial]
                     self._serial += 1
                     pending.serial = self._serial
@@ -709,6 +720,17 @@ class Node:
                 self._removed_unreachable[change.node_id] = now
             self._schedule_drain()
 
+    def _reset_silent_links(self, now: float) -> None:
+        if self._mesh is None or self.core.role is not Role.LEADER:
+            return
+        limit = self.tuning.silent_link_reset_s
+        for member in self.core.configuration.members - {self.node_id}:
+            silent = now - self._last_heard.get(member, now) > limit
+            if silent and now - self._link_reset_at.get(member, 0.0) > limit:
+                self._link_reset_at[member] = now
+                if self._mesh.reset_link(member):
+                    logger.info("no word from %s for %.1f s: reconnecting", member, limit)
+
     async def _depart(self) -> None:
         status = self.core.status()
         members = status.configuration.members
@@ -716,6 +738,8 @@ class Node:
             return
         if status.role is Role.LEADER:
             await self._hand_over_leadership()
+            if self.node_id not in self.core.configuration.members:
+                return  # removed itself while handing over
         self._propose_command(chat.Leave(), "leave")
         # Once the request is committed the leader removes this node whether or not it is
         # still here (the new configuration's quorum excludes it); a removed node is not
@@ -739,9 +763,21 @@ class Node:
         self._schedule_drain()
         if not result.ok:
             logger.info("cannot hand leadership to %s: %s", target, result.error)
+        tick = self.settings.tick_ms / 1000
+        while self.core.role is Role.LEADER and self.core.status().transfer_target:
+            await asyncio.sleep(tick)
+        if self.core.role is not Role.LEADER:
             return
-        while self.core.status().role is Role.LEADER:
-            await asyncio.sleep(self.settings.tick_ms / 1000)
+        # The transfer failed (the target fell behind or went quiet): remove this node
+        # instead; once that commits the core steps down and wakes an up-to-date voter.
+        logger.info("leadership transfer failed; removing this node directly")
+        result = self.core.remove(self.node_id)
+        self._schedule_drain()
+        if not result.ok:
+            logger.warning("cannot remove this node: %s", result.error)
+            return
+        while self.core.role is Role.LEADER:
+            await asyncio.sleep(tick)
 
     # --- timers -----------------------------------------------------------------------
 
