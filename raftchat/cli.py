@@ -91,6 +91,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
+    from pathlib import Path
 
     from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
     from raftchat.bench.runner import run
@@ -109,6 +110,7 @@ def _bench(args: argparse.Namespace) -> int:
             base,
             only=parse_only(args.only),
             keep_data=args.keep_data,
+            profile_dir=Path(args.profile) if args.profile else None,
             debug_nodes=args.verbose,
             **given,
         )
@@ -140,6 +142,9 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     bench.add_argument(
         "--keep-data", action="store_true", help="keep node data dirs and logs (path printed)"
+    )
+    bench.add_argument(
+        "--profile", metavar="DIR", help="py-spy profiles of leader and follower during throughput"
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.add_argument(

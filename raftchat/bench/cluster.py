@@ -23,6 +23,8 @@ class ClusterSettings:
     history_window: int = 10_000
     debug_nodes: bool = False
     """Nodes log at debug level into their stderr.log."""
+    keep_transcripts: bool = False
+    """Each node's stdout is copied to stdout.jsonl in its data dir."""
 
     def config_text(self) -> str:
         # The timers are written out so a user config elsewhere never changes a result.
@@ -76,6 +78,7 @@ class Cluster:
             self.config_path,
             self.waiters,
             debug=self.settings.debug_nodes,
+            keep_transcript=self.settings.keep_transcripts,
         )
         self.nodes.append(node)
         return node

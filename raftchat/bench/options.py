@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 SCENARIOS = (
@@ -54,6 +55,9 @@ class BenchOptions:
     """Scenarios to run, in :data:`SCENARIOS` order."""
     keep_data: bool = False
     """Keep the nodes' data dirs and stderr logs (the path is printed) for a post-mortem."""
+    profile_dir: Path | None = None
+    """If set, py-spy profiles of the leader and a follower during the throughput bursts
+    are written here (needs the py-spy command)."""
     debug_nodes: bool = False
     """Start nodes with ``-v`` (debug logs in their stderr.log; slows them down)."""
 
@@ -93,6 +97,7 @@ class BenchOptions:
     def as_params(self) -> dict[str, Any]:
         params = asdict(self)
         params["only"] = list(self.only)
+        params["profile_dir"] = str(self.profile_dir) if self.profile_dir else None
         params["graceful_trials"] = self.graceful_trials
         return params
 

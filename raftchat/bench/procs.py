@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,7 @@ class NodeProcess:
         process: asyncio.subprocess.Process,
         started_at: float,
         waiters: Waiters,
+        keep_transcript: bool = False,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -128,6 +129,8 @@ class NodeProcess:
         self.events = NodeEvents()
         self.exited_at: float | None = None
         self._waiters = waiters
+        self.keep_transcript = keep_transcript
+        """Copy every stdout line to ``stdout.jsonl`` in the data dir (for post-mortems)."""
         self._reader = asyncio.create_task(self._read_stdout(), name=f"bench-read-{name}")
 
     @classmethod
@@ -140,6 +143,7 @@ class NodeProcess:
         config_path: Path,
         waiters: Waiters,
         debug: bool = False,
+        keep_transcript: bool = False,
     ) -> NodeProcess:
         """Start a node. It runs in its own session, so a Ctrl-C meant for the benchmark
         does not reach it: the benchmark decides how every node ends."""
@@ -171,7 +175,7 @@ class NodeProcess:
                 start_new_session=True,
                 limit=STDOUT_LINE_LIMIT,
             )
-        return cls(name, data_dir, process, started_at, waiters)
+        return cls(name, data_dir, process, started_at, waiters, keep_transcript)
 
     # --- state ------------------------------------------------------------------------
 
@@ -237,25 +241,35 @@ class NodeProcess:
 
     async def _read_stdout(self) -> None:
         assert self.process.stdout is not None
-        stdout = self.process.stdout
-        try:
-            while True:
-                line = await stdout.readline()
-                if not line:
-                    break
-                now = time.perf_counter()
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    self.events.errors.append(f"not JSON: {line[:200]!r}")
-                    continue
-                self._record(event, now)
-                self._waiters.wake(now)
-        except (ValueError, asyncio.LimitOverrunError) as error:
-            self.events.errors.append(f"unreadable output: {error}")
-        finally:
-            self.exited_at = time.perf_counter()
-            self._waiters.wake(self.exited_at)
+        with contextlib.ExitStack() as stack:
+            transcript = (
+                stack.enter_context(open(self.data_dir / "stdout.jsonl", "ab"))
+                if self.keep_transcript
+                else None
+            )
+            try:
+                await self._read_lines(self.process.stdout, transcript)
+            except (ValueError, asyncio.LimitOverrunError) as error:
+                self.events.errors.append(f"unreadable output: {error}")
+            finally:
+                self.exited_at = time.perf_counter()
+                self._waiters.wake(self.exited_at)
+
+    async def _read_lines(self, stdout: asyncio.StreamReader, transcript: BinaryIO | None) -> None:
+        while True:
+            line = await stdout.readline()
+            if not line:
+                return
+            now = time.perf_counter()
+            if transcript is not None:
+                transcript.write(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.events.errors.append(f"not JSON: {line[:200]!r}")
+                continue
+            self._record(event, now)
+            self._waiters.wake(now)
 
     def _record(self, event: dict[str, Any], now: float) -> None:
         kind = event.get("event")

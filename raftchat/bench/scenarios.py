@@ -21,6 +21,7 @@ from typing import Any
 from raftchat.bench.cluster import Cluster, ClusterSettings
 from raftchat.bench.options import BenchOptions
 from raftchat.bench.procs import TOKEN_PREFIX, BenchError, NodeProcess
+from raftchat.bench.profiling import Profile
 from raftchat.bench.stats import rate, summarize
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,11 @@ class BenchContext:
             self.root / channel,
             self.server_url,
             channel,
-            replace(settings or ClusterSettings(), debug_nodes=self.options.debug_nodes),
+            replace(
+                settings or ClusterSettings(),
+                debug_nodes=self.options.debug_nodes,
+                keep_transcripts=self.options.keep_data,
+            ),
         )
         self.clusters.append(cluster)
         return cluster
@@ -104,8 +109,18 @@ async def _burst(ctx: BenchContext, cluster: Cluster, senders: dict[NodeProcess,
     timeout = max(ctx.options.timeout_s, total / 500)
     send_times = await asyncio.gather(*(node.send_lines(batches[node]) for node in senders))
     started = min(send_times)
-    committed_at = await cluster.wait_until(committed, timeout, "acks for the burst", live)
-    delivered_at = await cluster.wait_until(delivered, timeout, "delivery of the burst", live)
+    try:
+        committed_at = await cluster.wait_until(committed, timeout, "acks for the burst", live)
+        delivered_at = await cluster.wait_until(delivered, timeout, "delivery of the burst", live)
+    except BenchError as error:
+        counts = ", ".join(
+            f"{node.name} ({node.state}): "
+            f"{len(node.events.acked) - acked_before.get(node, len(node.events.acked))}"
+            f"/{senders.get(node, 0)} acked, "
+            f"{len(node.events.shown) - shown_before[node]}/{total} shown"
+            for node in live
+        )
+        raise BenchError(f"{error} ({counts})") from None
     commit_s, deliver_s = committed_at - started, delivered_at - started
     return {
         "messages": total,
@@ -122,20 +137,51 @@ async def run_throughput(ctx: BenchContext) -> Results:
     count = ctx.options.messages
     leader = cluster.leader()
     await _burst(ctx, cluster, {leader: min(WARMUP_MESSAGES, count)})
-    ctx.progress(f"throughput: {count} messages of {ctx.options.message_bytes} B from the leader")
-    one = await _burst(ctx, cluster, {leader: count})
-    one["sender"] = "leader"
-    ctx.progress(f"  {one['msgs_per_s']:.0f} msg/s committed")
-    live = cluster.live
-    share = max(1, count // len(live))
-    ctx.progress(f"throughput: {share} messages from each of {len(live)} nodes at once")
-    every = await _burst(ctx, cluster, dict.fromkeys(live, share))
-    every["sender"] = "all"
-    ctx.progress(f"  {every['msgs_per_s']:.0f} msg/s committed")
-    return {
-        "throughput_msgs_per_s": every["msgs_per_s"],
-        "throughput": {"one_sender": one, "all_senders": every},
+    profiles = await _start_profiles(ctx, cluster)
+    cpu_before = {node: node.cpu_seconds() for node in cluster.live}
+    window_started = time.perf_counter()
+    try:
+        ctx.progress(
+            f"throughput: {count} messages of {ctx.options.message_bytes} B from the leader"
+        )
+        one = await _burst(ctx, cluster, {leader: count})
+        one["sender"] = "leader"
+        ctx.progress(f"  {one['msgs_per_s']:.0f} msg/s committed")
+        live = cluster.live
+        share = max(1, count // len(live))
+        ctx.progress(f"throughput: {share} messages from each of {len(live)} nodes at once")
+        every = await _burst(ctx, cluster, dict.fromkeys(live, share))
+        every["sender"] = "all"
+        ctx.progress(f"  {every['msgs_per_s']:.0f} msg/s committed")
+    finally:
+        window = time.perf_counter() - window_started
+        profiled = {profile.label: await profile.stop() for profile in profiles}
+    cpu = {
+        ("leader" if node is leader else node.name): round(
+            100 * (node.cpu_seconds() - before) / window, 1
+        )
+        for node, before in cpu_before.items()
     }
+    result: Results = {
+        "throughput_msgs_per_s": every["msgs_per_s"],
+        "throughput": {"one_sender": one, "all_senders": every, "cpu_percent": cpu},
+    }
+    if profiles:
+        result["profile"] = profiled
+        ctx.progress(f"profiles written to {ctx.options.profile_dir}")
+    return result
+
+
+async def _start_profiles(ctx: BenchContext, cluster: Cluster) -> list[Profile]:
+    if ctx.options.profile_dir is None:
+        return []
+    leader = cluster.leader()
+    targets = [("leader", leader)] + [("follower", node) for node in cluster.followers()[:1]]
+    directory = ctx.options.profile_dir
+    return [
+        await Profile.start(label, node.pid, directory / f"throughput-{label}.txt")
+        for label, node in targets
+    ]
 
 
 # --- latency ----------------------------------------------------------------------------
