@@ -128,8 +128,11 @@ class Node:
         nick: str | None = None,
         tuning: RuntimeTuning | None = None,
         rng: random.Random | None = None,
+        passphrase: str | None = None,
     ) -> None:
         self.settings = settings
+        self._passphrase = passphrase
+        self._auth_errors: dict[str, str] = {}
         self.tuning = tuning or RuntimeTuning()
         self._storage = storage
         self._server_url = server_url or settings.server_url
@@ -254,6 +257,8 @@ class Node:
                 relay_only=self.settings.relay_only,
                 ice_host=self.settings.ice_host,
                 signaling_url=self._server_url,
+                channel=self.channel,
+                passphrase=self._passphrase,
             ),
             on_message=self._on_frame,
             on_link_change=self._on_link_change,
@@ -399,6 +404,12 @@ class Node:
 
     def _on_link_change(self, peer: str, info: LinkInfo) -> None:
         self._links[peer] = info
+        if info.auth_error and self._auth_errors.get(peer) != info.auth_error:
+            self._publish(ErrorEvent(info.auth_error))  # e.g. a wrong passphrase
+        if info.auth_error:
+            self._auth_errors[peer] = info.auth_error
+        else:
+            self._auth_errors.pop(peer, None)
         self._publish_members()
 
     async def _tick_loop(self) -> None:
