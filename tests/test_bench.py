@@ -133,8 +133,10 @@ def test_quick_run_prints_a_complete_json_result(tmp_path: Path) -> None:
     assert result["params"]["messages"] == quick_options().messages
     assert result["machine"]["cpu_count"] >= 1 and result["machine"]["python"]
     assert result["throughput_msgs_per_s"] > 0
-    for burst in result["throughput"].values():
+    for key in ("one_sender", "all_senders"):
+        burst = result["throughput"][key]
         assert burst["msgs_per_s"] > 0 and burst["commit_s"] <= burst["delivered_s"]
+    assert result["throughput"]["cpu_percent"]["leader"] > 0
     for key in ("commit_latency_ms", "delivery_latency_ms", "failover_s"):
         _summary_ok(result[key])
     _summary_ok(result["graceful_quit"]["leader_change_s"])
