@@ -66,6 +66,8 @@ def _join(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None,
         config_path=Path(args.config) if args.config else None,
         headless=args.headless,
+        ask_passphrase=args.passphrase,
+        passphrase_file=Path(args.passphrase_file) if args.passphrase_file else None,
     )
     return asyncio.run(run_join(options))
 
@@ -184,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--data-dir", help="where this node keeps its log")
     join.add_argument("--headless", action="store_true", help="JSON lines on stdout, no TUI")
     join.add_argument("--config", help="settings file (default: the user config dir)")
+    join.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="private channel: passphrase from $RAFTCHAT_PASSPHRASE, else asked for",
+    )
+    join.add_argument("--passphrase-file", help="private channel: passphrase in this file")
     join.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging (stderr or the log file)"
     )

@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import logging
 import logging.handlers
+import os
 import re
 import signal
 import sys
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from raftchat.config import APP_NAME, ConfigError, Settings, load_settings
+from raftchat.config import APP_NAME, ConfigError, Settings, load_settings, resolve_passphrase
 from raftchat.net.ice import loopback_address_of
 from raftchat.net.signaling_client import SignalingError, server_is_up
 from raftchat.net.signaling_protocol import ProtocolError, normalize_channel
@@ -77,6 +78,34 @@ class JoinOptions:
     data_dir: Path | None = None
     config_path: Path | None = None
     headless: bool = False
+    ask_passphrase: bool = False
+    """Private channel: take the passphrase from $RAFTCHAT_PASSPHRASE or ask for it."""
+    passphrase_file: Path | None = None
+
+
+PASSPHRASE_ENV = "RAFTCHAT_PASSPHRASE"
+
+
+def resolve_channel_passphrase(options: JoinOptions, settings: Settings) -> str | None:
+    """The channel passphrase: flags first, then the config file's source, else None."""
+    if options.ask_passphrase:
+        from_env = os.environ.get(PASSPHRASE_ENV)
+        if from_env:
+            return from_env
+        try:
+            entered = getpass.getpass(f"passphrase for channel {options.channel}: ")
+        except (EOFError, OSError) as error:
+            raise LaunchError(
+                f"cannot ask for the passphrase ({error}); set {PASSPHRASE_ENV} "
+                "or use --passphrase-file"
+            ) from None
+        if not entered:
+            raise LaunchError("the passphrase must not be empty")
+        return entered
+    try:
+        return resolve_passphrase(settings)
+    except ConfigError as error:
+        raise LaunchError(str(error)) from None
 
 
 def resolve_settings(options: JoinOptions) -> Settings:
@@ -84,6 +113,7 @@ def resolve_settings(options: JoinOptions) -> Settings:
         "server_url": options.server_url,
         "nick": options.nick,
         "data_dir": options.data_dir,
+        "passphrase_file": options.passphrase_file,
     }
     try:
         return load_settings(options.config_path, overrides)
@@ -142,11 +172,14 @@ async def start_node(options: JoinOptions) -> tuple[Node, RunningServer | None]:
     """Everything up to a running node (the caller runs a front end, then stops both)."""
     channel = channel_name(options.channel)
     settings = resolve_settings(options)
+    passphrase = resolve_channel_passphrase(options, settings)
     server = await ensure_server(settings, explicit=options.server_url is not None)
     storage = open_storage(channel, settings)
     node: Node | None = None
     try:
-        node = Node(storage, settings, nick=settings.nick or default_nick() or None)
+        node = Node(
+            storage, settings, nick=settings.nick or default_nick() or None, passphrase=passphrase
+        )
         await node.start()
     except SignalingError as error:
         storage.close()

@@ -44,6 +44,10 @@ class MembershipView:
     caught_up: frozenset[NodeId] = field(default_factory=frozenset)
     """Members whose log is close enough to the leader's to be promoted safely."""
     max_voters: int = 5
+    connected: frozenset[NodeId] | None = None
+    """Peers with an open (authenticated) link; None: not known, take presence as is.
+    A newcomer is only added once the leader can talk to it, so a peer that fails the
+    channel's passphrase check never becomes a member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ def next_change(view: MembershipView) -> Change | None:
     members = voters | learners
 
     newcomers = view.present - members - view.departing - view.unreachable - {view.self_id}
+    if view.connected is not None:
+        newcomers &= view.connected
     if newcomers:
         return Change("add_learner", min(newcomers), "joined the channel")
 

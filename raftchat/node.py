@@ -22,14 +22,14 @@ import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raftchat import chat
 from raftchat.config import Settings, adaptive_election_timeout_ms
 from raftchat.membership import MembershipView, next_change
-from raftchat.net.link import LinkInfo
+from raftchat.net.link import LinkInfo, LinkState
 from raftchat.net.mesh import Mesh, MeshConfig
 from raftchat.net.signaling_client import SignalingClient
 from raftchat.nodeapi import (
@@ -140,6 +140,12 @@ class Node:
         self._nick = validate_nick(nick or settings.nick or f"user-{storage.node_id[:4]}")
         self._subscribers: list[asyncio.Queue[Event]] = []
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        """Own proposals not yet applied, in serial order (the order they were made)."""
+        self._held: deque[int] = deque()
+        """Serials of pending proposals not submitted to the current leader (there was
+        none, or it refused): always the newest ones, a suffix of ``_pending``. While
+        any is held, new proposals are held behind it, so serial n+1 is never proposed
+        before n (the chat session drops a serial below the client's last applied one)."""
         self._departing: set[str] = set()
         """Members that asked to be removed and have not come back since."""
         self._present: frozenset[str] = frozenset()
@@ -329,16 +335,50 @@ class Node:
         self._serial += 1
         serial = self._serial
         message_id = f"{self.node_id}:{serial}"
-        self._pending[serial] = _Pending(serial, data, time.monotonic(), kind, message_id)
-        self._submit(self._pending[serial])
+        pending = _Pending(serial, data, time.monotonic(), kind, message_id)
+        self._pending[serial] = pending
+        self._enqueue(pending)
         return message_id
 
-    def _submit(self, pending: _Pending) -> None:
+    def _enqueue(self, pending: _Pending) -> None:
+        """Submit a proposal newer than every pending one, or hold it behind held ones.
+        O(1): this is the hot path of every message sent."""
+        if self._held:
+            pending.sent_at = time.monotonic()
+            self._held.append(pending.serial)
+        elif not self._submit(pending):
+            self._held.append(pending.serial)
+
+    def _submit(self, pending: _Pending) -> bool:
+        """Propose ``pending`` now; False if the core refused it (no leader known, ...)."""
         pending.sent_at = time.monotonic()
         result = self.core.propose(pending.data, self.node_id, pending.serial)
+        self._schedule_drain()
         if result.status is RequestStatus.REJECTED:
             logger.debug("proposal %d held: %s", pending.serial, result.error)
-        self._schedule_drain()
+            return False
+        return True
+
+    def _resubmit(self, serials: list[int]) -> None:
+        """Submit pending proposals again in the given (ascending serial) order. If one is
+        refused, it and every pending proposal after it are held until a leader takes them.
+        """
+        for serial in serials:
+            pending = self._pending.get(serial)
+            if pending is not None and not self._submit(pending):
+                self._held = deque(s for s in self._pending if s >= serial)
+                return
+        if serials and self._held and serials[-1] >= self._held[-1]:
+            self._held.clear()
+
+    def _resubmit_held(self) -> None:
+        """Submit held proposals, oldest first, until one is refused again."""
+        held = self._held
+        while held:
+            pending = self._pending.get(held[0])
+            if pending is not None and not self._submit(pending):
+                return
+            held.popleft()
 
     def _on_frame(self, peer: str, data: bytes) -> None:
         try:
@@ -515,10 +555,20 @@ class Node:
                 self._read_waiters.append((read_state.index, future))
         if self._read_waiters:
             self._serve_reads()
-        for outcome in ready.proposal_outcomes:
-            self._on_outcome(outcome)
+        failed = self._failed_own_serials(ready.proposal_outcomes)
+        new_leader = False
         for event in ready.events:
             self._on_core_event(event)
+            new_leader |= isinstance(event, LeaderChanged) and bool(event.leader)
+        # Retries go out in serial order, after the core knows the current leader: a new
+        # leader gets everything unacknowledged; otherwise the failed ones go again, and
+        # held ones go once the leader takes proposals again (e.g. after commits).
+        if new_leader:
+            self._resend_pending()
+        elif failed:
+            self._resubmit([s for s in failed if not self._held or s < self._held[0]])
+        elif self._held and self.core.leader:
+            self._resubmit_held()
 
     def _serve_reads(self) -> None:
         applied = self.chat.last_applied_index
@@ -599,7 +649,7 @@ class Node:
                     self._serial += 1
                     pending.serial = self._serial
                     self._pending[pending.serial] = pending
-                    self._submit(pending)
+                    self._enqueue(pending)
             case chat.InvalidCommand() if own:
                 self._pending.pop(event.serial, None)
                 self._publish(ErrorEvent(f"message refused by the channel: {event.reason}"))
@@ -630,13 +680,18 @@ class Node:
         if pending is not None and pending.kind == "message":
             self._publish(AckEvent(pending.message_id, index))
 
-    def _on_outcome(self, outcome: ProposalOutcome) -> None:
-        if outcome.committed or outcome.client_id != self.node_id:
-            return
-        pending = self._pending.get(outcome.serial)
-        if pending is not None:
-            logger.debug("proposal %d failed (%s); retrying", outcome.serial, outcome.error)
-            self._submit(pending)
+    def _failed_own_serials(self, outcomes: Sequence[ProposalOutcome]) -> list[int]:
+        """Own pending proposals whose outcome says they are not known to be committed."""
+        failed = [
+            outcome
+            for outcome in outcomes
+            if not outcome.committed
+            and outcome.client_id == self.node_id
+            and outcome.serial in self._pending
+        ]
+        if failed:
+            logger.debug("%d proposal(s) failed (%s); retrying", len(failed), failed[0].error)
+        return sorted(outcome.serial for outcome in failed)
 
     def _on_core_event(self, event: object) -> None:
         match event:
@@ -644,7 +699,6 @@ class Node:
                 name = "this node" if leader == self.node_id else self._name(leader)
                 text = f"{name} is the leader (term {event.term})"
                 self._publish(NoticeEvent("leader", text, time.time()))
-                self._resend_pending()
             case ConfigurationChanged():
                 self._update_links()
                 self._publish_status()
@@ -661,13 +715,13 @@ class Node:
                 logger.info("leadership transfer to %s aborted: %s", target, reason)
 
     def _resend_pending(self) -> None:
-        """After a leader change: every unacknowledged proposal again, in serial order."""
-        for pending in list(self._pending.values()):
-            self._submit(pending)
+        """Every unacknowledged proposal again, in serial order (after a leader change, or
+        when the oldest has had no answer for ``retry_after_s``)."""
+        self._resubmit(list(self._pending))
 
     def _retry_stale_proposals(self, now: float) -> None:
-        # Pending proposals are (nearly) in the order they were last sent, so looking at
-        # the oldest is enough and keeps this O(1) however many are in flight.
+        # Pending proposals are in the order they were last sent, so looking at the oldest
+        # is enough and keeps this O(1) however many are in flight.
         oldest = next(iter(self._pending.values()), None)
         if oldest is not None and now - oldest.sent_at > self.tuning.retry_after_s:
             self._resend_pending()
@@ -717,6 +771,9 @@ class Node:
             unreachable=frozenset(unreachable),
             caught_up=frozenset(caught_up),
             max_voters=self.settings.max_voters,
+            connected=frozenset(
+                peer for peer, info in self._links.items() if info.state == LinkState.OPEN
+            ),
         )
         change = next_change(view)
         if change is None:

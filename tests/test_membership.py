@@ -72,3 +72,10 @@ def test_departing_member_is_removed_and_not_promoted() -> None:
 
 def test_leader_never_removes_itself() -> None:
     assert next_change(view({"a", "b"}, departing=frozenset({"a"}))) is None
+
+
+def test_newcomer_waits_for_an_open_link() -> None:
+    unreachable_newcomer = view({"a"}, present=frozenset({"a", "b"}), connected=frozenset())
+    assert next_change(unreachable_newcomer) is None
+    linked = view({"a"}, present=frozenset({"a", "b"}), connected=frozenset({"b"}))
+    assert next_change(linked) == Change("add_learner", "b", "joined the channel")
