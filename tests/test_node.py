@@ -16,7 +16,15 @@ from raftchat import chat
 from raftchat.config import Settings
 from raftchat.node import Node
 from raftchat.nodeapi import AckEvent, ChatMessageEvent, Event
-from raftchat.raft.messages import Entry, EntryKind
+from raftchat.raft import codec
+from raftchat.raft.messages import (
+    AppendEntries,
+    Entry,
+    EntryKind,
+    ForwardProposal,
+    ProposalResult,
+    RequestVote,
+)
 from raftchat.storage import Storage
 
 
@@ -95,3 +103,78 @@ def test_status_reports_the_effective_election_timeout(node: Node) -> None:
     assert status.node_id == node.node_id
     assert status.election_timeout_ms == Settings().election_timeout_min_ms
     assert status.state == "follower"
+
+
+class RecordingMesh:
+    """Stands in for the mesh: records what the node sends, decoded."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def send(self, to: str, data: bytes) -> bool:
+        self.sent.append((to, codec.decode(data)))
+        return True
+
+    def forwarded(self, to: str) -> list[int]:
+        return [m.serial for t, m in self.sent if t == to and isinstance(m, ForwardProposal)]
+
+
+def heartbeat(leader: str, term: int) -> AppendEntries:
+    return AppendEntries(leader, term, 0, 0, (), 0)
+
+
+def serial_of(message_id: str) -> int:
+    return int(message_id.split(":")[1])
+
+
+@pytest.fixture
+def recording(node: Node) -> RecordingMesh:
+    mesh = RecordingMesh()
+    node._mesh = mesh  # type: ignore[assignment]
+    return mesh
+
+
+def test_proposal_made_while_an_older_one_is_held_waits_behind_it(
+    node: Node, recording: RecordingMesh
+) -> None:
+    first = serial_of(node.send_chat("first"))  # no leader known: held
+    node.core.step(heartbeat("leader", 1))  # the core knows a leader before the node acts
+    second = serial_of(node.send_chat("second"))
+    assert recording.forwarded("leader") == [], "nothing may overtake the held proposal"
+    node._drain()
+    assert recording.forwarded("leader") == [first, second]
+
+
+def test_new_leader_gets_every_unacknowledged_proposal_once_in_serial_order(
+    node: Node, recording: RecordingMesh
+) -> None:
+    node.core.step(heartbeat("old", 1))
+    node._drain()
+    serials = [serial_of(node.send_chat(f"m{i}")) for i in range(5)]
+    node._drain()
+    assert recording.forwarded("old") == serials
+    node.core.step(heartbeat("new", 2))  # fails the forwarded ones and names a new leader
+    node._drain()
+    assert recording.forwarded("new") == serials
+
+
+def test_failed_proposals_are_retried_in_serial_order_and_later_ones_wait_without_leader(
+    node: Node, recording: RecordingMesh
+) -> None:
+    node.core.step(heartbeat("leader", 1))
+    node._drain()
+    serials = [serial_of(node.send_chat(f"m{i}")) for i in range(4)]
+    node._drain()
+    # The leader refuses the third and the first (answers may come in any order).
+    for serial in (serials[2], serials[0]):
+        node.core.step(ProposalResult("leader", 1, node.node_id, serial, error="busy"))
+    node._drain()
+    assert recording.forwarded("leader") == [*serials, serials[0], serials[2]]
+    # The leader is lost: the forwarded ones fail and are held, and so is every newer one.
+    node.core.step(RequestVote("candidate", 2, 0, 0, leadership_transfer=True))
+    node._drain()
+    later = serial_of(node.send_chat("later"))
+    assert node._held and node._held[-1] == later
+    node.core.step(heartbeat("other", 2))
+    node._drain()
+    assert recording.forwarded("other") == [*serials, later]
