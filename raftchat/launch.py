@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from raftchat import faults
 from raftchat.config import APP_NAME, ConfigError, Settings, load_settings, resolve_passphrase
 from raftchat.net.ice import loopback_address_of
 from raftchat.net.signaling_client import SignalingError, server_is_up
@@ -181,6 +182,7 @@ async def start_node(options: JoinOptions) -> tuple[Node, RunningServer | None]:
             storage, settings, nick=settings.nick or default_nick() or None, passphrase=passphrase
         )
         await node.start()
+        faults.install_from_env(node)  # test-only; off unless RAFTCHAT_FAULTS_FILE is set
     except SignalingError as error:
         storage.close()
         if server is not None:

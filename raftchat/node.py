@@ -181,6 +181,8 @@ class Node:
         snapshot = persisted.snapshot
         self.chat = self._restore_chat(snapshot)
         applied = snapshot.meta.index if snapshot else 0
+        self._published_through = applied
+        """The index of the last message published (or in the restored history)."""
         self.core = RaftCore(
             self._raft_config(self._election_timeout_ms),
             PersistentState(persisted.hard_state, snapshot, persisted.entries, applied),
@@ -588,8 +590,11 @@ class Node:
             snapshot.meta.index, configuration.voters, configuration.learners
         )
         self._publish(NoticeEvent("info", "caught up from a snapshot", time.time()))
+        # Only what front ends have not seen: a member that fell behind keeps a view
+        # whose indices only grow (history() has the rest).
         for message in self.chat.history():
-            self._publish(self._message_event(message))
+            if message.index > self._published_through:
+                self._publish_message(message)
 
     def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
         if snapshot is None or not snapshot.data:
@@ -627,7 +632,7 @@ class Node:
         own = getattr(event, "client_id", None) == self.node_id
         match event:
             case chat.MessageApplied():
-                self._publish(self._message_event(event))
+                self._publish_message(event)
                 if own:
                     self._acknowledge(event.serial, event.index)
             case chat.NickChanged(old=old, new=new) if old:
@@ -872,6 +877,10 @@ class Node:
     def _publish(self, event: Event) -> None:
         for queue in self._subscribers:
             queue.put_nowait(event)
+
+    def _publish_message(self, message: chat.MessageApplied) -> None:
+        self._published_through = message.index
+        self._publish(self._message_event(message))
 
     def _publish_status(self) -> None:
         status = self._status_event()

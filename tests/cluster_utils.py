@@ -67,6 +67,7 @@ class NodeProcess:
         config_path: Path,
         *,
         extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.channel = channel
@@ -75,9 +76,12 @@ class NodeProcess:
         self.data_dir = data_dir
         self.config_path = config_path
         self.extra_args = extra_args
+        self.extra_env = dict(extra_env or {})
         self.stderr_path = data_dir.parent / f"{name}.stderr"
         self.events: list[dict[str, Any]] = []
         """Events of the current run (cleared on restart)."""
+        self.lifetimes: list[list[dict[str, Any]]] = []
+        """The events of every run so far, oldest first (the last is ``events``)."""
         self.bad_lines: list[str] = []
         """Stdout lines that were not JSON objects (headless mode must print none)."""
         self.node_id: str | None = None
@@ -90,8 +94,9 @@ class NodeProcess:
 
     async def start(self) -> None:
         self.events = []
+        self.lifetimes.append(self.events)
         self._stderr_file = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in _read
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -19,11 +19,14 @@ from raftchat.nodeapi import AckEvent, ChatMessageEvent, Event
 from raftchat.raft import codec
 from raftchat.raft.messages import (
     AppendEntries,
+    Configuration,
     Entry,
     EntryKind,
     ForwardProposal,
     ProposalResult,
     RequestVote,
+    Snapshot,
+    SnapshotMeta,
 )
 from raftchat.storage import Storage
 
@@ -178,3 +181,21 @@ def test_failed_proposals_are_retried_in_serial_order_and_later_ones_wait_withou
     node.core.step(heartbeat("other", 2))
     node._drain()
     assert recording.forwarded("other") == [*serials, later]
+
+
+def test_snapshot_install_publishes_only_messages_not_seen_yet(node: Node) -> None:
+    def message(index: int) -> Entry:
+        data = chat.encode_command(chat.ChatMessage("bob", f"m{index}", 0))
+        return Entry(index, 1, EntryKind.NORMAL, data, "bob-client", index)
+
+    leader_state = chat.ChatState()
+    for index in range(1, 6):
+        leader_state.apply(message(index))
+    snapshot = Snapshot(SnapshotMeta(5, 1, Configuration()), leader_state.snapshot())
+    queue = node.subscribe()
+    for index in range(1, 4):
+        node._apply(message(index))
+    node._install_snapshot(snapshot)  # the node fell behind after index 3
+    indices = [e.index for e in drain(queue) if isinstance(e, ChatMessageEvent)]
+    assert indices == [1, 2, 3, 4, 5]
+    assert [m.index for m in node.history()] == [1, 2, 3, 4, 5]
