@@ -47,6 +47,8 @@ class NodeEvents:
     """message id -> token, for messages this node sent."""
     acked: dict[str, float] = field(default_factory=dict)
     """token -> when this node printed the ack of its own message."""
+    own_shown: int = 0
+    """This node's own benchmark messages it has printed (committed and applied)."""
     messages: int = 0
     last_message_index: int = 0
     errors: list[str] = field(default_factory=list)
@@ -279,8 +281,11 @@ class NodeProcess:
             events.last_message_index = max(events.last_message_index, event["index"])
             token = token_of(event["text"])
             if token is not None:
-                events.shown.setdefault(token, now)
+                first_time = token not in events.shown
+                if first_time:
+                    events.shown[token] = now
                 if events.node_id and event["id"].startswith(events.node_id + ":"):
+                    events.own_shown += first_time
                     events.own_tokens[event["id"]] = token
         elif kind == "ack":
             token = events.own_tokens.pop(event["id"], None)

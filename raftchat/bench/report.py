@@ -81,7 +81,8 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                     f"throughput, {label} (committed)",
                     f"{burst['msgs_per_s']:.0f} msg/s",
                     "",
-                    f"{burst['messages']} msgs",
+                    f"{burst['messages']} msgs"
+                    + (f", {burst['acks_missing']} acks missing" if burst["acks_missing"] else ""),
                 ]
             )
             rows.append(
