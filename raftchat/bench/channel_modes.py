@@ -1,17 +1,23 @@
 """Raft-shaped traffic over reliable ordered versus unordered / partially reliable
 DataChannels: the open question of the raft.js WebRTC paper (section 6).
 
-Two aiortc peer connections on loopback (one process, real UDP and SCTP) replay
-what a leader does with one follower: batches of 100-byte entries ("AppendEntries"),
-at most ``inflight`` unacknowledged, each acknowledged with the follower's match
-index, plus a small ping every ``ping_interval_s`` ("heartbeat") answered at once.
-The follower behaves like Raft: it appends a batch only if it follows its log,
-otherwise it rejects it with its last index; the leader rewinds to that index on a
-reject (once per rewind generation) or when nothing was acknowledged for a
-heartbeat interval. Packet loss is injected below SCTP by dropping outgoing UDP
-datagrams of established ICE connections, so SCTP's own recovery is exercised.
+A leader process and a follower process (each with its own aiortc peer connection
+and event loop; real UDP and SCTP on loopback; the SDP offer/answer travels over
+the follower's stdin/stdout) replay what a Raft leader does with one follower:
+batches of 100-byte entries ("AppendEntries"), at most ``inflight`` of them
+unacknowledged, each acknowledged with the follower's match index, plus a small
+ping every ``ping_interval_s`` ("heartbeat") answered at once.
 
-Run: ``python -m raftchat.bench.channel_modes [--duration S] [--loss 0,0.01,0.05] [--json]``
+The follower behaves like Raft: it appends a batch only if it follows its log,
+otherwise it rejects it with its last index. The leader rewinds to that index on
+a reject (once per rewind generation) or when nothing was acknowledged for a
+heartbeat interval. Packet loss is injected below SCTP, in both processes, by
+dropping outgoing UDP datagrams of established ICE connections, so SCTP's own
+recovery is exercised. Each (loss, mode) pair runs ``--repeat`` times; the table
+gives the median rate and percentiles over the pooled samples.
+
+Run: ``python -m raftchat.bench.channel_modes [--duration S] [--loss 0,0.01,0.05]
+[--repeat N] [--json]``
 """
 
 from __future__ import annotations
@@ -22,14 +28,15 @@ import contextlib
 import json
 import logging
 import random
+import statistics
 import struct
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from raftchat.bench.stats import summarize
 from raftchat.net.ice import host_candidates
@@ -68,7 +75,7 @@ class TrafficShape:
     """Entries per AppendEntries (128 x 100 B = 12.8 KB, well under one 64 KB frame)."""
     entry_bytes: int = 100
     inflight: int = 8
-    """Unacknowledged batches allowed (the core's max_inflight)."""
+    """Unacknowledged batches allowed (the core's max_inflight); 0: heartbeats only."""
     resend_after_s: float = 0.1
     """Rewind when nothing was acknowledged this long (one heartbeat interval)."""
     ping_interval_s: float = 0.05
@@ -80,11 +87,23 @@ class RunResult:
     mode: str
     loss: float
     entries_per_s: float
+    workload: str = "load"
+    """"load": AppendEntries batches plus heartbeats; "idle": heartbeats only."""
+    heartbeats_sent: int = 0
+    heartbeats_lost: int = 0
     batch_latency_ms: dict = field(default_factory=dict)
     heartbeat_rtt_ms: dict = field(default_factory=dict)
     rewinds: int = 0
     batches_sent: int = 0
     batches_acked: int = 0
+    entries_per_s_runs: list[float] = field(default_factory=list)
+    batch_latencies: list[float] = field(default_factory=list, repr=False)
+    heartbeat_rtts: list[float] = field(default_factory=list, repr=False)
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        del data["batch_latencies"], data["heartbeat_rtts"]
+        return data
 
 
 @contextlib.contextmanager
@@ -105,30 +124,54 @@ def udp_loss(probability: float, rng: random.Random) -> Iterator[None]:
         aioice.ice.StunProtocol.send_data = original  # type: ignore[method-assign]
 
 
-async def _connect(
-    mode: ChannelMode,
-) -> tuple[list[RTCPeerConnection], RTCDataChannel, RTCDataChannel]:
-    config = RTCConfiguration(iceServers=[])
+def _new_peer_connection() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def _open_leader(
+    mode: ChannelMode, follower: asyncio.subprocess.Process
+) -> tuple[RTCPeerConnection, RTCDataChannel]:
+    """Offer to the follower process over its stdin; its answer comes on its stdout."""
+    assert follower.stdin is not None and follower.stdout is not None
     with host_candidates([LOOPBACK]):
-        leader_pc, follower_pc = RTCPeerConnection(config), RTCPeerConnection(config)
-        leader_channel = leader_pc.createDataChannel(
+        pc = _new_peer_connection()
+        channel = pc.createDataChannel(
             "raft",
             ordered=mode.ordered,
             maxRetransmits=mode.max_retransmits,
             maxPacketLifeTime=mode.max_packet_life_time_ms,
         )
-        follower_channel: asyncio.Future[RTCDataChannel] = asyncio.Future()
-        follower_pc.on("datachannel", follower_channel.set_result)
-        await leader_pc.setLocalDescription(await leader_pc.createOffer())
-        await follower_pc.setRemoteDescription(leader_pc.localDescription)
-        await follower_pc.setLocalDescription(await follower_pc.createAnswer())
-        await leader_pc.setRemoteDescription(follower_pc.localDescription)
+        await pc.setLocalDescription(await pc.createOffer())
+    follower.stdin.write(json.dumps({"sdp": pc.localDescription.sdp}).encode() + b"\n")
+    await follower.stdin.drain()
+    answer = json.loads(await asyncio.wait_for(follower.stdout.readline(), 15))
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
     opened = asyncio.Event()
-    if leader_channel.readyState == "open":
+    if channel.readyState == "open":
         opened.set()
-    leader_channel.on("open", opened.set)
+    channel.on("open", opened.set)
     await asyncio.wait_for(opened.wait(), 15)
-    return [leader_pc, follower_pc], leader_channel, await asyncio.wait_for(follower_channel, 15)
+    return pc, channel
+
+
+async def _run_follower(loss: float, seed: int) -> None:
+    """The follower process: answer one offer from stdin, then echo Raft-style until
+    stdin closes."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    offer = json.loads(await reader.readline())
+    with host_candidates([LOOPBACK]):
+        pc = _new_peer_connection()
+        pc.on("datachannel", _attach_follower)
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    sys.stdout.write(json.dumps({"sdp": pc.localDescription.sdp}) + "\n")
+    sys.stdout.flush()
+    with udp_loss(loss, random.Random(seed + 1)):
+        while await reader.readline():
+            pass
+    await pc.close()
 
 
 def _attach_follower(channel: RTCDataChannel) -> None:
@@ -166,7 +209,7 @@ async def _replay(
 
     def send_window() -> None:
         nonlocal next_seq
-        while next_seq <= acked + shape.inflight:
+        while shape.inflight and next_seq <= acked + shape.inflight:
             leader.send(_HEADER.pack(BATCH, next_seq, generation) + payload)
             sent_at[next_seq] = time.perf_counter()
             result.batches_sent += 1
@@ -184,9 +227,10 @@ async def _replay(
         kind, seq, frame_generation = _HEADER.unpack_from(frame)
         now = time.perf_counter()
         if kind == PONG:
-            started = pings.pop(seq, None)
-            if started is not None:
-                ping_rtts.append((now - started) * 1000)
+            sent = pings.pop(seq, None)
+            if sent is not None:
+                ping_rtts.append((now - sent) * 1000)
+            wake.set()
             return
         if seq > acked:
             for number in range(acked + 1, seq + 1):
@@ -210,67 +254,117 @@ async def _replay(
         wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), shape.ping_interval_s)
-        if loop.time() - last_progress > shape.resend_after_s:
+        if shape.inflight and loop.time() - last_progress > shape.resend_after_s:
             last_progress = loop.time()
             rewind()
+    # Pongs still missing a second after the run are lost (never delivered).
+    deadline = loop.time() + 1.0
+    while pings and loop.time() < deadline:
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), deadline - loop.time())
     elapsed = loop.time() - started
+    result.heartbeats_sent = nonce
+    result.heartbeats_lost = len(pings)
     result.batches_acked = acked
     result.entries_per_s = round(acked * shape.entries_per_batch / elapsed, 1)
     return latencies, ping_rtts
 
 
 async def run_mode(mode: ChannelMode, loss: float, shape: TrafficShape, seed: int) -> RunResult:
-    pcs, leader, follower = await _connect(mode)
+    follower = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "raftchat.bench.channel_modes",
+        "--follower",
+        "--loss",
+        str(loss),
+        "--seed",
+        str(seed),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     result = RunResult(mode.name, loss, 0.0)
+    pc: RTCPeerConnection | None = None
     try:
-        _attach_follower(follower)
+        pc, leader = await _open_leader(mode, follower)
         with udp_loss(loss, random.Random(seed)):
             latencies, pings = await _replay(leader, shape, result)
-        result.batch_latency_ms = summarize(latencies, 2)
-        result.heartbeat_rtt_ms = summarize(pings, 2)
+        result.batch_latencies = latencies
+        result.heartbeat_rtts = pings
     finally:
-        for pc in pcs:
+        if pc is not None:
             await pc.close()
+        if follower.stdin is not None:
+            follower.stdin.close()
+        try:
+            await asyncio.wait_for(follower.wait(), 10)
+        except TimeoutError:
+            follower.kill()
+            await follower.wait()
     return result
 
 
-async def compare(losses: list[float], shape: TrafficShape, seed: int) -> list[RunResult]:
-    results = []
-    for loss in losses:
-        for mode in MODES:
-            result = await run_mode(mode, loss, shape, seed)
-            print(
-                f"loss {loss:.0%} {mode.name}: {result.entries_per_s:.0f} entries/s",
-                file=sys.stderr,
-                flush=True,
-            )
-            results.append(result)
-    return results
+async def compare(
+    losses: list[float], shape: TrafficShape, seed: int, repeat: int
+) -> list[RunResult]:
+    """Every mode at every loss rate, under load and idle, ``repeat`` times each; one
+    merged result per combination."""
+    merged = []
+    workloads = {"load": shape, "idle": replace(shape, inflight=0)}
+    for workload, workload_shape in workloads.items():
+        for loss in losses:
+            for mode in MODES:
+                runs = [
+                    await run_mode(mode, loss, workload_shape, seed + number)
+                    for number in range(repeat)
+                ]
+                result = _merge(mode, loss, workload, runs)
+                print(
+                    f"{workload} loss {loss:.0%} {mode.name}: {result.entries_per_s:.0f} "
+                    f"entries/s, heartbeat p99 {result.heartbeat_rtt_ms.get('p99', 0):.1f} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                merged.append(result)
+    return merged
+
+
+def _merge(mode: ChannelMode, loss: float, workload: str, runs: list[RunResult]) -> RunResult:
+    result = RunResult(mode.name, loss, statistics.median(r.entries_per_s for r in runs))
+    result.workload = workload
+    result.entries_per_s_runs = [r.entries_per_s for r in runs]
+    result.rewinds = sum(r.rewinds for r in runs)
+    result.batches_sent = sum(r.batches_sent for r in runs)
+    result.batches_acked = sum(r.batches_acked for r in runs)
+    result.heartbeats_sent = sum(r.heartbeats_sent for r in runs)
+    result.heartbeats_lost = sum(r.heartbeats_lost for r in runs)
+    result.batch_latency_ms = summarize([x for r in runs for x in r.batch_latencies], 2)
+    result.heartbeat_rtt_ms = summarize([x for r in runs for x in r.heartbeat_rtts], 2)
+    return result
 
 
 def format_results(results: list[RunResult]) -> str:
-    header = (
-        "loss",
-        "channel",
-        "entries/s",
-        "batch p50",
-        "batch p99",
-        "hb p50",
-        "hb p99",
-        "rewinds",
-    )
+    header = ("workload", "loss", "channel", "entries/s", "batch p50", "batch p99")
+    header += ("hb p50", "hb p99", "hb lost", "rewinds")
     rows = [header]
+
+    def ms(summary: dict, key: str) -> str:
+        return f"{summary[key]:.1f} ms" if summary.get("n") else "-"
+
     for result in results:
         batch, beat = result.batch_latency_ms, result.heartbeat_rtt_ms
         rows.append(
             (
+                result.workload,
                 f"{result.loss:.0%}",
                 result.mode,
                 f"{result.entries_per_s:.0f}",
-                f"{batch.get('p50', float('nan')):.1f} ms",
-                f"{batch.get('p99', float('nan')):.1f} ms",
-                f"{beat.get('p50', float('nan')):.1f} ms",
-                f"{beat.get('p99', float('nan')):.1f} ms",
+                ms(batch, "p50"),
+                ms(batch, "p99"),
+                ms(beat, "p50"),
+                ms(beat, "p99"),
+                f"{result.heartbeats_lost}/{result.heartbeats_sent}",
                 str(result.rewinds),
             )
         )
@@ -290,14 +384,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     parser.add_argument("--loss", default="0,0.01,0.05", help="datagram loss rates to try")
     parser.add_argument("--seed", type=int, default=1, help="seed of the loss pattern")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per mode and loss rate")
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
+    parser.add_argument("--follower", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.follower:
+        asyncio.run(_run_follower(float(args.loss), args.seed))
+        return 0
     losses = [float(part) for part in args.loss.split(",") if part.strip()]
     if any(not 0 <= loss < 1 for loss in losses):
         parser.error("--loss rates must be in [0, 1)")
+    if args.repeat < 1 or args.duration <= 0:
+        parser.error("--repeat and --duration must be positive")
     shape = TrafficShape(duration_s=args.duration)
     print(f"seed {args.seed}", file=sys.stderr)
-    results = asyncio.run(compare(losses, shape, args.seed))
+    results = asyncio.run(compare(losses, shape, args.seed, args.repeat))
     print(format_results(results))
     if args.json:
         print(
