@@ -595,6 +595,7 @@ class Node:
         for message in self.chat.history():
             if message.index > self._published_through:
                 self._publish_message(message)
+        self._settle_pending_after_snapshot()
 
     def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
         if snapshot is None or not snapshot.data:
@@ -650,11 +651,7 @@ class Node:
                     # rare case the sender's messages commit out of their sending order,
                     # and the committed message's id differs from the one send_chat
                     # returned; the ack still carries the returned id.
-                    del self._pending[event.serial]
-                    self._serial += 1
-                    pending.serial = self._serial
-                    self._pending[pending.serial] = pending
-                    self._enqueue(pending)
+                    self._repropose(pending)
             case chat.InvalidCommand() if own:
                 self._pending.pop(event.serial, None)
                 self._publish(ErrorEvent(f"message refused by the channel: {event.reason}"))
@@ -679,6 +676,40 @@ class Node:
                 role = "voter" if event.voter else "learner"
                 text = f"{self._name(event.node_id)} is now a {role}"
                 self._publish(NoticeEvent("info", text, time.time()))
+
+    def _repropose(self, pending: _Pending) -> None:
+        """Propose ``pending`` again under a fresh serial (its own one can no longer apply)."""
+        del self._pending[pending.serial]
+        self._serial += 1
+        pending.serial = self._serial
+        self._pending[pending.serial] = pending
+        self._enqueue(pending)
+
+    def _settle_pending_after_snapshot(self) -> None:
+        """Own proposals that a snapshot from the leader already covers never pass through
+        ``_apply``: acknowledge them now (their later retries are dropped as duplicates and
+        must not be mistaken for overtaken proposals, which would commit them twice)."""
+        last_serial = self.chat.last_serial(self.node_id)
+        covered = [p for p in self._pending.values() if p.serial <= last_serial]
+        if not covered:
+            return
+        own_indices = {
+            message.serial: message.index
+            for message in self.chat.history()
+            if message.client_id == self.node_id
+        }
+        for pending in covered:
+            index = own_indices.get(pending.serial)
+            if index is not None:
+                self._acknowledge(pending.serial, index)
+            elif pending.kind != "message":
+                del self._pending[pending.serial]  # a nick change or leave took effect
+                if pending.kind == "leave":
+                    self._leave_committed.set()
+            else:
+                # Not in the history: overtaken by a later serial (or older than the
+                # history window, which a pending proposal never is in practice).
+                self._repropose(pending)
 
     def _acknowledge(self, serial: int, index: int) -> None:
         pending = self._pending.pop(serial, None)

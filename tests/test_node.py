@@ -199,3 +199,23 @@ def test_snapshot_install_publishes_only_messages_not_seen_yet(node: Node) -> No
     indices = [e.index for e in drain(queue) if isinstance(e, ChatMessageEvent)]
     assert indices == [1, 2, 3, 4, 5]
     assert [m.index for m in node.history()] == [1, 2, 3, 4, 5]
+
+
+def test_own_messages_inside_an_installed_snapshot_are_acknowledged_not_proposed_again(
+    node: Node,
+) -> None:
+    queue = node.subscribe()
+    ids = [node.send_chat(f"m{i}") for i in range(40)]
+    serials = [serial_of(message_id) for message_id in ids]
+    leader_state = chat.ChatState()
+    for index, serial in enumerate(serials, 1):  # the leader committed them all
+        leader_state.apply(committed(node, index, serial))
+    snapshot = Snapshot(SnapshotMeta(40, 1, Configuration()), leader_state.snapshot())
+    node._install_snapshot(snapshot)  # this node was cut off meanwhile
+    acks = [e for e in drain(queue) if isinstance(e, AckEvent)]
+    assert acks == [AckEvent(message_id, index) for index, message_id in enumerate(ids, 1)]
+    assert not node._pending
+    # A late retry of the oldest (beyond the session's remembered serials) is a duplicate,
+    # not an overtaken proposal to propose again.
+    node._apply(Entry(41, 2, EntryKind.NORMAL, b"", node.node_id, serials[0]))
+    assert not node._pending
