@@ -291,7 +291,12 @@ class Cluster:
         """Rewrite the shared config file (before starting nodes)."""
         write_config(self.config_path, **settings)
 
-    async def add(self, name: str | None = None, config_path: Path | None = None) -> NodeProcess:
+    async def add(
+        self,
+        name: str | None = None,
+        config_path: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> NodeProcess:
         """Start one more node and wait until it knows its node id."""
         name = name or f"n{len(self.nodes)}"
         node = NodeProcess(
@@ -300,6 +305,7 @@ class Cluster:
             self.server_url,
             self.root / name,
             config_path or self.config_path,
+            extra_env=extra_env,
         )
         self.nodes.append(node)
         await node.start()
