@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from raftchat.bench import channel_modes
 from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
 from raftchat.bench.procs import token_of
 from raftchat.bench.report import HEADLINE_KEYS, build_result, format_table
@@ -195,3 +196,53 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+# --- ordered vs unordered DataChannel experiment ------------------------------------------
+
+
+class _FakeChannel:
+    """Records what the follower side sends; ``deliver`` plays a received frame."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int, int]] = []
+        self._handler = None
+
+    def on(self, event: str, handler) -> None:
+        assert event == "message"
+        self._handler = handler
+
+    def send(self, frame: bytes) -> None:
+        self.sent.append(channel_modes._HEADER.unpack_from(frame))
+
+    def deliver(self, kind: int, seq: int, generation: int = 0) -> None:
+        assert self._handler is not None
+        self._handler(channel_modes._HEADER.pack(kind, seq, generation) + b"payload")
+
+
+def test_experiment_follower_appends_in_order_and_rejects_gaps_like_raft() -> None:
+    channel = _FakeChannel()
+    channel_modes._attach_follower(channel)  # type: ignore[arg-type]
+    channel.deliver(channel_modes.BATCH, 1)
+    channel.deliver(channel_modes.BATCH, 3, generation=0)  # batch 2 was lost
+    channel.deliver(channel_modes.BATCH, 2, generation=1)  # the leader rewound
+    channel.deliver(channel_modes.BATCH, 2, generation=1)  # a duplicate
+    channel.deliver(channel_modes.PING, 77)
+    assert channel.sent == [
+        (channel_modes.ACK, 1, 0),
+        (channel_modes.REJECT, 1, 0),
+        (channel_modes.ACK, 2, 1),
+        (channel_modes.ACK, 2, 1),
+        (channel_modes.PONG, 77, 0),
+    ]
+
+
+@pytest.mark.timeout(60)
+async def test_experiment_moves_entries_over_a_real_unordered_channel() -> None:
+    mode = next(mode for mode in channel_modes.MODES if not mode.ordered)
+    shape = channel_modes.TrafficShape(duration_s=0.5)
+    result = await channel_modes.run_mode(mode, 0.0, shape, seed=1)
+    assert result.batches_acked > 0 and result.entries_per_s > 0
+    assert result.heartbeats_sent > 0 and result.heartbeat_rtts
+    table = channel_modes.format_results([channel_modes._merge(mode, 0.0, "load", [result])])
+    assert mode.name in table
