@@ -126,13 +126,21 @@ class Cluster:
         except BenchError:
             raise BenchError(self._formation_problem()) from None
 
-    def _formation_problem(self) -> str:
+    def _formation_problem(self, shown: int = 8) -> str:
+        """Who sees what, for the first ``shown`` nodes, and how many see a leader."""
+        live = self.live
         views = ", ".join(
             f"{node.name}: {node.state} leader={str(node.leader)[:6]} "
             f"members={len(node.members())} voters={len(node.voters())}"
-            for node in self.live
+            for node in live[:shown]
         )
-        return f"channel {self.channel} did not form in time ({views})"
+        more = f" and {len(live) - shown} more" if len(live) > shown else ""
+        members = sorted(len(node.members()) for node in live)
+        return (
+            f"channel {self.channel} did not form in time: {len(live)} live nodes; "
+            f"configuration sizes seen min {members[0] if members else 0} "
+            f"max {members[-1] if members else 0} ({views}{more})"
+        )
 
     def leader(self) -> NodeProcess:
         """The live node that leads (highest term wins if two claim it)."""
