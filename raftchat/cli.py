@@ -68,6 +68,11 @@ def _join(args: argparse.Namespace) -> int:
         headless=args.headless,
         ask_passphrase=args.passphrase,
         passphrase_file=Path(args.passphrase_file) if args.passphrase_file else None,
+        ice_servers=tuple(args.ice_server),
+        ice_username=args.ice_username,
+        ice_credential=args.ice_credential,
+        relay_only=args.relay_only,
+        ice_host=args.ice_host,
     )
     return asyncio.run(run_join(options))
 
@@ -192,6 +197,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="private channel: passphrase from $RAFTCHAT_PASSPHRASE, else asked for",
     )
     join.add_argument("--passphrase-file", help="private channel: passphrase in this file")
+    join.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN or TURN server, e.g. turn:turn.example.org:3478 (repeatable; none by default)",
+    )
+    join.add_argument("--ice-username", help="username for the TURN servers given")
+    join.add_argument("--ice-credential", help="credential for the TURN servers given")
+    join.add_argument("--relay-only", action="store_true", help="connect only through TURN relays")
+    join.add_argument(
+        "--ice-host",
+        metavar="ADDR",
+        help="gather ICE host candidates on this address only (default: loopback when the "
+        "signaling server is on loopback, else all)",
+    )
     join.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging (stderr or the log file)"
     )

@@ -392,6 +392,11 @@ def _consistency_problem(settings: Settings) -> tuple[str, tuple[str, ...]] | No
             ("member_timeout_s", "election_timeout_max_ms"),
         ),
         (
+            not s.relay_only or any(server.is_turn for server in s.ice_servers),
+            "relay_only needs at least one TURN server (turn:HOST:PORT) in ice_servers",
+            ("relay_only", "ice_servers"),
+        ),
+        (
             sum(x is not None for x in (s.passphrase, s.passphrase_env, s.passphrase_file)) <= 1,
             "give at most one of passphrase, passphrase_env, passphrase_file",
             ("passphrase", "passphrase_env", "passphrase_file"),

@@ -82,6 +82,13 @@ class JoinOptions:
     ask_passphrase: bool = False
     """Private channel: take the passphrase from $RAFTCHAT_PASSPHRASE or ask for it."""
     passphrase_file: Path | None = None
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs from the command line; they replace the config file's list."""
+    ice_username: str | None = None
+    """Username for the TURN servers among ``ice_servers``."""
+    ice_credential: str | None = None
+    relay_only: bool = False
+    ice_host: str | None = None
 
 
 PASSPHRASE_ENV = "RAFTCHAT_PASSPHRASE"
@@ -115,11 +122,26 @@ def resolve_settings(options: JoinOptions) -> Settings:
         "nick": options.nick,
         "data_dir": options.data_dir,
         "passphrase_file": options.passphrase_file,
+        "ice_servers": [_ice_server_table(url, options) for url in options.ice_servers] or None,
+        "relay_only": options.relay_only or None,
+        "ice_host": options.ice_host,
     }
     try:
         return load_settings(options.config_path, overrides)
     except ConfigError as error:
         raise LaunchError(str(error)) from None
+
+
+def _ice_server_table(url: str, options: JoinOptions) -> dict[str, str]:
+    table = {"urls": url}
+    if url.startswith(("turn:", "turns:")):
+        for key, value in (
+            ("username", options.ice_username),
+            ("credential", options.ice_credential),
+        ):
+            if value is not None:
+                table[key] = value
+    return table
 
 
 def channel_name(raw: str) -> str:

@@ -103,6 +103,10 @@ def test_file_values_and_relative_paths(tmp_path: Path) -> None:
         election_timeout_min_ms = 200
         election_timeout_max_ms = 400
         member_timeout_s = 5.5
+        [[ice_servers]]
+        urls = "turn:127.0.0.1:3478"
+        username = "u"
+        credential = "p"
         """,
     )
     settings = load_settings(path)

@@ -130,3 +130,44 @@ def test_ui_logging_goes_to_the_file_not_the_terminal(
     captured = capfd.readouterr()
     assert "written to the file" not in captured.err + captured.out
     assert "written to the file" in log_file.read_text()
+
+
+def test_ice_flags_replace_the_config_files_servers(tmp_path: Path) -> None:
+    from raftchat.launch import JoinOptions, resolve_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text('[[ice_servers]]\nurls = "stun:127.0.0.1:9"\n')
+    settings = resolve_settings(
+        JoinOptions(
+            "room",
+            config_path=config,
+            ice_servers=("turn:127.0.0.1:3478", "stun:127.0.0.1:3479"),
+            ice_username="u",
+            ice_credential="p",
+            relay_only=True,
+            ice_host="127.0.0.1",
+        )
+    )
+    turn, stun = settings.ice_servers
+    assert (turn.urls, turn.username, turn.credential) == (("turn:127.0.0.1:3478",), "u", "p")
+    assert (stun.urls, stun.username) == (("stun:127.0.0.1:3479",), None)
+    assert settings.relay_only and settings.ice_host == "127.0.0.1"
+    assert "p" not in repr(turn)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"ice_servers": ("turn:127.0.0.1:3478",)}, "needs a username and a credential"),
+        ({"ice_servers": ("http://example",)}, "use 'stun:HOST:PORT'"),
+        ({"relay_only": True}, "relay_only needs at least one TURN server"),
+        ({"ice_host": "not-an-address"}, "ice_host"),
+    ],
+)
+def test_bad_ice_flags_are_clear_errors(tmp_path: Path, options: dict, expected: str) -> None:
+    from raftchat.launch import JoinOptions, LaunchError, resolve_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    with pytest.raises(LaunchError, match=expected):
+        resolve_settings(JoinOptions("room", config_path=config, **options))

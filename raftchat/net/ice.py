@@ -18,7 +18,7 @@ import contextvars
 import ipaddress
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aioice.ice
@@ -40,7 +40,7 @@ class IceServer:
     """``stun:HOST:PORT`` or ``turn:HOST:PORT[?transport=udp|tcp]`` URLs (one or several)."""
     username: str | None = None
     "TURN username (required for turn: URLs)."
-    credential: str | None = None
+    credential: str | None = field(default=None, repr=False)
     "TURN password (required for turn: URLs)."
 
     def __post_init__(self) -> None:
