@@ -82,7 +82,8 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                     f"{burst['msgs_per_s']:.0f} msg/s",
                     "",
                     f"{burst['messages']} msgs"
-                    + (f", {burst['acks_missing']} acks missing" if burst["acks_missing"] else ""),
+                    + (f", {burst['acks_missing']} acks missing" if burst["acks_missing"] else "")
+                    + (f", {burst['elections']} new terms" if burst.get("elections") else ""),
                 ]
             )
             rows.append(

@@ -103,6 +103,7 @@ async def _burst(ctx: BenchContext, cluster: Cluster, senders: dict[NodeProcess,
     acked_before = {node: len(node.events.acked) for node in senders}
     shown_before = {node: len(node.events.shown) for node in live}
     batches = {node: ctx.messages(count)[1] for node, count in senders.items()}
+    term_before = max(node.term for node in live)
 
     def committed() -> bool:
         return all(n.events.own_shown >= own_before[n] + c for n, c in senders.items())
@@ -136,6 +137,7 @@ async def _burst(ctx: BenchContext, cluster: Cluster, senders: dict[NodeProcess,
         "delivered_s": round(deliver_s, 3),
         "delivered_msgs_per_s": round(rate(total, deliver_s), 1),
         "acks_missing": total - acked,
+        "elections": max(node.term for node in cluster.live) - term_before,
     }
 
 
