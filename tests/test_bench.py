@@ -141,6 +141,7 @@ def test_quick_run_prints_a_complete_json_result(tmp_path: Path) -> None:
     for key in ("commit_latency_ms", "delivery_latency_ms", "failover_s"):
         _summary_ok(result[key])
     _summary_ok(result["graceful_quit"]["leader_change_s"])
+    _summary_ok(result["restart_s"])
     for path in ("entries", "snapshot"):
         join = result["join"][path]
         assert 0 < join["added_s"] <= join["caught_up_s"]
