@@ -21,6 +21,9 @@ TEST_CONFIG = MeshConfig(
     ice_host=IPV4_LOOPBACK,
     ping_interval=0.2,
     connect_timeout=5.0,
+    dead_after=3.0,
+    offer_wait=1.0,
+    offer_in_flight=0.5,
     reconnect_initial=0.1,
     reconnect_max=1.0,
     maintenance_interval=0.05,
@@ -54,8 +57,12 @@ class FakeSignaling:
         self.relay = relay
         self.peer_id = peer_id
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.cut = False
+        "A cut endpoint sends nothing (its process is dead or stopped)."
 
     async def send_signal(self, to: str, payload: dict) -> bool:
+        if self.cut:
+            return False
         self.sent.append((to, payload))
         return self.relay.relay(self.peer_id, to, payload)
 
@@ -71,6 +78,8 @@ class FakeRelay:
         self.meshes: dict[str, Mesh] = {}
         self.signals_relayed = 0
         self.drop_signals = False
+        self.held: dict[str, list[tuple[str, dict]]] = {}
+        "Signals for stopped peers, delivered when they resume: (sender, payload)."
 
     def endpoint(self, peer_id: str) -> FakeSignaling:
         return FakeSignaling(self, peer_id)
@@ -91,7 +100,19 @@ class FakeRelay:
         self.signals_relayed += 1
         return True
 
+    def hold(self, peer_id: str) -> None:
+        """Keep signals for ``peer_id`` until :meth:`release` (its process is stopped)."""
+        self.held.setdefault(peer_id, [])
+
+    def release(self, peer_id: str) -> None:
+        """Deliver the held signals for ``peer_id``, in order, and stop holding."""
+        for sender, payload in self.held.pop(peer_id, []):
+            self._deliver(sender, peer_id, payload)
+
     def _deliver(self, sender: str, to: str, payload: dict) -> None:
+        if to in self.held:
+            self.held[to].append((sender, payload))
+            return
         mesh = self.meshes.get(to)
         if mesh is not None:
             mesh.handle_signal(sender, payload)
@@ -133,6 +154,28 @@ def make_peer(
     if join:
         relay.join(peer_id, mesh)
     return peer
+
+
+def silence(peer: Peer) -> None:
+    """Make ``peer`` fall silent, as a killed or SIGSTOPped process would to its peers.
+
+    Its mesh stops its timer (no pings, no retries), drops every frame to and from it
+    and sends no signal. Its peer connections stay up: the others are told nothing.
+    """
+    mesh = peer.mesh
+    mesh._timer.cancel()
+    mesh.set_fault_filter(lambda _peer, _direction: True)
+    assert isinstance(mesh._signaling, FakeSignaling)
+    mesh._signaling.cut = True
+
+
+def wake(peer: Peer) -> None:
+    """Undo :func:`silence`, as SIGCONT would (release the relay's held signals first)."""
+    mesh = peer.mesh
+    assert isinstance(mesh._signaling, FakeSignaling)
+    mesh._signaling.cut = False
+    mesh.set_fault_filter(None)
+    mesh._timer = asyncio.get_running_loop().call_soon(mesh._maintain)
 
 
 def all_open(peers: list[Peer]) -> bool:

@@ -14,7 +14,17 @@ backoff (``auth_retry_*``), during which that peer's offers are ignored.
 
 Glare is avoided by rule: the peer with the smaller id always offers. The
 answerer never offers; when it wants a new connection it sends a ``restart``
-request and waits for the next offer.
+request and waits for the next offer. A request names the last session the
+answerer saw (None for a fresh process): a request that does not name the offer
+in flight tells the offerer that offer was lost (e.g. it went to a process of the
+peer that died since), so it offers again at once instead of waiting for the
+connect timeout. A new answering link asks at once and again every
+``offer_wait`` until an offer arrives.
+
+Dead peers are noticed by silence: an open link that receives no frame at all for
+``dead_after`` (each side pings every ``ping_interval``) fails and reconnects.
+Traffic dropped by the mesh's fault filter counts as silence, and a connection
+attempt fails while the filter drops the peer's traffic, as in a real partition.
 """
 
 from __future__ import annotations
@@ -129,6 +139,7 @@ class Link:
         deliver: Callable[[str, bytes], None],
         notify: Callable[[Link], None],
         should_drop: Callable[[str, Direction], bool],
+        partitioned: Callable[[str], bool] | None = None,
         guess_budget: framing.TokenBucket | None = None,
     ) -> None:
         self.self_id = self_id
@@ -139,6 +150,8 @@ class Link:
         self._deliver = deliver
         self._notify = notify
         self._should_drop = should_drop
+        self._partitioned = partitioned or (lambda peer: False)
+        "Whether the fault filter drops the peer's traffic now (a simulated partition)."
         self._guess_budget = guess_budget
         "Shared by the mesh's links: wrong-passphrase handshakes allowed over all peers."
         self._loop = asyncio.get_running_loop()
@@ -154,6 +167,13 @@ class Link:
         self._teardowns: set[asyncio.Task[None]] = set()
         "Peer connections being closed; never cancelled (a half-closed one leaks tasks)."
         self._attempt_started = self._loop.time()
+        self._offer_sent_at: float | None = None
+        "When the offer of the current attempt went out (offerer); None until it has."
+        self._offer_requested_at: float | None = None
+        "When we last asked the offerer for an offer (answerer)."
+        self._last_received = self._attempt_started
+        "When the last frame from the peer arrived (fault-filtered frames do not count)."
+        self._last_maintained = self._attempt_started
         self._retry_at: float | None = None
         self._backoff = config.reconnect_initial
 
@@ -209,9 +229,16 @@ class Link:
     # --- public, used by the mesh ---------------------------------------------------
 
     def start(self) -> None:
-        """Begin connecting: the offerer offers; the answerer waits for an offer."""
+        """Begin connecting: the offerer offers; the answerer asks for an offer.
+
+        The answerer's request matters when this process is a restarted one: the
+        peer may still hold a link to the previous process and would otherwise notice
+        only when that link times out.
+        """
         if self.is_offerer:
             self._spawn(self._offer())
+        else:
+            self._request_offer()
 
     def info(self) -> LinkInfo:
         channel = self._channel
@@ -328,15 +355,24 @@ class Link:
         self._start_attempt()
 
     def maintain(self, now: float) -> None:
-        """Periodic work: pings, connect timeouts, scheduled retries."""
+        """Periodic work: pings, dead-link detection, connect timeouts, retries."""
         if self._closing:
             return
+        if now - self._last_maintained > self._config.dead_after / 2:
+            # This process was not running (paused, or starved of CPU): the peer's frames
+            # may be waiting unread, so its silence proves nothing yet.
+            self._last_received = max(self._last_received, now)
+        self._last_maintained = now
         if self.state == LinkState.OPEN:
-            if now - self._last_ping >= self._config.ping_interval:
+            if now - self._last_received > self._config.dead_after:
+                self._fail(f"nothing received for {self._config.dead_after:g} s")
+            elif now - self._last_ping >= self._config.ping_interval:
                 self._send_ping(now)
         elif self.state == LinkState.CONNECTING:
             if now - self._attempt_started > self._config.connect_timeout:
-                if self._handshake is not None and not self._handshake.failed:
+                if self._partitioned(self.peer):
+                    self._fail("connection attempt timed out (traffic dropped by the fault filter)")
+                elif self._handshake is not None and not self._handshake.failed:
                     self._auth_failed(
                         AuthError(
                             AuthErrorKind.TIMEOUT,
@@ -346,12 +382,33 @@ class Link:
                     )
                 else:
                     self._fail("connection attempt timed out")
+            elif (
+                not self.is_offerer
+                and self._pc is None
+                and self._offer_requested_at is not None
+                and now - self._offer_requested_at >= self._config.offer_wait
+            ):
+                self._request_offer()
         elif (
             self.state == LinkState.FAILED and self._retry_at is not None and now >= self._retry_at
         ):
             self._retry_at = None
             self._set_state(LinkState.CONNECTING)
             self._start_attempt()
+
+    def partition_healed(self) -> None:
+        """The fault filter stopped dropping the peer's traffic: reconnect now if down.
+
+        Attempts made during the partition failed and backed off; a real network
+        would let the next attempt through as soon as it healed.
+        """
+        if self._closing or self.state == LinkState.OPEN or self._penalties:
+            return
+        logger.info("link %s: fault filter lifted, reconnecting", self.peer)
+        self._backoff = self._config.reconnect_initial
+        self._retry_at = None
+        self._mark_down(LinkState.CONNECTING)
+        self._start_attempt()
 
     async def close(self) -> None:
         """Close for good: no more retries, events or deliveries."""
@@ -379,20 +436,36 @@ class Link:
         if self.is_offerer:
             self._spawn(self._offer())
         else:
-            self._spawn(self._send_signal({"type": SIGNAL_RESTART, "session": self._session}))
+            self._request_offer()
+
+    def _request_offer(self) -> None:
+        """Ask the offerer for a new offer, naming the last session we saw."""
+        self._offer_requested_at = self._loop.time()
+        self._spawn(self._send_signal({"type": SIGNAL_RESTART, "session": self._session}))
 
     def _handle_restart_request(self, session: str | None) -> None:
-        in_flight = self.state == LinkState.CONNECTING and session != self._session
-        stale = self.state == LinkState.OPEN and session is not None and session != self._session
-        if in_flight or stale:
-            logger.debug("link %s: restart request for session %s ignored", self.peer, session)
+        if self.state == LinkState.CONNECTING and session != self._session:
+            # The peer has not seen the offer of this attempt: it crossed the request,
+            # or it was lost (sent to a process of the peer that is gone).
+            sent_at = self._offer_sent_at
+            if sent_at is None or self._loop.time() - sent_at < self._config.offer_in_flight:
+                logger.debug("link %s: restart request crossed our offer; ignored", self.peer)
+                return
+            if self._penalties:
+                logger.debug("link %s: restart request during the penalty ignored", self.peer)
+                return
+            logger.info("link %s: peer never got our offer; offering again", self.peer)
+        elif self.state == LinkState.OPEN and session is not None and session != self._session:
+            logger.debug("link %s: restart request for old session %s ignored", self.peer, session)
             return
-        logger.info("link %s: peer asked for a new connection", self.peer)
+        else:
+            logger.info("link %s: peer asked for a new connection", self.peer)
         self.reset()
 
     async def _offer(self) -> None:
+        self._offer_sent_at = None
         async with self._lock:
-            await self._close_pc()
+            self._drop_pc()
             session = secrets.token_hex(8)
             self._session = session
             self._attempt_started = self._loop.time()
@@ -402,11 +475,12 @@ class Link:
             with host_candidates(self._config.host_candidate_addresses()):
                 await pc.setLocalDescription(await pc.createOffer())
             sdp = pc.localDescription.sdp
+            self._offer_sent_at = self._loop.time()
         await self._send_signal({"type": SIGNAL_OFFER, "session": session, "sdp": sdp})
 
     async def _accept_offer(self, session: str, sdp: str) -> None:
         async with self._lock:
-            await self._close_pc()
+            self._drop_pc()
             if self.state != LinkState.CONNECTING:
                 self._mark_down(LinkState.CONNECTING)
             self._session = session
@@ -487,6 +561,9 @@ class Link:
         self._max_frame_bytes = self._frame_limit(pc)
         self._reassembler.reset()
         self._authenticated = False
+        if self._partitioned(self.peer):
+            self._fail("peer unreachable (traffic dropped by the fault filter)")
+            return
         sctp = pc.sctp
         pair = selected_pair(sctp.transport.transport._connection) if sctp else None
         self._candidate_types = (pair.local_type, pair.remote_type) if pair else (None, None)
@@ -535,6 +612,7 @@ class Link:
             "peer authenticated" if self._config.passphrase else "open channel",
             self._max_frame_bytes,
         )
+        self._last_received = self._loop.time()
         self._set_state(LinkState.OPEN)
         self._send_ping(self._loop.time())
         self._flush()
@@ -591,6 +669,15 @@ class Link:
         if pc is not None:
             self._close_in_background(pc)
         self._set_state(state)
+
+    def _drop_pc(self) -> None:
+        """Forget the current connection (a new one replaces it); it closes in the background."""
+        pc, self._pc = self._pc, None
+        self._channel = None
+        self._handshake = None
+        self._authenticated = False
+        if pc is not None:
+            self._close_in_background(pc)
 
     async def _close_pc(self) -> None:
         pc, self._pc = self._pc, None
@@ -712,6 +799,7 @@ class Link:
             return
         self._frames_received += 1
         now = self._loop.time()
+        self._last_received = now
         if not self._frame_budget.take(now):
             self._rate_limited_frames += 1
             self._offence("frames above inbound_frames_per_second")

@@ -80,6 +80,16 @@ class MeshConfig:
     "Seconds between RTT pings on an open link."
     connect_timeout: float = 15.0
     "Seconds a connection attempt may take before it counts as failed."
+    dead_after: float = 5.0
+    """Seconds without any frame from the peer (pongs included) after which an open link
+    counts as dead and is reconnected. ICE consent checks alone take ~30 s to notice."""
+    offer_wait: float = 2.0
+    """Seconds the answering side waits for an offer before it asks for one again (the
+    offerer may have sent its offer to a previous, now dead, process of ours)."""
+    offer_in_flight: float = 1.0
+    """An offer younger than this may still be on its way: a request for a new offer that
+    does not name it crossed it and is ignored (the requester asks again after
+    ``offer_wait`` if the offer never arrives)."""
     reconnect_initial: float = 0.5
     "First retry delay after a failure; doubles per failure up to reconnect_max."
     reconnect_max: float = 10.0
@@ -135,11 +145,22 @@ class MeshConfig:
             raise ValueError("max_queued_bytes must be at least max_message_bytes")
         if not 0 <= self.send_buffer_low_bytes < self.send_buffer_high_bytes:
             raise ValueError("need 0 <= send_buffer_low_bytes < send_buffer_high_bytes")
-        for name in ("ping_interval", "connect_timeout", "reconnect_initial", "reconnect_max"):
+        for name in (
+            "ping_interval",
+            "connect_timeout",
+            "reconnect_initial",
+            "reconnect_max",
+            "offer_wait",
+            "offer_in_flight",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.maintenance_interval <= 0:
-            raise ValueError("maintenance_interval must be positive")
+        if self.dead_after < 2 * self.ping_interval:
+            raise ValueError("dead_after must be at least twice ping_interval")
+        if self.offer_in_flight >= self.offer_wait:
+            raise ValueError("offer_in_flight must be less than offer_wait")
+        if not 0 < self.maintenance_interval < self.dead_after / 2:
+            raise ValueError("maintenance_interval must be positive and below dead_after / 2")
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("reconnect_max must be at least reconnect_initial")
         if self.passphrase is not None:
@@ -201,6 +222,8 @@ class Mesh:
         self._closing_tasks: set[asyncio.Task[None]] = set()
         self._fault_filter: FaultFilter | None = None
         self._blocked: set[str] = set()
+        self._partitioned_peers: set[str] = set()
+        "Peers whose traffic the fault filter dropped at the last maintenance round."
         self._closed = False
         self.malformed_signals = 0
         "Signals dropped because they were not valid mesh payloads."
@@ -314,17 +337,24 @@ class Mesh:
     def set_fault_filter(self, fault_filter: FaultFilter | None) -> None:
         """Drop traffic for which ``fault_filter(peer, direction)`` is True, silently.
 
-        Links stay open (a simulated partition): sends report success, frames
-        received are discarded before decoding, pings too. None removes it.
+        A simulated partition: sends report success, frames received are discarded
+        before decoding, pings too. As in a real partition, an open link that hears
+        nothing for ``dead_after`` fails, and new connection attempts fail while the
+        filter drops the peer's traffic; once it stops, a failed link reconnects at
+        once. None removes the filter.
         """
         self._fault_filter = fault_filter
 
     def block(self, peer: str) -> None:
-        """Drop all traffic to and from ``peer`` without closing the link."""
+        """Drop all traffic to and from ``peer`` (a partition, see :meth:`set_fault_filter`)."""
         self._blocked.add(peer)
 
     def unblock(self, peer: str) -> None:
         self._blocked.discard(peer)
+
+    def _partitioned(self, peer: str) -> bool:
+        """Whether the fault filter drops any of ``peer``'s traffic (either direction)."""
+        return self._should_drop(peer, "send") or self._should_drop(peer, "recv")
 
     def _should_drop(self, peer: str, direction: Direction) -> bool:
         if peer in self._blocked:
@@ -361,6 +391,7 @@ class Mesh:
             deliver=self._deliver,
             notify=self._notify,
             should_drop=self._should_drop,
+            partitioned=self._partitioned,
             guess_budget=self._guess_budget,
         )
         self._links[peer] = link
@@ -375,8 +406,13 @@ class Mesh:
 
     def _maintain(self) -> None:
         now = self._loop.time()
+        partitioned = {peer for peer in self._links if self._partitioned(peer)}
+        healed = self._partitioned_peers - partitioned
+        self._partitioned_peers = partitioned
         for link in list(self._links.values()):
             try:
+                if link.peer in healed:
+                    link.partition_healed()
                 link.maintain(now)
             except Exception:
                 logger.exception("link %s: maintenance failed", link.peer)
