@@ -18,12 +18,14 @@ never drive the reader's terminal.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
+import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from raftchat.node import Node, NodeError
@@ -82,8 +84,15 @@ def event_line(event: Event) -> dict[str, Any] | None:
     return None
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+"""One encoder for every line (``json.dumps`` with options builds a new one per call)."""
+
+
 class HeadlessPrinter:
-    """Prints events as JSON lines; a status line only when its fields change."""
+    """Prints events as JSON lines; a status line only when its fields change.
+
+    Lines are buffered: :meth:`flush` writes them out, once per batch of events.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
@@ -101,10 +110,13 @@ class HeadlessPrinter:
 
     def error(self, message: str) -> None:
         self._write({"event": "error", "message": message})
+        self.flush()
+
+    def flush(self) -> None:
+        self._out.flush()
 
     def _write(self, line: dict[str, Any]) -> None:
-        self._out.write(json.dumps(line, ensure_ascii=True, separators=(",", ":")) + "\n")
-        self._out.flush()
+        self._out.write(_ENCODER.encode(line) + "\n")
 
 
 async def run_headless(
@@ -124,16 +136,18 @@ async def run_headless(
     async def print_events() -> None:
         while True:
             printer.print_event(await queue.get())
+            while not queue.empty():  # everything published meanwhile, then one flush
+                printer.print_event(queue.get_nowait())
+            printer.flush()
 
     lines = _read_lines_in_background(stdin or sys.stdin)
 
     async def read_input() -> None:
-        while True:
-            line = await lines.get()
-            if line is None:
-                break
-            if await _handle_line(node, line.rstrip("\r\n"), printer):
-                break
+        while (batch := await lines.get()) is not None:
+            for line in batch:
+                if await _handle_line(node, line.rstrip("\r\n"), printer):
+                    quit_requested.set()
+                    return
         quit_requested.set()
 
     printer_task = asyncio.create_task(print_events())
@@ -148,28 +162,58 @@ async def run_headless(
             task.cancel()
         while not queue.empty():
             printer.print_event(queue.get_nowait())
+        printer.flush()
         printer_task.cancel()
         node.unsubscribe(queue)
 
 
-def _read_lines_in_background(source: TextIO) -> asyncio.Queue[str | None]:
-    """Lines of ``source`` on a queue, None at the end. A daemon thread reads, so a
-    blocking read never keeps the process alive after the node has left."""
+def _read_lines_in_background(source: TextIO) -> asyncio.Queue[list[str] | None]:
+    """Batches of lines of ``source`` on a queue, None at the end.
+
+    A daemon thread reads, so a blocking read never keeps the process alive after the
+    node has left. From a real file descriptor it reads whatever is available at once
+    and hands over all complete lines together: a script piping thousands of lines
+    wakes the event loop once per read, not once per line.
+    """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    queue: asyncio.Queue[list[str] | None] = asyncio.Queue()
+
+    def post(batch: list[str] | None) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, batch)
 
     def pump() -> None:
         try:
-            for line in source:
-                loop.call_soon_threadsafe(queue.put_nowait, line)
+            try:
+                fd = source.fileno()
+            except (OSError, ValueError, AttributeError):
+                for line in source:
+                    post([line])
+            else:
+                for batch in _line_batches(fd):
+                    post(batch)
         except (OSError, ValueError) as error:
             logger.warning("stopped reading input: %s", error)
         finally:
             with contextlib.suppress(RuntimeError):  # the loop may be closed already
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                post(None)
 
     threading.Thread(target=pump, name="raftchat-stdin", daemon=True).start()
     return queue
+
+
+def _line_batches(fd: int, chunk_bytes: int = 1 << 16) -> Iterator[list[str]]:
+    """Complete lines read from ``fd``, as many as each read returns (UTF-8; invalid
+    bytes become U+FFFD). A last line without a newline comes at the end of input."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    partial = ""
+    while chunk := os.read(fd, chunk_bytes):
+        text = partial + decoder.decode(chunk)
+        *lines, partial = text.split("\n")
+        if lines:
+            yield lines
+    partial += decoder.decode(b"", final=True)
+    if partial:
+        yield [partial]
 
 
 async def _handle_line(node: Node, line: str, printer: HeadlessPrinter) -> bool:

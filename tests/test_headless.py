@@ -193,3 +193,20 @@ class _BlockingInput(io.TextIOBase):
 
     def release(self) -> None:
         self._released.set()
+
+
+def test_line_batches_hand_over_every_complete_line_of_a_read() -> None:
+    import os
+
+    from raftchat.headless import _line_batches
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"one\ntwo\nthr" + "ee \u00e9\nlast".encode())
+    os.close(write_end)
+    try:
+        batches = list(_line_batches(read_end, chunk_bytes=8))
+    finally:
+        os.close(read_end)
+    lines = [line for batch in batches for line in batch]
+    assert lines == ["one", "two", "three \u00e9", "last"]
+    assert any(len(batch) > 1 for batch in batches)  # several lines share one read
