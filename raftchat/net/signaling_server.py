@@ -60,10 +60,12 @@ class ServerConfig:
     hard_max_frame_bytes: int = 4 * DEFAULT_MAX_FRAME_BYTES
     """Frames beyond this are not even buffered: the WebSocket layer closes the
     connection with close code 1009 (message too big)."""
-    messages_per_second: float = 20.0
+    messages_per_second: float = 50.0
     """Sustained frame rate per connection (token bucket refill rate)."""
-    burst_messages: int = 40
-    """Token bucket capacity: frames a connection may send at once."""
+    burst_messages: int = 200
+    """Token bucket capacity: frames a connection may send at once. A peer joining a
+    full channel offers to (or answers) every other peer at once, and each link may
+    need a few attempts: room for several times ``max_peers_per_channel``."""
     max_rate_violations: int = 20
     """Rate-limited frames tolerated (each answered with ``rate_limited``) before the
     connection is closed with ``flooding``..."""
