@@ -253,12 +253,12 @@ def test_leader_dedupes_a_retried_proposal_and_the_state_machine_drops_duplicate
     assert retry.index == first.index
     cluster.process("a")
     cluster.settle()
-    late_retry = cluster.propose("a", b"m", "client", 1)  # after commit: appended again...
-    assert late_retry.index > first.index
+    late_retry = cluster.propose("a", b"m", "client", 1)  # after commit: still in the log
+    assert late_retry.status is RequestStatus.APPENDED and late_retry.index == first.index
     cluster.settle()
     for node in "abc":
         machine = cluster.nodes[node].machine
-        assert machine.sessions == {"client": 1} and machine.duplicates == 1  # ...applied once
+        assert machine.sessions == {"client": 1} and machine.duplicates == 0  # applied once
 
 
 # --- compaction, restart, status ----------------------------------------------------

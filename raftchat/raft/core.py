@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import ConfigurationHistory, RaftConfig, encode_configuration
@@ -65,6 +66,11 @@ from .ready import (
 
 logger = logging.getLogger(__name__)
 
+MAX_REMEMBERED_CLIENTS = 4096
+"""Clients whose last serial is remembered from compacted entries (least recently seen
+forgotten first); a forgotten client is unknown to the ordering check, which then lets its
+next proposal through whatever came before (as after a session restart)."""
+
 
 class RaftError(Exception):
     """The core was used against its contract (bad persisted state, bad call order...)."""
@@ -94,6 +100,11 @@ class Reason:
     TIMED_OUT = "no answer from the leader in time; retry (duplicates are dropped)"
     OVERWRITTEN = "the entry was replaced after a leader change; retry (duplicates are dropped)"
     UNKNOWN = "the outcome is covered by a snapshot and unknown; retry (duplicates are dropped)"
+    OUT_OF_ORDER = (
+        "proposal {serial} of client {client} follows serial {prev}, but the client's last "
+        "serial in the leader's log is {last}; send every proposal after {last} again, in order"
+    )
+    DUPLICATE = "already in the leader's log; it applies in its place (nothing to resend)"
     TRANSFER_TIMED_OUT = "the target did not take over within an election timeout"
     TRANSFER_SUPERSEDED = "another transfer was requested"
     TRANSFER_TARGET_REMOVED = "the target left the configuration"
@@ -131,6 +142,12 @@ class RaftCore:
         self.vote = hard_state.vote
         self._configs = ConfigurationHistory(snapshot.meta.index, snapshot.meta.configuration)
         self._configs.observe(self._all_entries())
+        self._log_serials: dict[str, tuple[int, int]] = {}
+        """Per client id: the highest serial in the log after the snapshot, and its index."""
+        self._base_serials: dict[str, int] = {}
+        """Per client id: the highest serial at or below the snapshot index, as far as known
+        (told by the runtime from its state machine, or kept from compacted entries)."""
+        self._rebuild_log_serials()
         self.role = Role.FOLLOWER
         self.leader: NodeId = NO_NODE
 
@@ -235,20 +252,32 @@ class RaftCore:
         except LogError as error:
             logger.error("%s: ignoring %s from %s: %s", self.id, name, sender, error)
 
-    def propose(self, data: bytes, client_id: str = "", serial: int = 0) -> RequestResult:
-        """Propose application data. On a follower it is forwarded to the leader."""
+    def propose(
+        self, data: bytes, client_id: str = "", serial: int = 0, prev_serial: int = 0
+    ) -> RequestResult:
+        """Propose application data. On a follower it is forwarded to the leader.
+
+        With a client id, the leader keeps each client's proposals in order: it appends
+        serial ``serial`` only right after ``prev_serial`` (the client's previous proposal
+        in this run; 0 for the first of a run, which may follow anything). A proposal whose
+        predecessor is missing is refused with ``resume_after`` set; one already in the log
+        is not appended again (status DUPLICATE, or APPENDED at its index when known).
+        """
         if len(data) > self.config.max_proposal_bytes:
             return self._rejected(
                 Reason.TOO_LARGE.format(size=len(data), limit=self.config.max_proposal_bytes)
             )
         if self.role is Role.LEADER:
-            result = self._propose_as_leader(data, client_id, serial)
-            if result.ok:
+            result = self._propose_as_leader(data, client_id, serial, prev_serial)
+            if result.status is RequestStatus.APPENDED:
                 self._track_commit(result.index, result.term, client_id, serial)
             return result
         if not self.leader:
             return self._rejected(Reason.NO_LEADER)
-        self._send(self.leader, ForwardProposal(self.id, self.term, client_id, serial, bytes(data)))
+        self._send(
+            self.leader,
+            ForwardProposal(self.id, self.term, client_id, serial, bytes(data), prev_serial),
+        )
         self._proposals_forwarded += 1
         key = (client_id, serial)
         deadline = self._ticks + self.config.effective_request_timeout
@@ -346,8 +375,19 @@ class RaftCore:
         term = self.log.term(index)
         assert term is not None
         meta = SnapshotMeta(index=index, term=term, configuration=self._configs.at(index))
+        self._remember_serials(self.log.slice(self.log.first_index, index + 1, 1 << 62))
         self._pending_compaction = self.log.compact(index, data, meta)
+        self._rebuild_log_serials()
         self._configs.compact_to(index)
+
+    def restore_client_serials(self, serials: Mapping[str, int]) -> None:
+        """The state machine's last applied serial per client, after it was restored from a
+        snapshot (at start, or from ``Ready.snapshot``): lets the leader keep the order of
+        clients whose entries were compacted away. Safe to call with any applied state."""
+        base = {client: serial for client, serial in serials.items() if client}
+        if len(base) > MAX_REMEMBERED_CLIENTS:
+            base = dict(list(base.items())[-MAX_REMEMBERED_CLIENTS:])
+        self._base_serials = base
 
     # --- public: output ---------------------------------------------------------
 
@@ -938,7 +978,9 @@ class RaftCore:
     def _rejected(self, error: str) -> RequestResult:
         return RequestResult(RequestStatus.REJECTED, error=error, leader=self.leader)
 
-    def _propose_as_leader(self, data: bytes, client_id: str, serial: int) -> RequestResult:
+    def _propose_as_leader(
+        self, data: bytes, client_id: str, serial: int, prev_serial: int
+    ) -> RequestResult:
         if self._transfer_target:
             return RequestResult(
                 RequestStatus.REJECTED, error=Reason.TRANSFERRING, leader=self._transfer_target
@@ -949,6 +991,9 @@ class RaftCore:
                 return RequestResult(
                     RequestStatus.APPENDED, index=known[0], term=known[1], leader=self.id
                 )
+            answer = self._check_client_order(client_id, serial, prev_serial)
+            if answer is not None:
+                return answer
         uncommitted = self.log.last_index - self.log.commit
         if uncommitted >= self.config.max_uncommitted_entries:
             return self._rejected(Reason.TOO_MANY_UNCOMMITTED.format(count=uncommitted))
@@ -985,8 +1030,79 @@ class RaftCore:
         self._observe_appended(entries)
 
     def _observe_appended(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
+        serials = self._log_serials
+        for entry in entries:
+            client_id = entry.client_id
+            if client_id:
+                known = serials.get(client_id)
+                if known is None or entry.serial >= known[0]:
+                    serials[client_id] = (entry.serial, entry.index)
         if self._configs.observe(entries):
             self._configuration_changed()
+
+    # --- client order ----------------------------------------------------------------
+
+    def _rebuild_log_serials(self) -> None:
+        """Recompute the per-client serials from the log after the snapshot (on start, after
+        a truncation or a compaction): O(log length), never on the hot path."""
+        serials: dict[str, tuple[int, int]] = {}
+        for entry in self._all_entries():
+            client_id = entry.client_id
+            if client_id:
+                known = serials.get(client_id)
+                if known is None or entry.serial >= known[0]:
+                    serials[client_id] = (entry.serial, entry.index)
+        self._log_serials = serials
+
+    def _remember_serials(self, compacted: list[Entry]) -> None:
+        """Keep the last serial of clients whose entries are about to be compacted."""
+        base = self._base_serials
+        for entry in compacted:
+            client_id = entry.client_id
+            if client_id:
+                last = base.pop(client_id, 0)
+                base[client_id] = max(last, entry.serial)  # re-inserted: most recently seen
+        while len(base) > MAX_REMEMBERED_CLIENTS:
+            del base[next(iter(base))]
+
+    def _client_last_serial(self, client_id: str) -> int | None:
+        """The client's highest serial in the log (compacted part included); None if unknown."""
+        known = self._log_serials.get(client_id)
+        base = self._base_serials.get(client_id)
+        if known is None:
+            return base
+        return known[0] if base is None or known[0] >= base else base
+
+    def _check_client_order(
+        self, client_id: str, serial: int, prev_serial: int
+    ) -> RequestResult | None:
+        """None if the proposal may be appended; else the answer that keeps client order:
+        a duplicate (already in the log) or a refusal naming where the client must resume."""
+        # A client unknown here has no serial in the log: only the first proposal of a run
+        # (prev_serial 0) may start it. Its runtime proposes with prev_serial 0 whenever
+        # the previous proposal is known applied, so a forgotten client is not stuck.
+        last = self._client_last_serial(client_id) or 0
+        if serial <= last:
+            located = self._log_serials.get(client_id)
+            if located is not None and located[0] == serial:
+                term = self.log.term(located[1])
+                if term is not None and located[1] > self.log.snapshot_index:
+                    return RequestResult(
+                        RequestStatus.APPENDED, index=located[1], term=term, leader=self.id
+                    )
+            return RequestResult(RequestStatus.DUPLICATE, error=Reason.DUPLICATE, leader=self.id)
+        if prev_serial and prev_serial != last:
+            error = Reason.OUT_OF_ORDER.format(
+                serial=serial, client=client_id, prev=prev_serial, last=last
+            )
+            return RequestResult(
+                RequestStatus.REJECTED,
+                error=error,
+                leader=self.id,
+                out_of_order=True,
+                resume_after=last,
+            )
+        return None
 
     def _configuration_changed(self) -> None:
         current = self._configs.current
@@ -1018,7 +1134,7 @@ class RaftCore:
                     Reason.TOO_LARGE.format(size=len(m.data), limit=self.config.max_proposal_bytes)
                 )
             else:
-                result = self._propose_as_leader(m.data, m.client_id, m.serial)
+                result = self._propose_as_leader(m.data, m.client_id, m.serial, m.prev_serial)
         else:
             result = self._rejected(Reason.NOT_LEADER if self.leader else Reason.NO_LEADER)
         self._send(
@@ -1032,6 +1148,9 @@ class RaftCore:
                 entry_term=result.term,
                 error=result.error,
                 leader=result.leader or self.leader,
+                out_of_order=result.out_of_order,
+                resume_after=result.resume_after,
+                duplicate=result.status is RequestStatus.DUPLICATE,
             ),
         )
 
@@ -1039,10 +1158,24 @@ class RaftCore:
         key = (m.client_id, m.serial)
         if self._forwarded.pop(key, None) is None:
             return
+        if m.duplicate:
+            self._outcomes.append(
+                ProposalOutcome(
+                    m.client_id, m.serial, error=Reason.DUPLICATE, leader=m.leader, duplicate=True
+                )
+            )
+            return
         if m.error or m.index <= 0:
             error = m.error or Reason.NOT_LEADER
             self._outcomes.append(
-                ProposalOutcome(m.client_id, m.serial, error=error, leader=m.leader)
+                ProposalOutcome(
+                    m.client_id,
+                    m.serial,
+                    error=error,
+                    leader=m.leader,
+                    out_of_order=m.out_of_order,
+                    resume_after=m.resume_after,
+                )
             )
             return
         self._track_commit(m.index, m.entry_term, m.client_id, m.serial)
@@ -1181,6 +1314,7 @@ class RaftCore:
                     new = entries[conflict - first :]
                     if conflict <= log.last_index:
                         log.truncate_and_append(new)
+                        self._rebuild_log_serials()
                         if self._configs.truncate_from(conflict):
                             self._configuration_changed()
                     else:
@@ -1247,6 +1381,8 @@ class RaftCore:
                 SnapshotMeta(index, m.last_included_term, m.configuration), bytes(incoming[2])
             )
             log.restore(snapshot)
+            self._log_serials = {}
+            self._base_serials = {}  # until the runtime tells what the snapshot holds
             self._configs.reset(index, m.configuration)
             self._configuration_changed()
             self._pending_install = snapshot

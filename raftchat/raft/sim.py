@@ -6,8 +6,10 @@ join later) through message loss, duplication, reordering and delay;
 symmetric, asymmetric and leader-isolating partitions; crashes (dropping
 whatever was not persisted) and restarts from storage; membership churn
 (including removing the leader); leadership transfers; compaction and
-snapshot installs; client proposals retried with the same (client id,
-serial); and ReadIndex reads. After every step it checks:
+snapshot installs; clients that pipeline proposals through their node with
+``prev_serial`` (forwarded ones sometimes lost), resend them in order with the
+same (client id, serial), and restart when their node crashes; and ReadIndex
+reads. After every step it checks:
 
 - at most one leader per term;
 - log matching (a hash chain over each node's persisted log);
@@ -15,6 +17,9 @@ serial); and ReadIndex reads. After every step it checks:
 - state machine safety (equal state at equal applied index) and committed
   entries never change;
 - each acknowledged proposal is applied exactly once, in client order;
+- per-sender FIFO: each client's applied serials follow one another without a
+  hole (serial n + 1 right after n), except where the client started a new run
+  (a restart, proposing with ``prev_serial`` 0);
 - a read sees every write acknowledged before the read began.
 
 Then faults stop and the cluster must elect a leader, commit every pending
@@ -43,6 +48,7 @@ from .messages import (
     AppendEntries,
     Entry,
     EntryKind,
+    ForwardProposal,
     HardState,
     InstallSnapshot,
     Message,
@@ -50,7 +56,7 @@ from .messages import (
     RequestVote,
     Snapshot,
 )
-from .ready import PersistentState, Ready, RequestStatus, Role
+from .ready import PersistentState, ProposalOutcome, Ready, RequestStatus, Role
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +118,14 @@ def _digest(previous: bytes, *parts: object) -> bytes:
 
 
 class SessionStateMachine:
-    """A replicated state machine with client sessions: a duplicate (client, serial) is dropped."""
+    """A replicated state machine with client sessions: a duplicate (client, serial) is dropped.
 
-    def __init__(self) -> None:
+    It also checks per-sender FIFO: an applied serial must directly follow the client's
+    last one, unless it is in ``run_starts`` (the first proposal of a client run).
+    """
+
+    def __init__(self, run_starts: set[tuple[str, int]] | None = None) -> None:
+        self.run_starts = run_starts if run_starts is not None else set()
         self.index = 0
         self.sessions: dict[str, int] = {}
         self.digest = b""
@@ -132,7 +143,7 @@ class SessionStateMachine:
             if entry.serial <= last:
                 self.duplicates += 1
                 return
-            if entry.serial != last + 1:
+            if entry.serial != last + 1 and (entry.client_id, entry.serial) not in self.run_starts:
                 self.out_of_order.append(
                     f"client {entry.client_id} serial {entry.serial} applied after {last}"
                 )
@@ -170,12 +181,34 @@ class SimSettings:
 
 @dataclass
 class _Client:
+    """A chat client as the runtime is one: it proposes through one node, several
+    proposals in flight, each naming the previous one of its run (``prev_serial``)."""
+
     client_id: str
-    serial: int = 0
-    outstanding: bool = False
+    window: int = 1
+    """Most unacknowledged proposals at a time."""
     node: NodeId = ""
+    serial: int = 0
+    """The last serial allocated."""
+    run_first: int = 1
+    """The first serial of the current run: proposed with ``prev_serial`` 0."""
+    pending: dict[int, bytes] = field(default_factory=dict)
+    """Unacknowledged proposals, in serial order."""
+    held: bool = False
+    """A proposal was refused: send every pending one again (in order) at ``retry_at``."""
     retry_at: int = 0
-    data: bytes = b""
+    sent_at: int = 0
+    resumed: tuple[int, int] = (-1, -1)
+    """(resume_after, last serial resent) of the last out-of-order refusal handled."""
+
+    @property
+    def outstanding(self) -> bool:
+        return bool(self.pending)
+
+    def prev_serial(self, serial: int) -> int:
+        """The previous proposal while it is unacknowledged; 0 once it is (it is applied:
+        nothing can overtake it any more) and for the first of a run."""
+        return serial - 1 if serial - 1 in self.pending else 0
 
 
 @dataclass
@@ -199,6 +232,10 @@ class _SimNode:
     chain_base_index: int = 0
     down_until: int = 0
     checked_leader_term: int = -1
+
+    def restore_sessions(self) -> None:
+        assert self.core is not None
+        self.core.restore_client_serials(self.machine.sessions)
 
 
 @dataclass
@@ -242,6 +279,13 @@ class Simulation:
         self.reboot_rate = rng.choice([0.0, 0.3, 0.6])
         """Chance that a node restarts right after persisting its answer to a vote request."""
         self.snapshot_chunk = rng.choice([16, 64, 4096])
+        self.client_rng = random.Random(f"{seed}/clients")
+        """Draws of the client workload, apart from the fault schedule's."""
+        self.forward_loss = self.client_rng.choice([0.0, 0.05, 0.2])
+        """Extra chance that a ForwardProposal is lost (a link reset under a live leader)."""
+        self.client_window = self.client_rng.choice([1, 2, 4, 8])
+        self.run_starts: set[tuple[str, int]] = set()
+        self.processing: set[NodeId] = set()
         # Short timeouts against long delays make contested elections common.
         self.election_timeout = rng.choice([1, 1, 0.5]) * self.settings.election_timeout_ticks
         self.election_timeout = max(self.settings.heartbeat_ticks + 1, int(self.election_timeout))
@@ -275,21 +319,27 @@ class Simulation:
                 max_inflight=rng.choice([1, 2, 8]),
                 snapshot_chunk_bytes=self.snapshot_chunk,
             )
-            node = _SimNode(node_id, config)
+            node = _SimNode(node_id, config, machine=SessionStateMachine(self.run_starts))
             self.nodes[node_id] = node
             self._start(node)
         self.voter_ids = ids[: self.node_count]
-        self.clients = [_Client(f"c{i}") for i in range(self.settings.clients)]
+        self.clients = [
+            _Client(f"c{i}", window=self.client_window) for i in range(self.settings.clients)
+        ]
+        self.client_by_id = {client.client_id: client for client in self.clients}
+        for client in self.clients:
+            self.run_starts.add((client.client_id, client.run_first))
 
     # --- node lifecycle ----------------------------------------------------------
 
     def _start(self, node: _SimNode) -> None:
         state = node.storage.state()
-        node.machine = SessionStateMachine()
+        node.machine = SessionStateMachine(self.run_starts)
         if state.snapshot is not None:
             node.machine.restore(state.snapshot.data)
         rng = random.Random(f"{self.seed}/{node.node_id}/{self.now}")
         node.core = RaftCore(node.config, state, rng)
+        node.restore_sessions()
         self._process(node)
 
     def _crash(self, node: _SimNode, torn: bool) -> None:
@@ -304,8 +354,20 @@ class Simulation:
         for read in [r for r in self.reads.values() if r.node == node.node_id]:
             del self.reads[read.request_id]
         for client in self.clients:
-            if client.outstanding and client.node == node.node_id:
-                client.retry_at = self.now + 1
+            if client.node == node.node_id:
+                self._restart_client(client)
+
+    def _restart_client(self, client: _Client) -> None:
+        """The client's node went down: its unacknowledged proposals are gone with it, and
+        it starts a new run above every serial it used (prev_serial 0 lets it jump)."""
+        client.pending.clear()
+        client.held = False
+        client.node = ""
+        client.resumed = (-1, -1)
+        client.run_first = client.serial + self.client_rng.randint(1, 5)
+        client.serial = client.run_first - 1
+        self.run_starts.add((client.client_id, client.run_first))
+        self._trace("client restart", client.client_id, client.run_first)
 
     # --- invariants ----------------------------------------------------------------
 
@@ -394,8 +456,15 @@ class Simulation:
 
     def _process(self, node: _SimNode) -> None:
         core = node.core
-        if core is None:
-            return
+        if core is None or node.node_id in self.processing:
+            return  # a proposal made while handling this node's Ready: its loop picks it up
+        self.processing.add(node.node_id)
+        try:
+            self._process_ready(node, core)
+        finally:
+            self.processing.discard(node.node_id)
+
+    def _process_ready(self, node: _SimNode, core: RaftCore) -> None:
         while core.has_ready():
             ready = core.ready()
             self._persist(node, ready)
@@ -407,6 +476,7 @@ class Simulation:
                 known = self.state_at.setdefault(index, node.machine.digest)
                 if known != node.machine.digest:
                     self._fail(f"{node.node_id}: installed snapshot state differs at {index}")
+                node.restore_sessions()
             for entry in ready.committed_entries:
                 self._applied(node, entry)
             for outcome in ready.proposal_outcomes:
@@ -439,27 +509,54 @@ class Simulation:
                             f"{read.index}: misses acknowledged {client_id}#{serial}"
                         )
 
-    def _on_outcome(self, node: _SimNode, outcome) -> None:
-        for client in self.clients:
-            if (
-                client.outstanding
-                and client.client_id == outcome.client_id
-                and client.serial == outcome.serial
-            ):
-                if outcome.committed:
-                    client.outstanding = False
-                    self.acked[client.client_id] = client.serial
-                    self.acked_count += 1
-                    client.retry_at = self.now + self.rng.randint(0, 3)
-                    self._trace("ack", client.client_id, client.serial, outcome.index)
-                else:
-                    client.retry_at = self.now + 1
+    def _on_outcome(self, node: _SimNode, outcome: ProposalOutcome) -> None:
+        client = self.client_by_id.get(outcome.client_id)
+        if client is None or client.node != node.node_id or outcome.serial not in client.pending:
+            return
+        if outcome.committed:
+            self._ack(client, outcome.serial, outcome.index)
+        elif outcome.duplicate:
+            self._on_duplicate(node, client, outcome.serial)
+        elif outcome.out_of_order:
+            self._resume(client, outcome.serial, outcome.resume_after)
+        else:
+            self._hold(client, 1)
+
+    def _ack(self, client: _Client, serial: int, index: int) -> None:
+        del client.pending[serial]
+        self.acked[client.client_id] = max(self.acked.get(client.client_id, 0), serial)
+        self.acked_count += 1
+        self._trace("ack", client.client_id, serial, index)
+
+    def _on_duplicate(self, node: _SimNode, client: _Client, serial: int) -> None:
+        """Already in the leader's log: acknowledged once applied here (as the runtime does)."""
+        if node.machine.sessions.get(client.client_id, 0) >= serial:
+            self._ack(client, serial, 0)
+
+    def _hold(self, client: _Client, delay: int) -> None:
+        if not client.held:
+            client.held = True
+            client.retry_at = self.now + delay
+
+    def _resume(self, client: _Client, serial: int, resume_after: int) -> None:
+        """The leader misses a proposal before ``serial``: send those after resume_after."""
+        if client.resumed[0] == resume_after and serial <= client.resumed[1]:
+            return  # the answer to a copy sent before that resend
+        serials = [s for s in client.pending if s > resume_after]
+        if serials:
+            client.resumed = (resume_after, serials[-1])
+            self._trace("resume", client.client_id, resume_after)
+            self._submit(client, serials)
 
     def _send(self, sender: NodeId, to: NodeId, message: Message) -> None:
         self.messages += 1
         rng = self.rng
         if self.faults_on:
             if (sender, to) in self.blocked or rng.random() < self.loss:
+                return
+            forwarded = isinstance(message, ForwardProposal)
+            if forwarded and self.client_rng.random() < self.forward_loss:
+                self._trace("lost", sender, to, f"forwarded {message.client_id}#{message.serial}")
                 return
             copies = 2 if rng.random() < self.duplication else 1
             delay_bound = self.max_delay
@@ -583,37 +680,65 @@ class Simulation:
         self._trace(action, leader.node_id, target, result.error or result.index)
         self._process(leader)
 
+    def _submit(self, client: _Client, serials: list[int]) -> None:
+        """Propose ``serials`` (ascending) through the client's node; a refusal holds the
+        rest (they go again, in order, with every pending one)."""
+        node = self.nodes[client.node]
+        core = node.core
+        if core is None:
+            return
+        client.sent_at = self.now
+        for serial in serials:
+            data = client.pending.get(serial)
+            if data is None:
+                continue
+            result = core.propose(data, client.client_id, serial, client.prev_serial(serial))
+            self._trace("propose", client.client_id, serial, node.node_id, result.status.value)
+            if result.status is RequestStatus.DUPLICATE:
+                self._on_duplicate(node, client, serial)
+            elif result.status is RequestStatus.REJECTED:
+                if result.out_of_order:
+                    self._process(node)
+                    self._resume(client, serial, result.resume_after)
+                    return
+                self._hold(client, 2)
+                break
+        self._process(node)
+
     def _clients(self, proposing: bool) -> None:
-        rng = self.rng
+        rng, client_rng = self.rng, self.client_rng
         up = [n for n in self.nodes.values() if n.core is not None]
         if not up:
             return
         give_up = self.now - 3 * self.settings.election_timeout_ticks
         for read in [r for r in self.reads.values() if r.started < give_up]:
             del self.reads[read.request_id]  # e.g. on a removed node that never catches up
+        stale = 3 * self.settings.election_timeout_ticks
         for client in self.clients:
-            if self.now < client.retry_at:
-                continue
-            if not client.outstanding:
-                if not proposing:
-                    continue
-                client.serial += 1
-                client.outstanding = True
-                client.data = f"{client.client_id}-{client.serial}".encode()
-            leader = self._leader()
-            node = leader if leader is not None and rng.random() < 0.6 else rng.choice(up)
-            if node.core is None:
-                continue
-            client.node = node.node_id
-            result = node.core.propose(client.data, client.client_id, client.serial)
-            self._trace(
-                "propose", client.client_id, client.serial, node.node_id, result.status.value
+            resend = (client.held and self.now >= client.retry_at) or (
+                client.pending and self.now - client.sent_at > stale
             )
-            if result.status is RequestStatus.REJECTED:
-                client.retry_at = self.now + 2
-            else:
-                client.retry_at = self.now + 3 * self.settings.election_timeout_ticks
-            self._process(node)
+            if resend or not client.node:
+                # Like a runtime whose proposals stall: try again in order; a client whose
+                # node cannot reach a leader may move to another node (a new link, same run).
+                leader = self._leader()
+                node = (
+                    leader
+                    if leader is not None and client_rng.random() < 0.6
+                    else client_rng.choice(up)
+                )
+                if not client.node or (resend and client_rng.random() < 0.3):
+                    client.node = node.node_id
+                client.held = False
+                client.resumed = (-1, -1)
+                if client.pending:
+                    self._submit(client, list(client.pending))
+            if not proposing or len(client.pending) >= client.window or client_rng.random() < 0.3:
+                continue
+            client.serial += 1
+            client.pending[client.serial] = f"{client.client_id}-{client.serial}".encode()
+            if not client.held:
+                self._submit(client, [client.serial])
         if proposing and rng.random() < self.read_rate:
             node = rng.choice(up)
             assert node.core is not None
@@ -740,7 +865,7 @@ class Simulation:
                     f"voters={sorted(status.configuration.voters)} "
                     f"learners={sorted(status.configuration.learners)}"
                 )
-        pending = [(c.client_id, c.serial) for c in self.clients if c.outstanding]
+        pending = [(c.client_id, list(c.pending)) for c in self.clients if c.outstanding]
         parts.append(f"pending proposals: {pending}; pending reads: {len(self.reads)}")
         return "\n  ".join(parts)
 
