@@ -146,6 +146,12 @@ class Node:
         none, or it refused): always the newest ones, a suffix of ``_pending``. While
         any is held, new proposals are held behind it, so serial n+1 is never proposed
         before n (the chat session drops a serial below the client's last applied one)."""
+        self._resumed: tuple[int, int] = (-1, -1)
+        """(resume_after, last serial sent again) of the last out-of-order refusal acted
+        on: refusals of copies sent before that resend are answered by it already."""
+        self._resume_due: tuple[int, int] | None = None
+        """An out-of-order refusal of a local proposal (this node leads), acted on in
+        the next ``_drain`` (not from inside the submission that got it)."""
         self._departing: set[str] = set()
         """Members that asked to be removed and have not come back since."""
         self._present: frozenset[str] = frozenset()
@@ -191,6 +197,7 @@ class Node:
         if snapshot is not None:
             configuration = snapshot.meta.configuration
             self.chat.apply_membership(applied, configuration.voters, configuration.learners)
+        self._restore_client_serials()
         self._serial = max(self.chat.last_serial(self.node_id), time.time_ns() // 1000)
 
     # --- ChatNode interface ---------------------------------------------------------
@@ -351,15 +358,39 @@ class Node:
         elif not self._submit(pending):
             self._held.append(pending.serial)
 
+    def _prev_serial(self, serial: int) -> int:
+        """What the leader must hold before ``serial``: the previous proposal while it is
+        unacknowledged; 0 once it is applied (nothing can overtake it any more: this also
+        keeps a client the leader forgot from being refused forever) and for the first."""
+        return serial - 1 if serial - 1 in self._pending else 0
+
     def _submit(self, pending: _Pending) -> bool:
         """Propose ``pending`` now; False if the core refused it (no leader known, ...)."""
         pending.sent_at = time.monotonic()
-        result = self.core.propose(pending.data, self.node_id, pending.serial)
+        serial = pending.serial
+        result = self.core.propose(pending.data, self.node_id, serial, self._prev_serial(serial))
         self._schedule_drain()
         if result.status is RequestStatus.REJECTED:
-            logger.debug("proposal %d held: %s", pending.serial, result.error)
+            logger.debug("proposal %d held: %s", serial, result.error)
+            if result.out_of_order and self._resume_due is None:
+                self._resume_due = (serial, result.resume_after)
             return False
         return True
+
+    def _resume(self, serial: int, resume_after: int) -> None:
+        """The leader refused ``serial``: its log lacks an earlier proposal of ours, and
+        holds our serials up to ``resume_after``. Send every pending proposal after that
+        again, in serial order (and nothing else). Refusals of the copies sent before
+        this resend say the same thing and are skipped; if the resent ones are lost as
+        well, the retry timer or the next leader change sends everything again."""
+        if self._resumed[0] == resume_after and serial <= self._resumed[1]:
+            return
+        serials = [s for s in self._pending if s > resume_after]
+        if not serials:
+            return
+        logger.debug("leader misses proposals after %d: resending %d", resume_after, len(serials))
+        self._resumed = (resume_after, serials[-1])
+        self._resubmit(serials)
 
     def _resubmit(self, serials: list[int]) -> None:
         """Submit pending proposals again in the given (ascending serial) order. If one is
@@ -498,6 +529,10 @@ class Node:
         self._drain_scheduled = False
         if self._stopped.is_set():
             return
+        if self._resume_due is not None:
+            serial, resume_after = self._resume_due
+            self._resume_due = None
+            self._resume(serial, resume_after)
         for _ in range(64):
             ready = self._held_ready
             if ready is None:
@@ -557,7 +592,7 @@ class Node:
                 self._read_waiters.append((read_state.index, future))
         if self._read_waiters:
             self._serve_reads()
-        failed = self._failed_own_serials(ready.proposal_outcomes)
+        failed, refused = self._failed_own_serials(ready.proposal_outcomes)
         new_leader = False
         for event in ready.events:
             self._on_core_event(event)
@@ -565,8 +600,12 @@ class Node:
         # Retries go out in serial order, after the core knows the current leader: a new
         # leader gets everything unacknowledged; otherwise the failed ones go again, and
         # held ones go once the leader takes proposals again (e.g. after commits).
+        # An out-of-order refusal names where to resume: that resend covers the failed ones.
         if new_leader:
             self._resend_pending()
+        elif refused:
+            for serial, resume_after in refused:
+                self._resume(serial, resume_after)
         elif failed:
             self._resubmit([s for s in failed if not self._held or s < self._held[0]])
         elif self._held and self.core.leader:
@@ -590,12 +629,21 @@ class Node:
             snapshot.meta.index, configuration.voters, configuration.learners
         )
         self._publish(NoticeEvent("info", "caught up from a snapshot", time.time()))
+        self._restore_client_serials()
         # Only what front ends have not seen: a member that fell behind keeps a view
         # whose indices only grow (history() has the rest).
         for message in self.chat.history():
             if message.index > self._published_through:
                 self._publish_message(message)
         self._settle_pending_after_snapshot()
+
+    def _restore_client_serials(self) -> None:
+        """Tell the core each client's last applied serial (after restoring the chat from a
+        snapshot), so a leader keeps the order of clients whose entries were compacted."""
+        chat_state = self.chat
+        self.core.restore_client_serials(
+            {client_id: chat_state.last_serial(client_id) for client_id in chat_state.nicks()}
+        )
 
     def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
         if snapshot is None or not snapshot.data:
@@ -624,10 +672,30 @@ class Node:
                 )
         for event in events:
             self._on_chat_event(event)
-        if entry.client_id == self.node_id:
+        if entry.client_id == self.node_id and self._pending:
             pending = self._pending.get(entry.serial)
             if pending is not None and pending.kind != "message":
                 del self._pending[entry.serial]  # a nick change or leave request took effect
+            self._repropose_overtaken()
+
+    def _repropose_overtaken(self) -> None:
+        """Pending proposals below our last applied serial can never apply (the session
+        drops them): propose them again under fresh serials, oldest first. O(1) unless one
+        was overtaken.
+
+        The leader appends a client's proposals only in order, so this takes a leader
+        whose log already held a higher serial of ours than a pending proposal: after a
+        restart whose clock-derived serials start below serials of the previous run still
+        in the log (the clock stepped back), or for a client the leader had forgotten
+        (beyond the core's MAX_REMEMBERED_CLIENTS or the chat's session cap). The
+        re-proposed message then commits after later ones, and its committed id differs
+        from the one send_chat returned (the ack still carries the returned id)."""
+        last = self.chat.last_serial(self.node_id)
+        while self._pending:
+            oldest = next(iter(self._pending.values()))
+            if oldest.serial >= last:
+                return
+            self._repropose(oldest)
 
     def _on_chat_event(self, event: chat.ChatEvent) -> None:
         own = getattr(event, "client_id", None) == self.node_id
@@ -644,14 +712,8 @@ class Node:
                     return
                 if event.original_index:
                     self._acknowledge(event.serial, event.original_index)
-                else:
-                    # Never applied, and overtaken by a later serial of ours (it was lost
-                    # with an old leader and a later one got through first): the session
-                    # drops it for good, so propose it again under a fresh serial. In this
-                    # rare case the sender's messages commit out of their sending order,
-                    # and the committed message's id differs from the one send_chat
-                    # returned; the ack still carries the returned id.
-                    self._repropose(pending)
+                # Otherwise it never applied and was overtaken by a later serial of ours:
+                # ``_apply`` proposes it again (see ``_repropose_overtaken``).
             case chat.InvalidCommand() if own:
                 self._pending.pop(event.serial, None)
                 self._publish(ErrorEvent(f"message refused by the channel: {event.reason}"))
@@ -680,7 +742,7 @@ class Node:
     def _repropose(self, pending: _Pending) -> None:
         """Propose ``pending`` again under a fresh serial (its own one can no longer apply)."""
         del self._pending[pending.serial]
-        self._serial += 1
+        self._serial = max(self._serial, self.chat.last_serial(self.node_id)) + 1
         pending.serial = self._serial
         self._pending[pending.serial] = pending
         self._enqueue(pending)
@@ -716,18 +778,29 @@ class Node:
         if pending is not None and pending.kind == "message":
             self._publish(AckEvent(pending.message_id, index))
 
-    def _failed_own_serials(self, outcomes: Sequence[ProposalOutcome]) -> list[int]:
-        """Own pending proposals whose outcome says they are not known to be committed."""
-        failed = [
-            outcome
-            for outcome in outcomes
-            if not outcome.committed
-            and outcome.client_id == self.node_id
-            and outcome.serial in self._pending
-        ]
+    def _failed_own_serials(
+        self, outcomes: Sequence[ProposalOutcome]
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """Own pending proposals not known to be committed: those to retry, in serial order,
+        and the out-of-order refusals as (serial, resume_after). A duplicate (already in
+        the leader's log) is neither: it is acknowledged when applied."""
+        failed = []
+        refused = []
+        for outcome in outcomes:
+            if (
+                outcome.committed
+                or outcome.duplicate
+                or outcome.client_id != self.node_id
+                or outcome.serial not in self._pending
+            ):
+                continue
+            if outcome.out_of_order:
+                refused.append((outcome.serial, outcome.resume_after))
+            else:
+                failed.append(outcome)
         if failed:
             logger.debug("%d proposal(s) failed (%s); retrying", len(failed), failed[0].error)
-        return sorted(outcome.serial for outcome in failed)
+        return sorted(outcome.serial for outcome in failed), refused
 
     def _on_core_event(self, event: object) -> None:
         match event:
@@ -753,6 +826,7 @@ class Node:
     def _resend_pending(self) -> None:
         """Every unacknowledged proposal again, in serial order (after a leader change, or
         when the oldest has had no answer for ``retry_after_s``)."""
+        self._resumed = (-1, -1)
         self._resubmit(list(self._pending))
 
     def _retry_stale_proposals(self, now: float) -> None:

@@ -71,12 +71,14 @@ def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its
     first_id = node.send_chat("first")
     second_id = node.send_chat("second")
     first, second = (int(i.split(":")[1]) for i in (first_id, second_id))
-    # The first was lost with an old leader; the second committed before its retry.
+    first_data = node._pending[first].data
+    # A leader that did not know this client let the second commit without the first:
+    # the session will drop the first's serial, so it is proposed again at once.
     node._apply(committed(node, 1, second))
-    late_retry = committed(node, 2, first)
-    node._apply(late_retry)  # dropped: its serial is below the client's last one
     (pending,) = node._pending.values()
     assert pending.serial > second and pending.message_id == first_id
+    node._apply(Entry(2, 1, EntryKind.NORMAL, first_data, node.node_id, first))  # late retry
+    assert list(node._pending) == [pending.serial], "dropped, and not proposed yet again"
     node._apply(committed(node, 3, pending.serial))
     events = drain(queue)
     acks = [e for e in events if isinstance(e, AckEvent)]
@@ -218,4 +220,81 @@ def test_own_messages_inside_an_installed_snapshot_are_acknowledged_not_proposed
     # A late retry of the oldest (beyond the session's remembered serials) is a duplicate,
     # not an overtaken proposal to propose again.
     node._apply(Entry(41, 2, EntryKind.NORMAL, b"", node.node_id, serials[0]))
+    assert not node._pending
+
+
+def forwarded_prev(mesh: RecordingMesh, to: str) -> list[tuple[int, int]]:
+    return [
+        (m.serial, m.prev_serial)
+        for t, m in mesh.sent
+        if t == to and isinstance(m, ForwardProposal)
+    ]
+
+
+def test_each_proposal_names_its_unacknowledged_predecessor(
+    node: Node, recording: RecordingMesh
+) -> None:
+    node.core.step(heartbeat("leader", 1))
+    node._drain()
+    serials = [serial_of(node.send_chat(f"m{i}")) for i in range(3)]
+    node._drain()
+    assert forwarded_prev(recording, "leader") == [
+        (serials[0], 0),  # the first of this run may follow anything
+        (serials[1], serials[0]),
+        (serials[2], serials[1]),
+    ]
+    for index, serial in enumerate(serials, 1):
+        node._apply(committed(node, index, serial))
+    later = serial_of(node.send_chat("later"))
+    node._drain()
+    # Its predecessor is applied: nothing can overtake it, so it names none.
+    assert forwarded_prev(recording, "leader")[-1] == (later, 0)
+
+
+def test_out_of_order_refusal_resends_every_proposal_after_resume_after_once_in_order(
+    node: Node, recording: RecordingMesh
+) -> None:
+    node.core.step(heartbeat("leader", 1))
+    node._drain()
+    serials = [serial_of(node.send_chat(f"m{i}")) for i in range(4)]
+    node._drain()
+    # The leader lost the second: it refuses the third and the fourth (in that order).
+    for serial in serials[2:]:
+        node.core.step(
+            ProposalResult(
+                "leader",
+                1,
+                node.node_id,
+                serial,
+                error="out of order",
+                leader="leader",
+                out_of_order=True,
+                resume_after=serials[0],
+            )
+        )
+        node._drain()
+    assert recording.forwarded("leader") == [*serials, *serials[1:]]
+    assert forwarded_prev(recording, "leader")[4:] == [
+        (serials[1], serials[0]),
+        (serials[2], serials[1]),
+        (serials[3], serials[2]),
+    ]
+
+
+def test_duplicate_answer_is_not_resent_and_waits_for_apply(
+    node: Node, recording: RecordingMesh
+) -> None:
+    node.core.step(heartbeat("leader", 1))
+    node._drain()
+    message_id = node.send_chat("hello")
+    serial = serial_of(message_id)
+    node._drain()
+    node.core.step(
+        ProposalResult("leader", 1, node.node_id, serial, error="already", duplicate=True)
+    )
+    node._drain()
+    assert recording.forwarded("leader") == [serial]
+    queue = node.subscribe()
+    node._apply(committed(node, 1, serial))
+    assert [e for e in drain(queue) if isinstance(e, AckEvent)] == [AckEvent(message_id, 1)]
     assert not node._pending
