@@ -133,6 +133,10 @@ def test_mesh_config_rejects_inconsistent_settings():
         MeshConfig(max_messages_per_frame=0)
     with pytest.raises(TypeError, match="IceServer"):
         MeshConfig(ice_servers=["stun:127.0.0.1:3478"])
+    with pytest.raises(ValueError, match="dead_after"):
+        MeshConfig(ping_interval=1.0, dead_after=1.5)
+    with pytest.raises(ValueError, match="offer_in_flight"):
+        MeshConfig(offer_wait=1.0, offer_in_flight=1.0)
 
 
 async def test_listener_replays_presence_seen_before_the_mesh_was_bound(net):
@@ -382,9 +386,13 @@ async def test_lost_offer_is_retried_after_the_connect_timeout(net):
 
 # --- fault injection --------------------------------------------------------------------
 
+# A link that hears nothing for dead_after fails (tests/test_link_recovery.py); these tests
+# are about what is dropped, so the link must outlive them even on a loaded machine.
+LONG_SILENCE_CONFIG = MeshConfig(**{**vars(TEST_CONFIG), "dead_after": 60.0})
 
-async def test_block_drops_traffic_without_closing_the_link(net):
-    a, b = await connected(net, "a", "b")
+
+async def test_block_drops_traffic_silently(net):
+    a, b = await connected(net, "a", "b", config=LONG_SILENCE_CONFIG)
     a.mesh.block("b")
     assert a.mesh.send("b", b"lost")
     b.mesh.send("a", b"also lost")
@@ -397,7 +405,7 @@ async def test_block_drops_traffic_without_closing_the_link(net):
 
 
 async def test_fault_filter_can_drop_one_direction(net):
-    a, b = await connected(net, "a", "b")
+    a, b = await connected(net, "a", "b", config=LONG_SILENCE_CONFIG)
     a.mesh.set_fault_filter(lambda peer, direction: direction == "recv")
     assert a.mesh.send("b", b"a to b")
     b.mesh.send("a", b"b to a")
