@@ -85,3 +85,13 @@ def test_detects_entries_applied_before_they_are_persisted():
     storage.persist(Ready(entries=[Entry(1, 1)]))
     with pytest.raises(StorageError):
         storage.persist(Ready(entries=[Entry(3, 1)]))
+
+
+def test_detects_client_proposals_appended_out_of_order(monkeypatch):
+    """Without the leader's order check, a lost forwarded proposal is overtaken by the
+    next one of the same client: the per-sender FIFO check must catch it."""
+    monkeypatch.setattr(RaftCore, "_check_client_order", lambda self, *args: None)
+    failures = run_seeds(200, stop_at_first=True)
+    assert failures, "the simulator missed a client whose proposals applied out of order"
+    print(format_failure(failures[0]))
+    assert "applied after" in failures[0].violations[0]

@@ -1085,11 +1085,13 @@ class RaftCore:
         if serial <= last:
             located = self._log_serials.get(client_id)
             if located is not None and located[0] == serial:
-                term = self.log.term(located[1])
-                if term is not None and located[1] > self.log.snapshot_index:
-                    return RequestResult(
-                        RequestStatus.APPENDED, index=located[1], term=term, leader=self.id
-                    )
+                index = located[1]
+                if self.log.snapshot_index < index <= self.log.last_index:
+                    entry = self.log.entry(index)
+                    if entry.client_id == client_id and entry.serial == serial:
+                        return RequestResult(
+                            RequestStatus.APPENDED, index=index, term=entry.term, leader=self.id
+                        )
             return RequestResult(RequestStatus.DUPLICATE, error=Reason.DUPLICATE, leader=self.id)
         if prev_serial and prev_serial != last:
             error = Reason.OUT_OF_ORDER.format(
