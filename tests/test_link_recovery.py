@@ -10,9 +10,11 @@ the recovery path, not a speed measurement.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from mesh_utils import (
     TEST_CONFIG,
     FakeRelay,
@@ -188,3 +190,31 @@ async def test_one_sided_partition_also_heals(net):
     b.mesh.set_fault_filter(None)
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the link after healing")
     await assert_talk(b, a, b"healed")
+
+
+# --- overlapping attempts ---------------------------------------------------------------
+
+
+async def test_reset_during_a_negotiation_replaces_it_without_failing_the_link(net, monkeypatch):
+    a, b = await linked(net, "a", "b")
+    create_offer = RTCPeerConnection.createOffer
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def held_create_offer(pc: RTCPeerConnection) -> RTCSessionDescription:
+        entered.set()
+        await gate.wait()
+        return await create_offer(pc)
+
+    monkeypatch.setattr(RTCPeerConnection, "createOffer", held_create_offer)
+    changes_before = len(a.changes)
+    a.mesh.reset_link("b")
+    await asyncio.wait_for(entered.wait(), 5)
+    first = a.mesh._links["b"]._pc
+    monkeypatch.setattr(RTCPeerConnection, "createOffer", create_offer)
+    a.mesh.reset_link("b")  # replaces the attempt in the middle of its negotiation
+    await wait_until(lambda: first.signalingState == "closed", 5, "the first attempt closed")
+    gate.set()  # its negotiation goes on, on a closed connection, and fails
+    await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the new link")
+    states = [info.state for peer, info in a.changes[changes_before:] if peer == "b"]
+    assert LinkState.FAILED not in states, a.mesh.links()["b"].last_error
+    await assert_talk(a, b, b"one clean reconnection")

@@ -30,12 +30,13 @@ attempt fails while the filter drops the peer's traffic, as in a real partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -465,6 +466,8 @@ class Link:
     async def _offer(self) -> None:
         self._offer_sent_at = None
         async with self._lock:
+            if self.state != LinkState.CONNECTING:
+                return  # the attempt failed while this offer waited for the lock
             self._drop_pc()
             session = secrets.token_hex(8)
             self._session = session
@@ -472,11 +475,28 @@ class Link:
             pc = self._new_peer_connection()
             channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
             self._attach_channel(pc, channel)
-            with host_candidates(self._config.host_candidate_addresses()):
-                await pc.setLocalDescription(await pc.createOffer())
+            async with self._unless_replaced(pc):
+                with host_candidates(self._config.host_candidate_addresses()):
+                    await pc.setLocalDescription(await pc.createOffer())
+            if pc is not self._pc:
+                return
             sdp = pc.localDescription.sdp
             self._offer_sent_at = self._loop.time()
         await self._send_signal({"type": SIGNAL_OFFER, "session": session, "sdp": sdp})
+
+    @contextlib.asynccontextmanager
+    async def _unless_replaced(self, pc: RTCPeerConnection) -> AsyncIterator[None]:
+        """Swallow an error of ``pc``'s negotiation if ``pc`` was dropped meanwhile.
+
+        A reset, failure or newer offer closes the connection under a negotiation in
+        progress; its "connection is closed" error says nothing about the current one.
+        """
+        try:
+            yield
+        except Exception as exc:
+            if pc is self._pc:
+                raise
+            logger.debug("link %s: negotiation of a replaced connection ended: %r", self.peer, exc)
 
     async def _accept_offer(self, session: str, sdp: str) -> None:
         async with self._lock:
@@ -499,11 +519,14 @@ class Link:
                 if channel.readyState == "open":
                     self._on_open(pc, channel)
 
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            if pc.sctp is None:
-                raise ValueError("the offer has no data channel (application) section")
-            with host_candidates(self._config.host_candidate_addresses()):
-                await pc.setLocalDescription(await pc.createAnswer())
+            async with self._unless_replaced(pc):
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                if pc.sctp is None:
+                    raise ValueError("the offer has no data channel (application) section")
+                with host_candidates(self._config.host_candidate_addresses()):
+                    await pc.setLocalDescription(await pc.createAnswer())
+            if pc is not self._pc:
+                return
             answer = pc.localDescription.sdp
         await self._send_signal({"type": SIGNAL_ANSWER, "session": session, "sdp": answer})
 
@@ -513,7 +536,8 @@ class Link:
             if pc is None or session != self._session or pc.signalingState != "have-local-offer":
                 logger.debug("link %s: answer arrived with no offer pending", self.peer)
                 return
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            async with self._unless_replaced(pc):
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def _send_signal(self, payload: dict[str, Any]) -> None:
         if not await self._signaling.send_signal(self.peer, payload):
