@@ -18,8 +18,8 @@ request and waits for the next offer. A request names the last session the
 answerer saw (None for a fresh process): a request that does not name the offer
 in flight tells the offerer that offer was lost (e.g. it went to a process of the
 peer that died since), so it offers again at once instead of waiting for the
-connect timeout. A new answering link asks at once and again every
-``offer_wait`` until an offer arrives.
+connect timeout. A new answering link asks at once, and again after
+``offer_wait`` (then twice as long each time) until an offer arrives.
 
 Dead peers are noticed by silence: an open link that receives no frame at all for
 ``dead_after`` (each side pings every ``ping_interval``) fails and reconnects.
@@ -172,6 +172,8 @@ class Link:
         "When the offer of the current attempt went out (offerer); None until it has."
         self._offer_requested_at: float | None = None
         "When we last asked the offerer for an offer (answerer)."
+        self._offer_wait = config.offer_wait
+        "How long to wait before asking again; doubles per request within an attempt."
         self._last_received = self._attempt_started
         "When the last frame from the peer arrived (fault-filtered frames do not count)."
         self._last_maintained = self._attempt_started
@@ -387,8 +389,9 @@ class Link:
                 not self.is_offerer
                 and self._pc is None
                 and self._offer_requested_at is not None
-                and now - self._offer_requested_at >= self._config.offer_wait
+                and now - self._offer_requested_at >= self._offer_wait
             ):
+                self._offer_wait *= 2  # the peer may be gone for a while: ask less often
                 self._request_offer()
         elif (
             self.state == LinkState.FAILED and self._retry_at is not None and now >= self._retry_at
@@ -437,6 +440,7 @@ class Link:
         if self.is_offerer:
             self._spawn(self._offer())
         else:
+            self._offer_wait = self._config.offer_wait
             self._request_offer()
 
     def _request_offer(self) -> None:

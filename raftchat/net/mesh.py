@@ -85,7 +85,8 @@ class MeshConfig:
     counts as dead and is reconnected. ICE consent checks alone take ~30 s to notice."""
     offer_wait: float = 2.0
     """Seconds the answering side waits for an offer before it asks for one again (the
-    offerer may have sent its offer to a previous, now dead, process of ours)."""
+    offerer may have sent its offer to a previous, now dead, process of ours); the wait
+    doubles with each request of one connection attempt."""
     offer_in_flight: float = 1.0
     """An offer younger than this may still be on its way: a request for a new offer that
     does not name it crossed it and is ignored (the requester asks again after
