@@ -9,9 +9,10 @@ size or inode changed) for a JSON object::
 Every frame to or from a listed peer is dropped silently through the mesh's fault
 filter, and the signaling server still lists the peer, as in a real partition: the
 link goes quiet, is declared dead after the mesh's ``dead_after`` and cannot be
-re-established until the peer is no longer listed. A missing file or an empty list means no faults. A file that cannot
-be read or parsed is logged and the faults in force stay as they were (a writer
-should replace the file atomically: write a temporary file, then rename it).
+re-established until the peer is no longer listed. A missing file or an empty list
+means no faults. A file that cannot be read or parsed is logged and the faults in
+force stay as they were (a writer should replace the file atomically: write a
+temporary file, then rename it).
 
 Chaos tests (``tests/test_chaos.py``) use it to partition real node processes.
 """
