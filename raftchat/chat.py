@@ -164,7 +164,7 @@ def nick_problem(nick: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | Non
         return f"nick is {len(nick)} characters long; at most {limits.max_nick_chars} allowed"
     if _NICK_DISAMBIGUATOR in nick:
         return f"nick must not contain {_NICK_DISAMBIGUATOR!r}"
-    if not nick.isprintable() or any(char.isspace() for char in nick):
+    if not nick.isprintable() or " " in nick:  # the only printable whitespace is " "
         return "nick must be printable, without spaces or control characters"
     return None
 
@@ -174,7 +174,7 @@ def text_problem(text: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | Non
     other control characters (which could drive a terminal) are not."""
     if type(text) is not str:
         return f"text must be text, got {type(text).__name__}"
-    if not text.strip():
+    if not text or text.isspace():  # what ``not text.strip()`` says, without a copy
         return "text must not be empty"
     if len(text) > limits.max_text_chars:
         return f"text is {len(text)} characters long; at most {limits.max_text_chars} allowed"
@@ -189,7 +189,7 @@ def _client_id_problem(client_id: object, limits: ChatLimits) -> str | None:
         return "missing client id"
     if len(client_id) > limits.max_client_id_chars:
         return f"client id longer than {limits.max_client_id_chars} characters"
-    if not client_id.isprintable() or any(char.isspace() for char in client_id):
+    if not client_id.isprintable() or " " in client_id:  # see nick_problem
         return "client id must be printable, without spaces"
     return None
 
