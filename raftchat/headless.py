@@ -22,10 +22,12 @@ import codecs
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
 from raftchat.node import Node, NodeError
@@ -87,6 +89,38 @@ def event_line(event: Event) -> dict[str, Any] | None:
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 """One encoder for every line (``json.dumps`` with options builds a new one per call)."""
 
+_quote = encode_basestring_ascii
+"""The string escaping ``_ENCODER`` uses (ensure_ascii), callable on its own."""
+
+
+def _message_json(event: ChatMessageEvent) -> str | None:
+    """The ``message`` line exactly as ``_ENCODER.encode(event_line(event))`` writes it, built
+    directly (one line per committed message makes this the hot path), or None for a field
+    of an unusual type, which the general path handles."""
+    ts = event.ts
+    if not (
+        type(event.index) is int
+        and type(event.id) is str
+        and type(event.nick) is str
+        and type(event.text) is str
+        and type(ts) is float
+        and math.isfinite(ts)
+    ):
+        return None
+    return (
+        '{"event":"message","index":'
+        + int.__repr__(event.index)
+        + ',"id":'
+        + _quote(event.id)
+        + ',"nick":'
+        + _quote(event.nick)
+        + ',"text":'
+        + _quote(event.text)
+        + ',"ts":'
+        + float.__repr__(ts)
+        + (',"action":true}' if event.action else "}")
+    )
+
 
 class HeadlessPrinter:
     """Prints events as JSON lines; a status line only when its fields change.
@@ -99,6 +133,11 @@ class HeadlessPrinter:
         self._last_status: dict[str, Any] | None = None
 
     def print_event(self, event: Event) -> None:
+        if type(event) is ChatMessageEvent:
+            text = _message_json(event)
+            if text is not None:
+                self._out.write(text + "\n")
+                return
         line = event_line(event)
         if line is None:
             return

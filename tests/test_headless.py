@@ -136,6 +136,27 @@ def test_printer_writes_one_json_object_per_line_and_skips_unchanged_status() ->
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        ChatMessageEvent(7, "n1:5", "n1", "ada", "hi", 12.5),
+        ChatMessageEvent(8, "n1:6", "n1", "ada", "waves", 13.0, action=True),
+        ChatMessageEvent(
+            9, 'n"1:7', "n\\1", "e\x1b[2Jvil", "bell\x07\nnext \u00e9\U0001f600", 1e-7
+        ),
+        ChatMessageEvent(10, "n1:8", "n1", "ada", "int ts", 14),  # type: ignore[arg-type]
+        ChatMessageEvent(11, "n1:9", "n1", "ada", "nan ts", float("nan")),
+    ],
+)
+def test_printed_message_line_is_the_event_line_in_compact_ascii_json(
+    message: ChatMessageEvent,
+) -> None:
+    out = io.StringIO()
+    HeadlessPrinter(out).print_event(message)
+    expected = json.dumps(event_line(message), ensure_ascii=True, separators=(",", ":"))
+    assert out.getvalue() == expected + "\n"
+
+
 async def test_input_lines_become_messages_commands_and_errors() -> None:
     node = FakeNode()
     out = io.StringIO()
