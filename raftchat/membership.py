@@ -89,3 +89,30 @@ def next_change(view: MembershipView) -> Change | None:
         node = min(leaving, key=lambda n: (n in voters, n))
         return Change("remove", node, leaving[node])
     return None
+
+
+def wanted_links(
+    self_id: NodeId,
+    configuration: Configuration,
+    present: frozenset[NodeId],
+    *,
+    leader_known: bool = True,
+) -> frozenset[NodeId]:
+    """The peers this node keeps a mesh link to.
+
+    A pair of nodes is linked iff one of them is a voter or one of them is not a
+    member: voters reach everyone, a newcomer (or a blank node waiting to be added)
+    reaches everyone since it cannot tell who leads, but two learners need no link —
+    each only hears from the leader. Both ends evaluate the same rule on the same
+    replicated configuration, so they agree (but for the moment a change takes to
+    reach both): one side never keeps offering a link the other keeps closing.
+
+    A learner that knows no leader (e.g. just restarted, with a configuration whose
+    voters may all have been replaced since) reaches everyone until a leader speaks.
+    """
+    candidates = (present | configuration.members) - {self_id}
+    voters = configuration.voters
+    members = configuration.members
+    if self_id in voters or self_id not in members or not leader_known:
+        return candidates
+    return frozenset(peer for peer in candidates if peer in voters or peer not in members)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from raftchat import chat
 from raftchat.config import Settings, adaptive_election_timeout_ms
-from raftchat.membership import MembershipView, next_change
+from raftchat.membership import MembershipView, next_change, wanted_links
 from raftchat.net.link import LinkInfo, LinkState
 from raftchat.net.mesh import Mesh, MeshConfig
 from raftchat.net.signaling_client import SignalingClient
@@ -440,12 +440,20 @@ class Node:
     def on_state(self, state: str) -> None:
         self._on_signaling_state(state)
 
+    def _wanted_links(self) -> frozenset[str]:
+        """Peers present, and members even while presence misses them (a signaling outage
+        or a member leaving must not cut the links Raft still needs) — but a learner
+        links only to voters and newcomers (:func:`~raftchat.membership.wanted_links`)."""
+        return wanted_links(
+            self.node_id,
+            self.core.configuration,
+            self._present,
+            leader_known=bool(self.core.leader),
+        )
+
     def _update_links(self) -> None:
-        """Links to everyone present, and to every member even while presence misses it:
-        a signaling outage or a member leaving must not cut the links Raft still needs."""
         if self._mesh is not None and not self._stopped.is_set():
-            members = self.core.configuration.members
-            self._mesh.set_peers((self._present | members) - {self.node_id})
+            self._mesh.set_peers(self._wanted_links())
 
     def _on_presence(self, peers: frozenset[str]) -> None:
         now = time.monotonic()
@@ -457,7 +465,7 @@ class Node:
         self._present = peers
         if returned and self._mesh is not None and self._signaling_state == "connected":
             links = self._mesh.links()
-            for peer in returned & links.keys():
+            for peer in returned & links.keys() & self._wanted_links():
                 # Offers made while the peer was away went nowhere: start over now rather
                 # than after the mesh's connect timeout. An open link stays (that peer's
                 # signaling connection flapped, or a restarted peer asks for a new one).
@@ -804,10 +812,12 @@ class Node:
 
     def _on_core_event(self, event: object) -> None:
         match event:
-            case LeaderChanged(leader=leader) if leader:
-                name = "this node" if leader == self.node_id else self._name(leader)
-                text = f"{name} is the leader (term {event.term})"
-                self._publish(NoticeEvent("leader", text, time.time()))
+            case LeaderChanged(leader=leader):
+                self._update_links()  # a learner that knows no leader links to everyone
+                if leader:
+                    name = "this node" if leader == self.node_id else self._name(leader)
+                    text = f"{name} is the leader (term {event.term})"
+                    self._publish(NoticeEvent("leader", text, time.time()))
             case ConfigurationChanged():
                 self._update_links()
                 self._publish_status()

@@ -1,0 +1,180 @@
+"""Which peers a node links to: learners only to voters (and newcomers), so a large
+channel is not a full mesh; both ends of a pair agree on whether it is linked."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from raftchat.config import Settings
+from raftchat.membership import wanted_links
+from raftchat.node import Node
+from raftchat.raft import codec
+from raftchat.raft.codec import encode_configuration
+from raftchat.raft.messages import AppendEntries, Configuration, Entry, EntryKind
+from raftchat.storage import Storage
+
+VOTERS = frozenset({"v1", "v2", "v3"})
+LEARNERS = frozenset({"l1", "l2", "l3"})
+CONFIG = Configuration(voters=VOTERS, learners=LEARNERS)
+
+
+def test_voter_links_to_every_member_and_everyone_present() -> None:
+    present = frozenset({"v2", "l1", "newcomer"})
+    assert wanted_links("v1", CONFIG, present) == (VOTERS | LEARNERS | {"newcomer"}) - {"v1"}
+
+
+def test_learner_links_only_to_voters_and_newcomers() -> None:
+    present = VOTERS | LEARNERS | {"newcomer"}
+    assert wanted_links("l1", CONFIG, present) == VOTERS | {"newcomer"}
+
+
+def test_learner_keeps_links_to_voters_missing_from_presence() -> None:
+    assert wanted_links("l1", CONFIG, frozenset()) == VOTERS
+
+
+def test_blank_node_links_to_everyone_present() -> None:
+    present = VOTERS | LEARNERS | {"other-newcomer"}
+    assert wanted_links("newcomer", Configuration(), present) == present
+
+
+def test_removed_node_links_like_a_newcomer() -> None:
+    present = VOTERS | LEARNERS
+    assert wanted_links("gone", CONFIG, present) == present
+
+
+def test_learner_that_knows_no_leader_links_to_everyone() -> None:
+    present = VOTERS | LEARNERS | {"newcomer"}
+    wanted = wanted_links("l1", CONFIG, present, leader_known=False)
+    assert wanted == present - {"l1"}
+
+
+def test_both_ends_of_every_pair_agree() -> None:
+    """Else one side keeps offering a link the other keeps closing."""
+    nodes = sorted(VOTERS | LEARNERS | {"n1", "n2"})
+    present = frozenset(nodes)
+    for x, y in itertools.combinations(nodes, 2):
+        x_wants = y in wanted_links(x, CONFIG, present)
+        y_wants = x in wanted_links(y, CONFIG, present)
+        assert x_wants == y_wants, (x, y)
+        assert x_wants == (not {x, y} <= LEARNERS), (x, y)
+
+
+def test_fifty_members_need_far_fewer_links_than_a_full_mesh() -> None:
+    voters = frozenset(f"v{i}" for i in range(5))
+    learners = frozenset(f"l{i:02}" for i in range(45))
+    configuration = Configuration(voters=voters, learners=learners)
+    everyone = voters | learners
+    pairs = {
+        frozenset({node, peer})
+        for node in everyone
+        for peer in wanted_links(node, configuration, everyone)
+    }
+    assert len(pairs) == 5 * 45 + 10  # voter-learner pairs plus voter-voter pairs
+
+
+class LinkRecordingMesh:
+    """Stands in for the mesh: remembers the last set of peers the node asked for."""
+
+    def __init__(self) -> None:
+        self.peers: frozenset[str] | None = None
+
+    def set_peers(self, peers: frozenset[str]) -> None:
+        self.peers = frozenset(peers)
+
+    def send(self, to: str, data: bytes) -> bool:
+        return True
+
+    def links(self) -> dict:
+        return {}
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    storage = Storage.open_channel("unit", tmp_path)
+    yield Node(storage, Settings(), nick="ada")
+    storage.close()
+
+
+@pytest.fixture
+def mesh(node: Node) -> LinkRecordingMesh:
+    recording = LinkRecordingMesh()
+    node._mesh = recording  # type: ignore[assignment]
+    return recording
+
+
+def replicate_configuration(node: Node, configuration: Configuration, index: int) -> None:
+    """The leader v1 appends a configuration entry to the node's log."""
+    entry = Entry(index, 1, EntryKind.CONFIG, encode_configuration(configuration))
+    message = AppendEntries("v1", 1, index - 1, 1 if index > 1 else 0, (entry,), index)
+    node._on_frame("v1", codec.encode(message))
+    node._drain()
+
+
+def test_blank_node_asks_the_mesh_for_everyone_present(node: Node, mesh: LinkRecordingMesh) -> None:
+    node._on_presence(VOTERS | LEARNERS)
+    assert mesh.peers == VOTERS | LEARNERS
+
+
+def test_node_added_as_learner_drops_links_to_other_learners(
+    node: Node, mesh: LinkRecordingMesh
+) -> None:
+    me = node.node_id
+    node._on_presence(VOTERS | LEARNERS | {"newcomer"})
+    replicate_configuration(node, Configuration(VOTERS, LEARNERS | {me}), 1)
+    assert mesh.peers == VOTERS | {"newcomer"}
+
+
+def test_learner_promoted_to_voter_links_to_everyone(node: Node, mesh: LinkRecordingMesh) -> None:
+    me = node.node_id
+    node._on_presence(VOTERS | LEARNERS)
+    replicate_configuration(node, Configuration(VOTERS, LEARNERS | {me}), 1)
+    replicate_configuration(node, Configuration(VOTERS | {me}, LEARNERS), 2)
+    assert mesh.peers == VOTERS | LEARNERS
+
+
+def test_learner_links_to_a_learner_once_it_is_promoted(
+    node: Node, mesh: LinkRecordingMesh
+) -> None:
+    me = node.node_id
+    node._on_presence(VOTERS | LEARNERS)
+    replicate_configuration(node, Configuration(VOTERS, LEARNERS | {me}), 1)
+    assert "l1" not in (mesh.peers or ())
+    replicate_configuration(node, Configuration(VOTERS | {"l1"}, LEARNERS - {"l1"} | {me}), 2)
+    assert mesh.peers == VOTERS | {"l1"}
+
+
+def test_presence_change_keeps_a_learner_off_other_learners(
+    node: Node, mesh: LinkRecordingMesh
+) -> None:
+    me = node.node_id
+    node._on_presence(VOTERS | LEARNERS)
+    replicate_configuration(node, Configuration(VOTERS, LEARNERS | {me}), 1)
+    node._on_presence(VOTERS | LEARNERS | {"l4"})
+    assert mesh.peers == VOTERS | {"l4"}
+
+
+def test_restarted_learner_links_to_everyone_until_a_leader_speaks(tmp_path: Path) -> None:
+    """Its stored configuration may be stale: the voters it knows may all be gone."""
+    storage = Storage.open_channel("unit", tmp_path)
+    first = Node(storage, Settings(), nick="ada")
+    first._mesh = LinkRecordingMesh()  # type: ignore[assignment]
+    replicate_configuration(first, Configuration(VOTERS, LEARNERS | {first.node_id}), 1)
+    storage.close()
+
+    storage = Storage.open_channel("unit", tmp_path)
+    try:
+        restarted = Node(storage, Settings(), nick="ada")
+        mesh = LinkRecordingMesh()
+        restarted._mesh = mesh  # type: ignore[assignment]
+        restarted._on_presence(VOTERS | LEARNERS)
+        assert mesh.peers == VOTERS | LEARNERS
+        heartbeat = AppendEntries("v1", 1, 1, 1, (), 1)
+        restarted._on_frame("v1", codec.encode(heartbeat))
+        restarted._drain()
+        assert mesh.peers == VOTERS
+    finally:
+        storage.close()
