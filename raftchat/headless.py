@@ -122,6 +122,13 @@ def _message_json(event: ChatMessageEvent) -> str | None:
     )
 
 
+def _ack_json(event: AckEvent) -> str | None:
+    """The ``ack`` line built directly, like :func:`_message_json`."""
+    if type(event.id) is not str or type(event.index) is not int:
+        return None
+    return '{"event":"ack","id":' + _quote(event.id) + ',"index":' + int.__repr__(event.index) + "}"
+
+
 class HeadlessPrinter:
     """Prints events as JSON lines; a status line only when its fields change.
 
@@ -133,8 +140,9 @@ class HeadlessPrinter:
         self._last_status: dict[str, Any] | None = None
 
     def print_event(self, event: Event) -> None:
-        if type(event) is ChatMessageEvent:
-            text = _message_json(event)
+        kind = type(event)
+        if kind is ChatMessageEvent or kind is AckEvent:
+            text = _message_json(event) if kind is ChatMessageEvent else _ack_json(event)
             if text is not None:
                 self._out.write(text + "\n")
                 return

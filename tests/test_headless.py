@@ -146,10 +146,12 @@ def test_printer_writes_one_json_object_per_line_and_skips_unchanged_status() ->
         ),
         ChatMessageEvent(10, "n1:8", "n1", "ada", "int ts", 14),  # type: ignore[arg-type]
         ChatMessageEvent(11, "n1:9", "n1", "ada", "nan ts", float("nan")),
+        AckEvent("n1:5", 7),
+        AckEvent('n\u00e9"1:\x07', 2**62),
     ],
 )
-def test_printed_message_line_is_the_event_line_in_compact_ascii_json(
-    message: ChatMessageEvent,
+def test_printed_message_and_ack_lines_are_the_event_line_in_compact_ascii_json(
+    message: ChatMessageEvent | AckEvent,
 ) -> None:
     out = io.StringIO()
     HeadlessPrinter(out).print_event(message)
