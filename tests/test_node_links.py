@@ -4,13 +4,15 @@ channel is not a full mesh; both ends of a pair agree on whether it is linked.""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from cluster_utils import Cluster, NodeProcess
 
 from raftchat.config import Settings
 from raftchat.membership import wanted_links
+from raftchat.net.signaling_server import start_server
 from raftchat.node import Node
 from raftchat.raft import codec
 from raftchat.raft.codec import encode_configuration
@@ -178,3 +180,54 @@ def test_restarted_learner_links_to_everyone_until_a_leader_speaks(tmp_path: Pat
         assert mesh.peers == VOTERS
     finally:
         storage.close()
+
+
+# --- real processes: a channel with learners works over the reduced mesh -------------
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    server = await start_server("127.0.0.1", 0)
+    nodes = Cluster(tmp_path, f"http://127.0.0.1:{server.port}")
+    config = nodes.config_path.read_text()
+    nodes.config_path.write_text("max_voters = 3\n" + config)
+    try:
+        yield nodes
+    finally:
+        await nodes.close()
+        await server.close()
+
+
+def configuration_of(node: NodeProcess) -> tuple[int, int]:
+    status = node.status or {}
+    return len(status.get("voters", ())), len(status.get("learners", ()))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_channel_with_learners_on_the_reduced_mesh_survives_a_leader_change(
+    cluster: Cluster,
+) -> None:
+    """Five nodes, three voters: learners hear only voters, yet get every message, follow
+    a new leader when the old one is killed, and one is promoted into its place."""
+    await cluster.grow(1)
+    for _ in range(4):
+        await cluster.add()
+    await cluster.wait_all(lambda n: configuration_of(n) == (3, 2), "3 voters, 2 learners")
+    learners = [n for n in cluster.nodes if not n.is_voter()]
+    learners[0].send("from a learner")
+    await cluster.wait_all(lambda n: "from a learner" in n.texts(), "the learner's message")
+
+    old_leader = await cluster.leader()
+    old_leader.kill()
+    survivors = [n for n in cluster.nodes if n is not old_leader]
+    new_leader = await cluster.leader(survivors)
+    assert new_leader is not old_leader
+    await cluster.wait_all(
+        lambda n: configuration_of(n) == (3, 1), "a learner promoted in place", survivors
+    )
+    learner = next(n for n in survivors if not n.is_voter())
+    learner.send("after the leader change")
+    await cluster.wait_all(
+        lambda n: "after the leader change" in n.texts(), "the message", survivors
+    )
