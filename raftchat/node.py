@@ -813,7 +813,8 @@ class Node:
     def _on_core_event(self, event: object) -> None:
         match event:
             case LeaderChanged(leader=leader):
-                self._update_links()  # a learner that knows no leader links to everyone
+                if self.node_id in self.core.configuration.learners:
+                    self._update_links()  # a learner that knows no leader links to everyone
                 if leader:
                     name = "this node" if leader == self.node_id else self._name(leader)
                     text = f"{name} is the leader (term {event.term})"
