@@ -473,7 +473,11 @@ class Storage:
                     lambda: self._save(hard_state, entries, rows, truncate_from, snapshot)
                 )
             )
-            self._refresh_cache()
+            # The log bounds and snapshot position were kept up to date while writing (a
+            # failed transaction reloads them all), so only the hard state is left to note:
+            # no reading back after every save.
+            if hard_state is not None:
+                self._hard_state = hard_state
 
     def compact(self, snapshot: Snapshot) -> None:
         """Store a snapshot of the applied state and drop the log up to its index, atomically."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import stat
 import subprocess
@@ -472,3 +473,47 @@ def test_full_disk_keeps_committed_data_and_stays_readable(node_dir: Path) -> No
 def test_storage_options_are_validated() -> None:
     with pytest.raises(ValueError, match="max_size_bytes"):
         StorageOptions(max_size_bytes=10)
+
+
+def test_positions_kept_in_memory_match_the_database_after_random_writes(
+    storage: Storage,
+) -> None:
+    seed = int(os.environ.get("RAFTCHAT_TEST_SEED", random.randrange(2**32)))
+    print(f"seed {seed} (replay with RAFTCHAT_TEST_SEED={seed})")
+    rng = random.Random(seed)
+    term = commit = 0
+    for _ in range(150):
+        state = storage.load()
+        last, snap = state.last_index, state.snapshot.meta.index if state.snapshot else 0
+        terms = {entry.index: entry.term for entry in state.entries}
+        if state.snapshot:
+            terms[snap] = state.snapshot.meta.term
+        last_term = terms.get(last, 0)
+        move = rng.choice(["append", "append", "truncate", "hard_state", "compact", "install"])
+        if move == "append":
+            first = rng.randint(max(commit, snap) + 1, last + 1)
+            term = max(term, terms.get(first - 1, 0)) + rng.randint(0, 1)
+            storage.save(
+                HardState(term, "", commit), make_entries(first, first + rng.randint(0, 4), term)
+            )
+        elif move == "truncate" and last > max(commit, snap):
+            storage.save(truncate_from=rng.randint(max(commit, snap) + 1, last))
+        elif move == "hard_state":
+            commit = rng.randint(commit, last)
+            storage.save(HardState(term, rng.choice(["", "peer-a"]), commit))
+        elif move == "compact" and commit > snap:
+            index = rng.randint(snap + 1, commit)
+            storage.compact(snapshot_at(index, terms[index]))
+        elif move == "install":
+            index = rng.randint(max(commit, snap) + 1, last + 2)
+            matching = index in terms and rng.random() < 0.5
+            term = max(term, last_term) if matching else max(term, last_term) + 1
+            storage.save(snapshot=snapshot_at(index, terms[index] if matching else term))
+        state = storage.load()
+        snap = state.snapshot.meta.index if state.snapshot else 0
+        last_entry_term = state.entries[-1].term if state.entries else None
+        snap_term = state.snapshot.meta.term if state.snapshot else 0
+        assert storage.hard_state == state.hard_state
+        assert storage.first_index == snap + 1
+        assert storage.last_index == state.last_index
+        assert storage.last_term == (last_entry_term if state.entries else snap_term)
