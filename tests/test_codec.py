@@ -119,7 +119,12 @@ any_message = st.sampled_from(MESSAGE_TYPES).flatmap(messages)
 def test_every_message_type_round_trips(cls: type, data: st.DataObject) -> None:
     message = data.draw(messages(cls))
     frame = encode(message)
-    assert decode(frame) == message
+    decoded = decode(frame)
+    assert decoded == message
+    assert hash(decoded) == hash(message)  # built like the dataclass __init__ builds it
+    assert [hash(entry) for entry in getattr(decoded, "entries", ())] == [
+        hash(entry) for entry in getattr(message, "entries", ())
+    ]
     wire = msgpack.unpackb(frame)
     assert wire[:2] == [PROTOCOL_VERSION, MESSAGE_TYPES.index(cls)]
     assert len(wire) == 2 + len(dataclasses.fields(cls))

@@ -318,6 +318,27 @@ def _explain(specs: tuple[_FieldSpec, ...], values: Any, where: str = "") -> typ
     raise _Invalid(f"{where}invalid fields")  # unreachable while fast and full checks agree
 
 
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Callable, ...] | None:
+    """The slot setters of ``cls``'s fields, if setting them all is what its ``__init__`` does.
+
+    That holds for a slots dataclass whose fields are all ``__init__`` parameters and that
+    has no ``__post_init__``. Setting the slots directly skips the frozen dataclass's
+    ``object.__setattr__`` per field, about half the cost of building an Entry.
+    """
+    fields = dataclasses.fields(cls)
+    if "__post_init__" in vars(cls) or any(not f.init for f in fields):
+        return None
+    if tuple(f.name for f in fields) != names:
+        return None
+    setters = []
+    for name in names:
+        slot = vars(cls).get(name)
+        if not isinstance(slot, types.MemberDescriptorType):
+            return None
+        setters.append(slot.__set__)
+    return tuple(setters)
+
+
 def _compile_builder(cls: type, specs: tuple[_FieldSpec, ...], *, many: bool) -> Callable:
     """Generate a checking constructor for ``cls`` from its field specs.
 
@@ -343,7 +364,15 @@ def _compile_builder(cls: type, specs: tuple[_FieldSpec, ...], *, many: bool) ->
         arguments.append(spec.fast_value.format(v=variable, c=constant))
     unpack = ", ".join(variables) + ("," if len(variables) == 1 else "")
     condition = " and ".join(tests) or "True"
-    build = f"CLS({', '.join(arguments)})"
+    setters = _slot_setters(cls, tuple(spec.name for spec in specs))
+    if setters is None:
+        build = f"obj = CLS({', '.join(arguments)})"
+    else:
+        namespace["NEW"] = object.__new__
+        namespace.update((f"s{position}", setter) for position, setter in enumerate(setters))
+        build = "; ".join(
+            ["obj = NEW(CLS)"] + [f"s{i}(obj, {argument})" for i, argument in enumerate(arguments)]
+        )
     if many:
         source = f"""
 def build_many(records):
@@ -354,7 +383,8 @@ def build_many(records):
             {unpack} = record
             if {condition}:
                 try:
-                    append({build})
+                    {build}
+                    append(obj)
                     continue
                 except _Invalid:
                     pass
@@ -367,7 +397,8 @@ def build_one(record):
     {unpack} = record
     if {condition}:
         try:
-            return {build}
+            {build}
+            return obj
         except _Invalid:
             pass
     explain(SPECS, record)
