@@ -452,9 +452,10 @@ class ChatState:
             nick = self.nick_of(client_id)
         if not nick:
             return client_id[:8] or "?"
-        others = self._clients_by_nick.get(nick, set()) - {client_id}
-        if not others:
-            return nick
+        holders = self._clients_by_nick.get(nick)
+        if not holders or (len(holders) == 1 and client_id in holders):
+            return nick  # nobody else uses the nick (the common case: no sets built)
+        others = holders - {client_id}
         length = _MIN_SUFFIX_CHARS
         while length < len(client_id) and any(
             other[:length] == client_id[:length] for other in others
@@ -500,15 +501,15 @@ class ChatState:
             events.append(NickChanged(entry.index, entry.client_id, old_nick, command.nick))
         self._record_serial(entry, nick=command.nick)
         if isinstance(command, ChatMessage):
-            message = MessageApplied(
-                index=entry.index,
-                id=f"{entry.client_id}:{entry.serial}",
-                client_id=entry.client_id,
-                serial=entry.serial,
-                nick=command.nick,
-                text=command.text,
-                ts=command.ts,
-                action=command.action,
+            message = MessageApplied(  # positional: index, id, client_id, serial, nick, ...
+                entry.index,
+                f"{entry.client_id}:{entry.serial}",
+                entry.client_id,
+                entry.serial,
+                command.nick,
+                command.text,
+                command.ts,
+                command.action,
             )
             self._history.append(message)
             events.append(message)
