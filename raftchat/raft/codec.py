@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import operator
 import re
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -515,6 +516,15 @@ class Codec:
             "max_map_len": 0,
             "max_ext_len": 0,
         }
+        self._per_thread = threading.local()
+
+    def _packer(self) -> msgpack.Packer:
+        """This thread's packer: ``packb`` would build a new Packer for every frame."""
+        try:
+            return self._per_thread.packer
+        except AttributeError:
+            packer = self._per_thread.packer = msgpack.Packer(use_bin_type=True)
+            return packer
 
     def encode(self, message: Message) -> bytes:
         """The frame for ``message``; raises CodecError if a peer would have to reject it."""
@@ -524,7 +534,7 @@ class Codec:
         values = [getattr(message, name) for name in spec.names]
         for position, to_wire in spec.wire_converters:
             values[position] = to_wire(values[position])
-        frame = msgpack.packb([PROTOCOL_VERSION, spec.tag, *values], use_bin_type=True)
+        frame = self._packer().pack([PROTOCOL_VERSION, spec.tag, *values])
         if len(frame) > self.limits.max_frame_bytes:
             raise CodecError(
                 f"{type(message).__name__} encodes to {len(frame)} bytes, more than the frame"
@@ -572,7 +582,7 @@ class Codec:
         return message
 
     def encode_configuration(self, configuration: Configuration) -> bytes:
-        return msgpack.packb(_encode_configuration_value(configuration), use_bin_type=True)
+        return self._packer().pack(_encode_configuration_value(configuration))
 
     def decode_configuration(self, data: bytes) -> Configuration:
         try:
