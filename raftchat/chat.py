@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -234,7 +235,19 @@ def encode_command(command: Command, limits: ChatLimits = DEFAULT_LIMITS) -> byt
         fields = [_TAG_NICK, command.nick]
     else:
         fields = [_TAG_LEAVE]
-    return msgpack.packb([COMMAND_VERSION, *fields], use_bin_type=True)
+    return _packer().pack([COMMAND_VERSION, *fields])
+
+
+_per_thread = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's packer: ``packb`` would build a new Packer for every command."""
+    try:
+        return _per_thread.packer
+    except AttributeError:
+        packer = _per_thread.packer = msgpack.Packer(use_bin_type=True)
+        return packer
 
 
 def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> Command:
