@@ -40,7 +40,7 @@ Example (``config.toml``)::
     member_timeout_s = 30
 
     [[ice_servers]]
-    urls = "stun:stun.example.org:3478"
+    urls = "stun:relay.example.org:3478"
 
     [[ice_servers]]
     urls = ["turn:turn.example.org:3478", "turn:turn.example.org:3478?transport=tcp"]
