@@ -81,7 +81,7 @@ def test_example_in_docstring_parses(tmp_path: Path) -> None:
     assert settings.adaptive_factor_max == 20
     assert settings.member_timeout_s == 30
     assert settings.ice_servers == (
-        IceServer(("stun:stun.example.org:3478",)),
+        IceServer(("stun:relay.example.org:3478",)),
         IceServer(
             ("turn:turn.example.org:3478", "turn:turn.example.org:3478?transport=tcp"),
             "ada",
