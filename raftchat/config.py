@@ -25,6 +25,7 @@ Example (``config.toml``)::
     # passphrase_file = "passphrase.txt"
     max_voters = 5
     compaction_threshold = 5000
+    catchup_entries = 10000
     history_window = 10000
     # data_dir = "~/raftchat-data"
 
@@ -117,6 +118,9 @@ class Settings:
     more voters make each commit wait for more peers."""
     compaction_threshold: int = 5_000
     """Log entries past the last snapshot that trigger a new snapshot."""
+    catchup_entries: int = 10_000
+    """Entries the log keeps before a new snapshot's index: a member lagging by fewer
+    entries than this catches up from the log (seeing every message), not a snapshot."""
     history_window: int = 10_000
     """Messages kept in snapshots, so a joining node sees recent history."""
     data_dir: Path | None = None
@@ -309,6 +313,7 @@ _SPECS: dict[str, _Spec] = {
     "passphrase": _Spec(None, _optional(_secret)),
     "max_voters": _Spec(None, _integer(1, 9)),
     "compaction_threshold": _Spec(None, _integer(1, 100_000_000)),
+    "catchup_entries": _Spec(None, _integer(0, 100_000_000)),
     "history_window": _Spec(None, _integer(1, 1_000_000)),
     "data_dir": _Spec(None, _optional(_path), is_path=True),
     "tick_ms": _Spec(TIMERS_TABLE, _integer(1, 1_000)),

@@ -4,7 +4,7 @@ Input: each line is a chat message; ``/nick NAME`` renames, ``/me ACTION`` sends
 an action, ``/quit`` leaves (so does end of input). Output, nothing else on stdout:
 
 - ``{"event":"status","node_id","state","term","leader","voters","learners",
-  "commit_index","last_index"}`` whenever one of these changes (index changes are
+  "commit_index","last_index","snapshot_index"}`` whenever one of these changes (index changes are
   reported at most every few hundred milliseconds, not once per message);
 - ``{"event":"message","index","id","nick","text","ts"}`` for each committed chat
   message in log order, including the history a joining node receives;
@@ -51,6 +51,7 @@ _STATUS_FIELDS = (
     "learners",
     "commit_index",
     "last_index",
+    "snapshot_index",
 )
 
 _STATE_ALIASES = {"pre_candidate": "candidate"}

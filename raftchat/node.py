@@ -70,6 +70,9 @@ _STATE_NAMES = {
     Role.LEADER: "leader",
     Role.LEARNER: "learner",
 }
+MAX_PENDING_SNAPSHOTS = 8
+"""Snapshots waiting for their catch-up entries are taken at least ``catchup_entries`` / this
+many entries apart, so a small ``compaction_threshold`` cannot pile up snapshots in memory."""
 _LINK_STATES = {"connecting": "connecting", "open": "connected", "failed": "failed"}
 _SIGNALING_STATES = {"closed": "disconnected"}
 
@@ -182,6 +185,9 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mesh: Mesh | None = None
         self._signaling: SignalingClient | None = None
+        self._compaction_candidates: deque[tuple[int, bytes]] = deque()
+        """Snapshots (index, chat state), oldest first, waiting for ``catchup_entries``
+        more entries before the log is compacted to them."""
 
         persisted = storage.load()
         snapshot = persisted.snapshot
@@ -632,6 +638,7 @@ class Node:
 
     def _install_snapshot(self, snapshot: Snapshot) -> None:
         self.chat = self._restore_chat(snapshot)
+        self._compaction_candidates.clear()  # older than the leader's snapshot
         configuration = snapshot.meta.configuration
         self.chat.apply_membership(
             snapshot.meta.index, configuration.voters, configuration.learners
@@ -659,11 +666,28 @@ class Node:
         return chat.ChatState.restore(snapshot.data, history_limit=self.settings.history_window)
 
     def _maybe_compact(self) -> None:
+        """Snapshot every ``compaction_threshold`` entries, but compact the log to a
+        snapshot only once ``catchup_entries`` more are applied: the log keeps that many
+        entries, so a member that fell a little behind (a busy or briefly paused machine)
+        catches up from entries and sees every message, instead of getting a snapshot
+        that shows only the history window."""
         applied = self.chat.last_applied_index
-        if applied - self.core.log.snapshot_index < self.settings.compaction_threshold:
-            return
-        self.core.compact(applied, self.chat.snapshot())
-        self._schedule_drain()
+        log = self.core.log
+        candidates = self._compaction_candidates
+        newest = candidates[-1][0] if candidates else log.snapshot_index
+        spacing = max(
+            self.settings.compaction_threshold,
+            self.settings.catchup_entries // MAX_PENDING_SNAPSHOTS,
+        )
+        if applied - newest >= spacing:
+            candidates.append((applied, self.chat.snapshot()))
+        target: tuple[int, bytes] | None = None
+        while candidates and applied - candidates[0][0] >= self.settings.catchup_entries:
+            target = candidates.popleft()
+        if target is not None and target[0] > log.snapshot_index:
+            # (not when a snapshot from the leader has already replaced it)
+            self.core.compact(*target)
+            self._schedule_drain()
 
     # --- applying -------------------------------------------------------------------
 

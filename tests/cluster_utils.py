@@ -26,6 +26,7 @@ POLL_INTERVAL = 0.05
 
 FAST_CONFIG = """\
 compaction_threshold = {compaction_threshold}
+catchup_entries = {catchup_entries}
 history_window = {history_window}
 
 [timers]
@@ -41,6 +42,7 @@ def write_config(
     path: Path,
     *,
     compaction_threshold: int = 5000,
+    catchup_entries: int = 10000,
     history_window: int = 10000,
     member_timeout_s: float = 30,
 ) -> Path:
@@ -48,6 +50,7 @@ def write_config(
     path.write_text(
         FAST_CONFIG.format(
             compaction_threshold=compaction_threshold,
+            catchup_entries=catchup_entries,
             history_window=history_window,
             member_timeout_s=member_timeout_s,
         )

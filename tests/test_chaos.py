@@ -44,7 +44,12 @@ MAX_MEMBERS = 7
 """A node joins only while fewer than this many are running."""
 CONVERGENCE_TIMEOUT = 90.0
 END_MARKER = "chaos-end"
-CONFIG = {"compaction_threshold": 200, "history_window": 100_000, "member_timeout_s": 4}
+CONFIG = {
+    "compaction_threshold": 200,
+    "catchup_entries": 50,
+    "history_window": 100_000,
+    "member_timeout_s": 4,
+}
 """Frequent snapshots (restarted and new nodes catch up from them); a member silent for
 4 s is removed (long partitions remove and re-add members); the whole history stays in
 snapshots, so the auditor at the end sees every message."""

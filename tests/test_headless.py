@@ -86,6 +86,7 @@ def test_status_line_has_exactly_the_documented_fields() -> None:
         "learners": ["n3"],
         "commit_index": 3,
         "last_index": 4,
+        "snapshot_index": 0,
     }
 
 

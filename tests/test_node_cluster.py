@@ -7,6 +7,7 @@ node processes with temporary data dirs and short timers (see cluster_utils).
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -176,11 +177,44 @@ async def test_killed_node_restarts_from_its_data_dir_and_catches_up(cluster: Cl
     assert all(t == tail[0] for t in tail)
 
 
+async def test_paused_follower_catches_up_from_entries_kept_after_compaction(
+    cluster: Cluster,
+) -> None:
+    # Snapshots every 5 entries keep only 15 messages of history, so a follower that got
+    # one would miss messages; the log keeps 60 entries before each snapshot's index.
+    cluster.configure(compaction_threshold=5, catchup_entries=60, history_window=15)
+    nodes = await cluster.grow(3)
+    leader = await cluster.leader()
+    follower = next(node for node in nodes if node is not leader)
+
+    async def send_one_by_one(numbers: range) -> None:
+        for i in numbers:
+            leader.send(f"m{i}")
+            acked = i + 1
+            await leader.wait_for(lambda n, acked=acked: len(n.acks()) == acked, what=f"m{i} acked")
+
+    await send_one_by_one(range(100))
+    await cluster.wait_all(lambda n: "m99" in n.texts(), "the first 100 messages")
+    await leader.wait_for(lambda n: n.status["snapshot_index"] > 0, what="a compaction")
+    compacted_before_pause = leader.status["snapshot_index"]
+    follower.process.send_signal(signal.SIGSTOP)
+    try:
+        await send_one_by_one(range(100, 140))
+        await leader.wait_for(
+            lambda n: n.status["snapshot_index"] > compacted_before_pause,
+            what="the leader compacting its log during the pause",
+        )
+    finally:
+        follower.process.send_signal(signal.SIGCONT)
+    await follower.wait_for(lambda n: "m139" in n.texts(), what="catching up")
+    assert follower.texts() == [f"m{i}" for i in range(140)]
+
+
 async def test_node_joining_after_compaction_receives_a_snapshot(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     history_window = 15
-    cluster.configure(compaction_threshold=20, history_window=history_window)
+    cluster.configure(compaction_threshold=20, catchup_entries=0, history_window=history_window)
     # The newcomer never compacts its own log, so a snapshot in its storage came from the leader.
     newcomer_config = write_config(
         tmp_path / "newcomer.toml", compaction_threshold=100_000, history_window=history_window

@@ -19,6 +19,7 @@ class ClusterSettings:
     """What goes into each node's config.toml (the rest are the defaults)."""
 
     compaction_threshold: int = 5_000
+    catchup_entries: int = 10_000
     max_voters: int = 5
     history_window: int = 10_000
     debug_nodes: bool = False
@@ -31,6 +32,7 @@ class ClusterSettings:
         return (
             f"max_voters = {self.max_voters}\n"
             f"compaction_threshold = {self.compaction_threshold}\n"
+            f"catchup_entries = {self.catchup_entries}\n"
             f"history_window = {self.history_window}\n"
             "\n[timers]\n"
             "tick_ms = 10\n"

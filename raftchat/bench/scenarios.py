@@ -477,7 +477,9 @@ async def run_join(ctx: BenchContext) -> Results:
     ctx.progress(f"  caught up {entries['caught_up_s']:.2f} s after its process started")
     threshold = max(10, history // SNAPSHOT_PATH_FRACTION)
     ctx.progress(f"join: the same from a snapshot (compaction every {threshold} entries)")
-    snapshot = await _join_once(ctx, "snapshot", ClusterSettings(compaction_threshold=threshold))
+    snapshot = await _join_once(
+        ctx, "snapshot", ClusterSettings(compaction_threshold=threshold, catchup_entries=0)
+    )
     ctx.progress(f"  caught up {snapshot['caught_up_s']:.2f} s after its process started")
     return {"join": {"entries": entries, "snapshot": snapshot}}
 
