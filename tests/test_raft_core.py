@@ -195,6 +195,28 @@ def test_learner_promotion_makes_it_a_voter_that_can_lead():
     assert cluster.leader() == "c"
 
 
+def test_learners_get_every_fifth_heartbeat_and_new_commits_at_once():
+    cluster = Cluster("ab", learner_heartbeat_rounds=5)
+    cluster.add_node("c")
+    cluster.change(lambda core: core.add_learner("c"))
+    cluster.settle()
+    start = len(cluster.delivered)
+    cluster.tick(2 * 10)  # ten heartbeat rounds
+
+    def empty_appends_to(peer: str) -> int:
+        return sum(
+            1
+            for _, to, message in cluster.delivered[start:]
+            if to == peer and isinstance(message, AppendEntries) and not message.entries
+        )
+
+    assert empty_appends_to("b") == 10
+    assert empty_appends_to("c") == 2
+    cluster.propose("a", b"hello")
+    cluster.deliver_all()
+    assert cluster.core("c").status().commit_index == cluster.core("a").status().commit_index
+
+
 def test_configuration_takes_effect_on_append_and_reverts_when_truncated():
     cluster = Cluster("abcde", check_quorum=False)
     cluster.add_node("f")

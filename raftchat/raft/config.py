@@ -28,6 +28,10 @@ class RaftConfig:
     """T: a follower campaigns after a random timeout in [T, 2T) without hearing a leader."""
     heartbeat_ticks: int = 2
     """A leader sends heartbeats this often; must be smaller than the election timeout."""
+    learner_heartbeat_rounds: int = 5
+    """Learners get every this-many-th heartbeat. They never campaign and new commits reach
+    them at once anyway, so their heartbeats only show the leader is alive and find stalled
+    replication; in a large channel, heartbeats to learners are most of the leader's work."""
     max_append_bytes: int = 64 * 1024
     """Upper bound on entry bytes in one AppendEntries (one entry is always allowed)."""
     max_inflight: int = 8
@@ -54,6 +58,7 @@ class RaftConfig:
         positive = (
             "election_timeout_ticks",
             "heartbeat_ticks",
+            "learner_heartbeat_rounds",
             "max_append_bytes",
             "max_inflight",
             "snapshot_chunk_bytes",

@@ -168,6 +168,8 @@ class RaftCore:
         self._progress: dict[NodeId, Progress] = {}
         self._transfer_target: NodeId = NO_NODE
         self._heartbeat_seq = 0
+        self._heartbeat_round = 0
+        """Heartbeat rounds sent as leader (reads add heartbeats, not rounds)."""
         self._needs_broadcast = False
         self._read_round_needed = False
         self._reads: deque[_PendingRead] = deque()
@@ -758,8 +760,12 @@ class RaftCore:
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
             self._heartbeat_elapsed = 0
             self._heartbeat_seq += 1
+            self._heartbeat_round += 1
+            learners_too = self._heartbeat_round % self.config.learner_heartbeat_rounds == 0
+            voters = self._configs.current.voters
             for peer in self._progress:
-                self._heartbeat_peer(peer)
+                if learners_too or peer in voters:
+                    self._heartbeat_peer(peer)
 
     def _quorum_active(self) -> bool:
         voters = self._configs.current.voters
