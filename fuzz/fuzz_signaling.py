@@ -39,14 +39,18 @@ from raftchat.net.signaling_protocol import (
     Hello,
     PeerJoined,
     PeerLeft,
+    PeerRole,
     ProtocolError,
     RelayedSignal,
+    RoleUpdate,
     SignalRequest,
     Welcome,
     encode_hello,
     encode_peer_joined,
     encode_peer_left,
+    encode_peer_role,
     encode_relayed_signal,
+    encode_role,
     encode_signal_request,
     encode_welcome,
     normalize_channel,
@@ -68,13 +72,17 @@ _CHECKER = _SignalChecker()
 
 def _reencode(frame: Any) -> str | None:
     if isinstance(frame, Hello):
-        return encode_hello(frame.peer_id, frame.token)
+        return encode_hello(frame.peer_id, frame.token, frame.role)
+    if isinstance(frame, RoleUpdate):
+        return encode_role(frame.role)
     if isinstance(frame, SignalRequest):
         return encode_signal_request(frame.to, frame.payload)
     if isinstance(frame, Welcome):
-        return encode_welcome(frame.channel, frame.peer_id, sorted(frame.peers))
+        return encode_welcome(frame.channel, frame.peer_id, sorted(frame.peers), frame.roles)
     if isinstance(frame, PeerJoined):
-        return encode_peer_joined(frame.peer_id)
+        return encode_peer_joined(frame.peer_id, frame.role)
+    if isinstance(frame, PeerRole):
+        return encode_peer_role(frame.peer_id, frame.role)
     if isinstance(frame, PeerLeft):
         return encode_peer_left(frame.peer_id)
     if isinstance(frame, RelayedSignal):
@@ -144,6 +152,7 @@ def run_hypothesis(examples: int, seed: int) -> None:
         ),
         max_leaves=12,
     )
+    roles = st.sampled_from(["voter", "learner", "none", "king"]) | json_values
     payloads = st.fixed_dictionaries(
         {},
         optional={
@@ -155,7 +164,17 @@ def run_hypothesis(examples: int, seed: int) -> None:
     objects = st.fixed_dictionaries(
         {
             "type": st.sampled_from(
-                ["hello", "signal", "welcome", "peer_joined", "peer_left", "error", "?"]
+                [
+                    "hello",
+                    "role",
+                    "signal",
+                    "welcome",
+                    "peer_joined",
+                    "peer_role",
+                    "peer_left",
+                    "error",
+                    "?",
+                ]
             )
         },
         optional={
@@ -169,6 +188,8 @@ def run_hypothesis(examples: int, seed: int) -> None:
             "code": st.text(max_size=20) | json_values,
             "message": st.text(max_size=40) | json_values,
             "fatal": json_values,
+            "role": roles,
+            "roles": st.dictionaries(ids, roles, max_size=4) | json_values,
         },
     )
     texts = st.one_of(

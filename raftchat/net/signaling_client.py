@@ -1,8 +1,10 @@
 """Signaling client: keeps one peer present in a channel and relays its signals.
 
 It connects to the signaling server's WebSocket, says hello, tracks the set of other peers
-and hands relayed payloads to a listener. When the server goes away it reconnects in the
-background with exponential backoff and jitter and then reports the fresh peer set.
+(and the roles they announce) and hands relayed payloads to a listener. When the server
+goes away it reconnects in the background with exponential backoff and jitter and then
+reports the fresh peer set. The role this node announces (``set_role``) goes into every
+hello, so it survives reconnects.
 
 It never blocks or raises into its callers while the server is away: ``send_signal``
 returns False and the last known peer set is kept (peers already linked over WebRTC keep
@@ -15,7 +17,9 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,17 +27,21 @@ import aiohttp
 
 from raftchat.net.signaling_protocol import (
     DEFAULT_MAX_FRAME_BYTES,
+    ROLES,
     WS_PATH_TEMPLATE,
     ErrorCode,
     ErrorFrame,
     PeerJoined,
     PeerLeft,
+    PeerRole,
     ProtocolError,
     RelayedSignal,
     Welcome,
     encode_hello,
+    encode_role,
     encode_signal_request,
     is_valid_peer_id,
+    is_valid_role,
     is_valid_token,
     normalize_channel,
     parse_server_frame,
@@ -50,7 +58,8 @@ CLOSED = "closed"
 
 class SignalingListener(Protocol):
     def on_peers(self, peers: frozenset[str]) -> None:
-        """The full current set of OTHER peers, whenever it changes (and after every welcome)."""
+        """The full current set of OTHER peers, whenever it or their announced roles
+        (``SignalingClient.peer_roles``) change, and after every welcome."""
 
     def on_signal(self, sender: str, payload: dict[str, Any]) -> None:
         """A payload relayed from ``sender`` (stamped by the server)."""
@@ -154,6 +163,13 @@ async def server_is_up(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def _present_roles(roles: Mapping[str, str | None], peers: frozenset[str]) -> Mapping[str, str]:
+    """The roles of ``peers`` only (a hint about anyone else is dropped), read-only."""
+    return MappingProxyType(
+        {peer: role for peer, role in roles.items() if peer in peers and role is not None}
+    )
+
+
 class SignalingClient:
     """One peer's presence in one channel of a signaling server."""
 
@@ -183,6 +199,10 @@ class SignalingClient:
         self._rng = random.Random()
         self._state = CLOSED
         self._peers: frozenset[str] = frozenset()
+        self._peer_roles: Mapping[str, str] = MappingProxyType({})
+        self._role: str | None = None
+        self._announced_role: str | None = None  # the role the server has from this socket
+        self._role_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
@@ -199,6 +219,17 @@ class SignalingClient:
     def peers(self) -> frozenset[str]:
         """The other peers as last reported by the server (kept while reconnecting)."""
         return self._peers
+
+    @property
+    def peer_roles(self) -> Mapping[str, str]:
+        """Roles announced by the present peers (untrusted hints; peers without one are
+        missing). A read-only snapshot: read it again after each ``on_peers``."""
+        return self._peer_roles
+
+    @property
+    def role(self) -> str | None:
+        """The role this node announces (``set_role``), None until set."""
+        return self._role
 
     # ------------------------------------------------------------ public
 
@@ -234,6 +265,19 @@ class SignalingClient:
             raise
         self._task = asyncio.create_task(self._stay_connected(), name=f"signaling-{self.peer_id}")
 
+    def set_role(self, role: str) -> None:
+        """Announce this node's role ("voter", "learner" or "none") to the channel's peers.
+
+        Remembered and sent with every hello; while connected a change is sent at once
+        (in the background). Raises ValueError for any other role.
+        """
+        if not is_valid_role(role):
+            raise ValueError(f"invalid role {role!r}: use one of {', '.join(sorted(ROLES))}")
+        if role == self._role:
+            return
+        self._role = role
+        self._announce_role()
+
     async def send_signal(self, to: str, payload: dict[str, Any]) -> bool:
         """Ask the server to relay ``payload`` to peer ``to``.
 
@@ -248,25 +292,18 @@ class SignalingClient:
                 f"signal payload too large: {utf8_length(text)} bytes in a frame, "
                 f"limit {self.config.max_frame_bytes}"
             )
-        ws = self._ws
-        if self._state != CONNECTED or ws is None or ws.closed:
-            return False
-        try:
-            async with asyncio.timeout(self.config.send_timeout), self._send_lock:
-                await ws.send_str(text)
-        except (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError) as exc:
-            logger.info("signal to %s not sent: %s", to, exc)
-            return False
-        return True
+        return await self._send(text, f"signal to {to}")
 
     async def close(self) -> None:
         """Leave the channel and stop reconnecting."""
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks = (self._task, self._role_task)
+        self._task = self._role_task = None
+        for task in tasks:
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._shutdown()
 
     # ------------------------------------------------------------ connection
@@ -282,8 +319,9 @@ class SignalingClient:
                     max_msg_size=self.config.max_frame_bytes,
                     autoclose=True,
                 )
+                hello_role = self._role
                 try:
-                    await ws.send_str(encode_hello(self.peer_id, self._token))
+                    await ws.send_str(encode_hello(self.peer_id, self._token, hello_role))
                     welcome = await self._read_welcome(ws)
                 except BaseException:
                     await ws.close()
@@ -297,10 +335,13 @@ class SignalingClient:
         except TimeoutError:
             raise _ServerGone(f"no answer within {self.config.connect_timeout} s") from None
         self._ws = ws
+        self._announced_role = hello_role
         self._peers = welcome.peers - {self.peer_id}
+        self._peer_roles = _present_roles(welcome.roles, self._peers)
         self._set_state(CONNECTED)
         logger.info("joined channel %s with %d other peers", self.channel, len(self._peers))
         self._notify("on_peers", self._peers)
+        self._announce_role()  # set_role may have changed it while we waited for welcome
 
     async def _read_welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:
         msg = await ws.receive()
@@ -396,9 +437,12 @@ class SignalingClient:
             self._notify("on_signal", frame.sender, frame.payload)
         elif isinstance(frame, PeerJoined):
             if frame.peer_id != self.peer_id:
-                self._update_peers(self._peers | {frame.peer_id})
+                roles = {**self._peer_roles, frame.peer_id: frame.role}
+                self._update_peers(self._peers | {frame.peer_id}, roles)
+        elif isinstance(frame, PeerRole):
+            self._update_peers(self._peers, {**self._peer_roles, frame.peer_id: frame.role})
         elif isinstance(frame, PeerLeft):
-            self._update_peers(self._peers - {frame.peer_id})
+            self._update_peers(self._peers - {frame.peer_id}, self._peer_roles)
         elif isinstance(frame, ErrorFrame):
             if frame.fatal and frame.code in (ErrorCode.REPLACED, ErrorCode.ID_TAKEN):
                 return self._error_from_frame(frame)
@@ -410,9 +454,43 @@ class SignalingClient:
 
     # ------------------------------------------------------------ helpers
 
-    def _update_peers(self, peers: frozenset[str]) -> None:
-        if peers != self._peers:
+    async def _send(self, text: str, what: str) -> bool:
+        """Write one frame if connected; False if it could not be written now."""
+        ws = self._ws
+        if self._state != CONNECTED or ws is None or ws.closed:
+            return False
+        try:
+            async with asyncio.timeout(self.config.send_timeout), self._send_lock:
+                await ws.send_str(text)
+        except (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError) as exc:
+            logger.info("%s not sent: %s", what, exc)
+            return False
+        return True
+
+    def _announce_role(self) -> None:
+        """Send the role frame in the background if the server has an older role."""
+        if self._state != CONNECTED or self._role == self._announced_role:
+            return
+        if self._role_task is None or self._role_task.done():
+            self._role_task = asyncio.create_task(
+                self._send_role(), name=f"signaling-role-{self.peer_id}"
+            )
+
+    async def _send_role(self) -> None:
+        # Loops because set_role may change the role again while a frame is being written.
+        while (role := self._role) is not None and role != self._announced_role:
+            ws = self._ws
+            if not await self._send(encode_role(role), f"role {role!r}"):
+                return  # the next hello carries it
+            if self._ws is ws:
+                self._announced_role = role
+
+    def _update_peers(self, peers: frozenset[str], roles: Mapping[str, str | None]) -> None:
+        """Adopt a new peer set and roles; tell the listener if either changed."""
+        present_roles = _present_roles(roles, peers)
+        if peers != self._peers or present_roles != self._peer_roles:
             self._peers = peers
+            self._peer_roles = present_roles
             self._notify("on_peers", peers)
 
     def _set_state(self, state: str) -> None:

@@ -4,19 +4,31 @@ Every frame is one WebSocket *text* message holding a JSON object with a ``type`
 
 Client to server::
 
-    {"type": "hello",  "peer_id": ID, "token": SECRET}        first frame, exactly once
+    {"type": "hello",  "peer_id": ID, "token": SECRET, "role": ROLE}   first frame, exactly
+                                                              once; "role" is optional
+    {"type": "role", "role": ROLE}                            change the role, after hello
     {"type": "signal", "to": ID, "payload": {...}}            relay an opaque object to a peer
 
 Server to client::
 
-    {"type": "welcome", "channel": NAME, "peer_id": ID, "peers": [ID, ...]}   the other peers
-    {"type": "peer_joined", "peer_id": ID}
+    {"type": "welcome", "channel": NAME, "peer_id": ID, "peers": [ID, ...],
+     "roles": {ID: ROLE, ...}}                                the other peers (and the roles
+                                                              of those that announced one)
+    {"type": "peer_joined", "peer_id": ID, "role": ROLE}      "role" only if its hello had one
+    {"type": "peer_role", "peer_id": ID, "role": ROLE}        a peer's role was set or changed
     {"type": "peer_left", "peer_id": ID}
     {"type": "signal", "from": ID, "payload": {...}}          sender stamped by the server
     {"type": "error", "code": CODE, "message": TEXT, "fatal": BOOL}
 
 A fatal error is followed by the server closing the socket. Unknown extra fields in a frame
 are ignored (so newer clients can add some); a ``from`` field sent by a client is ignored.
+
+A ROLE is one of ``ROLES``: the peer's place in the channel's Raft cluster as it says itself
+("voter", "learner", or "none" for not a member yet). Roles are *hints*: the server passes
+them on unchecked, so a node uses them only to choose which peers to link to first (a
+newcomer links to the voters instead of everyone), never to decide anything in Raft. A
+client sending an unknown role gets ``bad_field``; a client reading one from the server
+drops just that hint (an old server sends no ``roles`` at all, which is fine too).
 
 Channel names are case-insensitive: they are normalized to lower case and then must match
 ``CHANNEL_NAME_PATTERN``. Peer ids and tokens are case-sensitive url-safe strings.
@@ -29,13 +41,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 CHANNEL_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 PEER_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,256}")
+ROLES = frozenset({"voter", "learner", "none"})
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024
 """Largest text frame (UTF-8 bytes) either side accepts; SDP offers are a few KiB."""
@@ -45,9 +58,11 @@ WS_PATH_TEMPLATE = "/channels/{channel}/ws"
 
 class FrameType(StrEnum):
     HELLO = "hello"
+    ROLE = "role"
     SIGNAL = "signal"
     WELCOME = "welcome"
     PEER_JOINED = "peer_joined"
+    PEER_ROLE = "peer_role"
     PEER_LEFT = "peer_left"
     ERROR = "error"
 
@@ -126,6 +141,10 @@ def is_valid_token(token: object) -> bool:
     return isinstance(token, str) and TOKEN_PATTERN.fullmatch(token) is not None
 
 
+def is_valid_role(role: object) -> bool:
+    return isinstance(role, str) and role in ROLES
+
+
 def new_peer_id() -> str:
     """A random, unguessable peer id (22 url-safe characters)."""
     return secrets.token_urlsafe(16)
@@ -148,6 +167,14 @@ def new_channel_name() -> str:
 class Hello:
     peer_id: str
     token: str
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleUpdate:
+    """A client announces its (new) role to the other peers."""
+
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +190,20 @@ class Welcome:
     channel: str
     peer_id: str
     peers: frozenset[str]
+    roles: dict[str, str] = field(default_factory=dict)
+    """Announced roles by peer id; entries that are not valid hints are left out."""
 
 
 @dataclass(frozen=True, slots=True)
 class PeerJoined:
     peer_id: str
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRole:
+    peer_id: str
+    role: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +226,8 @@ class ErrorFrame:
     fatal: bool
 
 
-ClientFrame = Hello | SignalRequest
-ServerFrame = Welcome | PeerJoined | PeerLeft | RelayedSignal | ErrorFrame
+ClientFrame = Hello | RoleUpdate | SignalRequest
+ServerFrame = Welcome | PeerJoined | PeerRole | PeerLeft | RelayedSignal | ErrorFrame
 
 
 def _reject_constant(name: str) -> Any:
@@ -228,6 +264,25 @@ def _peer_id_field(obj: dict[str, Any], field: str) -> str:
     return value
 
 
+def _role_field(obj: dict[str, Any]) -> str:
+    role = obj.get("role")
+    if not is_valid_role(role):
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"field 'role' must be one of {', '.join(sorted(ROLES))}"
+        )
+    return role
+
+
+def _role_hints(value: object) -> dict[str, str]:
+    """The valid ``peer id -> role`` entries of a server's ``roles`` field; the rest is
+    dropped, since a bad hint must not cost the client its welcome."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        peer: role for peer, role in value.items() if is_valid_peer_id(peer) and is_valid_role(role)
+    }
+
+
 def _payload_field(obj: dict[str, Any]) -> dict[str, Any]:
     payload = obj.get("payload")
     if not isinstance(payload, dict):
@@ -247,7 +302,9 @@ def parse_client_frame(text: str) -> ClientFrame:
                 ErrorCode.BAD_FIELD,
                 "field 'token' must be 16-256 characters A-Z, a-z, 0-9, '_' or '-'",
             )
-        return Hello(peer_id, token)
+        return Hello(peer_id, token, _role_field(obj) if "role" in obj else None)
+    if frame_type == FrameType.ROLE:
+        return RoleUpdate(_role_field(obj))
     if frame_type == FrameType.SIGNAL:
         return SignalRequest(_peer_id_field(obj, "to"), _payload_field(obj))
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame_type[:40]!r}")
@@ -264,9 +321,13 @@ def parse_server_frame(text: str) -> ServerFrame:
             raise ProtocolError(ErrorCode.BAD_FIELD, "welcome needs 'channel' and 'peers'")
         if not all(is_valid_peer_id(peer) for peer in peers):
             raise ProtocolError(ErrorCode.BAD_FIELD, "welcome 'peers' must be peer ids")
-        return Welcome(channel, _peer_id_field(obj, "peer_id"), frozenset(peers))
+        peer_id = _peer_id_field(obj, "peer_id")
+        return Welcome(channel, peer_id, frozenset(peers), _role_hints(obj.get("roles")))
     if frame_type == FrameType.PEER_JOINED:
-        return PeerJoined(_peer_id_field(obj, "peer_id"))
+        role = obj.get("role")
+        return PeerJoined(_peer_id_field(obj, "peer_id"), role if is_valid_role(role) else None)
+    if frame_type == FrameType.PEER_ROLE:
+        return PeerRole(_peer_id_field(obj, "peer_id"), _role_field(obj))
     if frame_type == FrameType.PEER_LEFT:
         return PeerLeft(_peer_id_field(obj, "peer_id"))
     if frame_type == FrameType.SIGNAL:
@@ -285,22 +346,44 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
-def encode_hello(peer_id: str, token: str) -> str:
-    return _dump({"type": FrameType.HELLO, "peer_id": peer_id, "token": token})
+def encode_hello(peer_id: str, token: str, role: str | None = None) -> str:
+    frame = {"type": FrameType.HELLO, "peer_id": peer_id, "token": token}
+    if role is not None:
+        frame["role"] = role
+    return _dump(frame)
+
+
+def encode_role(role: str) -> str:
+    return _dump({"type": FrameType.ROLE, "role": role})
 
 
 def encode_signal_request(to: str, payload: dict[str, Any]) -> str:
     return _dump({"type": FrameType.SIGNAL, "to": to, "payload": payload})
 
 
-def encode_welcome(channel: str, peer_id: str, peers: list[str]) -> str:
+def encode_welcome(
+    channel: str, peer_id: str, peers: list[str], roles: dict[str, str] | None = None
+) -> str:
     return _dump(
-        {"type": FrameType.WELCOME, "channel": channel, "peer_id": peer_id, "peers": peers}
+        {
+            "type": FrameType.WELCOME,
+            "channel": channel,
+            "peer_id": peer_id,
+            "peers": peers,
+            "roles": roles or {},
+        }
     )
 
 
-def encode_peer_joined(peer_id: str) -> str:
-    return _dump({"type": FrameType.PEER_JOINED, "peer_id": peer_id})
+def encode_peer_joined(peer_id: str, role: str | None = None) -> str:
+    frame = {"type": FrameType.PEER_JOINED, "peer_id": peer_id}
+    if role is not None:
+        frame["role"] = role
+    return _dump(frame)
+
+
+def encode_peer_role(peer_id: str, role: str) -> str:
+    return _dump({"type": FrameType.PEER_ROLE, "peer_id": peer_id, "role": role})
 
 
 def encode_peer_left(peer_id: str) -> str:

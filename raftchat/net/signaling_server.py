@@ -8,7 +8,8 @@ One WebSocket per peer per channel at ``/channels/{channel}/ws`` (frames in
 - ``GET /healthz`` -> ``{"ok": true, "channels": N, "peers": N, "connections": N}``
 
 The server never sees chat content: it only relays small opaque JSON objects (SDP and
-authentication fields) between two named peers of the same channel, stamping the sender.
+authentication fields) between two named peers of the same channel, stamping the sender,
+and passes on the role each peer announces (an unchecked hint, kept only while it is here).
 Every limit in ``ServerConfig`` answers with an error frame; a misbehaving client is
 logged (no traceback) and never affects the others.
 """
@@ -33,10 +34,12 @@ from raftchat.net.signaling_protocol import (
     ErrorCode,
     Hello,
     ProtocolError,
+    RoleUpdate,
     SignalRequest,
     encode_error,
     encode_peer_joined,
     encode_peer_left,
+    encode_peer_role,
     encode_relayed_signal,
     encode_welcome,
     new_channel_name,
@@ -135,6 +138,8 @@ class _Connection:
         self.peer_id: str | None = None
         self.channel: str | None = None
         self.token_hash = b""
+        self.role: str | None = None
+        """The role this peer announced, if any (a hint passed on to the others)."""
         self.rate = TokenBucket(config.messages_per_second, config.burst_messages, now)
         self.violations = TokenBucket(
             config.rate_violations_forgiven_per_second, config.max_rate_violations, now
@@ -448,19 +453,37 @@ class SignalingServer:
             return
         if conn.peer_id is None:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello before anything else")
+        if isinstance(frame, RoleUpdate):
+            self._set_role(conn, channel, frame.role)
+            return
         assert isinstance(frame, SignalRequest)
         self._relay(conn, channel, frame)
 
     def _admit(self, conn: _Connection, channel: str, hello: Hello) -> None:
         replaced = self.state.join(conn, channel, hello)
-        others = sorted(peer for peer in self.state.channels[channel] if peer != hello.peer_id)
-        conn.send(encode_welcome(channel, hello.peer_id, others))
+        peers = self.state.channels[channel]
+        others = sorted(peer for peer in peers if peer != hello.peer_id)
+        roles = {peer: peers[peer].role for peer in others if peers[peer].role is not None}
+        conn.send(encode_welcome(channel, hello.peer_id, others, roles))
         if replaced is not None:
             logger.info("peer reconnected, replacing its old socket: %s", conn.describe())
             replaced.fail(ErrorCode.REPLACED, "this peer connected again on another socket")
+            # The others were told the old socket's role: keep it unless the hello has one.
+            conn.role = replaced.role
+            if hello.role is not None:
+                self._set_role(conn, channel, hello.role)
         else:
             logger.info("peer joined: %s", conn.describe())
-            self._broadcast(channel, encode_peer_joined(hello.peer_id), exclude=conn)
+            conn.role = hello.role
+            self._broadcast(channel, encode_peer_joined(hello.peer_id, hello.role), exclude=conn)
+
+    def _set_role(self, conn: _Connection, channel: str, role: str) -> None:
+        """Record ``conn``'s role and tell the others, unless it is unchanged."""
+        if role == conn.role:
+            return
+        conn.role = role
+        logger.debug("peer %s announces role %s", conn.describe(), role)
+        self._broadcast(channel, encode_peer_role(conn.peer_id, role), exclude=conn)
 
     def _relay(self, conn: _Connection, channel: str, request: SignalRequest) -> None:
         target = self.state.channels.get(channel, {}).get(request.to)
