@@ -49,13 +49,21 @@ class RawPeer:
 
     @classmethod
     async def join(
-        cls, base_url: str, channel: str, peer_id: str | None = None, token: str | None = None
+        cls,
+        base_url: str,
+        channel: str,
+        peer_id: str | None = None,
+        token: str | None = None,
+        role: str | None = None,
     ) -> tuple[RawPeer, dict[str, Any]]:
-        """Connect, say hello and return the peer with its welcome frame."""
+        """Connect, say hello (with ``role`` if given) and return the peer with its welcome."""
         peer = await cls.connect(base_url, channel)
         peer.peer_id = peer_id or new_peer_id()
         peer.token = token or new_token()
-        await peer.send_json({"type": "hello", "peer_id": peer.peer_id, "token": peer.token})
+        hello = {"type": "hello", "peer_id": peer.peer_id, "token": peer.token}
+        if role is not None:
+            hello["role"] = role
+        await peer.send_json(hello)
         welcome = await peer.recv()
         assert welcome["type"] == "welcome", welcome
         return peer, welcome
@@ -71,6 +79,9 @@ class RawPeer:
 
     async def signal(self, to: str, payload: dict[str, Any]) -> None:
         await self.send_json({"type": "signal", "to": to, "payload": payload})
+
+    async def set_role(self, role: object) -> None:
+        await self.send_json({"type": "role", "role": role})
 
     async def recv(self, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
         """The next text frame as JSON; fails on a close or after ``timeout``."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+from aiohttp import web
 from signaling_utils import RawPeer, RecordingListener, free_port, wait_until
 
 from raftchat.net.signaling_client import (
@@ -219,3 +224,171 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
     caps = [1, 2, 4, 8, 8, 8]
     for delay, cap in zip(delays, caps, strict=True):
         assert cap * 0.5 <= delay <= cap
+
+
+# ------------------------------------------------------------------ role hints
+
+
+async def test_set_role_before_and_after_connecting(server: RunningServer) -> None:
+    alice, _ = make_client(server.url)
+    with pytest.raises(ValueError, match="invalid role 'king'"):
+        alice.set_role("king")
+    assert alice.role is None
+    alice.set_role("voter")
+    await alice.start()
+    bob, bob_events = make_client(server.url)
+    await bob.start()
+    assert bob.peer_roles == {alice.peer_id: "voter"}
+    assert alice.peer_roles == {}
+
+    calls = len(bob_events.peer_sets)
+    alice.set_role("learner")
+    await bob_events.wait_for(
+        lambda: bob.peer_roles == {alice.peer_id: "learner"}, what="bob sees the new role"
+    )
+    assert bob_events.peer_sets[calls:] == [frozenset({alice.peer_id})]  # told once, same set
+    with pytest.raises(ValueError, match="invalid role 'Voter'"):
+        alice.set_role("Voter")
+    assert alice.role == "learner"
+    await alice.close()
+    await bob.close()
+
+
+async def test_peer_roles_follow_welcome_peer_role_and_peer_left(server: RunningServer) -> None:
+    voter, _ = await RawPeer.join(server.url, "room", role="voter")
+    quiet, _ = await RawPeer.join(server.url, "room")
+    client, events = make_client(server.url)
+    await client.start()
+    assert client.peer_roles == {voter.peer_id: "voter"}
+    assert events.peer_sets == [frozenset({voter.peer_id, quiet.peer_id})]
+    snapshot = client.peer_roles
+
+    await quiet.set_role("learner")
+    await events.wait_for(lambda: len(events.peer_sets) == 2, what="on_peers after peer_role")
+    assert events.peers == {voter.peer_id, quiet.peer_id}
+    assert client.peer_roles == {voter.peer_id: "voter", quiet.peer_id: "learner"}
+    assert snapshot == {voter.peer_id: "voter"}  # an earlier read does not change under us
+    with pytest.raises(TypeError):
+        client.peer_roles[quiet.peer_id] = "voter"  # type: ignore[index]
+
+    newcomer, _ = await RawPeer.join(server.url, "room", role="none")
+    await events.wait_for(lambda: newcomer.peer_id in client.peer_roles, what="newcomer's role")
+    assert client.peer_roles[newcomer.peer_id] == "none"
+    await voter.close()
+    await events.wait_for(lambda: voter.peer_id not in client.peers, what="voter gone")
+    assert client.peer_roles == {quiet.peer_id: "learner", newcomer.peer_id: "none"}
+    for peer in (quiet, newcomer):
+        await peer.close()
+    await client.close()
+
+
+async def test_role_survives_reconnect_and_changes_while_away_are_sent() -> None:
+    port = free_port()
+    server = await start_server("127.0.0.1", port, ServerConfig())
+    client, events = make_client(server.url)
+    try:
+        client.set_role("none")
+        await client.start()
+        first, welcome = await RawPeer.join(server.url, "room")
+        assert welcome["roles"] == {client.peer_id: "none"}
+        await first.close()
+        await server.close()
+        await events.wait_for(lambda: client.state == "reconnecting", what="server gone")
+        client.set_role("voter")  # while away: nothing to send it on, the next hello has it
+
+        server = await start_server("127.0.0.1", port, ServerConfig())
+        await events.wait_for(lambda: client.state == "connected", what="reconnected")
+        watcher, welcome = await RawPeer.join(server.url, "room")
+        assert welcome["roles"] == {client.peer_id: "voter"}
+        client.set_role("learner")
+        assert await watcher.recv() == {
+            "type": "peer_role",
+            "peer_id": client.peer_id,
+            "role": "learner",
+        }
+        await watcher.close()
+    finally:
+        await client.close()
+        await server.close()
+
+
+WsHandler = Callable[[web.WebSocketResponse], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def fake_server(handler: WsHandler) -> AsyncIterator[str]:
+    """A loopback server whose channel ``room`` runs ``handler`` on each WebSocket."""
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await handler(ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/channels/room/ws", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_role_set_while_joining_is_sent_after_welcome() -> None:
+    hello_seen, role_set = asyncio.Event(), asyncio.Event()
+    received: list[dict[str, Any]] = []
+
+    async def server(ws: web.WebSocketResponse) -> None:
+        hello = json.loads((await ws.receive()).data)
+        received.append(hello)
+        hello_seen.set()
+        await role_set.wait()
+        me = hello["peer_id"]
+        await ws.send_json({"type": "welcome", "channel": "room", "peer_id": me, "peers": []})
+        received.append(json.loads((await ws.receive()).data))
+        await ws.receive()  # until the client leaves
+
+    async with fake_server(server) as url:
+        client, _ = make_client(url)
+        client.set_role("none")
+        start = asyncio.create_task(client.start())
+        await asyncio.wait_for(hello_seen.wait(), 5)
+        client.set_role("voter")  # the hello already went out with "none"
+        role_set.set()
+        await start
+        await wait_until(lambda: len(received) == 2, what="the role frame")
+        assert received[0]["role"] == "none"
+        assert received[1] == {"type": "role", "role": "voter"}
+        await client.close()
+
+
+async def test_invalid_role_hints_from_the_server_are_dropped() -> None:
+    """A lying server's bad hints cost only those hints, never the connection."""
+    good, bad, unknown = new_peer_id(), new_peer_id(), new_peer_id()
+    frames = [
+        {"type": "peer_role", "peer_id": good, "role": "emperor"},
+        {"type": "peer_role", "peer_id": unknown, "role": "voter"},  # not present
+        {"type": "peer_joined", "peer_id": unknown, "role": "king"},
+        {"type": "peer_role", "peer_id": bad, "role": "learner"},  # the last one: a marker
+    ]
+
+    async def lying_server(ws: web.WebSocketResponse) -> None:
+        me = json.loads((await ws.receive()).data)["peer_id"]
+        roles = {good: "voter", bad: "chief", me: "voter", "short": "voter"}
+        welcome = {"type": "welcome", "channel": "room", "peer_id": me, "peers": [good, bad]}
+        await ws.send_json({**welcome, "roles": roles})
+        for frame in frames:
+            await ws.send_json(frame)
+        await ws.receive()  # until the client leaves
+
+    async with fake_server(lying_server) as url:
+        client, events = make_client(url)
+        await client.start()
+        assert client.peer_roles == {good: "voter"}
+        await events.wait_for(lambda: bad in client.peer_roles, what="the marker hint")
+        assert client.state == "connected"
+        assert client.peers == {good, bad, unknown}
+        assert client.peer_roles == {good: "voter", bad: "learner"}
+        await client.close()

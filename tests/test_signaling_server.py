@@ -14,9 +14,11 @@ from signaling_utils import ManualClock, RawPeer, assert_server_serves, wait_unt
 
 from raftchat.net.signaling_protocol import (
     PEER_ID_PATTERN,
+    ROLES,
     ErrorCode,
     Hello,
     ProtocolError,
+    RoleUpdate,
     SignalRequest,
     new_peer_id,
     new_token,
@@ -131,6 +133,14 @@ async def test_signal_to_self_or_unknown_peer_is_refused(server: RunningServer) 
         ),
         ('{"type": "hello", "peer_id": "%s", "token": 12}' % ("a" * 20), "bad_field"),
         ('{"type": "welcome", "peers": []}', "unknown_type"),
+        ('{"type": "role"}', "bad_field"),
+        ('{"type": "role", "role": "king"}', "bad_field"),
+        ('{"type": "role", "role": null}', "bad_field"),
+        ('{"type": "peer_role", "peer_id": "%s", "role": "voter"}' % ("a" * 20), "unknown_type"),
+        (
+            json.dumps({"type": "hello", "peer_id": "a" * 20, "token": "t" * 20, "role": "boss"}),
+            "bad_field",
+        ),
     ],
 )
 async def test_malformed_frames_get_error_frames_after_hello(
@@ -440,6 +450,119 @@ async def test_reconnect_with_token_replaces_half_dead_socket(server: RunningSer
     await assert_server_serves(server.url)
 
 
+# ------------------------------------------------------------------ role hints
+
+
+async def test_role_from_hello_reaches_later_joiners_and_peer_joined(server: RunningServer) -> None:
+    alice, welcome = await RawPeer.join(server.url, "roles", role="voter")
+    assert welcome["roles"] == {}
+    bob, welcome = await RawPeer.join(server.url, "roles", role="learner")
+    assert welcome["roles"] == {alice.peer_id: "voter"}
+    assert await alice.recv() == {"type": "peer_joined", "peer_id": bob.peer_id, "role": "learner"}
+    carol, welcome = await RawPeer.join(server.url, "roles")  # announces nothing
+    assert welcome["roles"] == {alice.peer_id: "voter", bob.peer_id: "learner"}
+    for peer in (alice, bob):
+        assert await peer.recv() == {"type": "peer_joined", "peer_id": carol.peer_id}
+    _, welcome = await RawPeer.join(server.url, "other-roles")
+    assert welcome["roles"] == {}  # roles stay in their channel
+    for peer in (alice, bob, carol):
+        await peer.close()
+
+
+async def test_role_change_is_broadcast_to_the_others_once(server: RunningServer) -> None:
+    alice, _ = await RawPeer.join(server.url, "roles")
+    bob, _ = await RawPeer.join(server.url, "roles")
+    await alice.recv()  # peer_joined bob
+    await alice.set_role("none")
+    assert await bob.recv() == {"type": "peer_role", "peer_id": alice.peer_id, "role": "none"}
+    await alice.set_role("none")  # unchanged: not passed on
+    await alice.set_role("voter")
+    assert await bob.recv() == {"type": "peer_role", "peer_id": alice.peer_id, "role": "voter"}
+    # The sender got nothing back: its next frame is the answer to this bad one.
+    await alice.send_str("{}")
+    await alice.expect_error("bad_field")
+    carol, welcome = await RawPeer.join(server.url, "roles")
+    assert welcome["roles"] == {alice.peer_id: "voter"}
+    for peer in (alice, bob, carol):
+        await peer.close()
+
+
+async def test_invalid_role_is_refused_and_keeps_the_old_one(server: RunningServer) -> None:
+    early = await RawPeer.connect(server.url, "roles")
+    await early.set_role("voter")
+    await early.expect_error("hello_required")
+    await early.close()
+    alice, _ = await RawPeer.join(server.url, "roles", role="learner")
+    for bad in ("king", "VOTER", 1, None):
+        await alice.set_role(bad)
+        await alice.expect_error("bad_field")
+    bob, welcome = await RawPeer.join(server.url, "roles")
+    assert welcome["roles"] == {alice.peer_id: "learner"}
+    await alice.recv()  # peer_joined bob
+    await alice.signal(bob.peer_id, {"still": "connected"})
+    assert (await bob.recv())["payload"] == {"still": "connected"}
+    await alice.close()
+    await bob.close()
+
+
+async def test_role_is_forgotten_when_the_peer_leaves(server: RunningServer) -> None:
+    watcher, _ = await RawPeer.join(server.url, "roles")
+    alice, _ = await RawPeer.join(server.url, "roles", role="voter")
+    await watcher.recv()  # peer_joined alice
+    await alice.close()
+    assert await watcher.recv() == {"type": "peer_left", "peer_id": alice.peer_id}
+    back, welcome = await RawPeer.join(server.url, "roles", alice.peer_id, alice.token)
+    assert welcome["roles"] == {}
+    assert await watcher.recv() == {"type": "peer_joined", "peer_id": alice.peer_id}
+    newcomer, welcome = await RawPeer.join(server.url, "roles")
+    assert welcome["roles"] == {}
+    for peer in (watcher, back, newcomer):
+        await peer.close()
+
+
+async def test_replacing_socket_keeps_or_updates_the_role(server: RunningServer) -> None:
+    watcher, _ = await RawPeer.join(server.url, "roles")
+    old, _ = await RawPeer.join(server.url, "roles", role="none")
+    await watcher.recv()  # peer_joined old
+    same, _ = await RawPeer.join(server.url, "roles", old.peer_id, old.token)  # no role said
+    await old.expect_error("replaced")
+    newcomer, welcome = await RawPeer.join(server.url, "roles")
+    assert welcome["roles"] == {old.peer_id: "none"}
+    for peer in (watcher, same):  # only the newcomer's join: the replacement made no churn
+        assert await peer.recv() == {"type": "peer_joined", "peer_id": newcomer.peer_id}
+    promoted, _ = await RawPeer.join(server.url, "roles", old.peer_id, old.token, role="voter")
+    await same.expect_error("replaced")
+    change = {"type": "peer_role", "peer_id": old.peer_id, "role": "voter"}
+    assert await watcher.recv() == change
+    assert await newcomer.recv() == change
+    for peer in (watcher, old, same, newcomer, promoted):
+        await peer.close()
+
+
+async def test_role_frames_count_against_the_rate_limit() -> None:
+    clock = ManualClock()
+    server = await start_with(ServerConfig(messages_per_second=1, burst_messages=3), clock)
+    try:
+        watcher, _ = await RawPeer.join(server.url, "roles")
+        flooder, _ = await RawPeer.join(server.url, "roles")  # hello takes one token
+        assert (await watcher.recv())["type"] == "peer_joined"
+        for role in ("voter", "learner"):
+            await flooder.set_role(role)
+            assert await watcher.recv() == {
+                "type": "peer_role",
+                "peer_id": flooder.peer_id,
+                "role": role,
+            }
+        await flooder.set_role("none")
+        await flooder.expect_error("rate_limited")
+        _, welcome = await RawPeer.join(server.url, "roles")
+        assert welcome["roles"] == {flooder.peer_id: "learner"}  # the dropped frame changed nothing
+        await flooder.close()
+        await watcher.close()
+    finally:
+        await server.close()
+
+
 # ------------------------------------------------------------------ HTTP
 
 
@@ -497,8 +620,9 @@ peer_ids = st.from_regex(PEER_ID_PATTERN, fullmatch=True)
 frames = st.one_of(
     json_values.map(json.dumps),
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["hello", "signal", "welcome", "error"])},
+        {"type": st.sampled_from(["hello", "role", "signal", "welcome", "error"])},
         optional={
+            "role": st.sampled_from(sorted(ROLES)) | json_values,
             "to": peer_ids | json_values,
             "payload": json_values,
             "peer_id": peer_ids | json_values,
@@ -510,7 +634,7 @@ frames = st.one_of(
 )
 
 
-def _parse(frame: str | bytes) -> Hello | SignalRequest | None:
+def _parse(frame: str | bytes) -> Hello | RoleUpdate | SignalRequest | None:
     """The frame as the server will read it, or None if it is invalid."""
     if isinstance(frame, bytes):
         return None
@@ -537,14 +661,17 @@ async def _expect_non_fatal_error(peer: RawPeer) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames, min_size=1, max_size=8))
 def test_random_frames_get_error_frames_and_server_stays_up(batch: list[str | bytes]) -> None:
-    """Joined or not, every frame but a first valid hello is answered with an error."""
+    """Joined or not, every frame but a first valid hello or a role change after hello is
+    answered with an error; a role change reaches the other peer once."""
 
     async def scenario() -> None:
         server = await start_with(ServerConfig(burst_messages=1000))
         try:
             member, _ = await RawPeer.join(server.url, "fuzz")
+            member_role: str | None = None
             stranger = await RawPeer.connect(server.url, "fuzz")
             stranger_id: str | None = None
+            stranger_role: str | None = None
             for frame in batch:
                 parsed = _parse(frame)
                 await _send_frame(member, frame)
@@ -555,13 +682,35 @@ def test_random_frames_get_error_frames_and_server_stays_up(batch: list[str | by
                         "from": member.peer_id,
                         "payload": parsed.payload,
                     }
+                elif isinstance(parsed, RoleUpdate):  # no answer to the member itself
+                    if parsed.role != member_role and stranger_id is not None:
+                        assert await stranger.recv() == {
+                            "type": "peer_role",
+                            "peer_id": member.peer_id,
+                            "role": parsed.role,
+                        }
+                    member_role = parsed.role
                 else:
                     await _expect_non_fatal_error(member)  # already joined, unknown peer, ...
                 await _send_frame(stranger, frame)
                 if isinstance(parsed, Hello) and stranger_id is None:
-                    assert (await stranger.recv())["type"] == "welcome"
-                    stranger_id = parsed.peer_id
-                    assert (await member.recv())["type"] == "peer_joined"
+                    welcome = await stranger.recv()
+                    assert welcome["type"] == "welcome"
+                    assert welcome["roles"] == (
+                        {member.peer_id: member_role} if member_role else {}
+                    )
+                    stranger_id, stranger_role = parsed.peer_id, parsed.role
+                    joined = await member.recv()
+                    assert joined["type"] == "peer_joined"
+                    assert joined.get("role") == parsed.role
+                elif isinstance(parsed, RoleUpdate) and stranger_id is not None:
+                    if parsed.role != stranger_role:
+                        assert await member.recv() == {
+                            "type": "peer_role",
+                            "peer_id": stranger_id,
+                            "role": parsed.role,
+                        }
+                    stranger_role = parsed.role
                 else:
                     await _expect_non_fatal_error(stranger)
             await member.close()
