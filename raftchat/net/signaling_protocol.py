@@ -4,8 +4,9 @@ Every frame is one WebSocket *text* message holding a JSON object with a ``type`
 
 Client to server::
 
-    {"type": "hello",  "peer_id": ID, "token": SECRET, "role": ROLE}   first frame, exactly
-                                                              once; "role" is optional
+    {"type": "hello",  "peer_id": ID, "token": SECRET, "role": ROLE}
+                                                              first frame, exactly once;
+                                                              "role" is optional
     {"type": "role", "role": ROLE}                            change the role, after hello
     {"type": "signal", "to": ID, "payload": {...}}            relay an opaque object to a peer
 
