@@ -97,22 +97,34 @@ def wanted_links(
     present: frozenset[NodeId],
     *,
     leader_known: bool = True,
+    hinted_voters: frozenset[NodeId] = frozenset(),
 ) -> frozenset[NodeId]:
     """The peers this node keeps a mesh link to.
 
-    A pair of nodes is linked iff one of them is a voter or one of them is not a
-    member: voters reach everyone, a newcomer (or a blank node waiting to be added)
-    reaches everyone since it cannot tell who leads, but two learners need no link —
-    each only hears from the leader. Both ends evaluate the same rule on the same
-    replicated configuration, so they agree (but for the moment a change takes to
-    reach both): one side never keeps offering a link the other keeps closing.
+    A pair of nodes is linked iff one of them is a voter: a learner only hears from the
+    leader (and the voters that may lead next), and a node that is not a member yet only
+    needs to reach the leader to be added. Who is a voter comes from the replicated
+    configuration, and — for a node that is not a member and has no configuration — from
+    the role each peer announces through the signaling server (``hinted_voters``; a
+    learner also counts peers announcing themselves as voters, so a promotion it has
+    not heard of yet costs no link). Both ends evaluate the same rule on nearly the same
+    facts, so they agree (but for the moment a change takes to reach both): one side
+    never keeps offering a link the other keeps closing.
 
-    A learner that knows no leader (e.g. just restarted, with a configuration whose
-    voters may all have been replaced since) reaches everyone until a leader speaks.
+    Without hints (no voter among them is present: an old signaling server, or every
+    voter gone) a non-member reaches everyone, since it cannot tell who leads; so does a
+    learner that knows no leader (e.g. just restarted, with a configuration whose voters
+    may all have been replaced since) until a leader speaks.
     """
     candidates = (present | configuration.members) - {self_id}
     voters = configuration.voters
-    members = configuration.members
-    if self_id in voters or self_id not in members or not leader_known:
+    if self_id in voters:
         return candidates
-    return frozenset(peer for peer in candidates if peer in voters or peer not in members)
+    if self_id not in configuration.members:
+        hinted = hinted_voters & present
+        if not hinted:
+            return candidates
+        return (hinted | voters) - {self_id}
+    if not leader_known:
+        return candidates
+    return frozenset(peer for peer in candidates if peer in voters or peer in hinted_voters)

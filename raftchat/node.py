@@ -284,6 +284,7 @@ class Node:
             on_message=self._on_frame,
             on_link_change=self._on_link_change,
         )
+        self._signaling.set_role(self._role_hint())
         await self._signaling.start()
         if self._is_blank() and not self._signaling.peers:
             logger.info("first node of channel %s: starting a one-node cluster", self.channel)
@@ -448,18 +449,30 @@ class Node:
 
     def _wanted_links(self) -> frozenset[str]:
         """Peers present, and members even while presence misses them (a signaling outage
-        or a member leaving must not cut the links Raft still needs) — but a learner
-        links only to voters and newcomers (:func:`~raftchat.membership.wanted_links`)."""
+        or a member leaving must not cut the links Raft still needs) — but only pairs with
+        a voter in them are linked (:func:`~raftchat.membership.wanted_links`)."""
+        signaling = self._signaling
+        roles = signaling.peer_roles if signaling is not None else {}
         return wanted_links(
             self.node_id,
             self.core.configuration,
             self._present,
             leader_known=bool(self.core.leader),
+            hinted_voters=frozenset(peer for peer, role in roles.items() if role == "voter"),
         )
 
     def _update_links(self) -> None:
+        if self._signaling is not None:
+            self._signaling.set_role(self._role_hint())
         if self._mesh is not None and not self._stopped.is_set():
             self._mesh.set_peers(self._wanted_links())
+
+    def _role_hint(self) -> str:
+        """What this node tells the channel it is, so newcomers link only to voters."""
+        configuration = self.core.configuration
+        if self.node_id in configuration.voters:
+            return "voter"
+        return "learner" if self.node_id in configuration.learners else "none"
 
     def _on_presence(self, peers: frozenset[str]) -> None:
         now = time.monotonic()

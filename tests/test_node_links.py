@@ -1,5 +1,6 @@
-"""Which peers a node links to: learners only to voters (and newcomers), so a large
-channel is not a full mesh; both ends of a pair agree on whether it is linked."""
+"""Which peers a node links to: a pair is linked iff one of them is a voter (newcomers
+learn who the voters are from the roles peers announce to the signaling server), so a
+large channel is not a full mesh; both ends of a pair agree on whether it is linked."""
 
 from __future__ import annotations
 
@@ -29,16 +30,27 @@ def test_voter_links_to_every_member_and_everyone_present() -> None:
     assert wanted_links("v1", CONFIG, present) == (VOTERS | LEARNERS | {"newcomer"}) - {"v1"}
 
 
-def test_learner_links_only_to_voters_and_newcomers() -> None:
+def test_learner_links_only_to_voters() -> None:
     present = VOTERS | LEARNERS | {"newcomer"}
-    assert wanted_links("l1", CONFIG, present) == VOTERS | {"newcomer"}
+    assert wanted_links("l1", CONFIG, present) == VOTERS
+
+
+def test_learner_also_links_to_peers_announcing_a_promotion_it_has_not_seen() -> None:
+    present = VOTERS | LEARNERS
+    assert wanted_links("l1", CONFIG, present, hinted_voters=VOTERS | {"l2"}) == VOTERS | {"l2"}
 
 
 def test_learner_keeps_links_to_voters_missing_from_presence() -> None:
     assert wanted_links("l1", CONFIG, frozenset()) == VOTERS
 
 
-def test_blank_node_links_to_everyone_present() -> None:
+def test_blank_node_links_only_to_the_voters_peers_announce() -> None:
+    present = VOTERS | LEARNERS | {"other-newcomer"}
+    hinted = VOTERS | {"absent-voter"}
+    assert wanted_links("newcomer", Configuration(), present, hinted_voters=hinted) == VOTERS
+
+
+def test_blank_node_without_role_hints_links_to_everyone_present() -> None:
     present = VOTERS | LEARNERS | {"other-newcomer"}
     assert wanted_links("newcomer", Configuration(), present) == present
 
@@ -59,10 +71,10 @@ def test_both_ends_of_every_pair_agree() -> None:
     nodes = sorted(VOTERS | LEARNERS | {"n1", "n2"})
     present = frozenset(nodes)
     for x, y in itertools.combinations(nodes, 2):
-        x_wants = y in wanted_links(x, CONFIG, present)
-        y_wants = x in wanted_links(y, CONFIG, present)
+        x_wants = y in wanted_links(x, CONFIG, present, hinted_voters=VOTERS)
+        y_wants = x in wanted_links(y, CONFIG, present, hinted_voters=VOTERS)
         assert x_wants == y_wants, (x, y)
-        assert x_wants == (not {x, y} <= LEARNERS), (x, y)
+        assert x_wants == bool({x, y} & VOTERS), (x, y)
 
 
 def test_fifty_members_need_far_fewer_links_than_a_full_mesh() -> None:
@@ -78,6 +90,19 @@ def test_fifty_members_need_far_fewer_links_than_a_full_mesh() -> None:
     assert len(pairs) == 5 * 45 + 10  # voter-learner pairs plus voter-voter pairs
 
 
+def test_fifty_newcomers_at_once_link_only_to_the_voters() -> None:
+    voters = frozenset(f"v{i}" for i in range(5))
+    configuration = Configuration(voters=voters)
+    newcomers = frozenset(f"n{i:02}" for i in range(45))
+    everyone = voters | newcomers
+    pairs = set()
+    for node in everyone:
+        known = configuration if node in voters else Configuration()
+        for peer in wanted_links(node, known, everyone, hinted_voters=voters):
+            pairs.add(frozenset({node, peer}))
+    assert len(pairs) == 5 * 45 + 10
+
+
 class LinkRecordingMesh:
     """Stands in for the mesh: remembers the last set of peers the node asked for."""
 
@@ -87,7 +112,7 @@ class LinkRecordingMesh:
     def set_peers(self, peers: frozenset[str]) -> None:
         self.peers = frozenset(peers)
 
-    def send(self, to: str, data: bytes) -> bool:
+    def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
         return True
 
     def links(self) -> dict:
@@ -127,7 +152,7 @@ def test_node_added_as_learner_drops_links_to_other_learners(
     me = node.node_id
     node._on_presence(VOTERS | LEARNERS | {"newcomer"})
     replicate_configuration(node, Configuration(VOTERS, LEARNERS | {me}), 1)
-    assert mesh.peers == VOTERS | {"newcomer"}
+    assert mesh.peers == VOTERS
 
 
 def test_learner_promoted_to_voter_links_to_everyone(node: Node, mesh: LinkRecordingMesh) -> None:
@@ -156,7 +181,34 @@ def test_presence_change_keeps_a_learner_off_other_learners(
     node._on_presence(VOTERS | LEARNERS)
     replicate_configuration(node, Configuration(VOTERS, LEARNERS | {me}), 1)
     node._on_presence(VOTERS | LEARNERS | {"l4"})
-    assert mesh.peers == VOTERS | {"l4"}
+    assert mesh.peers == VOTERS
+
+
+class RoleRecordingSignaling:
+    """Stands in for the signaling client: the roles peers announced, and ours."""
+
+    def __init__(self, peer_roles: dict[str, str]) -> None:
+        self.peer_roles = peer_roles
+        self.roles_set: list[str] = []
+
+    def set_role(self, role: str) -> None:
+        self.roles_set.append(role)
+
+
+def test_node_announces_its_role_and_links_as_a_newcomer_only_to_announced_voters(
+    node: Node, mesh: LinkRecordingMesh
+) -> None:
+    me = node.node_id
+    signaling = RoleRecordingSignaling({peer: "voter" for peer in VOTERS} | {"l1": "learner"})
+    node._signaling = signaling  # type: ignore[assignment]
+    node._on_presence(VOTERS | LEARNERS)
+    assert mesh.peers == VOTERS
+    assert signaling.roles_set[-1] == "none"
+    replicate_configuration(node, Configuration(VOTERS, LEARNERS | {me}), 1)
+    assert signaling.roles_set[-1] == "learner"
+    replicate_configuration(node, Configuration(VOTERS | {me}, LEARNERS), 2)
+    assert signaling.roles_set[-1] == "voter"
+    assert mesh.peers == VOTERS | LEARNERS
 
 
 def test_restarted_learner_links_to_everyone_until_a_leader_speaks(tmp_path: Path) -> None:
