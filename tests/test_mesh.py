@@ -20,6 +20,7 @@ from mesh_utils import (
     wait_until,
 )
 
+from raftchat.net import certificate as certificate_module
 from raftchat.net import ice as mesh_ice
 from raftchat.net import link as link_module
 from raftchat.net.framing import encode_chunks
@@ -81,7 +82,7 @@ async def test_mesh_passes_explicit_empty_ice_servers_to_every_connection(net, m
             configurations.append(configuration)
             super().__init__(configuration)
 
-    monkeypatch.setattr(link_module, "RTCPeerConnection", SpyPeerConnection)
+    monkeypatch.setattr(certificate_module, "RTCPeerConnection", SpyPeerConnection)
     a, _b = await connected(net, "a", "b")
     assert len(configurations) == 2
     for configuration in configurations:

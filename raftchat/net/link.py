@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import hashes
 
 from raftchat.net import framing
 from raftchat.net.auth import AuthError, AuthErrorKind, Handshake, encode_reject
+from raftchat.net.certificate import new_peer_connection
 from raftchat.net.ice import build_rtc_configuration, host_candidates, selected_pair
 
 if TYPE_CHECKING:
@@ -550,7 +551,7 @@ class Link:
 
     def _new_peer_connection(self) -> RTCPeerConnection:
         config = build_rtc_configuration(self._config.ice_servers, self._config.relay_only)
-        pc = RTCPeerConnection(configuration=config)
+        pc = new_peer_connection(config)
         self._pc = pc
 
         @pc.on("connectionstatechange")
