@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 from collections import defaultdict
+from pathlib import Path
 
 import aioice.ice
 import pytest
@@ -28,6 +30,7 @@ from raftchat.net.ice import IceServer, build_rtc_configuration, loopback_addres
 from raftchat.net.mesh import LinkState, Mesh, MeshConfig, MeshSignalingListener
 from raftchat.net.signaling_client import SignalingClient
 from raftchat.net.signaling_server import start_server
+from raftchat.net.udp_buffer import enlarge_receive_buffer, selected_socket
 
 
 @pytest.fixture
@@ -258,6 +261,25 @@ async def test_send_buffer_is_bounded_by_backpressure(net):
     assert a.mesh.links()["b"].queued_messages == count
     await wait_until(lambda: b.mesh.links()["a"].messages_received == count, 20)
     assert 0 < peak <= config.send_buffer_high_bytes + config.max_frame_bytes
+
+
+async def test_open_link_enlarges_its_udp_receive_buffer(net):
+    wanted = 1024 * 1024
+    config = MeshConfig(**{**vars(TEST_CONFIG), "udp_receive_buffer_bytes": wanted})
+    a, _ = await connected(net, "a", "b", config=config)
+    ice_connection = internal_link(a, "b")._pc.sctp.transport.transport._connection
+    sock = selected_socket(ice_connection)
+    assert sock is not None
+    try:
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    except OSError:
+        pytest.skip("net.core.rmem_max is not readable here")
+    # Linux grants min(asked, rmem_max) and reports twice that.
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 2 * min(wanted, rmem_max)
+
+
+def test_receive_buffer_of_a_connection_without_a_socket_is_left_alone():
+    assert enlarge_receive_buffer(object(), 1 << 20) is None
 
 
 async def test_failing_message_handler_does_not_break_the_link(net, caplog):

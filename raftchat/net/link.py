@@ -48,6 +48,7 @@ from raftchat.net import framing
 from raftchat.net.auth import AuthError, AuthErrorKind, Handshake, encode_reject
 from raftchat.net.certificate import new_peer_connection
 from raftchat.net.ice import build_rtc_configuration, host_candidates, selected_pair
+from raftchat.net.udp_buffer import enlarge_receive_buffer
 
 if TYPE_CHECKING:
     from raftchat.net.mesh import MeshConfig
@@ -594,8 +595,11 @@ class Link:
             self._fail("peer unreachable (traffic dropped by the fault filter)")
             return
         sctp = pc.sctp
-        pair = selected_pair(sctp.transport.transport._connection) if sctp else None
+        ice_connection = sctp.transport.transport._connection if sctp else None
+        pair = selected_pair(ice_connection) if ice_connection else None
         self._candidate_types = (pair.local_type, pair.remote_type) if pair else (None, None)
+        if ice_connection is not None and self._config.udp_receive_buffer_bytes:
+            enlarge_receive_buffer(ice_connection, self._config.udp_receive_buffer_bytes)
         try:
             local_fingerprint, remote_fingerprint = dtls_fingerprints(pc)
         except Exception as exc:  # aiortc internals changed, or the transport went away

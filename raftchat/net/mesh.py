@@ -76,6 +76,10 @@ class MeshConfig:
     "Stop handing frames to aiortc once its bufferedAmount reaches this."
     send_buffer_low_bytes: int = 256 * 1024
     "Resume when bufferedAmount falls to this (bufferedAmountLowThreshold)."
+    udp_receive_buffer_bytes: int = 4 * 1024 * 1024
+    """Receive buffer asked for on each open connection's UDP socket (0: aioice's 256 KiB).
+    A larger one keeps bursts from being dropped while the process is busy; see
+    ``net/udp_buffer.py``. The kernel caps it at net.core.rmem_max."""
     ping_interval: float = 1.0
     "Seconds between RTT pings on an open link."
     connect_timeout: float = 15.0
@@ -144,6 +148,8 @@ class MeshConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_queued_bytes < self.max_message_bytes:
             raise ValueError("max_queued_bytes must be at least max_message_bytes")
+        if self.udp_receive_buffer_bytes < 0:
+            raise ValueError("udp_receive_buffer_bytes must be >= 0 (0 keeps the default)")
         if not 0 <= self.send_buffer_low_bytes < self.send_buffer_high_bytes:
             raise ValueError("need 0 <= send_buffer_low_bytes < send_buffer_high_bytes")
         for name in (
