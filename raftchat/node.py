@@ -47,7 +47,15 @@ from raftchat.nodeapi import (
 from raftchat.raft import codec
 from raftchat.raft.config import RaftConfig, decode_configuration
 from raftchat.raft.core import RaftCore
-from raftchat.raft.messages import Entry, EntryKind, Snapshot
+from raftchat.raft.messages import (
+    AppendEntries,
+    Entry,
+    EntryKind,
+    ForwardProposal,
+    InstallSnapshot,
+    Message,
+    Snapshot,
+)
 from raftchat.raft.ready import (
     ConfigurationChanged,
     LeaderChanged,
@@ -75,6 +83,17 @@ MAX_PENDING_SNAPSHOTS = 8
 many entries apart, so a small ``compaction_threshold`` cannot pile up snapshots in memory."""
 _LINK_STATES = {"connecting": "connecting", "open": "connected", "failed": "failed"}
 _SIGNALING_STATES = {"closed": "disconnected"}
+
+
+def is_urgent(message: Message) -> bool:
+    """Whether ``message`` is a small control message (a vote, a response, a heartbeat)
+    that may overtake bulk traffic (entries, snapshot chunks, forwarded proposals) on a
+    link: a burst must not delay heartbeats and acknowledgements past an election timeout.
+    Raft tolerates messages that arrive out of order."""
+    kind = type(message)
+    if kind is AppendEntries:
+        return not message.entries  # type: ignore[union-attr]
+    return kind is not InstallSnapshot and kind is not ForwardProposal
 
 
 @dataclass(frozen=True)
@@ -604,7 +623,7 @@ class Node:
         mesh = self._mesh
         if mesh is not None:
             for to, message in ready.messages:
-                mesh.send(to, codec.encode(message))
+                mesh.send(to, codec.encode(message), is_urgent(message))
         if ready.snapshot is not None:
             self._install_snapshot(ready.snapshot)
         for entry in ready.committed_entries:

@@ -263,6 +263,35 @@ async def test_send_buffer_is_bounded_by_backpressure(net):
     assert 0 < peak <= config.send_buffer_high_bytes + config.max_frame_bytes
 
 
+async def test_urgent_messages_overtake_queued_bulk_messages_and_keep_their_order(net):
+    config = MeshConfig(
+        **{
+            **vars(TEST_CONFIG),
+            "send_buffer_high_bytes": 64 * 1024,
+            "send_buffer_low_bytes": 16 * 1024,
+        }
+    )
+    a, b = await connected(net, "a", "b", config=config)
+    bulk = [b"b" + i.to_bytes(4, "big") * 250 for i in range(500)]
+    urgent = [b"u" + bytes([i]) for i in range(3)]
+    too_big_for_a_frame = b"U" * (2 * config.max_frame_bytes)
+    for message in bulk[:250]:
+        assert a.mesh.send("b", message)
+    assert a.mesh.send("b", urgent[0], urgent=True)
+    assert a.mesh.send("b", too_big_for_a_frame, urgent=True)
+    for message in bulk[250:]:
+        assert a.mesh.send("b", message)
+    assert a.mesh.send("b", urgent[1], urgent=True)
+    assert a.mesh.send("b", urgent[2], urgent=True)
+    assert a.mesh.links()["b"].queued_messages == len(bulk) + len(urgent) + 1
+    await wait_until(lambda: len(b.received["a"]) == len(bulk) + len(urgent) + 1, 20)
+    received = b.received["a"]
+    # Everything was queued before the first flush: the urgent lane went out first.
+    assert received[: len(urgent)] == urgent
+    # A message too large for one frame cannot jump the queue: it keeps its place.
+    assert received[len(urgent) :] == [*bulk[:250], too_big_for_a_frame, *bulk[250:]]
+
+
 async def test_open_link_enlarges_its_udp_receive_buffer(net):
     wanted = 1024 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "udp_receive_buffer_bytes": wanted})

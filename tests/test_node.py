@@ -14,17 +14,21 @@ import pytest
 
 from raftchat import chat
 from raftchat.config import Settings
-from raftchat.node import Node
+from raftchat.node import Node, is_urgent
 from raftchat.nodeapi import AckEvent, ChatMessageEvent, Event
 from raftchat.raft import codec
 from raftchat.raft.messages import (
     AppendEntries,
+    AppendEntriesResponse,
     Configuration,
     Entry,
     EntryKind,
     ForwardProposal,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     ProposalResult,
     RequestVote,
+    RequestVoteResponse,
     Snapshot,
     SnapshotMeta,
 )
@@ -116,7 +120,7 @@ class RecordingMesh:
     def __init__(self) -> None:
         self.sent: list[tuple[str, object]] = []
 
-    def send(self, to: str, data: bytes) -> bool:
+    def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
         self.sent.append((to, codec.decode(data)))
         return True
 
@@ -298,3 +302,23 @@ def test_duplicate_answer_is_not_resent_and_waits_for_apply(
     node._apply(committed(node, 1, serial))
     assert [e for e in drain(queue) if isinstance(e, AckEvent)] == [AckEvent(message_id, 1)]
     assert not node._pending
+
+
+def test_control_messages_are_urgent_and_bulk_messages_are_not() -> None:
+    entry = Entry(5, 2, EntryKind.NORMAL, b"hi", "c", 1)
+    heartbeat = AppendEntries("a", 2, 4, 2, (), 4)
+    urgent = [
+        heartbeat,
+        AppendEntriesResponse("b", 2, True, 5),
+        RequestVote("b", 3, 5, 2),
+        RequestVoteResponse("a", 3, True),
+        ProposalResult("a", 2, "c", 1, index=5, entry_term=2),
+        InstallSnapshotResponse("b", 2, 9, 0, True),
+    ]
+    bulk = [
+        AppendEntries("a", 2, 4, 2, (entry,), 4),
+        ForwardProposal("b", 2, "c", 1, b"hi"),
+        InstallSnapshot("a", 2, 9, 2, Configuration(frozenset({"a"})), 0, b"x", True),
+    ]
+    assert [is_urgent(message) for message in urgent] == [True] * len(urgent)
+    assert [is_urgent(message) for message in bulk] == [False] * len(bulk)

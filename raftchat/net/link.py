@@ -5,6 +5,11 @@ attempt tagged with a random *session* id so late signals of an old attempt are
 ignored), the send queue with batching, chunking and backpressure, the receive
 path, RTT pings, and reconnection with backoff. The mesh drives it.
 
+The send queue has two lanes. *Urgent* messages (small control messages: heartbeats,
+votes, responses) go out before anything in the normal lane and regardless of the
+send-buffer high-water mark, so they never wait behind a backlog of bulk data in this
+queue; each lane keeps its own order, but an urgent message may overtake normal ones.
+
 Every new DataChannel first runs the channel handshake (``net/auth.py``): the link
 stays CONNECTING until the peer is authenticated, messages sent meanwhile wait in the
 queue, and any frame but a handshake frame that arrives before is dropped. Only then
@@ -183,7 +188,10 @@ class Link:
         self._backoff = config.reconnect_initial
 
         self._outbox: deque[bytes] = deque()
+        self._urgent: deque[bytes] = deque()
+        "Messages that go out before the outbox (each fits in one batch frame)."
         self._outbox_bytes = 0
+        "Bytes queued in both lanes."
         self._chunk_frames: deque[bytes] = deque()
         self._flush_handle: asyncio.Handle | None = None
         self._next_message_id = 0
@@ -260,7 +268,7 @@ class Link:
             malformed_frames=self._malformed_frames + self._reassembler.interrupted_messages,
             dropped_overflow=self._dropped_overflow,
             dropped_by_fault=self._dropped_by_fault,
-            queued_messages=len(self._outbox),
+            queued_messages=len(self._outbox) + len(self._urgent),
             queued_bytes=self._outbox_bytes,
             buffered_amount=channel.bufferedAmount if channel is not None else 0,
             max_frame_bytes=self._max_frame_bytes,
@@ -278,11 +286,13 @@ class Link:
             ignored_signals=self._ignored_signals,
         )
 
-    def send(self, data: bytes) -> bool:
+    def send(self, data: bytes, urgent: bool = False) -> bool:
         """Queue one message; False if the link is not open or its queue is full.
 
         While the handshake runs on a fresh DataChannel the message is queued and
-        sent once the peer is authenticated (dropped if it never is).
+        sent once the peer is authenticated (dropped if it never is). An ``urgent``
+        message jumps the queue of normal ones (see the module docstring); one too large
+        for a single frame is sent as a normal message.
         """
         if len(data) > self._config.max_message_bytes:
             raise ValueError(
@@ -295,14 +305,19 @@ class Link:
             self._dropped_by_fault += 1
             return True
         if (
-            len(self._outbox) >= self._config.max_queued_messages
+            len(self._outbox) + len(self._urgent) >= self._config.max_queued_messages
             or self._outbox_bytes + len(data) > self._config.max_queued_bytes
         ):
             # Raft tolerates lost messages, and what is already queued is older and
             # usually needed first, so the newest message is the one refused.
             self._dropped_overflow += 1
             return False
-        self._outbox.append(bytes(data))
+        if urgent and framing.fits_in_batch(
+            data, self._max_frame_bytes or self._config.max_frame_bytes
+        ):
+            self._urgent.append(bytes(data))
+        else:
+            self._outbox.append(bytes(data))
         self._outbox_bytes += len(data)
         if self._flush_handle is None:
             # Flush once the current burst of sends is over, so it becomes one frame.
@@ -735,6 +750,7 @@ class Link:
 
     def _discard_queue(self) -> None:
         self._outbox.clear()
+        self._urgent.clear()
         self._outbox_bytes = 0
         self._chunk_frames.clear()
         self._ping_nonce = None
@@ -763,7 +779,8 @@ class Link:
     # --- sending --------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Move queued messages into DataChannel frames until the send buffer is full."""
+        """Move queued messages into DataChannel frames: urgent ones all at once, then
+        normal ones until the send buffer reaches its high-water mark."""
         self._flush_handle = None
         channel = self._channel
         if channel is None or self._max_frame_bytes is None or not self._authenticated:
@@ -771,6 +788,12 @@ class Link:
         max_frame = self._max_frame_bytes
         high_water = self._config.send_buffer_high_bytes
         try:
+            while self._urgent:
+                frame = self._next_urgent_frame(max_frame)
+                if frame is None:
+                    break
+                channel.send(frame)
+                self._frames_sent += 1
             while channel.bufferedAmount < high_water:
                 if self._chunk_frames:
                     frame = self._chunk_frames.popleft()
@@ -782,6 +805,17 @@ class Link:
                 self._frames_sent += 1
         except (InvalidStateError, ValueError) as exc:
             self._fail(f"send failed ({exc!r})")
+
+    def _next_urgent_frame(self, max_frame: int) -> bytes | None:
+        """A batch frame of urgent messages; None if the first one does not fit in a frame
+        on this connection (then it joins the front of the normal lane)."""
+        urgent = self._urgent
+        if not framing.fits_in_batch(urgent[0], max_frame):
+            self._outbox.appendleft(urgent.popleft())
+            return None
+        batch = framing.pop_batch(urgent, max_frame, self._config.max_messages_per_frame)
+        self._count_sent(batch)
+        return framing.encode_batch(batch)
 
     def _next_frame(self, max_frame: int) -> bytes:
         """The next frame from the queue: a batch of small messages, or a chunked one."""

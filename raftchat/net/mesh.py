@@ -311,19 +311,21 @@ class Mesh:
 
     # --- data -----------------------------------------------------------------------
 
-    def send(self, peer: str, data: bytes) -> bool:
+    def send(self, peer: str, data: bytes, urgent: bool = False) -> bool:
         """Queue ``data`` for ``peer`` without blocking.
 
         Returns False if there is no open link to ``peer`` or its send queue is
         full (the message is then dropped and counted; Raft retransmits).
-        Raises ValueError for a message above ``max_message_bytes``.
+        Raises ValueError for a message above ``max_message_bytes``. An ``urgent``
+        message (a small control message) goes out before the normal ones already
+        queued: messages of one kind keep their order, but not across kinds.
         """
         link = self._links.get(peer)
-        return link is not None and link.send(data)
+        return link is not None and link.send(data, urgent)
 
-    def broadcast(self, data: bytes) -> int:
+    def broadcast(self, data: bytes, urgent: bool = False) -> int:
         """Queue ``data`` for every open link; return how many accepted it."""
-        return sum(link.send(data) for link in list(self._links.values()))
+        return sum(link.send(data, urgent) for link in list(self._links.values()))
 
     def links(self) -> dict[str, LinkInfo]:
         return {peer: link.info() for peer, link in self._links.items()}
