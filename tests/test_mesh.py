@@ -12,6 +12,7 @@ from pathlib import Path
 import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection
+from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH
 from mesh_utils import (
     TEST_CONFIG,
     FakeRelay,
@@ -28,6 +29,7 @@ from raftchat.net import link as link_module
 from raftchat.net.framing import encode_chunks
 from raftchat.net.ice import IceServer, build_rtc_configuration, loopback_address_of
 from raftchat.net.mesh import LinkState, Mesh, MeshConfig, MeshSignalingListener
+from raftchat.net.sctp_tuning import flight_limit
 from raftchat.net.signaling_client import SignalingClient
 from raftchat.net.signaling_server import start_server
 from raftchat.net.udp_buffer import enlarge_receive_buffer, selected_socket
@@ -305,6 +307,30 @@ async def test_open_link_enlarges_its_udp_receive_buffer(net):
         pytest.skip("net.core.rmem_max is not readable here")
     # Linux grants min(asked, rmem_max) and reports twice that.
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 2 * min(wanted, rmem_max)
+
+
+async def test_sctp_flight_is_limited_on_mesh_connections_only(net):
+    cap = 16 * 1024
+    config = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": cap})
+    a, b = await connected(net, "a", "b", config=config)
+    sctp = internal_link(a, "b")._pc.sctp
+    assert flight_limit(sctp) == cap
+    peak = 0
+
+    def watch(sender, data):
+        nonlocal peak
+        peak = max(peak, sctp._flight_size)
+
+    b.mesh._on_message = watch
+    count = 200
+    for _ in range(count):
+        assert a.mesh.send("b", b"f" * 10_000)
+    await wait_until(lambda: b.mesh.links()["a"].messages_received == count, 20)
+    # The window may overshoot by the one packet that crossed it.
+    assert 0 < peak <= cap + USERDATA_MAX_LENGTH
+    unlimited = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": 0})
+    c, _ = await connected(net, "c", "d", config=unlimited)
+    assert flight_limit(internal_link(c, "d")._pc.sctp) is None
 
 
 def test_receive_buffer_of_a_connection_without_a_socket_is_left_alone():

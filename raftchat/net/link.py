@@ -53,6 +53,7 @@ from raftchat.net import framing
 from raftchat.net.auth import AuthError, AuthErrorKind, Handshake, encode_reject
 from raftchat.net.certificate import new_peer_connection
 from raftchat.net.ice import build_rtc_configuration, host_candidates, selected_pair
+from raftchat.net.sctp_tuning import limit_flight
 from raftchat.net.udp_buffer import enlarge_receive_buffer
 
 if TYPE_CHECKING:
@@ -615,6 +616,8 @@ class Link:
         self._candidate_types = (pair.local_type, pair.remote_type) if pair else (None, None)
         if ice_connection is not None and self._config.udp_receive_buffer_bytes:
             enlarge_receive_buffer(ice_connection, self._config.udp_receive_buffer_bytes)
+        if sctp is not None and self._config.sctp_max_flight_bytes:
+            limit_flight(sctp, self._config.sctp_max_flight_bytes)
         try:
             local_fingerprint, remote_fingerprint = dtls_fingerprints(pc)
         except Exception as exc:  # aiortc internals changed, or the transport went away

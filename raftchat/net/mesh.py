@@ -72,10 +72,16 @@ class MeshConfig:
     "Per-link send queue cap (messages); beyond it send() drops the new message."
     max_queued_bytes: int = 64 * 1024 * 1024
     "Per-link send queue cap (bytes)."
-    send_buffer_high_bytes: int = 1024 * 1024
-    "Stop handing frames to aiortc once its bufferedAmount reaches this."
-    send_buffer_low_bytes: int = 256 * 1024
+    send_buffer_high_bytes: int = 128 * 1024
+    """Stop handing frames to aiortc once its bufferedAmount reaches this. aiortc's queue
+    is first in, first out: an urgent message handed over after it waits for all of it
+    (plus what is in flight), so a large value delays heartbeats behind a burst."""
+    send_buffer_low_bytes: int = 32 * 1024
     "Resume when bufferedAmount falls to this (bufferedAmountLowThreshold)."
+    sctp_max_flight_bytes: int = 128 * 1024
+    """Most bytes aiortc's SCTP keeps unacknowledged on a connection (0: no limit, as in
+    aiortc, whose window grows until a loss). Bounds the queueing delay every message,
+    heartbeats included, sees behind a burst; see ``net/sctp_tuning.py``."""
     udp_receive_buffer_bytes: int = 4 * 1024 * 1024
     """Receive buffer asked for on each open connection's UDP socket (0: aioice's 256 KiB).
     A larger one keeps bursts from being dropped while the process is busy; see
@@ -148,6 +154,8 @@ class MeshConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_queued_bytes < self.max_message_bytes:
             raise ValueError("max_queued_bytes must be at least max_message_bytes")
+        if self.sctp_max_flight_bytes < 0:
+            raise ValueError("sctp_max_flight_bytes must be >= 0 (0: no limit)")
         if self.udp_receive_buffer_bytes < 0:
             raise ValueError("udp_receive_buffer_bytes must be >= 0 (0 keeps the default)")
         if not 0 <= self.send_buffer_low_bytes < self.send_buffer_high_bytes:
