@@ -6,19 +6,21 @@ and self-consistent (p50 <= p99).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 
-from raftchat.bench import channel_modes
+from raftchat.bench import channel_modes, procs
 from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
-from raftchat.bench.procs import token_of
+from raftchat.bench.procs import NodeProcess, Waiters, token_of
 from raftchat.bench.report import HEADLINE_KEYS, build_result, format_table
 from raftchat.bench.stats import percentile, rate, summarize
 
@@ -69,6 +71,29 @@ def test_token_of_finds_benchmark_messages_only() -> None:
 
 
 # --- options and report ----------------------------------------------------------------
+
+
+async def test_node_output_is_parsed_across_read_boundaries(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(procs, "STDOUT_READ_BYTES", 16)  # every line spans several reads
+    stdout = asyncio.StreamReader()
+    process = types.SimpleNamespace(stdout=stdout, stdin=None, returncode=None, pid=0)
+    node = NodeProcess("n1", tmp_path, process, time.perf_counter(), Waiters())  # type: ignore[arg-type]
+    status = {"event": "status", "node_id": "abc", "state": "leader", "term": 3}
+    message = {"event": "message", "index": 7, "id": "abc:1", "nick": "n", "text": "bm1-1 x"}
+    ack = {"event": "ack", "id": "abc:1", "index": 7}
+    text = "".join(json.dumps(event) + "\n" for event in (status, message, ack)) + "not json\n"
+    stdout.feed_data(text.encode())
+    stdout.feed_data(json.dumps({**message, "index": 8, "id": "abc:2", "text": "bm1-2"}).encode())
+    stdout.feed_eof()  # the last line has no newline
+    await asyncio.wait_for(node._reader, 5)
+    events = node.events
+    assert (node.state, node.term) == ("leader", 3)
+    assert set(events.shown) == {"bm1-1", "bm1-2"}
+    assert events.own_shown == 2
+    assert set(events.acked) == {"bm1-1"}
+    assert events.last_message_index == 8
+    assert len(events.errors) == 1 and "not JSON" in events.errors[0]
+    assert node.exited_at is not None
 
 
 def test_options_reject_out_of_range_sizes_with_the_flag_name() -> None:
