@@ -119,6 +119,10 @@ class RuntimeTuning:
     adapt_interval_s: float = 1.0
     """How often the election timeout is adapted to the links' round-trip times."""
     max_apply_per_turn: int = 8192
+    max_unacknowledged_proposals: int = 1024
+    """Own proposals sent but not yet acknowledged; later ones wait in order. A follower
+    that forwarded a whole burst at once had its proposals time out before the leader got
+    through them, and resent all of them: more load exactly when the leader is behind."""
 
 
 @dataclass(slots=True)
@@ -378,7 +382,8 @@ class Node:
     def _enqueue(self, pending: _Pending) -> None:
         """Submit a proposal newer than every pending one, or hold it behind held ones.
         O(1): this is the hot path of every message sent."""
-        if self._held:
+        in_flight = len(self._pending) - len(self._held) - 1
+        if self._held or in_flight >= self.tuning.max_unacknowledged_proposals:
             pending.sent_at = time.monotonic()
             self._held.append(pending.serial)
         elif not self._submit(pending):
@@ -420,20 +425,27 @@ class Node:
 
     def _resubmit(self, serials: list[int]) -> None:
         """Submit pending proposals again in the given (ascending serial) order. If one is
-        refused, it and every pending proposal after it are held until a leader takes them.
+        refused, or ``max_unacknowledged_proposals`` have gone, it and every pending
+        proposal after it are held until a leader takes them.
         """
+        budget = self.tuning.max_unacknowledged_proposals
         for serial in serials:
             pending = self._pending.get(serial)
-            if pending is not None and not self._submit(pending):
+            if pending is None:
+                continue
+            if budget == 0 or not self._submit(pending):
                 self._held = deque(s for s in self._pending if s >= serial)
                 return
+            budget -= 1
         if serials and self._held and serials[-1] >= self._held[-1]:
             self._held.clear()
 
     def _resubmit_held(self) -> None:
-        """Submit held proposals, oldest first, until one is refused again."""
+        """Submit held proposals, oldest first, until one is refused again or
+        ``max_unacknowledged_proposals`` are unacknowledged."""
         held = self._held
-        while held:
+        window = self.tuning.max_unacknowledged_proposals
+        while held and len(self._pending) - len(held) < window:
             pending = self._pending.get(held[0])
             if pending is not None and not self._submit(pending):
                 return

@@ -14,7 +14,7 @@ import pytest
 
 from raftchat import chat
 from raftchat.config import Settings
-from raftchat.node import Node, is_urgent
+from raftchat.node import Node, RuntimeTuning, is_urgent
 from raftchat.nodeapi import AckEvent, ChatMessageEvent, Event
 from raftchat.raft import codec
 from raftchat.raft.messages import (
@@ -152,6 +152,29 @@ def test_proposal_made_while_an_older_one_is_held_waits_behind_it(
     assert recording.forwarded("leader") == [], "nothing may overtake the held proposal"
     node._drain()
     assert recording.forwarded("leader") == [first, second]
+
+
+def test_at_most_the_window_of_own_proposals_is_unacknowledged(tmp_path: Path) -> None:
+    storage = Storage.open_channel("window", tmp_path)
+    tuning = RuntimeTuning(max_unacknowledged_proposals=3)
+    node = Node(storage, Settings(), nick="ada", tuning=tuning)
+    recording = RecordingMesh()
+    node._mesh = recording  # type: ignore[assignment]
+    try:
+        node.core.step(heartbeat("leader", 1))
+        node._drain()
+        serials = [serial_of(node.send_chat(f"m{i}")) for i in range(7)]
+        node._drain()
+        assert recording.forwarded("leader") == serials[:3]
+        entries = tuple(committed(node, i + 1, s) for i, s in enumerate(serials[:2]))
+        node.core.step(AppendEntries("leader", 1, 0, 0, entries, 2))
+        node._drain()
+        assert recording.forwarded("leader") == serials[:5]
+        node.core.step(heartbeat("new", 2))  # a new leader: the window holds for it too
+        node._drain()
+        assert recording.forwarded("new") == serials[2:5]
+    finally:
+        storage.close()
 
 
 def test_new_leader_gets_every_unacknowledged_proposal_once_in_serial_order(
