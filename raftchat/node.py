@@ -48,13 +48,14 @@ from raftchat.raft import codec
 from raftchat.raft.config import RaftConfig, decode_configuration
 from raftchat.raft.core import RaftCore
 from raftchat.raft.messages import (
-    AppendEntries,
     Entry,
     EntryKind,
-    ForwardProposal,
-    InstallSnapshot,
     Message,
+    ProposalResult,
+    RequestVote,
+    RequestVoteResponse,
     Snapshot,
+    TimeoutNow,
 )
 from raftchat.raft.ready import (
     ConfigurationChanged,
@@ -85,15 +86,16 @@ _LINK_STATES = {"connecting": "connecting", "open": "connected", "failed": "fail
 _SIGNALING_STATES = {"closed": "disconnected"}
 
 
+_URGENT_KINDS = (RequestVote, RequestVoteResponse, TimeoutNow, ProposalResult)
+
+
 def is_urgent(message: Message) -> bool:
-    """Whether ``message`` is a small control message (a vote, a response, a heartbeat)
-    that may overtake bulk traffic (entries, snapshot chunks, forwarded proposals) on a
-    link: a burst must not delay heartbeats and acknowledgements past an election timeout.
-    Raft tolerates messages that arrive out of order."""
-    kind = type(message)
-    if kind is AppendEntries:
-        return not message.entries  # type: ignore[union-attr]
-    return kind is not InstallSnapshot and kind is not ForwardProposal
+    """Whether ``message`` may overtake bulk traffic on a link: votes, leadership hand-over
+    and the answers to forwarded proposals, so an election or a hand-over is never stuck
+    behind a burst. AppendEntries (heartbeats included), snapshots and their responses
+    stay in order: letting empty heartbeats overtake entries stalled replication under
+    sustained bursts (a leader kept resending while followers appended nothing)."""
+    return type(message) in _URGENT_KINDS
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,11 @@ class RuntimeTuning:
     """How often the leader reconsiders membership."""
     status_interval_s: float = 0.2
     """At most this often a StatusEvent / MembersEvent is published."""
-    retry_after_s: float = 2.0
-    """An unacknowledged proposal is sent again after this long without an answer."""
+    retry_after_s: float = 5.0
+    """An unacknowledged proposal is sent again after this long without an answer (and a
+    forwarded one counts as failed): long enough for a busy leader to get through a full
+    window of proposals, since resending them then only adds to its load. A leader change
+    resends at once, and the reliable links lose nothing while they stay up."""
     leave_timeout_s: float = 5.0
     """How long a quitting node waits for its removal (and leadership hand-over)."""
     removal_wait_s: float = 1.0
@@ -1054,6 +1059,7 @@ class Node:
             node_id=self._storage.node_id,
             election_timeout_ticks=settings.ms_to_ticks(election_timeout_ms),
             heartbeat_ticks=settings.ms_to_ticks(settings.heartbeat_ms),
+            request_timeout_ticks=settings.ms_to_ticks(round(self.tuning.retry_after_s * 1000)),
         )
 
     # --- publishing -----------------------------------------------------------------

@@ -31,6 +31,7 @@ from raftchat.raft.messages import (
     RequestVoteResponse,
     Snapshot,
     SnapshotMeta,
+    TimeoutNow,
 )
 from raftchat.storage import Storage
 
@@ -327,21 +328,21 @@ def test_duplicate_answer_is_not_resent_and_waits_for_apply(
     assert not node._pending
 
 
-def test_control_messages_are_urgent_and_bulk_messages_are_not() -> None:
+def test_votes_handover_and_results_are_urgent_and_replication_is_not() -> None:
     entry = Entry(5, 2, EntryKind.NORMAL, b"hi", "c", 1)
-    heartbeat = AppendEntries("a", 2, 4, 2, (), 4)
     urgent = [
-        heartbeat,
-        AppendEntriesResponse("b", 2, True, 5),
         RequestVote("b", 3, 5, 2),
         RequestVoteResponse("a", 3, True),
+        TimeoutNow("a", 2),
         ProposalResult("a", 2, "c", 1, index=5, entry_term=2),
-        InstallSnapshotResponse("b", 2, 9, 0, True),
     ]
     bulk = [
+        AppendEntries("a", 2, 4, 2, (), 4),
         AppendEntries("a", 2, 4, 2, (entry,), 4),
+        AppendEntriesResponse("b", 2, True, 5),
         ForwardProposal("b", 2, "c", 1, b"hi"),
         InstallSnapshot("a", 2, 9, 2, Configuration(frozenset({"a"})), 0, b"x", True),
+        InstallSnapshotResponse("b", 2, 9, 0, True),
     ]
     assert [is_urgent(message) for message in urgent] == [True] * len(urgent)
     assert [is_urgent(message) for message in bulk] == [False] * len(bulk)
