@@ -45,7 +45,7 @@ def test_detects_a_vote_that_was_not_persisted(monkeypatch):
     monkeypatch.setattr(
         RaftCore, "_hard_state", lambda self: HardState(self.term, NO_NODE, self.log.commit)
     )
-    failures = run_seeds(400, stop_at_first=True)
+    failures = run_seeds(1000, stop_at_first=True)
     assert failures, "the simulator missed a lost vote"
     print(format_failure(failures[0]))
     assert "two leaders in term" in failures[0].violations[0]

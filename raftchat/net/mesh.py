@@ -70,8 +70,9 @@ class MeshConfig:
     "Largest message accepted by send() and reassembled on receipt."
     max_queued_messages: int = 100_000
     "Per-link send queue cap (messages); beyond it send() drops the new message."
-    max_queued_bytes: int = 64 * 1024 * 1024
-    "Per-link send queue cap (bytes)."
+    max_queued_bytes: int = 16 * 1024 * 1024
+    """Per-link send queue cap (bytes). Raft resends what is dropped; a longer queue only
+    delays everything behind it (seconds, at the rate a busy link drains)."""
     send_buffer_high_bytes: int = 128 * 1024
     """Stop handing frames to aiortc once its bufferedAmount reaches this. aiortc's queue
     is first in, first out: an urgent message handed over after it waits for all of it

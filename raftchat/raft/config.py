@@ -32,6 +32,11 @@ class RaftConfig:
     """Learners get every this-many-th heartbeat. They never campaign and new commits reach
     them at once anyway, so their heartbeats only show the leader is alive and find stalled
     replication; in a large channel, heartbeats to learners are most of the leader's work."""
+    stalled_heartbeat_rounds: int = 3
+    """Replication to a follower that acknowledged nothing new for this many heartbeat
+    rounds, with entries in flight, restarts from what it holds (the entries may have been
+    lost). Not fewer: under a burst, a link's queue can hold more than one round's worth,
+    and resending it all every round only makes the queue longer."""
     max_append_bytes: int = 64 * 1024
     """Upper bound on entry bytes in one AppendEntries (one entry is always allowed)."""
     max_inflight: int = 8
@@ -59,6 +64,7 @@ class RaftConfig:
             "election_timeout_ticks",
             "heartbeat_ticks",
             "learner_heartbeat_rounds",
+            "stalled_heartbeat_rounds",
             "max_append_bytes",
             "max_inflight",
             "snapshot_chunk_bytes",

@@ -783,9 +783,13 @@ class RaftCore:
             self._send_append(peer)
             return
         if progress.state is ProgressState.REPLICATE:
-            stalled = progress.inflight and progress.match == progress.match_at_last_heartbeat
+            if progress.inflight and progress.match == progress.match_at_last_heartbeat:
+                progress.stalled_rounds += 1
+            else:
+                progress.stalled_rounds = 0
             progress.match_at_last_heartbeat = progress.match
-            if stalled:
+            if progress.stalled_rounds >= self.config.stalled_heartbeat_rounds:
+                progress.stalled_rounds = 0
                 progress.become_probe()
                 self._send_append(peer)
                 return

@@ -34,6 +34,8 @@ class Progress:
     heartbeat_ack: int = 0
     """Highest heartbeat round it echoed in this term."""
     match_at_last_heartbeat: int = -1
+    stalled_rounds: int = 0
+    """Heartbeat rounds in a row with entries in flight and no progress."""
     commit_sent: int = 0
     """Commit index carried by the last AppendEntries sent to it."""
     snapshot_index: int = 0
@@ -105,3 +107,4 @@ class Progress:
         self.recent_active = False
         self.heartbeat_ack = 0
         self.match_at_last_heartbeat = -1
+        self.stalled_rounds = 0
