@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from raftchat.cli import build_parser
+from raftchat.cli import build_parser, event_loop_factory
 
 SUBCOMMANDS = ["serve", "join", "demo", "bench"]
 
@@ -39,3 +39,21 @@ def test_missing_subcommand_is_an_error() -> None:
 def test_parser_knows_join_options() -> None:
     args = build_parser().parse_args(["join", "lobby", "--nick", "ada", "--headless"])
     assert (args.channel, args.nick, args.headless) == ("lobby", "ada", True)
+
+
+def test_headless_nodes_run_on_uvloop_and_the_tui_on_asyncio() -> None:
+    import uvloop
+
+    factory = event_loop_factory(headless=True)
+    assert factory is uvloop.new_event_loop
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    assert event_loop_factory(headless=False) is None
+
+
+def test_headless_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    assert event_loop_factory(headless=True) is None
