@@ -89,6 +89,11 @@ _SIGNALING_STATES = {"closed": "disconnected"}
 _URGENT_KINDS = (RequestVote, RequestVoteResponse, TimeoutNow, ProposalResult)
 
 
+def _writes_to_disk(ready: Ready) -> bool:
+    """Whether ``ready`` has anything for ``Storage.save``."""
+    return bool(ready.hard_state or ready.entries or ready.snapshot or ready.truncate_from)
+
+
 def is_urgent(message: Message) -> bool:
     """Whether ``message`` may overtake bulk traffic on a link: votes, leadership hand-over
     and the answers to forwarded proposals, so an election or a hand-over is never stuck
@@ -202,6 +207,10 @@ class Node:
         self._signaling_state = "connecting"
         self._drain_scheduled = False
         self._held_ready: Ready | None = None
+        """Refused by a full disk: written again before anything newer."""
+        self._writing: Ready | None = None
+        """Its early messages are sent, its write is next: newer Readies wait for it."""
+        self._stopping = False
         self._stopped = asyncio.Event()
         self._removed = asyncio.Event()
         self._leave_committed = asyncio.Event()
@@ -327,8 +336,9 @@ class Node:
 
     async def stop(self) -> None:
         """Stop at once (no removal): close links, the signaling connection and storage."""
-        if self._stopped.is_set():
+        if self._stopping:
             return
+        self._stopping = True
         self._stopped.set()
         for task in self._tasks:
             task.cancel()
@@ -590,57 +600,73 @@ class Node:
 
     def _drain(self) -> None:
         self._drain_scheduled = False
-        if self._stopped.is_set():
-            return
+        if self._stopped.is_set() or self._writing is not None:
+            return  # the deferred write drains again when it is done
         if self._resume_due is not None:
             serial, resume_after = self._resume_due
             self._resume_due = None
             self._resume(serial, resume_after)
         for _ in range(64):
-            ready = self._held_ready
+            ready, self._held_ready = self._held_ready, None
             if ready is None:
                 if not self.core.has_ready():
                     break
                 ready = self.core.ready()
-            if not self._persist(ready):
-                self._held_ready = ready
+                self._send(ready.early_messages)  # once, even if the write is retried
+                if ready.early_messages and self._loop is not None and _writes_to_disk(ready):
+                    # Write once the loop has put them on the wire, so the followers store
+                    # them meanwhile: a link flushes in the next loop iteration and aiortc's
+                    # SCTP sends in a task it starts then, hence two hops.
+                    self._writing = ready
+                    self._loop.call_soon(self._loop.call_soon, self._write_deferred, ready)
+                    return
+            if not self._write_and_act(ready):
                 return
-            self._held_ready = None
-            self._act(ready)
-            self.core.advance(ready)
         else:
             self._schedule_drain()  # more work: yield to the loop first
         self._maybe_compact()
 
-    def _persist(self, ready: Ready) -> bool:
-        """Store what ``ready`` asks for; False (and an error event) if the disk refuses."""
+    def _write_deferred(self, ready: Ready) -> None:
+        self._writing = None
+        if not self._stopped.is_set() and self._write_and_act(ready):
+            self._drain()
+
+    def _write_and_act(self, ready: Ready) -> bool:
+        """Store what ``ready`` asks for, then act on it; False if the disk refused."""
         try:
             if ready.compacted is not None:
                 self._storage.compact(ready.compacted)
-            if ready.hard_state or ready.entries or ready.snapshot or ready.truncate_from:
+            if _writes_to_disk(ready):
                 self._storage.save(
-                    ready.hard_state,
-                    ready.entries,
-                    ready.truncate_from or None,
-                    ready.snapshot,
+                    ready.hard_state, ready.entries, ready.truncate_from or None, ready.snapshot
                 )
-        except StorageFullError as error:
-            self._publish(ErrorEvent(f"cannot store the log, retrying: {error}"))
-            return False
         except StorageError as error:
-            self._publish(ErrorEvent(f"storage failed, stopping: {error}"))
-            logger.error("storage failed: %s", error)
-            assert self._loop is not None
-            self._loop.create_task(self.stop())
-            self._stopped.set()
+            self._storage_failed(ready, error)
             return False
+        self._act(ready)
+        self.core.advance(ready)
         return True
 
-    def _act(self, ready: Ready) -> None:
+    def _storage_failed(self, ready: Ready, error: StorageError) -> None:
+        """A full disk holds ``ready`` for a retry; any other failure stops the node."""
+        if isinstance(error, StorageFullError):
+            self._held_ready = ready
+            self._publish(ErrorEvent(f"cannot store the log, retrying: {error}"))
+            return
+        self._publish(ErrorEvent(f"storage failed, stopping: {error}"))
+        logger.error("storage failed: %s", error)
+        self._stopped.set()  # nothing more is sent or applied
+        if self._loop is not None:
+            self._loop.create_task(self.stop())
+
+    def _send(self, messages: list[tuple[str, Message]]) -> None:
         mesh = self._mesh
         if mesh is not None:
-            for to, message in ready.messages:
+            for to, message in messages:
                 mesh.send(to, codec.encode(message), is_urgent(message))
+
+    def _act(self, ready: Ready) -> None:
+        self._send(ready.messages)
         if ready.snapshot is not None:
             self._install_snapshot(ready.snapshot)
         for entry in ready.committed_entries:

@@ -3,7 +3,10 @@
 Acknowledged means durable: every ``save`` and ``compact`` is exactly one SQLite transaction
 in WAL mode with ``synchronous=FULL``, so once it returns the data survives ``kill -9`` and a
 power cut. The runtime hands a whole Raft ``Ready`` batch to one ``save`` call, so a thousand
-entries cost one commit (one fsync), not a thousand.
+entries cost one commit (one fsync), not a thousand. One exception: a save that only moves
+the commit index forward is not fsynced (it survives ``kill -9``, not a power cut). Raft
+keeps the commit index in memory only; a lower one after a power cut is safe, and the
+fsync would sit on the path of every commit.
 
 Every stored row carries a CRC32 over its fields, and ``load`` also checks that the log is
 contiguous and that the hard state agrees with it: damaged data is reported as
@@ -468,9 +471,19 @@ class Storage:
         with self._mutex:
             self._check_open()
             rows = _entry_rows(entries)
+            stored = self._hard_state
+            commit_only = (
+                hard_state is not None
+                and not entries
+                and not truncate_from
+                and snapshot is None
+                and hard_state.term == stored.term
+                and hard_state.vote == stored.vote
+            )
             self._run(
                 lambda: self._transaction(
-                    lambda: self._save(hard_state, entries, rows, truncate_from, snapshot)
+                    lambda: self._save(hard_state, entries, rows, truncate_from, snapshot),
+                    fsync=not commit_only,
                 )
             )
             # The log bounds and snapshot position were kept up to date while writing (a
@@ -612,7 +625,9 @@ class Storage:
         if self._closed:
             raise StorageError(f"{self.path} is closed")
 
-    def _transaction(self, body: Callable[[], None]) -> None:
+    def _transaction(self, body: Callable[[], None], fsync: bool = True) -> None:
+        if not fsync:
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # WAL: commits without fsync
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             body()
@@ -625,6 +640,9 @@ class Storage:
                     logger.exception("rollback failed on %s", self.path)
             self._refresh_cache()
             raise
+        finally:
+            if not fsync:
+                self._conn.execute("PRAGMA synchronous=FULL")
 
     def _run(self, operation: Callable[[], _T]) -> _T:
         """Run ``operation``, turning SQLite and OS errors into StorageError subclasses."""

@@ -118,6 +118,8 @@ class Cluster:
             return
         while core.has_ready():
             ready = core.ready()
+            for to, message in ready.early_messages:
+                self.queue.append((node_id, to, message))
             harness.storage.persist(ready)
             for to, message in ready.messages:
                 self.queue.append((node_id, to, message))

@@ -15,8 +15,9 @@ import pytest
 from raftchat import chat
 from raftchat.config import Settings
 from raftchat.node import Node, RuntimeTuning, is_urgent
-from raftchat.nodeapi import AckEvent, ChatMessageEvent, Event
+from raftchat.nodeapi import AckEvent, ChatMessageEvent, ErrorEvent, Event
 from raftchat.raft import codec
+from raftchat.raft.config import encode_configuration
 from raftchat.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -24,6 +25,7 @@ from raftchat.raft.messages import (
     Entry,
     EntryKind,
     ForwardProposal,
+    HardState,
     InstallSnapshot,
     InstallSnapshotResponse,
     ProposalResult,
@@ -33,7 +35,8 @@ from raftchat.raft.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
-from raftchat.storage import Storage
+from raftchat.raft.ready import Role
+from raftchat.storage import Storage, StorageError, StorageFullError
 
 
 @pytest.fixture
@@ -346,3 +349,92 @@ def test_votes_handover_and_results_are_urgent_and_replication_is_not() -> None:
     ]
     assert [is_urgent(message) for message in urgent] == [True] * len(urgent)
     assert [is_urgent(message) for message in bulk] == [False] * len(bulk)
+
+
+# --- writing to disk ------------------------------------------------------------------
+
+
+def test_a_full_disk_holds_the_write_and_retries_it(
+    node: Node, recording: RecordingMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = node.subscribe()
+    save = node._storage.save
+    refusals = [StorageFullError("no space left on the device")]
+
+    def save_unless_full(*args: object) -> None:
+        if refusals:
+            raise refusals.pop()
+        save(*args)
+
+    monkeypatch.setattr(node._storage, "save", save_unless_full)
+    entry = Entry(1, 1, EntryKind.NORMAL, b"x")
+    node.core.step(AppendEntries("leader", 1, 0, 0, (entry,), 0))
+    node._drain()
+    assert not [m for _, m in recording.sent if isinstance(m, AppendEntriesResponse)]
+    (error,) = [e for e in drain(queue) if isinstance(e, ErrorEvent)]
+    assert "retrying" in error.message
+    node._drain()  # the housekeeping loop's retry
+    (answer,) = [m for _, m in recording.sent if isinstance(m, AppendEntriesResponse)]
+    assert answer.success and answer.match_index == 1
+    assert node._storage.last_index == 1
+
+
+def test_a_failing_disk_stops_the_node_before_it_answers(
+    node: Node, recording: RecordingMesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = node.subscribe()
+
+    def broken(*args: object) -> None:
+        raise StorageError("disk I/O error")
+
+    monkeypatch.setattr(node._storage, "save", broken)
+    node.core.step(AppendEntries("leader", 1, 0, 0, (Entry(1, 1, EntryKind.NORMAL, b"x"),), 0))
+    node._drain()
+    assert node.stopped and not recording.sent
+    assert any(isinstance(e, ErrorEvent) and "stopping" in e.message for e in drain(queue))
+
+
+async def test_a_leader_puts_its_appends_on_the_wire_before_writing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = Storage.open_channel("early", tmp_path)
+    configuration = Configuration(frozenset({storage.node_id, "b"}))
+    storage.save(
+        HardState(term=1, commit=1),
+        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
+    )
+    node = Node(storage, Settings(), nick="ada")
+    loop = asyncio.get_running_loop()
+    node._loop = loop
+    order: list[str] = []
+
+    class WireMesh(RecordingMesh):
+        """Puts a message on the wire two loop iterations after ``send``, as a link's
+        flush and then aiortc's SCTP task do."""
+
+        def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
+            name = type(codec.decode(data)).__name__
+            loop.call_soon(loop.call_soon, order.append, f"wire {name}")
+            return super().send(to, data, urgent)
+
+    node._mesh = WireMesh()  # type: ignore[assignment]
+    save = storage.save
+
+    def noting_save(hard_state, entries=(), *args: object) -> None:
+        order.append(f"write {len(entries)} entries")
+        save(hard_state, entries, *args)
+
+    monkeypatch.setattr(storage, "save", noting_save)
+    try:
+        node.core.step(TimeoutNow("b", 1))
+        node._drain()
+        node.core.step(RequestVoteResponse("b", 2, True))
+        node._drain()
+        async with asyncio.timeout(5):
+            while "write 1 entries" not in order:  # the deferred write of the no-op
+                await asyncio.sleep(0)
+        assert node.core.role is Role.LEADER
+        noop_sent = order.index("wire AppendEntries")
+        assert order.index("write 1 entries") > noop_sent  # the leader's no-op
+    finally:
+        storage.close()

@@ -133,11 +133,47 @@ def test_messages_leave_in_the_same_ready_as_the_state_they_promise():
     cluster = Cluster("ab")
     cluster.core("a").propose(b"x")
     ready = cluster.core("a").ready()
-    appends = [m for _, m in ready.messages if isinstance(m, AppendEntries) and m.entries]
+    appends = [m for _, m in ready.early_messages if isinstance(m, AppendEntries) and m.entries]
     assert appends and ready.entries and appends[0].entries[-1] == ready.entries[-1]
     with pytest.raises(RaftError, match="before advance"):
         cluster.core("a").ready()
     cluster.core("a").advance(ready)
+
+
+def test_a_leader_sends_appends_before_storing_them_and_counts_itself_after():
+    cluster = Cluster("abc")
+    leader = cluster.core("a")
+    leader.propose(b"x")
+    ready = leader.ready()
+    assert {to for to, m in ready.early_messages if isinstance(m, AppendEntries)} == {"b", "c"}
+    assert not ready.messages
+    for to in "bc":  # both followers store the entry and answer before the leader's write ends
+        follower = cluster.core(to)
+        (message,) = [m for t, m in ready.early_messages if t == to]
+        follower.step(message)
+        follower_ready = follower.ready()
+        assert not follower_ready.early_messages  # an answer promises what it stores
+        (answer,) = [m for _, m in follower_ready.messages]
+        assert isinstance(answer, AppendEntriesResponse) and answer.success
+        follower.advance(follower_ready)
+        leader.step(answer)
+    assert leader.log.commit == ready.entries[-1].index  # a majority without the leader
+    leader.advance(ready)
+
+
+def test_a_leader_elected_within_a_ready_sends_nothing_before_storing_its_term():
+    cluster = Cluster("a")
+    cluster.change(lambda core: core.add_learner("l"))
+    cluster.deliver_all()
+    cluster.crash("a")
+    cluster.restart("a")
+    core = cluster.core("a")
+    while core.role is not Role.LEADER:  # a lone voter: elected by its own tick
+        core.tick()
+    ready = core.ready()
+    assert ready.hard_state is not None and ready.hard_state.term == core.term
+    assert not ready.early_messages
+    assert any(to == "l" and isinstance(m, AppendEntries) for to, m in ready.messages)
 
 
 def test_a_follower_refuses_to_overwrite_committed_entries_from_a_bad_peer():

@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from raftchat.raft import core as core_module
 from raftchat.raft.core import RaftCore
 from raftchat.raft.messages import NO_NODE, AppendEntries, HardState
 from raftchat.raft.sim import MemoryStorage, Simulation, format_failure, main, run_seeds
@@ -49,6 +50,15 @@ def test_detects_a_vote_that_was_not_persisted(monkeypatch):
     assert failures, "the simulator missed a lost vote"
     print(format_failure(failures[0]))
     assert "two leaders in term" in failures[0].violations[0]
+
+
+def test_detects_answers_sent_before_what_they_promise_is_stored(monkeypatch):
+    """Only a leader's AppendEntries may leave before its write: a vote or an
+    acknowledgement sent early is forgotten by a crash in between."""
+    monkeypatch.setattr(core_module, "_split_early", lambda outbox, stored: (outbox, []))
+    failures = run_seeds(1000, stop_at_first=True)
+    assert failures, "the simulator missed answers sent before they were stored"
+    print(format_failure(failures[0]))
 
 
 def test_detects_a_follower_that_skips_the_log_consistency_check(monkeypatch):

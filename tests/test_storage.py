@@ -256,6 +256,29 @@ def test_large_batch_is_one_transaction(storage: Storage) -> None:
     assert storage.last_index == 1000
 
 
+def test_only_a_commit_index_move_skips_the_fsync_and_is_still_stored(
+    storage: Storage,
+) -> None:
+    statements: list[str] = []
+    storage._conn.set_trace_callback(statements.append)
+
+    def synchronous_modes(save) -> list[str]:
+        statements.clear()
+        save()
+        return [sql.split("=")[1] for sql in statements if "synchronous" in sql]
+
+    entries = make_entries(1, 5)
+    assert synchronous_modes(lambda: storage.save(HardState(term=1, commit=1), entries)) == []
+    assert synchronous_modes(lambda: storage.save(HardState(term=1, commit=4))) == [
+        "NORMAL",
+        "FULL",
+    ]
+    assert synchronous_modes(lambda: storage.save(HardState(term=2, commit=4))) == []
+    assert synchronous_modes(lambda: storage.save(HardState(term=2, vote="b", commit=4))) == []
+    assert storage._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert reopen(storage).load().hard_state == HardState(term=2, vote="b", commit=4)
+
+
 def test_failed_save_keeps_nothing(storage: Storage) -> None:
     storage.save(HardState(term=1, commit=5), make_entries(1, 10))
     # the hard state at the end is invalid, so the entries before it must not stay either

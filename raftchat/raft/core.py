@@ -426,13 +426,18 @@ class RaftCore:
             self._emitted_through = committed[-1].index
             if self._awaiting_commit or self._leader_sessions:
                 self._resolve_committed(committed)
+        persisted = self._persisted_hard_state
+        early, messages = _split_early(
+            self._outbox, hard_state.term == persisted.term and hard_state.vote == persisted.vote
+        )
         ready = Ready(
-            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            hard_state=hard_state if hard_state != persisted else None,
             compacted=self._pending_compaction,
             snapshot=install,
             truncate_from=truncate_from,
             entries=entries,
-            messages=self._outbox,
+            early_messages=early,
+            messages=messages,
             committed_entries=committed,
             read_states=self._read_states,
             proposal_outcomes=self._outcomes,
@@ -1443,3 +1448,24 @@ class RaftCore:
 
     def _hard_state(self) -> HardState:
         return HardState(self.term, self.vote, self.log.commit)
+
+
+def _split_early(
+    outbox: list[tuple[NodeId, Message]], term_and_vote_stored: bool
+) -> tuple[list[tuple[NodeId, Message]], list[tuple[NodeId, Message]]]:
+    """Split the outbox into what may be sent before the Ready is persisted, and the rest.
+
+    A leader may send AppendEntries while it writes the same entries to its own disk
+    (Raft thesis, 10.2.1): it counts itself towards a commit only once they are stored.
+    That holds only if its term and vote are already stored: a leader elected within
+    this Ready (a one-voter channel) must not speak for a term it could forget.
+    Responses and votes always wait: they promise what this Ready stores.
+    """
+    if not term_and_vote_stored:
+        return [], outbox
+    early = [item for item in outbox if type(item[1]) is AppendEntries]
+    if not early:
+        return [], outbox
+    if len(early) == len(outbox):
+        return outbox, []
+    return early, [item for item in outbox if type(item[1]) is not AppendEntries]

@@ -4,13 +4,16 @@ The Ready contract (the runtime's loop)::
 
     while core.has_ready():
         ready = core.ready()
+        # 0. ready.early_messages may be sent now, before step 1: a leader's
+        #    AppendEntries, replicated while the leader stores the same entries.
         # 1. persist, in one transaction, in this order:
         #    - ready.compacted: store it, delete stored entries <= its index
         #    - ready.snapshot: store it, delete ALL stored entries
         #    - ready.truncate_from: delete stored entries >= it (if non-zero)
         #    - ready.entries: append them
         #    - ready.hard_state: store it (if not None)
-        #    then fsync.
+        #    then fsync (not needed when only the commit index changed: it is
+        #    volatile in Raft, and a lower one after a power loss is safe).
         # 2. send ready.messages (only now: they may promise what step 1 stored).
         # 3. if ready.snapshot: restore the state machine from ready.snapshot.data,
         #    then core.restore_client_serials(<its last serial per client>).
@@ -167,6 +170,8 @@ class Ready:
     snapshot: Snapshot | None = None
     truncate_from: int = 0
     entries: list[Entry] = field(default_factory=list)
+    early_messages: list[tuple[NodeId, Message]] = field(default_factory=list)
+    """The leader's AppendEntries: may be sent before step 1 (see the module docstring)."""
     messages: list[tuple[NodeId, Message]] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
@@ -179,6 +184,7 @@ class Ready:
             or self.compacted
             or self.snapshot
             or self.entries
+            or self.early_messages
             or self.messages
             or self.committed_entries
             or self.read_states

@@ -232,6 +232,8 @@ class _SimNode:
     chain_base_index: int = 0
     down_until: int = 0
     checked_leader_term: int = -1
+    writing: bool = False
+    """Sent its early AppendEntries and is stuck before storing them: it crashes next."""
 
     def restore_sessions(self) -> None:
         assert self.core is not None
@@ -284,6 +286,11 @@ class Simulation:
         self.forward_loss = self.client_rng.choice([0.0, 0.05, 0.2])
         """Extra chance that a ForwardProposal is lost (a link reset under a live leader)."""
         self.client_window = self.client_rng.choice([1, 2, 4, 8])
+        self.early_crash_rng = random.Random(f"{seed}/early")
+        """Draws of crashes between a leader's early AppendEntries and its write."""
+        self.early_crash_rate = self.early_crash_rng.choice([0.0, 0.002, 0.01])
+        self.early_crashes_on = False
+        """Off while the initial voters are added, like every other crash."""
         self.run_starts: set[tuple[str, int]] = set()
         self.processing: set[NodeId] = set()
         # Short timeouts against long delays make contested elections common.
@@ -347,8 +354,11 @@ class Simulation:
         if core is None:
             return
         if torn and core.has_ready():
-            core.ready()  # handed out, never persisted: lost with the crash
+            ready = core.ready()  # handed out, never persisted: lost with the crash
+            for to, message in ready.early_messages:  # ... but these went out first
+                self._send(node.node_id, to, message)
         node.core = None
+        node.writing = False
         node.down_until = self.now + self.rng.randint(3, 40)
         self._trace("crash", node.node_id, "before persisting" if torn else "")
         for read in [r for r in self.reads.values() if r.node == node.node_id]:
@@ -356,6 +366,13 @@ class Simulation:
         for client in self.clients:
             if client.node == node.node_id:
                 self._restart_client(client)
+
+    def _crash_writing(self) -> None:
+        """Crash the nodes stuck between their early AppendEntries and their write."""
+        for node in self.nodes.values():
+            if node.writing:
+                self._crash(node, torn=False)
+                self._trace("crash", node.node_id, "before storing what it sent")
 
     def _restart_client(self, client: _Client) -> None:
         """The client's node went down: its unacknowledged proposals are gone with it, and
@@ -456,7 +473,7 @@ class Simulation:
 
     def _process(self, node: _SimNode) -> None:
         core = node.core
-        if core is None or node.node_id in self.processing:
+        if core is None or node.writing or node.node_id in self.processing:
             return  # a proposal made while handling this node's Ready: its loop picks it up
         self.processing.add(node.node_id)
         try:
@@ -467,6 +484,13 @@ class Simulation:
     def _process_ready(self, node: _SimNode, core: RaftCore) -> None:
         while core.has_ready():
             ready = core.ready()
+            if ready.early_messages:
+                for to, message in ready.early_messages:
+                    self._send(node.node_id, to, message)
+                if self.early_crashes_on and self.early_crash_rng.random() < self.early_crash_rate:
+                    node.writing = True  # crashes at the next fault step, never stored
+                    self._trace("stuck writing", node.node_id)
+                    return
             self._persist(node, ready)
             for to, message in ready.messages:
                 self._send(node.node_id, to, message)
@@ -608,6 +632,7 @@ class Simulation:
 
     def _faults(self) -> None:
         rng = self.rng
+        self._crash_writing()
         if self.partition_until and self.now >= self.partition_until:
             self.blocked.clear()
             self.partition_until = 0
@@ -727,7 +752,9 @@ class Simulation:
                     if leader is not None and client_rng.random() < 0.6
                     else client_rng.choice(up)
                 )
-                if not client.node or (resend and client_rng.random() < 0.3):
+                if not client.node or (
+                    resend and (client_rng.random() < 0.3 or self._removed(client.node))
+                ):
                     client.node = node.node_id
                 client.held = False
                 client.resumed = (-1, -1)
@@ -749,6 +776,16 @@ class Simulation:
             if result.status is RequestStatus.REJECTED:
                 del self.reads[request_id]
             self._process(node)
+
+    def _removed(self, node_id: NodeId) -> bool:
+        """Removed by the current leader (it may never learn so: the leader stops talking
+        to it), as a real front end would notice and move on."""
+        leader = self._leader()
+        return (
+            leader is not None
+            and leader.core is not None
+            and node_id not in leader.core.configuration.members | {leader.node_id}
+        )
 
     def _compactions(self) -> None:
         for node in self.nodes.values():
@@ -820,12 +857,14 @@ class Simulation:
         violations: list[str] = []
         try:
             self._setup()
+            self.early_crashes_on = True
             for _ in range(self.settings.fault_ticks):
                 self._faults()
                 self._clients(proposing=True)
                 self._compactions()
                 self._tick()
-            self.faults_on = False
+            self.faults_on = self.early_crashes_on = False
+            self._crash_writing()
             self.blocked.clear()
             self._trace("faults stop")
             for node in self.nodes.values():
