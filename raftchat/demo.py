@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftchat.headless_process import spawn_headless_node
 from raftchat.launch import JoinOptions, run_join
 from raftchat.net.signaling_server import RunningServer, start_server
 
@@ -65,24 +66,12 @@ class DemoPeer:
     async def spawn(cls, nick: str, channel: str, server_url: str, folder: Path) -> DemoPeer:
         config = folder / "config.toml"
         config.write_text("")  # the demo's own settings, not the user's
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "raftchat",
-            "join",
+        process = await spawn_headless_node(
             channel,
-            "--headless",
-            "--server",
-            server_url,
-            "--nick",
-            nick,
-            "--data-dir",
-            str(folder / "data"),
-            "--config",
-            str(config),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            data_dir=folder / "data",
+            config_path=config,
+            nick=nick,
+            server_url=server_url,
         )
         return cls(nick, process)
 

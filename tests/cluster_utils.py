@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from raftchat.headless_process import spawn_headless_node
 
 T = TypeVar("T")
 
@@ -99,26 +99,15 @@ class NodeProcess:
         self.events = []
         self.lifetimes.append(self.events)
         self._stderr_file = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in _read
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "raftchat",
-            "join",
+        self.process = await spawn_headless_node(
             self.channel,
-            *(("--server", self.server_url) if self.server_url else ()),
-            "--headless",
-            "--data-dir",
-            str(self.data_dir),
-            "--config",
-            str(self.config_path),
-            "--nick",
-            self.name,
-            *self.extra_args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+            data_dir=self.data_dir,
+            config_path=self.config_path,
+            nick=self.name,
+            server_url=self.server_url,
+            extra_args=self.extra_args,
             stderr=self._stderr_file,
-            env=env,
+            extra_env={"PYTHONUNBUFFERED": "1", **self.extra_env},
         )
         self._reader = asyncio.create_task(self._read(self.process))
 

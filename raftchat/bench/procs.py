@@ -17,12 +17,13 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from raftchat.headless_process import spawn_headless_node
 
 logger = logging.getLogger(__name__)
 
@@ -155,32 +156,18 @@ class NodeProcess:
         """Start a node. It runs in its own session, so a Ctrl-C meant for the benchmark
         does not reach it: the benchmark decides how every node ends."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "raftchat",
-            "join",
-            channel,
-            "--headless",
-            "--data-dir",
-            str(data_dir),
-            "--server",
-            server_url,
-            "--config",
-            str(config_path),
-            "--nick",
-            name,
-            *(["-v"] if debug else []),
-        ]
         started_at = time.perf_counter()
         with open(data_dir / "stderr.log", "ab") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
+            process = await spawn_headless_node(
+                channel,
+                data_dir=data_dir,
+                config_path=config_path,
+                nick=name,
+                server_url=server_url,
+                extra_args=["-v"] if debug else [],
                 stderr=stderr,
-                start_new_session=True,
-                limit=STDOUT_LINE_LIMIT,
+                own_session=True,
+                line_limit=STDOUT_LINE_LIMIT,
             )
         return cls(name, data_dir, process, started_at, waiters, keep_transcript)
 
