@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from raftchat.headless_process import spawn_headless_node
+from raftchat.headless_process import headless_join_command, spawn_headless_node
 from raftchat.launch import JoinOptions, run_join
 from raftchat.net.signaling_server import RunningServer, start_server
 
@@ -67,11 +67,13 @@ class DemoPeer:
         config = folder / "config.toml"
         config.write_text("")  # the demo's own settings, not the user's
         process = await spawn_headless_node(
-            channel,
-            data_dir=folder / "data",
-            config_path=config,
-            nick=nick,
-            server_url=server_url,
+            headless_join_command(
+                channel,
+                data_dir=folder / "data",
+                config_path=config,
+                nick=nick,
+                server_url=server_url,
+            )
         )
         return cls(nick, process)
 

@@ -41,31 +41,18 @@ def headless_join_command(
 
 
 async def spawn_headless_node(
-    channel: str,
+    command: Sequence[str],
     *,
-    data_dir: Path,
-    config_path: Path,
-    nick: str,
-    server_url: str = "",
-    extra_args: Sequence[str] = (),
     stderr: IO[Any] | int | None = asyncio.subprocess.DEVNULL,
     extra_env: Mapping[str, str] | None = None,
     own_session: bool = False,
     line_limit: int | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start one headless node with piped stdin and stdout.
+    """Start ``command`` (see :func:`headless_join_command`) with piped stdin and stdout.
 
     ``own_session`` keeps a Ctrl-C meant for the parent away from it (the parent then
     decides how it ends); ``line_limit`` bounds one stdout line for ``readline``.
     """
-    command = headless_join_command(
-        channel,
-        data_dir=data_dir,
-        config_path=config_path,
-        nick=nick,
-        server_url=server_url,
-        extra_args=extra_args,
-    )
     options: dict[str, Any] = {}
     if line_limit is not None:
         options["limit"] = line_limit

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from raftchat.headless_process import spawn_headless_node
+from raftchat.headless_process import headless_join_command, spawn_headless_node
 
 T = TypeVar("T")
 
@@ -99,13 +99,16 @@ class NodeProcess:
         self.events = []
         self.lifetimes.append(self.events)
         self._stderr_file = open(self.stderr_path, "ab")  # noqa: SIM115 - closed in _read
-        self.process = await spawn_headless_node(
+        command = headless_join_command(
             self.channel,
             data_dir=self.data_dir,
             config_path=self.config_path,
             nick=self.name,
             server_url=self.server_url,
             extra_args=self.extra_args,
+        )
+        self.process = await spawn_headless_node(
+            command,
             stderr=self._stderr_file,
             extra_env={"PYTHONUNBUFFERED": "1", **self.extra_env},
         )

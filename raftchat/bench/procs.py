@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from raftchat.headless_process import spawn_headless_node
+from raftchat.headless_process import headless_join_command, spawn_headless_node
 
 logger = logging.getLogger(__name__)
 
@@ -158,13 +158,16 @@ class NodeProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
         started_at = time.perf_counter()
         with open(data_dir / "stderr.log", "ab") as stderr:
-            process = await spawn_headless_node(
+            command = headless_join_command(
                 channel,
                 data_dir=data_dir,
                 config_path=config_path,
                 nick=name,
                 server_url=server_url,
                 extra_args=["-v"] if debug else [],
+            )
+            process = await spawn_headless_node(
+                command,
                 stderr=stderr,
                 own_session=True,
                 line_limit=STDOUT_LINE_LIMIT,
