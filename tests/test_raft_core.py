@@ -161,6 +161,27 @@ def test_a_leader_sends_appends_before_storing_them_and_counts_itself_after():
     leader.advance(ready)
 
 
+def test_a_heartbeat_anchored_below_the_commit_does_not_count_as_telling_it():
+    """A follower learns at most the commit index up to the heartbeat's anchor (its
+    match): the leader must still send the commit once the follower's answer arrives."""
+    cluster = Cluster("abc")
+    cluster.settle()
+    leader = cluster.core("a")
+    leader.propose(b"x")
+    cluster.process("a")
+    for _ in range(2):  # the entry reaches b and c
+        cluster.deliver_one()
+    (b_answer,) = [item for item in cluster.queue if item[0] == "b"]
+    cluster.queue.remove(b_answer)
+    cluster.queue.insert(0, b_answer)
+    cluster.deliver_one()  # committed with b; c's answer is still on its way
+    for _ in range(cluster.core("a").config.heartbeat_ticks):
+        leader.tick()  # a heartbeat to c, anchored at what c was known to hold
+    cluster.process("a")
+    cluster.deliver_all()  # no tick: nothing but answers and what they trigger
+    assert cluster.core("c").log.commit == leader.log.commit == leader.log.last_index
+
+
 def test_a_leader_elected_within_a_ready_sends_nothing_before_storing_its_term():
     cluster = Cluster("a")
     cluster.change(lambda core: core.add_learner("l"))

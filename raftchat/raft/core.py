@@ -817,7 +817,12 @@ class RaftCore:
                 self.id, self.term, prev, prev_term, (), self.log.commit, self._heartbeat_seq
             ),
         )
-        progress.commit_sent = self.log.commit
+        progress.commit_sent = min(self.log.commit, prev)  # what the follower may apply
+
+    def _commit_news_for(self, progress: Progress) -> bool:
+        """Whether a heartbeat would move the follower's commit index (it never moves
+        past the follower's match)."""
+        return min(self.log.commit, progress.match) > progress.commit_sent
 
     def _send_append(self, peer: NodeId, allow_empty: bool = True) -> bool:
         """Send the next AppendEntries (or snapshot chunk) to ``peer``; True if sent."""
@@ -851,7 +856,7 @@ class RaftCore:
                 self._heartbeat_seq,
             ),
         )
-        progress.commit_sent = log.commit
+        progress.commit_sent = min(log.commit, entries[-1].index if entries else prev)
         progress.sent(entries[-1].index if entries else prev, bool(entries))
         return True
 
@@ -881,7 +886,11 @@ class RaftCore:
         for peer, progress in self._progress.items():
             if progress.commit_sent >= commit or progress.state is not ProgressState.REPLICATE:
                 continue
-            if not self._send_append(peer, allow_empty=False) and not progress.inflight:
+            if (
+                not self._send_append(peer, allow_empty=False)
+                and not progress.inflight
+                and self._commit_news_for(progress)
+            ):
                 self._send_heartbeat(peer, progress)
 
     def _flush(self) -> None:
@@ -929,7 +938,7 @@ class RaftCore:
                 progress.free_to(m.match_index)
             while self._send_append(m.sender, allow_empty=False):
                 pass
-            if progress.commit_sent < self.log.commit and not progress.inflight:
+            if not progress.inflight and self._commit_news_for(progress):
                 self._send_heartbeat(m.sender, progress)
             return
         # Rejection: drop stale ones, else back off using the follower's hint.
