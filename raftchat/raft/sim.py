@@ -818,7 +818,9 @@ class Simulation:
         first.core.bootstrap()
         self._process(first)
         pending = list(self.voter_ids[1:])
-        for _ in range(40 * max(1, len(pending))):
+        # Generous: with delays far above a short election timeout, the first leaders
+        # keep losing their quorum check, and adding a voter can take dozens of ticks.
+        for _ in range(100 * max(1, len(pending))):
             if not pending:
                 break
             leader = self._leader()
