@@ -89,6 +89,12 @@ _SIGNALING_STATES = {"closed": "disconnected"}
 _URGENT_KINDS = (RequestVote, RequestVoteResponse, TimeoutNow, ProposalResult)
 
 
+MAX_IDLE_TICKS = 100
+"""The tick loop wakes at least this often, whatever the core says."""
+PAUSED_TICKS = 10
+"""Waking this many ticks late means the process was paused, not busy."""
+
+
 def _writes_to_disk(ready: Ready) -> bool:
     """Whether ``ready`` has anything for ``Storage.save``."""
     return bool(ready.hard_state or ready.entries or ready.snapshot or ready.truncate_from)
@@ -208,6 +214,12 @@ class Node:
         self._drain_scheduled = False
         self._held_ready: Ready | None = None
         """Refused by a full disk: written again before anything newer."""
+        self._tick_origin: float | None = None
+        """Loop time of tick 0; the core has been given ``_ticks_given`` ticks since."""
+        self._ticks_given = 0
+        self._tick_deadline = 0
+        """The tick the tick loop sleeps until."""
+        self._retick = asyncio.Event()
         self._writing: Ready | None = None
         """Its early messages are sent, its write is next: newer Readies wait for it."""
         self._stopping = False
@@ -373,6 +385,7 @@ class Node:
         request_id = self._next_read_id
         self._next_read_id += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._catch_up_ticks()
         result = self.core.read_index(request_id)
         if not result.ok:
             raise NodeError(result.error)
@@ -414,6 +427,7 @@ class Node:
         """Propose ``pending`` now; False if the core refused it (no leader known, ...)."""
         pending.sent_at = time.monotonic()
         serial = pending.serial
+        self._catch_up_ticks()
         result = self.core.propose(pending.data, self.node_id, serial, self._prev_serial(serial))
         self._schedule_drain()
         if result.status is RequestStatus.REJECTED:
@@ -478,6 +492,7 @@ class Node:
             logger.warning("dropped message from %s claiming to be %s", peer, message.sender)
             return
         self._last_heard[peer] = time.monotonic()
+        self._catch_up_ticks()
         self.core.step(message)
         self._schedule_drain()
 
@@ -559,17 +574,46 @@ class Node:
         self._publish_members()
 
     async def _tick_loop(self) -> None:
-        interval = self.settings.tick_ms / 1000
+        """Tick the core lazily: sleep until the next tick at which a timer is due (the
+        core says when), or until an input brings one closer (:meth:`_retick_if_sooner`).
+        Every tick is given before any other input (:meth:`_catch_up_ticks`), so the
+        timers behave as if ticked at every interval, without waking up that often."""
         loop = asyncio.get_running_loop()
-        next_tick = loop.time()
+        interval = self.settings.tick_ms / 1000
+        self._tick_origin = loop.time()
         while True:
-            next_tick += interval
-            await asyncio.sleep(max(0.0, next_tick - loop.time()))
-            behind = loop.time() - next_tick
-            if behind > 10 * interval:  # the process was paused: don't replay every tick
-                next_tick = loop.time()
+            self._catch_up_ticks()
+            wait = min(self.core.ticks_until_due(), MAX_IDLE_TICKS)
+            self._tick_deadline = self._ticks_given + wait
+            self._retick.clear()
+            delay = self._tick_origin + self._tick_deadline * interval - loop.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._retick.wait(), delay)
+
+    def _catch_up_ticks(self) -> None:
+        """Give the core the ticks that fell due by now; after a pause of the process
+        (SIGSTOP, a suspended laptop) only those due before it: it is not replayed."""
+        loop, origin = self._loop, self._tick_origin
+        if loop is None or origin is None:
+            return
+        now = loop.time()
+        target = int((now - origin) / (self.settings.tick_ms / 1000))
+        behind = target - self._ticks_given
+        if behind <= 0:
+            return
+        if target - self._tick_deadline > PAUSED_TICKS:
+            behind = max(1, self._tick_deadline - self._ticks_given)
+            self._tick_origin = now - (self._ticks_given + behind) * self.settings.tick_ms / 1000
+        for _ in range(behind):
             self.core.tick()
-            self._schedule_drain()
+        self._ticks_given += behind
+        self._schedule_drain()
+
+    def _retick_if_sooner(self) -> None:
+        """Wake the tick loop if an input made a timer due before its planned wake."""
+        if self._ticks_given + self.core.ticks_until_due() < self._tick_deadline:
+            self._retick.set()
 
     async def _housekeeping_loop(self) -> None:
         last_membership = last_status = last_adapt = 0.0
@@ -625,6 +669,7 @@ class Node:
         else:
             self._schedule_drain()  # more work: yield to the loop first
         self._maybe_compact()
+        self._retick_if_sooner()
 
     def _write_deferred(self, ready: Ready) -> None:
         self._writing = None
@@ -998,6 +1043,7 @@ class Node:
         change = next_change(view)
         if change is None:
             return
+        self._catch_up_ticks()
         method = getattr(self.core, change.kind)
         result = method(change.node_id)
         if result.ok:
@@ -1047,6 +1093,7 @@ class Node:
         if not candidates:
             return
         target = candidates[0].node_id
+        self._catch_up_ticks()
         result = self.core.transfer_leadership(target)
         self._schedule_drain()
         if not result.ok:
@@ -1059,6 +1106,7 @@ class Node:
         # The transfer failed (the target fell behind or went quiet): remove this node
         # instead; once that commits the core steps down and wakes an up-to-date voter.
         logger.info("leadership transfer failed; removing this node directly")
+        self._catch_up_ticks()
         result = self.core.remove(self.node_id)
         self._schedule_drain()
         if not result.ok:
@@ -1077,6 +1125,7 @@ class Node:
         if effective != self._election_timeout_ms:
             self._election_timeout_ms = effective
             self.core.config = self._raft_config(effective)
+            self._retick_if_sooner()
             logger.info("election timeout adapted to %d ms", effective)
 
     def _raft_config(self, election_timeout_ms: int) -> RaftConfig:

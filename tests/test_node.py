@@ -438,3 +438,30 @@ async def test_a_leader_puts_its_appends_on_the_wire_before_writing_them(
         assert order.index("write 1 entries") > noop_sent  # the leader's no-op
     finally:
         storage.close()
+
+
+# --- lazy ticking -----------------------------------------------------------------------
+
+
+async def test_ticks_that_fell_due_are_given_before_a_message(node: Node) -> None:
+    """The core is ticked lazily; a heartbeat must not land before the ticks that came
+    before it, or they would count against the election timer it resets."""
+    loop = asyncio.get_running_loop()
+    node._loop = loop
+    node._tick_origin = loop.time() - 0.3  # 30 ticks of 10 ms, none given yet
+    node._tick_deadline = 40
+    node._on_frame("leader", codec.encode(heartbeat("leader", 1)))
+    assert node._ticks_given >= 30
+    assert node.core._election_elapsed == 0  # the heartbeat came after the ticks
+
+
+async def test_a_paused_process_does_not_replay_its_pause(node: Node) -> None:
+    loop = asyncio.get_running_loop()
+    node._loop = loop
+    node._tick_origin = loop.time() - 5.0  # 500 ticks ago
+    node._tick_deadline = 20  # the tick loop meant to wake at tick 20
+    node._catch_up_ticks()
+    assert node._ticks_given == 20
+    node._catch_up_ticks()
+    assert node._ticks_given == 20  # re-anchored: the pause is not owed
+    assert node.core.role is Role.FOLLOWER

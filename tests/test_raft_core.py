@@ -54,6 +54,25 @@ def test_election_timeout_is_randomized_within_t_and_2t():
     assert len(timeouts) > 3
 
 
+def test_ticks_until_due_names_the_first_tick_that_acts():
+    follower = RaftCore(make_config("b"), two_voter_state("b"), random.Random(3))
+    due = follower.ticks_until_due()
+    for _ in range(due - 1):
+        follower.tick()
+    assert follower.role is Role.FOLLOWER and not follower.has_ready()
+    follower.tick()
+    assert follower.role is Role.PRE_CANDIDATE  # its election timer ran out
+    cluster = Cluster("ab")
+    cluster.settle()
+    leader = cluster.core("a")
+    assert leader.ticks_until_due() <= leader.config.heartbeat_ticks
+    for _ in range(leader.ticks_until_due() - 1):
+        leader.tick()
+    assert not leader.has_ready()
+    leader.tick()
+    assert any(isinstance(m, AppendEntries) for _, m in leader.ready().early_messages)
+
+
 def test_prevote_does_not_change_the_term_and_vote_is_persisted_with_its_grant():
     core = RaftCore(make_config("b"), two_voter_state("b"), random.Random(1))
     core.step(RequestVote("a", 2, 1, 1, pre_vote=True))

@@ -66,6 +66,9 @@ from .ready import (
 
 logger = logging.getLogger(__name__)
 
+_NEVER = 1 << 62
+"""More ticks than any timer needs: nothing is due."""
+
 MAX_REMEMBERED_CLIENTS = 4096
 """Clients whose last serial is remembered from compacted entries (least recently seen
 forgotten first); a forgotten client is unknown to the ordering check, which then lets its
@@ -240,6 +243,28 @@ class RaftCore:
             self._election_elapsed += 1
             if self._election_elapsed >= self._randomized_timeout and self._promotable():
                 self._campaign(transfer=False)
+
+    def ticks_until_due(self) -> int:
+        """How many more :meth:`tick` calls until one may change anything (at least 1).
+
+        A runtime may sleep that long instead of ticking at every interval, provided it
+        gives the core every tick that fell due before handing it any other input.
+        """
+        due = _NEVER
+        if self._proposal_deadlines:
+            due = self._proposal_deadlines[0][0] - self._ticks
+        if self._read_deadlines:
+            due = min(due, self._read_deadlines[0][0] - self._ticks)
+        if self.role is Role.LEADER:
+            config = self.config
+            due = min(
+                due,
+                config.heartbeat_ticks - self._heartbeat_elapsed,
+                config.election_timeout_ticks - self._election_elapsed,
+            )
+        elif self._promotable():
+            due = min(due, self._randomized_timeout - self._election_elapsed)
+        return max(1, due)
 
     def step(self, message: Message) -> None:
         """Handle a message from a peer. Malformed or stale messages are ignored."""

@@ -804,8 +804,13 @@ class Simulation:
         order = list(self.nodes.values())
         self.rng.shuffle(order)
         for node in order:
-            if node.core is not None:
-                node.core.tick()
+            core = node.core
+            if core is not None:
+                quiet = core.ticks_until_due() > 1 and not node.writing and not core.has_ready()
+                before = (core.role, core.term, core.leader) if quiet else None
+                core.tick()
+                if quiet and (core.has_ready() or before != (core.role, core.term, core.leader)):
+                    self._fail(f"{node.node_id}: a tick before ticks_until_due() acted")
                 self._process(node)
         for _ in range(self.settings.steps_per_tick):
             self.step_time += 1
