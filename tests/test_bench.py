@@ -23,6 +23,8 @@ from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick
 from raftchat.bench.procs import NodeProcess, Waiters, token_of
 from raftchat.bench.report import HEADLINE_KEYS, build_result, format_table
 from raftchat.bench.stats import percentile, rate, summarize
+from raftchat.headless import _ack_json, _message_json
+from raftchat.nodeapi import AckEvent, ChatMessageEvent
 
 QUICK_RUN_TIMEOUT_S = 90
 
@@ -68,6 +70,24 @@ def test_rate_is_zero_when_nothing_was_timed() -> None:
 def test_token_of_finds_benchmark_messages_only() -> None:
     assert token_of("bmab12-7 xxxx") == "bmab12-7"
     assert token_of("hello bm1") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["bmab12-7 xxxx", "hello bm1", 'bm1-2 "quoted" \\ tab\t', "bm1-3 ünïcode ✓", "bm9-9"],
+)
+def test_message_lines_read_without_json_give_what_the_json_parser_gives(text: str) -> None:
+    event = ChatMessageEvent(42, 'ab"c:7' if "quoted" in text else "abc:7", "abc", "n", text, 1.5)
+    ack = AckEvent(event.id, 42)
+    message_line = _message_json(event).encode()
+    ack_line = _ack_json(ack).encode()
+    parsed = json.loads(message_line)
+    expected = (parsed["index"], parsed["id"], token_of(parsed["text"]))
+    assert procs._message_fields(message_line) in (expected, None)
+    assert procs._ack_id(ack_line) in (json.loads(ack_line)["id"], None)
+    if "quoted" not in text and text != "bm9-9":
+        assert procs._message_fields(message_line) == expected  # the fast path was taken
+        assert procs._ack_id(ack_line) == event.id
 
 
 # --- options and report ----------------------------------------------------------------

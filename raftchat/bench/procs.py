@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "bm"
 """Benchmark message texts start with a token ``bm<run>-<n>`` followed by a space."""
+_TOKEN_PREFIX_BYTES = TOKEN_PREFIX.encode()
+_TOKEN_SCAN_BYTES = 64
 STDOUT_LINE_LIMIT = 1 << 20
 STDOUT_READ_BYTES = 1 << 18
 """Most bytes taken from a node's stdout per read."""
@@ -65,6 +67,45 @@ def token_of(text: str) -> str | None:
     if not text.startswith(TOKEN_PREFIX):
         return None
     return text.split(" ", 1)[0]
+
+
+_MESSAGE_START = b'{"event":"message","index":'
+_ACK_START = b'{"event":"ack","id":"'
+_TEXT_KEY = b'","text":"'
+
+
+def _message_fields(line: bytes) -> tuple[int, str, str | None] | None:
+    """(index, id, benchmark token) of a ``message`` line as the headless front end
+    writes it, without a JSON parse (the benchmark reads every message of every node);
+    None for anything unusual, which the JSON parser then handles."""
+    index_end = line.find(b",", len(_MESSAGE_START))
+    if index_end < 0 or not line.startswith(b'"id":"', index_end + 1):
+        return None
+    id_start = index_end + 7
+    id_end = line.find(b'"', id_start)
+    text_start = line.find(_TEXT_KEY, id_end)
+    if id_end < 0 or text_start < 0:
+        return None
+    raw_id = line[id_start:id_end]
+    index = line[len(_MESSAGE_START) : index_end]
+    if b"\\" in raw_id or not index.isdigit():
+        return None
+    text = line[text_start + len(_TEXT_KEY) : text_start + len(_TEXT_KEY) + _TOKEN_SCAN_BYTES]
+    token = None
+    if text.startswith(_TOKEN_PREFIX_BYTES):
+        token_end = text.find(b" ")
+        if token_end < 0 or b'"' in text[:token_end] or b"\\" in text[:token_end]:
+            return None  # a token longer than the scan, or escaped: the parser decides
+        token = text[:token_end].decode()
+    return int(index), raw_id.decode(), token
+
+
+def _ack_id(line: bytes) -> str | None:
+    id_end = line.find(b'"', len(_ACK_START))
+    if id_end < 0 or not line.startswith(b',"index":', id_end + 1):
+        return None
+    raw_id = line[len(_ACK_START) : id_end]
+    return None if b"\\" in raw_id else raw_id.decode()
 
 
 _Waiter = tuple[Callable[[], bool], tuple["NodeProcess", ...], "asyncio.Future[float]"]
@@ -270,6 +311,16 @@ class NodeProcess:
             self._waiters.wake(time.perf_counter())
 
     def _parse(self, line: bytes, now: float) -> None:
+        if line.startswith(_MESSAGE_START):
+            fields = _message_fields(line)
+            if fields is not None:
+                self._record_message(*fields, now)
+                return
+        elif line.startswith(_ACK_START):
+            message_id = _ack_id(line)
+            if message_id is not None:
+                self._record_ack(message_id, now)
+                return
         try:
             event = json.loads(line)
         except ValueError:
@@ -280,24 +331,30 @@ class NodeProcess:
         else:
             self.events.errors.append(f"not a JSON object: {line[:200]!r}")
 
+    def _record_message(self, index: int, message_id: str, token: str | None, now: float) -> None:
+        events = self.events
+        events.messages += 1
+        events.last_message_index = max(events.last_message_index, index)
+        if token is not None:
+            first_time = token not in events.shown
+            if first_time:
+                events.shown[token] = now
+            if events.node_id and message_id.startswith(events.node_id + ":"):
+                events.own_shown += first_time
+                events.own_tokens[message_id] = token
+
+    def _record_ack(self, message_id: str, now: float) -> None:
+        token = self.events.own_tokens.pop(message_id, None)
+        if token is not None:
+            self.events.acked.setdefault(token, now)
+
     def _record(self, event: dict[str, Any], now: float) -> None:
         kind = event.get("event")
         events = self.events
         if kind == "message":
-            events.messages += 1
-            events.last_message_index = max(events.last_message_index, event["index"])
-            token = token_of(event["text"])
-            if token is not None:
-                first_time = token not in events.shown
-                if first_time:
-                    events.shown[token] = now
-                if events.node_id and event["id"].startswith(events.node_id + ":"):
-                    events.own_shown += first_time
-                    events.own_tokens[event["id"]] = token
+            self._record_message(event["index"], event["id"], token_of(event["text"]), now)
         elif kind == "ack":
-            token = events.own_tokens.pop(event["id"], None)
-            if token is not None:
-                events.acked.setdefault(token, now)
+            self._record_ack(event["id"], now)
         elif kind == "status":
             events.node_id = event["node_id"]
             events.status = event
