@@ -52,10 +52,10 @@ def snapshot_for(seed: int, index: int, term: int) -> Snapshot:
     return Snapshot(SnapshotMeta(index=index, term=term, configuration=CONFIGURATION), data)
 
 
-def state_key(state: PersistedState) -> tuple[int, int, int]:
+def state_key(state: PersistedState) -> tuple[int, int, int, int]:
     """Strictly increases along the chain, so a state is found by walking forward."""
     snapshot_index = state.snapshot.meta.index if state.snapshot else 0
-    return (state.hard_state.term, state.last_index, snapshot_index)
+    return (state.hard_state.term, state.last_index, snapshot_index, state.hard_state.commit)
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ def next_step(seed: int, state: PersistedState) -> Step:
         index = rng.randint(snapshot_index + 1, hard_state.commit)
         entry_term = state.entries[index - snapshot_index - 1].term
         return Step(compact=snapshot_for(seed, index, entry_term))
+    if roll < 0.2 and last_index > hard_state.commit and hard_state.term:
+        # Only the commit index moves: Storage writes it without an fsync.
+        commit = rng.randint(hard_state.commit + 1, last_index)
+        return Step(HardState(term=hard_state.term, vote=hard_state.vote, commit=commit))
     truncate_from = None
     first = last_index + 1
     if roll < 0.3 and last_index > max(hard_state.commit, snapshot_index):
@@ -97,6 +101,8 @@ def apply_step(state: PersistedState, step: Step) -> PersistedState:
         index = step.compact.meta.index
         entries = [entry for entry in state.entries if entry.index > index]
         return replace(state, snapshot=step.compact, entries=entries)
+    if not step.entries:
+        return replace(state, hard_state=step.hard_state)
     first = step.truncate_from or step.entries[0].index
     entries = [entry for entry in state.entries if entry.index < first]
     entries.extend(step.entries)
