@@ -292,3 +292,17 @@ async def test_experiment_moves_entries_over_a_real_unordered_channel() -> None:
     assert result.heartbeats_sent > 0 and result.heartbeat_rtts
     table = channel_modes.format_results([channel_modes._merge(mode, 0.0, "load", [result])])
     assert mode.name in table
+
+
+@pytest.mark.timeout(60)
+async def test_experiment_leads_several_followers_and_counts_the_slowest() -> None:
+    mode = channel_modes.MODES[0]
+    shape = channel_modes.TrafficShape(duration_s=0.5)
+    result = await channel_modes.run_mode(mode, 0.0, shape, seed=1, followers=2)
+    assert result.followers == 2
+    assert len(result.entries_per_s_by_follower) == 2
+    assert all(rate > 0 for rate in result.entries_per_s_by_follower)
+    assert result.entries_per_s == min(result.entries_per_s_by_follower)
+    # Both followers answered heartbeats: more than one follower's worth were sent.
+    per_follower = shape.duration_s / shape.ping_interval_s
+    assert result.heartbeats_sent > per_follower and len(result.heartbeat_rtts) > per_follower

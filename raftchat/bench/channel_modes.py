@@ -16,8 +16,13 @@ dropping outgoing UDP datagrams of established ICE connections, so SCTP's own
 recovery is exercised. Each (loss, mode) pair runs ``--repeat`` times; the table
 gives the median rate and percentiles over the pooled samples.
 
+With ``--followers 2`` the leader process replicates to two follower processes at
+once, as a leader of three nodes does: the rate is then entries per second that
+reached every follower. With no Raft, storage or chat work at all, that is the
+ceiling the WebRTC stack puts on a three-node channel on the machine.
+
 Run: ``python -m raftchat.bench.channel_modes [--duration S] [--loss 0,0.01,0.05]
-[--repeat N] [--json]``
+[--repeat N] [--followers N] [--json]``
 """
 
 from __future__ import annotations
@@ -97,6 +102,10 @@ class RunResult:
     batches_sent: int = 0
     batches_acked: int = 0
     entries_per_s_runs: list[float] = field(default_factory=list)
+    followers: int = 1
+    """Follower processes replicated to at once; ``entries_per_s`` counts an entry once
+    every one of them acknowledged it."""
+    entries_per_s_by_follower: list[float] = field(default_factory=list)
     batch_latencies: list[float] = field(default_factory=list, repr=False)
     heartbeat_rtts: list[float] = field(default_factory=list, repr=False)
 
@@ -269,8 +278,8 @@ async def _replay(
     return latencies, ping_rtts
 
 
-async def run_mode(mode: ChannelMode, loss: float, shape: TrafficShape, seed: int) -> RunResult:
-    follower = await asyncio.create_subprocess_exec(
+async def _spawn_follower(loss: float, seed: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "raftchat.bench.channel_modes",
@@ -282,29 +291,56 @@ async def run_mode(mode: ChannelMode, loss: float, shape: TrafficShape, seed: in
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
-    result = RunResult(mode.name, loss, 0.0)
-    pc: RTCPeerConnection | None = None
+
+
+async def _stop_follower(follower: asyncio.subprocess.Process) -> None:
+    if follower.stdin is not None:
+        follower.stdin.close()
     try:
-        pc, leader = await _open_leader(mode, follower)
+        await asyncio.wait_for(follower.wait(), 10)
+    except TimeoutError:
+        follower.kill()
+        await follower.wait()
+
+
+async def run_mode(
+    mode: ChannelMode, loss: float, shape: TrafficShape, seed: int, followers: int = 1
+) -> RunResult:
+    """One run: this process leads ``followers`` follower processes at once."""
+    processes = [await _spawn_follower(loss, seed + 1000 * number) for number in range(followers)]
+    connections: list[RTCPeerConnection] = []
+    result = RunResult(mode.name, loss, 0.0, followers=followers)
+    try:
+        channels = []
+        for process in processes:
+            pc, channel = await _open_leader(mode, process)
+            connections.append(pc)
+            channels.append(channel)
+        parts = [RunResult(mode.name, loss, 0.0) for _ in channels]
         with udp_loss(loss, random.Random(seed)):
-            latencies, pings = await _replay(leader, shape, result)
-        result.batch_latencies = latencies
-        result.heartbeat_rtts = pings
+            pairs = zip(channels, parts, strict=True)
+            replays = await asyncio.gather(*(_replay(ch, shape, part) for ch, part in pairs))
+        # An entry is replicated once every follower has it: the slowest one counts.
+        result.entries_per_s_by_follower = [part.entries_per_s for part in parts]
+        result.entries_per_s = min(result.entries_per_s_by_follower)
+        for part, (latencies, pings) in zip(parts, replays, strict=True):
+            result.batch_latencies += latencies
+            result.heartbeat_rtts += pings
+            result.batches_sent += part.batches_sent
+            result.batches_acked += part.batches_acked
+            result.rewinds += part.rewinds
+            result.heartbeats_sent += part.heartbeats_sent
+            result.heartbeats_lost += part.heartbeats_lost
     finally:
-        if pc is not None:
+        for pc in connections:
             await pc.close()
-        if follower.stdin is not None:
-            follower.stdin.close()
-        try:
-            await asyncio.wait_for(follower.wait(), 10)
-        except TimeoutError:
-            follower.kill()
-            await follower.wait()
+        for process in processes:
+            await _stop_follower(process)
     return result
 
 
 async def compare(
-    losses: list[float], shape: TrafficShape, seed: int, repeat: int
+    losses: list[float], shape: TrafficShape, seed: int, repeat: int, followers: int = 1
 ) -> list[RunResult]:
     """Every mode at every loss rate, under load and idle, ``repeat`` times each; one
     merged result per combination."""
@@ -314,10 +350,11 @@ async def compare(
         for loss in losses:
             for mode in MODES:
                 runs = [
-                    await run_mode(mode, loss, workload_shape, seed + number)
+                    await run_mode(mode, loss, workload_shape, seed + number, followers)
                     for number in range(repeat)
                 ]
                 result = _merge(mode, loss, workload, runs)
+                result.followers = followers
                 print(
                     f"{workload} loss {loss:.0%} {mode.name}: {result.entries_per_s:.0f} "
                     f"entries/s, heartbeat p99 {result.heartbeat_rtt_ms.get('p99', 0):.1f} ms",
@@ -383,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loss", default="0,0.01,0.05", help="datagram loss rates to try")
     parser.add_argument("--seed", type=int, default=1, help="seed of the loss pattern")
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode and loss rate")
+    parser.add_argument(
+        "--followers", type=int, default=1, help="follower processes led at once (1)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
     parser.add_argument("--follower", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -392,11 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     losses = [float(part) for part in args.loss.split(",") if part.strip()]
     if any(not 0 <= loss < 1 for loss in losses):
         parser.error("--loss rates must be in [0, 1)")
-    if args.repeat < 1 or args.duration <= 0:
-        parser.error("--repeat and --duration must be positive")
+    if args.repeat < 1 or args.duration <= 0 or not 1 <= args.followers <= 8:
+        parser.error("--repeat and --duration must be positive, --followers 1 to 8")
     shape = TrafficShape(duration_s=args.duration)
     print(f"seed {args.seed}", file=sys.stderr)
-    results = asyncio.run(compare(losses, shape, args.seed, args.repeat))
+    results = asyncio.run(compare(losses, shape, args.seed, args.repeat, args.followers))
     print(format_results(results))
     if args.json:
         print(
@@ -404,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "shape": asdict(shape),
                     "seed": args.seed,
+                    "followers": args.followers,
                     "results": [result.as_json() for result in results],
                 }
             )
