@@ -7,7 +7,7 @@ The properties, for any text:
 - a parsed frame re-encodes (with the ``encode_*`` helpers) to text that parses back to
   an equal frame;
 - ``normalize_channel`` only raises ``ProtocolError``, and what it returns is valid;
-- the mesh's check of a relayed payload (``Mesh._signal_problem``) never raises.
+- the mesh's check of a relayed payload (``link_signals.signal_problem``) never raises.
 
 With atheris (coverage-guided, libFuzzer flags)::
 
@@ -32,9 +32,10 @@ import random
 import sys
 from typing import Any
 
-from raftchat.net.mesh import Mesh, MeshConfig
-from raftchat.net.signaling_protocol import (
-    CHANNEL_NAME_PATTERN,
+from raftchat.limits import CHANNEL_NAME_PATTERN
+from raftchat.net import MeshConfig
+from raftchat.net.link_signals import signal_problem
+from raftchat.net.signaling.protocol import (
     ErrorFrame,
     Hello,
     PeerJoined,
@@ -58,16 +59,8 @@ from raftchat.net.signaling_protocol import (
     parse_server_frame,
 )
 
-
-class _SignalChecker:
-    """Just enough of a Mesh to run its payload validation without an event loop."""
-
-    self_id = "fuzz-self-peer-id-0000"
-    config = MeshConfig()
-    signal_problem = Mesh._signal_problem
-
-
-_CHECKER = _SignalChecker()
+SELF_ID = "fuzz-self-peer-id-0000"
+MAX_SDP_BYTES = MeshConfig().max_sdp_bytes
 
 
 def _reencode(frame: Any) -> str | None:
@@ -117,7 +110,7 @@ def check_one(text: str) -> None:
         elif again != frame:
             raise AssertionError(f"re-encoding changed the frame: {frame!r} -> {again!r}")
         if isinstance(frame, SignalRequest | RelayedSignal):
-            _CHECKER.signal_problem("fuzz-peer-id-000000000", frame.payload)
+            signal_problem(SELF_ID, "fuzz-peer-id-000000000", frame.payload, MAX_SDP_BYTES)
     try:
         channel = normalize_channel(text)
     except ProtocolError:

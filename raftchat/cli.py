@@ -5,42 +5,35 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from raftchat import __version__
-
-if TYPE_CHECKING:
-    import asyncio
+from raftchat.frontends.commands import HEADLESS_COMMANDS
+from raftchat.frontends.logs import configure_logging, log_file_path
 
 DEFAULT_SERVER_HOST = "127.0.0.1"
 DEFAULT_SERVER_PORT = 8765
 
-Handler = Callable[[argparse.Namespace], int]
+
+def _log_level(verbose: bool, default: int) -> int:
+    return logging.DEBUG if verbose else default
 
 
-def _not_available(name: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"raftchat {name}: not available yet", file=sys.stderr)
-        return 2
-
-    return handler
+def _log_file_hint() -> str:
+    """The file the chat UI logs to, for ``raftchat join --help``."""
+    return str(log_file_path())
 
 
-def _configure_logging(verbose: bool, default: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else default,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _headless_commands() -> str:
+    """The commands headless mode takes, for ``raftchat join --help``."""
+    return ", ".join(command.usage for command in HEADLESS_COMMANDS.commands.values())
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from raftchat.net.signaling_server import run_server
+    from raftchat.net.signaling.server import run_server
 
-    _configure_logging(args.verbose)
-
+    configure_logging(_log_level(args.verbose, logging.INFO))
     try:
         run_server(args.host, args.port)
     except OSError as exc:
@@ -49,20 +42,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_file_hint() -> str:
-    """Where ``raftchat.launch.log_file_path`` puts the UI's log (kept in step by a test;
-    computed here so ``--help`` does not import the network stack)."""
-    import platformdirs
-
-    return str(Path(platformdirs.user_log_dir("raftchat")) / "raftchat.log")
-
-
 def _join(args: argparse.Namespace) -> int:
-    import asyncio
+    from raftchat.frontends.launch import JoinOptions, join
 
-    from raftchat.launch import JoinOptions, configure_logging, run_join
-
-    configure_logging(headless=args.headless, verbose=args.verbose)
+    # Without --headless the terminal belongs to the UI: logs go to a file.
+    default_level = logging.WARNING if args.headless else logging.INFO
+    configure_logging(_log_level(args.verbose, default_level), to_file=not args.headless)
     options = JoinOptions(
         channel=args.channel,
         server_url=args.server,
@@ -78,33 +63,19 @@ def _join(args: argparse.Namespace) -> int:
         relay_only=args.relay_only,
         ice_host=args.ice_host,
     )
-    with asyncio.Runner(loop_factory=event_loop_factory(args.headless)) as runner:
-        return runner.run(run_join(options))
-
-
-def event_loop_factory(headless: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop for headless nodes when it is installed (10-20 % more throughput measured:
-    aiortc does all its work in Python callbacks on the loop); None (asyncio's own loop)
-    otherwise, and always for the TUI, whose loop Textual manages."""
-    if not headless:
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    return join(options)
 
 
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from raftchat.demo import DemoOptions, run_demo
+    from raftchat.frontends.demo import DemoOptions, run_demo
 
     if not 1 <= args.peers <= 8:
         print("raftchat demo: --peers must be between 1 and 8", file=sys.stderr)
         return 2
     if args.headless:
-        _configure_logging(False, default=logging.WARNING)
+        configure_logging(logging.WARNING)
     options = DemoOptions(
         peers=args.peers,
         nick=args.nick,
@@ -116,12 +87,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
-    from pathlib import Path
 
     from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
     from raftchat.bench.runner import run
 
-    _configure_logging(args.verbose, default=logging.WARNING)
+    configure_logging(_log_level(args.verbose, logging.WARNING))
     given = {
         name: value
         for name in ("nodes", "messages", "trials", "members", "history")
@@ -199,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "join",
         help="join a channel",
         description="Join a chat channel. With --headless, stdin lines are messages "
-        "(/nick NAME, /me ACTION, /quit) and stdout is one JSON object per line; logs go to "
+        f"({_headless_commands()}) and stdout is one JSON object per line; logs go to "
         "stderr. Otherwise the chat UI runs and logs go to "
         f"{_log_file_hint()}.",
     )

@@ -23,7 +23,6 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import secrets
 import sqlite3
 import struct
@@ -36,14 +35,17 @@ from typing import TypeVar
 
 import platformdirs
 
-from raftchat.raft.codec import CodecError, decode_configuration, encode_configuration
-from raftchat.raft.messages import (
+from raftchat.limits import channel_name_problem, node_id_problem
+from raftchat.raft import (
     NO_NODE,
+    CodecError,
     Entry,
     EntryKind,
     HardState,
     Snapshot,
     SnapshotMeta,
+    decode_configuration,
+    encode_configuration,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,9 +56,6 @@ SCHEMA_VERSION = 1
 DB_FILENAME = "raftchat.sqlite3"
 LOCK_FILENAME = "raftchat.lock"
 DIR_MODE = 0o700
-
-_CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_NODE_ID = re.compile(r"[!-~]{1,64}")
 
 _T = TypeVar("_T")
 
@@ -134,12 +133,11 @@ class PersistedState:
 
 
 def validate_channel_name(channel: str) -> str:
-    """Return ``channel`` if it is safe as a directory name, else raise StorageChannelError."""
-    if not isinstance(channel, str) or not _CHANNEL_NAME.fullmatch(channel):
-        raise StorageChannelError(
-            f"invalid channel name {channel!r}: use 1-128 letters, digits, '.', '_' or '-',"
-            " starting with a letter or digit"
-        )
+    """Return ``channel`` if it is a channel name in canonical form (and so safe as a
+    directory name), else raise StorageChannelError."""
+    problem = channel_name_problem(channel)
+    if problem:
+        raise StorageChannelError(problem)
     return channel
 
 
@@ -302,7 +300,7 @@ class Storage:
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         self.node_id: str = meta.get("node_id", "")
         self.reconnect_token: str = meta.get("reconnect_token", "")
-        if not _NODE_ID.fullmatch(self.node_id) or not self.reconnect_token:
+        if node_id_problem(self.node_id) or not self.reconnect_token:
             raise self._corrupt("the node id or reconnect token is missing or malformed")
         if meta.get("channel") != channel:
             raise StorageChannelError(

@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fake_node import ManualClock, demo_app, play_demo_traffic  # noqa: E402
+from fake_node import demo_app, play_demo_traffic  # noqa: E402
+from support.clocks import ManualClock  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

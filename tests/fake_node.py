@@ -1,6 +1,6 @@
 """A faithful in-memory ChatNode for TUI tests and screenshots.
 
-It keeps the contract of :mod:`raftchat.nodeapi`: ``send_chat`` validates and
+It keeps the contract of :mod:`raftchat.node.api`: ``send_chat`` validates and
 returns an id at once, the message commits only when the test says so
 (``commit_next()``, or automatically with ``auto_commit=True``), and then a
 ChatMessageEvent followed by an AckEvent is published, in log order, with
@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any
 
-from raftchat.nodeapi import (
+from support.clocks import ManualClock
+
+from raftchat.node.api import (
     AckEvent,
     ChatMessageEvent,
     Event,
@@ -135,10 +137,6 @@ class FakeChatNode:
         self.publish(NoticeEvent("leave", f"{self._nick} left the channel", self.clock()))
 
     # --- test controls -------------------------------------------------------
-
-    @property
-    def pending_count(self) -> int:
-        return len(self._pending)
 
     def publish(self, event: Event) -> None:
         for queue in self._queues:
@@ -309,16 +307,6 @@ def demo_node(*, auto_commit: bool = False) -> FakeChatNode:
         },
     )
     return node
-
-
-class ManualClock:
-    """A monotonic clock that moves only when told: charts and latencies become exact."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def demo_app(clock: ManualClock | None = None, **config: Any) -> Any:

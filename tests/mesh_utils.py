@@ -1,10 +1,10 @@
-"""Mesh test helpers: in-memory signaling relays (honest and hostile), condition waits."""
+"""Mesh test helpers: in-memory signaling relays (honest and hostile), peers that record,
+partitions through the engine's frame filter, a signaling listener for real clients."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,9 +12,10 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from raftchat.net.ice import IPV4_LOOPBACK, host_candidates
-from raftchat.net.link import CHANNEL_LABEL
-from raftchat.net.mesh import LinkInfo, LinkState, Mesh, MeshConfig
+from raftchat.net import LinkInfo, LinkState, Mesh, MeshConfig
+from raftchat.net.engines import CHANNEL_LABEL, Direction
+from raftchat.net.engines.aiortc_engine import host_candidates
+from raftchat.net.ice import IPV4_LOOPBACK
 
 # Loopback only, short timers so failures are noticed quickly in tests.
 TEST_CONFIG = MeshConfig(
@@ -39,15 +40,6 @@ def private_config(passphrase: str | None, **changes: Any) -> MeshConfig:
     """TEST_CONFIG for channel "room" with ``passphrase`` and a short penalty backoff."""
     settings = {"channel": "room", "passphrase": passphrase, "auth_retry_initial": 0.3}
     return with_settings(TEST_CONFIG, **{**settings, **changes})
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        await asyncio.sleep(0.01)
 
 
 class FakeSignaling:
@@ -164,7 +156,7 @@ def silence(peer: Peer) -> None:
     """
     mesh = peer.mesh
     mesh._timer.cancel()
-    mesh.set_fault_filter(lambda _peer, _direction: True)
+    mesh.engine.frame_filter = lambda _peer, _direction: True
     assert isinstance(mesh._signaling, FakeSignaling)
     mesh._signaling.cut = True
 
@@ -174,8 +166,69 @@ def wake(peer: Peer) -> None:
     mesh = peer.mesh
     assert isinstance(mesh._signaling, FakeSignaling)
     mesh._signaling.cut = False
-    mesh.set_fault_filter(None)
+    mesh.engine.frame_filter = None
     mesh._timer = asyncio.get_running_loop().call_soon(mesh._maintain)
+
+
+class PeerBlocklist:
+    """A frame filter that drops all traffic to and from the peers it lists."""
+
+    def __init__(self) -> None:
+        self.peers: set[str] = set()
+
+    def __call__(self, peer: str, direction: Direction) -> bool:
+        return peer in self.peers
+
+
+def block(mesh: Mesh, peer: str) -> None:
+    """Drop all traffic between ``mesh`` and ``peer`` silently, as a partition would
+    (through the engine's frame filter, see ``raftchat.net.engines.base.FrameFilter``)."""
+    blocklist = mesh.engine.frame_filter
+    if not isinstance(blocklist, PeerBlocklist):
+        blocklist = mesh.engine.frame_filter = PeerBlocklist()
+    blocklist.peers.add(peer)
+
+
+def unblock(mesh: Mesh, peer: str) -> None:
+    """Undo :func:`block`. A link the partition brought down reconnects at once, as the
+    next attempt would get through a real network as soon as it healed."""
+    blocklist = mesh.engine.frame_filter
+    if isinstance(blocklist, PeerBlocklist):
+        blocklist.peers.discard(peer)
+    info = mesh.links().get(peer)
+    if info is not None and info.state != LinkState.OPEN:
+        mesh.reset_link(peer)
+
+
+class MeshSignalingListener:
+    """Forwards a SignalingClient's events to a mesh bound after both exist.
+
+    The client needs its listener at construction and the mesh needs the client,
+    so create this first, then :meth:`bind` the mesh before starting the client.
+    """
+
+    def __init__(self, on_state: Callable[[str], None] | None = None) -> None:
+        self._mesh: Mesh | None = None
+        self._on_state = on_state
+        self._peers: frozenset[str] | None = None
+
+    def bind(self, mesh: Mesh) -> None:
+        self._mesh = mesh
+        if self._peers is not None:
+            mesh.set_peers(self._peers)
+
+    def on_peers(self, peers: frozenset[str]) -> None:
+        self._peers = frozenset(peers)
+        if self._mesh is not None:
+            self._mesh.set_peers(peers)
+
+    def on_signal(self, sender: str, payload: dict) -> None:
+        if self._mesh is not None:
+            self._mesh.handle_signal(sender, payload)
+
+    def on_state(self, state: str) -> None:
+        if self._on_state is not None:
+            self._on_state(state)
 
 
 def all_open(peers: list[Peer]) -> bool:

@@ -11,25 +11,33 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from raftchat.raft.config import RaftConfig
-from raftchat.raft.core import RaftCore
-from raftchat.raft.messages import Entry, EntryKind, Message, NodeId
-from raftchat.raft.ready import Event, ProposalOutcome, ReadState, Role
+from raftchat.raft import (
+    Entry,
+    EntryKind,
+    Event,
+    Message,
+    NodeId,
+    ProposalOutcome,
+    RaftCore,
+    RaftSettings,
+    ReadState,
+    Role,
+)
 from raftchat.raft.sim import MemoryStorage, SessionStateMachine
 
 DropRule = Callable[[NodeId, NodeId, Message], bool]
 
 
-def make_config(node_id: NodeId, **overrides: int | bool) -> RaftConfig:
+def make_settings(node_id: NodeId, **overrides: int | bool) -> RaftSettings:
     settings: dict = {"election_timeout_ticks": 10, "heartbeat_ticks": 2}
     settings.update(overrides)
-    return RaftConfig(node_id=node_id, **settings)
+    return RaftSettings(node_id=node_id, **settings)
 
 
 @dataclass
 class NodeHarness:
     node_id: NodeId
-    config: RaftConfig
+    settings: RaftSettings
     core: RaftCore | None
     storage: MemoryStorage = field(default_factory=MemoryStorage)
     machine: SessionStateMachine = field(default_factory=SessionStateMachine)
@@ -47,14 +55,14 @@ class Cluster:
         ids: Iterable[NodeId],
         seed: int = 0,
         bootstrap: bool = True,
-        **config_overrides: int | bool,
+        **settings_overrides: int | bool,
     ) -> None:
         self.seed = seed
         self.nodes: dict[NodeId, NodeHarness] = {}
         self.queue: list[tuple[NodeId, NodeId, Message]] = []
         self.drop_rules: list[DropRule] = []
         self.delivered: list[tuple[NodeId, NodeId, Message]] = []
-        self._overrides = config_overrides
+        self._overrides = settings_overrides
         ids = list(ids)
         for node_id in ids:
             self.add_node(node_id)
@@ -64,9 +72,9 @@ class Cluster:
     # --- building -----------------------------------------------------------------
 
     def add_node(self, node_id: NodeId) -> NodeHarness:
-        config = make_config(node_id, **self._overrides)
-        harness = NodeHarness(node_id, config, None)
-        harness.core = RaftCore(config, harness.storage.state(), self._rng(node_id))
+        settings = make_settings(node_id, **self._overrides)
+        harness = NodeHarness(node_id, settings, None)
+        harness.core = RaftCore(settings, harness.storage.state(), self._rng(node_id))
         self.nodes[node_id] = harness
         return harness
 
@@ -241,7 +249,7 @@ class Cluster:
         harness.machine = SessionStateMachine()
         if state.snapshot is not None:
             harness.machine.restore(state.snapshot.data)
-        harness.core = RaftCore(harness.config, state, self._rng(node_id))
+        harness.core = RaftCore(harness.settings, state, self._rng(node_id))
         self.process(node_id)
 
     def propose(self, node_id: NodeId, data: bytes, client_id: str = "", serial: int = 0):

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from support.waiting import wait_until
 
-from raftchat.net.signaling_protocol import new_peer_id, new_token
+from raftchat.net.signaling.protocol import new_peer_id, new_token
 
 FRAME_TIMEOUT = 5.0
-
-
-class ManualClock:
-    """A clock the test moves by hand (for rate limits and remembered-id expiry)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class RawPeer:
@@ -125,25 +112,6 @@ async def assert_server_serves(base_url: str, channel: str = "healthy-check") ->
         await second.close()
 
 
-async def wait_until(
-    condition: Callable[[], bool], timeout: float = FRAME_TIMEOUT, what: str = "condition"
-) -> None:
-    """Poll ``condition`` until it holds; fail with ``what`` after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RecordingListener:
     """A SignalingListener that records every callback and lets tests wait for them."""
 
@@ -173,13 +141,10 @@ class RecordingListener:
         self, condition: Callable[[], bool], timeout: float = FRAME_TIMEOUT, what: str = ""
     ) -> None:
         """Wait until ``condition`` holds, re-checking after every callback."""
-        try:
-            async with asyncio.timeout(timeout):
-                while not condition():
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise AssertionError(
-                f"timed out waiting for {what or condition}: states={self.states} "
-                f"peers={self.peer_sets} signals={self.signals}"
-            ) from None
+        await wait_until(
+            condition,
+            timeout,
+            what,
+            changed=self._changed,
+            details=lambda: f"states={self.states} peers={self.peer_sets} signals={self.signals}",
+        )

@@ -19,14 +19,7 @@ import random
 import sys
 from dataclasses import dataclass, replace
 
-from raftchat.raft.messages import (
-    Configuration,
-    Entry,
-    EntryKind,
-    HardState,
-    Snapshot,
-    SnapshotMeta,
-)
+from raftchat.raft import Configuration, Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 from raftchat.storage import PersistedState, Storage
 
 CHANNEL = "crash-test"

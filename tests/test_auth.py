@@ -18,9 +18,10 @@ from mesh_utils import (
     make_peer,
     pending_tasks,
     private_config,
-    wait_until,
 )
+from support.waiting import wait_until
 
+from raftchat.net import LinkState, MeshConfig
 from raftchat.net.auth import (
     AUTH_VERSION,
     AuthError,
@@ -29,7 +30,6 @@ from raftchat.net.auth import (
     Handshake,
     encode_reject,
 )
-from raftchat.net.mesh import LinkState, MeshConfig
 
 FP_A = bytes(range(32))
 FP_B = bytes(range(32, 64))
@@ -256,15 +256,15 @@ def test_passphrase_needs_a_channel_name():
 async def test_same_passphrase_connects_and_exchanges_messages(net):
     a, b = net.add("a", "open sesame"), net.add("b", "open sesame")
     link = a.mesh._links["b"]
-    original_on_open = link._on_open
+    original_on_open = link.channel_open
     during_handshake = []
 
-    def on_open(pc, channel):
-        original_on_open(pc, channel)
+    def on_open(connection):
+        original_on_open(connection)
         # The DataChannel is open, the handshake has only started: queued, not sent.
         during_handshake.append((a.state_of("b"), a.mesh.send("b", b"early")))
 
-    link._on_open = on_open
+    link.channel_open = on_open
     await wait_until(lambda: all_open([a, b]), 10, "authenticated links")
     assert during_handshake == [(LinkState.CONNECTING, True)]
     assert b.mesh.send("a", b"hello a")

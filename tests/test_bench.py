@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from raftchat.bench import channel_modes, procs
+from raftchat.bench import channel_modes, node_output, process
+from raftchat.bench.node_output import token_of
 from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
-from raftchat.bench.procs import NodeProcess, Waiters, token_of
+from raftchat.bench.process import NodeProcess
 from raftchat.bench.report import HEADLINE_KEYS, build_result, format_table
 from raftchat.bench.stats import percentile, rate, summarize
-from raftchat.headless import _ack_json, _message_json
-from raftchat.nodeapi import AckEvent, ChatMessageEvent
+from raftchat.frontends.headless import _ack_json, _message_json
+from raftchat.node.api import AckEvent, ChatMessageEvent
 
 QUICK_RUN_TIMEOUT_S = 90
 
@@ -83,21 +84,27 @@ def test_message_lines_read_without_json_give_what_the_json_parser_gives(text: s
     ack_line = _ack_json(ack).encode()
     parsed = json.loads(message_line)
     expected = (parsed["index"], parsed["id"], token_of(parsed["text"]))
-    assert procs._message_fields(message_line) in (expected, None)
-    assert procs._ack_id(ack_line) in (json.loads(ack_line)["id"], None)
+    assert node_output._message_fields(message_line) in (expected, None)
+    assert node_output._ack_id(ack_line) in (json.loads(ack_line)["id"], None)
     if "quoted" not in text and text != "bm9-9":
-        assert procs._message_fields(message_line) == expected  # the fast path was taken
-        assert procs._ack_id(ack_line) == event.id
+        assert node_output._message_fields(message_line) == expected  # the fast path was taken
+        assert node_output._ack_id(ack_line) == event.id
 
 
 # --- options and report ----------------------------------------------------------------
 
 
 async def test_node_output_is_parsed_across_read_boundaries(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(procs, "STDOUT_READ_BYTES", 16)  # every line spans several reads
+    monkeypatch.setattr(process, "STDOUT_READ_BYTES", 16)  # every line spans several reads
     stdout = asyncio.StreamReader()
-    process = types.SimpleNamespace(stdout=stdout, stdin=None, returncode=None, pid=0)
-    node = NodeProcess("n1", tmp_path, process, time.perf_counter(), Waiters())  # type: ignore[arg-type]
+    fake = types.SimpleNamespace(stdout=stdout, stdin=None, returncode=None, pid=0)
+
+    async def spawn_fake(*_args: object, **_options: object) -> types.SimpleNamespace:
+        return fake
+
+    monkeypatch.setattr(process, "spawn_headless_node", spawn_fake)
+    node = NodeProcess("n1", "room", "", tmp_path / "n1", tmp_path / "config.toml")
+    await node.start()
     status = {"event": "status", "node_id": "abc", "state": "leader", "term": 3}
     message = {"event": "message", "index": 7, "id": "abc:1", "nick": "n", "text": "bm1-1 x"}
     ack = {"event": "ack", "id": "abc:1", "index": 7}

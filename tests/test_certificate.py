@@ -7,8 +7,8 @@ import datetime
 from aiortc import RTCConfiguration
 from aiortc.rtcdtlstransport import RTCCertificate
 
-from raftchat.net import certificate
-from raftchat.net.certificate import new_peer_connection, shared_certificate
+from raftchat.net.engines import aiortc_engine
+from raftchat.net.engines.aiortc_engine import new_rtc_peer_connection, shared_certificate
 
 
 def local_fingerprints(pc) -> list[str]:
@@ -17,8 +17,8 @@ def local_fingerprints(pc) -> list[str]:
 
 
 async def test_peer_connections_share_one_certificate() -> None:
-    first = new_peer_connection(RTCConfiguration(iceServers=[]))
-    second = new_peer_connection(RTCConfiguration(iceServers=[]))
+    first = new_rtc_peer_connection(RTCConfiguration(iceServers=[]))
+    second = new_rtc_peer_connection(RTCConfiguration(iceServers=[]))
     try:
         assert local_fingerprints(first) == local_fingerprints(second)
         assert local_fingerprints(first) == [
@@ -32,7 +32,7 @@ async def test_peer_connections_share_one_certificate() -> None:
 async def test_aiortc_makes_its_own_certificates_again_afterwards() -> None:
     from aiortc import RTCPeerConnection
 
-    shared = new_peer_connection(RTCConfiguration(iceServers=[]))
+    shared = new_rtc_peer_connection(RTCConfiguration(iceServers=[]))
     plain = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         assert local_fingerprints(plain) != local_fingerprints(shared)
@@ -44,7 +44,7 @@ async def test_aiortc_makes_its_own_certificates_again_afterwards() -> None:
 def test_certificate_is_renewed_before_it_expires() -> None:
     current = shared_certificate()
     assert shared_certificate() is current
-    soon = current.expires - certificate.RENEW_BEFORE_EXPIRY + datetime.timedelta(minutes=1)
+    soon = current.expires - aiortc_engine.RENEW_BEFORE_EXPIRY + datetime.timedelta(minutes=1)
     renewed = shared_certificate(now=soon)
     assert renewed is not current
     assert shared_certificate() is renewed

@@ -3,7 +3,7 @@
 Five ``raftchat join --headless`` processes (plus newcomers) on one channel, three of
 them sending continuously, while a seeded schedule (tests/chaos_schedule.py) SIGKILLs
 and restarts nodes with their data dirs, SIGSTOPs and SIGCONTs them, cuts the network
-between groups of them (through the test-only faults file, raftchat/faults.py), adds
+between groups of them (through a faults file each, read by tests/fault_node.py), adds
 new nodes and makes others quit gracefully. Afterwards everything is healed; once every
 sender's messages are acknowledged and an end marker reached every node, a fresh node
 joins to print the whole committed history, and tests/chaos_history.py checks what
@@ -22,16 +22,16 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from chaos_history import NodeHistory, check_history, message_text
 from chaos_schedule import SECONDS_ENV, ChaosSettings, Step, plan
-from cluster_utils import Cluster, NodeProcess
+from fault_node import FAULTS_FILE_ENV, through_launcher
+from support.nodes import Cluster, NodeProcess
 
-from raftchat.faults import FAULTS_FILE_ENV
-from raftchat.net.signaling_server import RunningServer, start_server
+from raftchat.bench import process
+from raftchat.net.signaling.server import RunningServer
 
 BUDGET_OVERHEAD_S = 240
 CHAOS_TIMEOUT_S = int(float(os.environ.get(SECONDS_ENV) or 60)) + BUDGET_OVERHEAD_S
@@ -296,16 +296,20 @@ class ChaosRun:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    running = await start_server("127.0.0.1", 0)
-    try:
-        yield running
-    finally:
-        await running.close()
+def nodes_through_fault_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start the cluster's node processes through tests/fault_node.py (which reads the
+    faults file) instead of ``python -m raftchat``."""
+    join_command = process.headless_join_command
+    monkeypatch.setattr(
+        process,
+        "headless_join_command",
+        lambda *args, **kwargs: through_launcher(join_command(*args, **kwargs)),
+    )
 
 
 @pytest.mark.chaos
 @pytest.mark.timeout(CHAOS_TIMEOUT_S)
+@pytest.mark.usefixtures("nodes_through_fault_launcher")
 async def test_history_survives_kills_pauses_partitions_joins_and_leaves(
     tmp_path: Path, server: RunningServer
 ) -> None:

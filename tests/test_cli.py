@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from raftchat.cli import build_parser, event_loop_factory
+from raftchat.cli import build_parser
+from raftchat.frontends.launch import event_loop_factory
 
 SUBCOMMANDS = ["serve", "join", "demo", "bench"]
 

@@ -8,12 +8,7 @@ import socket
 import sys
 
 import aiohttp
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from support.ports import free_port
 
 
 async def wait_healthy(url: str, timeout: float) -> dict:

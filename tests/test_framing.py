@@ -187,14 +187,3 @@ def test_auth_frame_round_trip_and_bounds():
         decode_frame(header)
     with pytest.raises(FramingError, match="auth frame"):
         decode_frame(header + b"x" * (framing.MAX_AUTH_PAYLOAD_BYTES + 1))
-
-
-def test_token_bucket_allows_bursts_then_its_rate():
-    bucket = framing.TokenBucket(rate=10.0, capacity=5, now=0.0)
-    assert [bucket.take(0.0) for _ in range(6)] == [True] * 5 + [False]
-    assert not bucket.take(0.05)  # half a token
-    assert bucket.take(0.1)
-    assert bucket.take(100.0, amount=5) and not bucket.take(100.0)  # capped at capacity
-    assert not bucket.take(200.0, amount=6)  # more than it can ever hold
-    with pytest.raises(ValueError):
-        framing.TokenBucket(rate=0, capacity=5, now=0.0)

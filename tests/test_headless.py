@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from raftchat.headless import HeadlessPrinter, _handle_line, event_line, run_headless
-from raftchat.nodeapi import (
+from raftchat.frontends.headless import HeadlessPrinter, _handle_line, event_line, run_headless
+from raftchat.node.api import (
     AckEvent,
     ChatMessageEvent,
     EmptyMessageError,
@@ -222,7 +222,7 @@ class _BlockingInput(io.TextIOBase):
 def test_line_batches_hand_over_every_complete_line_of_a_read() -> None:
     import os
 
-    from raftchat.headless import _line_batches
+    from raftchat.frontends.headless import _line_batches
 
     read_end, write_end = os.pipe()
     os.write(write_end, b"one\ntwo\nthr" + "ee \u00e9\nlast".encode())

@@ -20,16 +20,15 @@ from mesh_utils import (
     all_open,
     make_peer,
     pending_tasks,
-    wait_until,
     with_settings,
 )
 from signaling_utils import RawPeer, assert_server_serves
+from support.waiting import wait_until
 
-from raftchat.net import framing
+from raftchat.net import LinkState, MeshConfig, framing
 from raftchat.net.auth import AuthErrorKind, AuthMode, encode_hello, encode_reject
 from raftchat.net.link import Link
-from raftchat.net.mesh import LinkState, MeshConfig
-from raftchat.net.signaling_server import ServerConfig, start_server
+from raftchat.net.signaling.server import ServerConfig, start_server
 
 HOSTILE_CONFIG = with_settings(
     max_offences=20,
@@ -71,7 +70,7 @@ def link(peer: Peer, other: str) -> Link:
 
 def raw_send(sender: Peer, to: str, frames: list[bytes | str]) -> None:
     """Put frames on the wire as they are, behind the sender's link's back."""
-    channel = link(sender, to)._channel
+    channel = link(sender, to)._open_connection
     for frame in frames:
         channel.send(frame)
 
@@ -206,13 +205,13 @@ async def test_frames_before_the_handshake_are_dropped():
     relay.join("a", a.mesh)
     relay.join("b", b.mesh)
     offender = link(a, "b")
-    original_on_open = offender._on_open
+    original_on_open = offender.channel_open
 
-    def on_open(pc, channel):
-        channel.send(framing.encode_batch([b"before the handshake"]))
-        original_on_open(pc, channel)
+    def on_open(connection):
+        connection.send(framing.encode_batch([b"before the handshake"]))
+        original_on_open(connection)
 
-    offender._on_open = on_open
+    offender.channel_open = on_open
     try:
         await wait_until(lambda: all_open([a, b]), 10, "link open after the handshake")
         await assert_still_talk(a, b, b"after the handshake")

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cluster_utils import NodeProcess, write_config
+from support.nodes import NodeProcess, write_config
+from support.ports import free_port
 
-from raftchat import cli, launch
-from raftchat.net.signaling_server import RunningServer, start_server
+from raftchat import cli
+from raftchat.frontends import logs
+from raftchat.net.signaling.server import RunningServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,19 +33,6 @@ async def join(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(process.communicate(stdin), 45)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    running = await start_server("127.0.0.1", 0)
-    yield running
-    await running.close()
 
 
 async def test_invalid_channel_name_is_an_error(tmp_path: Path) -> None:
@@ -106,20 +93,20 @@ async def test_join_starts_an_embedded_server_when_none_runs_locally(tmp_path: P
 
 
 def test_help_names_the_log_file_the_ui_writes_to() -> None:
-    assert cli._log_file_hint() == str(launch.log_file_path())
+    assert cli._log_file_hint() == str(logs.log_file_path())
     join_parser = cli.build_parser()._subparsers._group_actions[0].choices["join"]  # type: ignore[union-attr]
-    assert str(launch.log_file_path()) in "".join(join_parser.format_help().split())
+    assert str(logs.log_file_path()) in "".join(join_parser.format_help().split())
 
 
 def test_ui_logging_goes_to_the_file_not_the_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     log_file = tmp_path / "log" / "raftchat.log"
-    monkeypatch.setattr(launch, "log_file_path", lambda: log_file)
+    monkeypatch.setattr(logs, "log_file_path", lambda: log_file)
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     try:
-        launch.configure_logging(headless=False, verbose=False)
+        logs.configure_logging(logging.INFO, to_file=True)
         logging.getLogger("raftchat.test").warning("written to the file")
         for handler in root.handlers:
             handler.flush()
@@ -133,7 +120,7 @@ def test_ui_logging_goes_to_the_file_not_the_terminal(
 
 
 def test_ice_flags_replace_the_config_files_servers(tmp_path: Path) -> None:
-    from raftchat.launch import JoinOptions, resolve_settings
+    from raftchat.frontends.launch import JoinOptions, resolve_settings
 
     config = tmp_path / "config.toml"
     config.write_text('[[ice_servers]]\nurls = "stun:127.0.0.1:9"\n')
@@ -165,7 +152,7 @@ def test_ice_flags_replace_the_config_files_servers(tmp_path: Path) -> None:
     ],
 )
 def test_bad_ice_flags_are_clear_errors(tmp_path: Path, options: dict, expected: str) -> None:
-    from raftchat.launch import JoinOptions, LaunchError, resolve_settings
+    from raftchat.frontends.launch import JoinOptions, LaunchError, resolve_settings
 
     config = tmp_path / "config.toml"
     config.write_text("")

@@ -20,15 +20,17 @@ from mesh_utils import (
     FakeRelay,
     Peer,
     all_open,
+    block,
     make_peer,
     pending_tasks,
     silence,
-    wait_until,
+    unblock,
     wake,
     with_settings,
 )
+from support.waiting import wait_until
 
-from raftchat.net.mesh import LinkState, MeshConfig
+from raftchat.net import LinkState, MeshConfig
 
 CONFIG = with_settings(TEST_CONFIG, connect_timeout=15.0, dead_after=1.0)
 RECOVERY_BOUND = 5.0
@@ -163,7 +165,7 @@ async def test_paused_peer_whose_link_was_replaced_converges_after_resuming(net,
 async def test_partition_kills_the_link_and_healing_brings_it_back(net):
     a, b = await linked(net, "a", "b")
     for peer, far in ((a, "b"), (b, "a")):
-        peer.mesh.block(far)
+        block(peer.mesh, far)
     await wait_until(lambda: a.state_of("b") != LinkState.OPEN, 5, "a to give up on b")
     opened_before = sum(info.state == LinkState.OPEN for p, info in a.changes if p == "b")
     # Attempts during the partition fail (in a real one, ICE would not get through).
@@ -175,7 +177,7 @@ async def test_partition_kills_the_link_and_healing_brings_it_back(net):
     assert sum(info.state == LinkState.OPEN for p, info in a.changes if p == "b") == opened_before
     assert a.received["b"] == [] and b.received["a"] == []
     for peer, far in ((a, "b"), (b, "a")):
-        peer.mesh.unblock(far)
+        unblock(peer.mesh, far)
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the link after healing")
     for info in (a.mesh.links()["b"], b.mesh.links()["a"]):
         assert info.auth_failures == 0 and info.auth_error is None
@@ -184,10 +186,10 @@ async def test_partition_kills_the_link_and_healing_brings_it_back(net):
 
 async def test_one_sided_partition_also_heals(net):
     a, b = await linked(net, "a", "b")
-    b.mesh.set_fault_filter(lambda peer, direction: peer == "a")
+    b.mesh.engine.frame_filter = lambda peer, direction: peer == "a"
     await wait_until(lambda: a.state_of("b") != LinkState.OPEN, 5, "a to give up on b")
     await wait_until(lambda: b.state_of("a") != LinkState.OPEN, 5, "b to give up on a")
-    b.mesh.set_fault_filter(None)
+    b.mesh.engine.frame_filter = None
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the link after healing")
     await assert_talk(b, a, b"healed")
 
@@ -209,7 +211,7 @@ async def test_reset_during_a_negotiation_replaces_it_without_failing_the_link(n
     changes_before = len(a.changes)
     a.mesh.reset_link("b")
     await asyncio.wait_for(entered.wait(), 5)
-    first = a.mesh._links["b"]._pc
+    first = a.mesh._links["b"]._connection.pc
     monkeypatch.setattr(RTCPeerConnection, "createOffer", create_offer)
     a.mesh.reset_link("b")  # replaces the attempt in the middle of its negotiation
     await wait_until(lambda: first.signalingState == "closed", 5, "the first attempt closed")

@@ -16,23 +16,29 @@ from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH
 from mesh_utils import (
     TEST_CONFIG,
     FakeRelay,
+    MeshSignalingListener,
     Peer,
     all_open,
+    block,
     make_peer,
     pending_tasks,
-    wait_until,
+    unblock,
 )
+from support.waiting import wait_until
 
-from raftchat.net import certificate as certificate_module
-from raftchat.net import ice as mesh_ice
-from raftchat.net import link as link_module
+from raftchat.net import LinkState, Mesh, MeshConfig
+from raftchat.net.engines import aiortc_engine
+from raftchat.net.engines.aiortc_engine import (
+    build_rtc_configuration,
+    enlarge_receive_buffer,
+    flight_limit,
+    selected_socket,
+)
 from raftchat.net.framing import encode_chunks
-from raftchat.net.ice import IceServer, build_rtc_configuration, loopback_address_of
-from raftchat.net.mesh import LinkState, Mesh, MeshConfig, MeshSignalingListener
-from raftchat.net.sctp_tuning import flight_limit
-from raftchat.net.signaling_client import SignalingClient
-from raftchat.net.signaling_server import start_server
-from raftchat.net.udp_buffer import enlarge_receive_buffer, selected_socket
+from raftchat.net.ice import IceServer, loopback_address_of
+from raftchat.net.link import Link
+from raftchat.net.signaling.client import SignalingClient
+from raftchat.net.signaling.server import start_server
 
 
 @pytest.fixture
@@ -59,12 +65,12 @@ async def connected(net, *ids: str, config: MeshConfig = TEST_CONFIG) -> list[Pe
     return peers
 
 
-def internal_link(peer: Peer, other: str) -> link_module.Link:
+def internal_link(peer: Peer, other: str) -> Link:
     return peer.mesh._links[other]
 
 
 def local_candidate_addresses(peer: Peer, other: str) -> set[str]:
-    gatherer = internal_link(peer, other)._pc.sctp.transport.transport.iceGatherer
+    gatherer = internal_link(peer, other)._connection.pc.sctp.transport.transport.iceGatherer
     return {candidate.ip for candidate in gatherer.getLocalCandidates()}
 
 
@@ -87,13 +93,13 @@ async def test_mesh_passes_explicit_empty_ice_servers_to_every_connection(net, m
             configurations.append(configuration)
             super().__init__(configuration)
 
-    monkeypatch.setattr(certificate_module, "RTCPeerConnection", SpyPeerConnection)
+    monkeypatch.setattr(aiortc_engine, "RTCPeerConnection", SpyPeerConnection)
     a, _b = await connected(net, "a", "b")
     assert len(configurations) == 2
     for configuration in configurations:
         # None would make aiortc add its public STUN server.
         assert configuration is not None and configuration.iceServers == []
-    connection = internal_link(a, "b")._pc.sctp.transport.transport._connection
+    connection = internal_link(a, "b")._connection.pc.sctp.transport.transport._connection
     assert connection.stun_server is None and connection.turn_server is None
 
 
@@ -120,7 +126,7 @@ def test_loopback_detection_from_signaling_url():
 
 
 def test_host_candidate_adapter_is_scoped_to_its_block():
-    with mesh_ice.host_candidates(["127.0.0.1"]):
+    with aiortc_engine.host_candidates(["127.0.0.1"]):
         assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True)
 
@@ -255,7 +261,7 @@ async def test_send_buffer_is_bounded_by_backpressure(net):
 
     def watch(sender, data):
         nonlocal peak
-        peak = max(peak, link._channel.bufferedAmount)
+        peak = max(peak, link._open_connection.buffered_amount)
 
     b.mesh._on_message = watch
     for _ in range(count):
@@ -298,7 +304,7 @@ async def test_open_link_enlarges_its_udp_receive_buffer(net):
     wanted = 1024 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "udp_receive_buffer_bytes": wanted})
     a, _ = await connected(net, "a", "b", config=config)
-    ice_connection = internal_link(a, "b")._pc.sctp.transport.transport._connection
+    ice_connection = internal_link(a, "b")._connection.pc.sctp.transport.transport._connection
     sock = selected_socket(ice_connection)
     assert sock is not None
     try:
@@ -313,7 +319,7 @@ async def test_sctp_flight_is_limited_on_mesh_connections_only(net):
     cap = 16 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": cap})
     a, b = await connected(net, "a", "b", config=config)
-    sctp = internal_link(a, "b")._pc.sctp
+    sctp = internal_link(a, "b")._connection.pc.sctp
     assert flight_limit(sctp) == cap
     peak = 0
 
@@ -330,7 +336,7 @@ async def test_sctp_flight_is_limited_on_mesh_connections_only(net):
     assert 0 < peak <= cap + USERDATA_MAX_LENGTH
     unlimited = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": 0})
     c, _ = await connected(net, "c", "d", config=unlimited)
-    assert flight_limit(internal_link(c, "d")._pc.sctp) is None
+    assert flight_limit(internal_link(c, "d")._connection.pc.sctp) is None
 
 
 def test_receive_buffer_of_a_connection_without_a_socket_is_left_alone():
@@ -366,7 +372,7 @@ async def test_rtt_is_measured_by_ping(net):
 
 async def test_malformed_frames_are_counted_and_dropped(net):
     a, b = await connected(net, "a", "b")
-    channel = internal_link(a, "b")._channel
+    channel = internal_link(a, "b")._open_connection
     channel.send(b"\x07garbage")
     channel.send("a text frame")
     channel.send(encode_chunks(99, b"z" * 3000, 1000)[1])  # continuation without a start
@@ -428,7 +434,7 @@ async def test_peer_leaving_closes_the_link_and_reports_it(net):
 async def test_failed_link_reconnects_while_peer_is_present(net):
     a, b = await connected(net, "a", "b")
     # Kill b's side of the connection behind the mesh's back: both ends see it fail.
-    await internal_link(b, "a")._pc.close()
+    await internal_link(b, "a")._connection.pc.close()
     await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == "b"))
     await wait_until(lambda: all_open([a, b]) and a.mesh.links()["b"].connects == 2)
     assert a.mesh.send("b", b"after reconnect")
@@ -471,12 +477,12 @@ LONG_SILENCE_CONFIG = MeshConfig(**{**vars(TEST_CONFIG), "dead_after": 60.0})
 
 async def test_block_drops_traffic_silently(net):
     a, b = await connected(net, "a", "b", config=LONG_SILENCE_CONFIG)
-    a.mesh.block("b")
+    block(a.mesh, "b")
     assert a.mesh.send("b", b"lost")
     b.mesh.send("a", b"also lost")
     await wait_until(lambda: a.mesh.links()["b"].dropped_by_fault >= 2)
     assert a.state_of("b") == LinkState.OPEN
-    a.mesh.unblock("b")
+    unblock(a.mesh, "b")
     assert a.mesh.send("b", b"delivered")
     await wait_until(lambda: b.received["a"] == [b"delivered"])
     assert a.received["b"] == []
@@ -484,13 +490,13 @@ async def test_block_drops_traffic_silently(net):
 
 async def test_fault_filter_can_drop_one_direction(net):
     a, b = await connected(net, "a", "b", config=LONG_SILENCE_CONFIG)
-    a.mesh.set_fault_filter(lambda peer, direction: direction == "recv")
+    a.mesh.engine.frame_filter = lambda peer, direction: direction == "recv"
     assert a.mesh.send("b", b"a to b")
     b.mesh.send("a", b"b to a")
     await wait_until(lambda: b.received["a"] == [b"a to b"])
     await wait_until(lambda: a.mesh.links()["b"].dropped_by_fault >= 1)
     assert a.received["b"] == []
-    a.mesh.set_fault_filter(None)
+    a.mesh.engine.frame_filter = None
     b.mesh.send("a", b"again")
     await wait_until(lambda: a.received["b"] == [b"again"])
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from raftchat import chat
-from raftchat.config import Settings
-from raftchat.node import Node, RuntimeTuning, is_urgent
-from raftchat.nodeapi import AckEvent, ChatMessageEvent, ErrorEvent, Event
+from raftchat.node import Node, RuntimeTuning
+from raftchat.node.api import AckEvent, ChatMessageEvent, ErrorEvent, Event
+from raftchat.node.runtime import is_urgent
 from raftchat.raft import codec
-from raftchat.raft.config import encode_configuration
+from raftchat.raft.codec import encode_configuration
 from raftchat.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -36,6 +36,7 @@ from raftchat.raft.messages import (
     TimeoutNow,
 )
 from raftchat.raft.ready import Role
+from raftchat.settings import Settings
 from raftchat.storage import Storage, StorageError, StorageFullError
 
 
@@ -48,7 +49,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
 
 def committed(node: Node, index: int, serial: int) -> Entry:
     """The committed entry of the node's own pending proposal ``serial``."""
-    data = node._pending[serial].data
+    data = node.proposals.pending[serial].data
     return Entry(index, 1, EntryKind.NORMAL, data, node.node_id, serial)
 
 
@@ -69,7 +70,7 @@ def test_own_message_is_acknowledged_once_with_its_index(node: Node) -> None:
     events = drain(queue)
     assert [e for e in events if isinstance(e, AckEvent)] == [AckEvent(message_id, 1)]
     assert [e.index for e in events if isinstance(e, ChatMessageEvent)] == [1]
-    assert not node._pending
+    assert not node.proposals.pending
 
 
 def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its_id(
@@ -79,14 +80,14 @@ def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its
     first_id = node.send_chat("first")
     second_id = node.send_chat("second")
     first, second = (int(i.split(":")[1]) for i in (first_id, second_id))
-    first_data = node._pending[first].data
+    first_data = node.proposals.pending[first].data
     # A leader that did not know this client let the second commit without the first:
     # the session will drop the first's serial, so it is proposed again at once.
     node._apply(committed(node, 1, second))
-    (pending,) = node._pending.values()
+    (pending,) = node.proposals.pending.values()
     assert pending.serial > second and pending.message_id == first_id
     node._apply(Entry(2, 1, EntryKind.NORMAL, first_data, node.node_id, first))  # late retry
-    assert list(node._pending) == [pending.serial], "dropped, and not proposed yet again"
+    assert list(node.proposals.pending) == [pending.serial], "dropped, and not proposed yet again"
     node._apply(committed(node, 3, pending.serial))
     events = drain(queue)
     acks = [e for e in events if isinstance(e, AckEvent)]
@@ -97,18 +98,18 @@ def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its
 
 async def test_nick_change_is_applied_and_no_longer_pending(node: Node) -> None:
     await node.set_nick("grace")
-    (serial,) = node._pending
+    (serial,) = node.proposals.pending
     node._apply(committed(node, 1, serial))
     assert node.chat.nick_of(node.node_id) == "grace"
-    assert not node._pending
+    assert not node.proposals.pending
 
 
 def test_leave_request_marks_the_leave_committed(node: Node) -> None:
     node._propose_command(chat.Leave(), "leave")
-    (serial,) = node._pending
+    (serial,) = node.proposals.pending
     node._apply(committed(node, 1, serial))
     assert node._leave_committed.is_set()
-    assert node.node_id in node._departing
+    assert node.node_id in node.membership.departing
 
 
 def test_status_reports_the_effective_election_timeout(node: Node) -> None:
@@ -210,7 +211,7 @@ def test_failed_proposals_are_retried_in_serial_order_and_later_ones_wait_withou
     node.core.step(RequestVote("candidate", 2, 0, 0, leadership_transfer=True))
     node._drain()
     later = serial_of(node.send_chat("later"))
-    assert node._held and node._held[-1] == later
+    assert node.proposals.held and node.proposals.held[-1] == later
     node.core.step(heartbeat("other", 2))
     node._drain()
     assert recording.forwarded("other") == [*serials, later]
@@ -247,11 +248,11 @@ def test_own_messages_inside_an_installed_snapshot_are_acknowledged_not_proposed
     node._install_snapshot(snapshot)  # this node was cut off meanwhile
     acks = [e for e in drain(queue) if isinstance(e, AckEvent)]
     assert acks == [AckEvent(message_id, index) for index, message_id in enumerate(ids, 1)]
-    assert not node._pending
+    assert not node.proposals.pending
     # A late retry of the oldest (beyond the session's remembered serials) is a duplicate,
     # not an overtaken proposal to propose again.
     node._apply(Entry(41, 2, EntryKind.NORMAL, b"", node.node_id, serials[0]))
-    assert not node._pending
+    assert not node.proposals.pending
 
 
 def forwarded_prev(mesh: RecordingMesh, to: str) -> list[tuple[int, int]]:
@@ -328,7 +329,7 @@ def test_duplicate_answer_is_not_resent_and_waits_for_apply(
     queue = node.subscribe()
     node._apply(committed(node, 1, serial))
     assert [e for e in drain(queue) if isinstance(e, AckEvent)] == [AckEvent(message_id, 1)]
-    assert not node._pending
+    assert not node.proposals.pending
 
 
 def test_votes_handover_and_results_are_urgent_and_replication_is_not() -> None:
@@ -448,20 +449,22 @@ async def test_ticks_that_fell_due_are_given_before_a_message(node: Node) -> Non
     before it, or they would count against the election timer it resets."""
     loop = asyncio.get_running_loop()
     node._loop = loop
-    node._tick_origin = loop.time() - 0.3  # 30 ticks of 10 ms, none given yet
-    node._tick_deadline = 40
+    node.ticker.anchor(loop)
+    node.ticker.origin = loop.time() - 0.3  # 30 ticks of 10 ms, none given yet
+    node.ticker.deadline = 40
     node._on_frame("leader", codec.encode(heartbeat("leader", 1)))
-    assert node._ticks_given >= 30
+    assert node.ticker.given >= 30
     assert node.core._election_elapsed == 0  # the heartbeat came after the ticks
 
 
 async def test_a_paused_process_does_not_replay_its_pause(node: Node) -> None:
     loop = asyncio.get_running_loop()
     node._loop = loop
-    node._tick_origin = loop.time() - 5.0  # 500 ticks ago
-    node._tick_deadline = 20  # the tick loop meant to wake at tick 20
-    node._catch_up_ticks()
-    assert node._ticks_given == 20
-    node._catch_up_ticks()
-    assert node._ticks_given == 20  # re-anchored: the pause is not owed
+    node.ticker.anchor(loop)
+    node.ticker.origin = loop.time() - 5.0  # 500 ticks ago
+    node.ticker.deadline = 20  # the tick loop meant to wake at tick 20
+    node.ticker.catch_up()
+    assert node.ticker.given == 20
+    node.ticker.catch_up()
+    assert node.ticker.given == 20  # re-anchored: the pause is not owed
     assert node.core.role is Role.FOLLOWER

@@ -1,7 +1,7 @@
 """End to end: real ``raftchat join --headless`` processes over aiortc on loopback.
 
 Each test starts its own signaling server in the test's event loop and its own
-node processes with temporary data dirs and short timers (see cluster_utils).
+node processes with temporary data dirs and short timers (see support/nodes.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from cluster_utils import Cluster, NodeProcess, write_config
+from support.nodes import Cluster, NodeProcess, write_config
 
-from raftchat.net.signaling_server import RunningServer, start_server
+from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.storage import Storage
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from raftchat.config import Settings
 from raftchat.node import Node
 from raftchat.raft import codec
 from raftchat.raft.messages import RequestVote
+from raftchat.settings import Settings
 from raftchat.storage import Storage
 
 

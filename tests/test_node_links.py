@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_utils import Cluster, NodeProcess
+from support.nodes import Cluster, NodeProcess
 
-from raftchat.config import Settings
-from raftchat.membership import wanted_links
-from raftchat.net.signaling_server import start_server
+from raftchat.net.signaling.server import start_server
 from raftchat.node import Node
+from raftchat.node.membership_plan import wanted_links
 from raftchat.raft import codec
 from raftchat.raft.codec import encode_configuration
 from raftchat.raft.messages import AppendEntries, Configuration, Entry, EntryKind
+from raftchat.settings import Settings
 from raftchat.storage import Storage
 
 VOTERS = frozenset({"v1", "v2", "v3"})

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cluster_utils import NodeProcess, write_config
+from support.nodes import NodeProcess, write_config
 
-from raftchat.net.signaling_server import RunningServer, start_server
+from raftchat.net.signaling.server import RunningServer
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    running = await start_server("127.0.0.1", 0)
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 def private_node(name: str, root: Path, server: RunningServer, passphrase: str) -> NodeProcess:

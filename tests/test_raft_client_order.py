@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from raft_utils import Cluster
 
-from raftchat.raft.core import RaftCore
-from raftchat.raft.messages import ForwardProposal
-from raftchat.raft.ready import RequestStatus, Role
+from raftchat.raft import ForwardProposal, RaftCore, RequestStatus, Role
 
 
 def leader_core(cluster: Cluster) -> RaftCore:

@@ -5,29 +5,29 @@ from __future__ import annotations
 import random
 
 import pytest
-from raft_utils import Cluster, make_config
+from raft_utils import Cluster, make_settings
 
-from raftchat.raft.config import encode_configuration
-from raftchat.raft.core import RaftCore, RaftError, Reason
-from raftchat.raft.log import ENTRY_OVERHEAD_BYTES
-from raftchat.raft.messages import (
+from raftchat.raft import (
     AppendEntries,
     AppendEntriesResponse,
     Configuration,
+    ConfigurationChanged,
     Entry,
     EntryKind,
     ForwardProposal,
     HardState,
-    RequestVote,
-    RequestVoteResponse,
-)
-from raftchat.raft.ready import (
-    ConfigurationChanged,
     LeaderChanged,
     PersistentState,
+    RaftCore,
+    RaftError,
+    Reason,
     RequestStatus,
+    RequestVote,
+    RequestVoteResponse,
     Role,
+    encode_configuration,
 )
+from raftchat.raft.log import ENTRY_OVERHEAD_BYTES
 from raftchat.raft.sim import MemoryStorage
 
 
@@ -43,7 +43,7 @@ def two_voter_state(node_id: str) -> PersistentState:
 def test_election_timeout_is_randomized_within_t_and_2t():
     timeouts = set()
     for seed in range(30):
-        core = RaftCore(make_config("a"), two_voter_state("a"), random.Random(seed))
+        core = RaftCore(make_settings("a"), two_voter_state("a"), random.Random(seed))
         ticks = 0
         while core.role is Role.FOLLOWER:
             core.tick()
@@ -55,7 +55,7 @@ def test_election_timeout_is_randomized_within_t_and_2t():
 
 
 def test_ticks_until_due_names_the_first_tick_that_acts():
-    follower = RaftCore(make_config("b"), two_voter_state("b"), random.Random(3))
+    follower = RaftCore(make_settings("b"), two_voter_state("b"), random.Random(3))
     due = follower.ticks_until_due()
     for _ in range(due - 1):
         follower.tick()
@@ -65,7 +65,7 @@ def test_ticks_until_due_names_the_first_tick_that_acts():
     cluster = Cluster("ab")
     cluster.settle()
     leader = cluster.core("a")
-    assert leader.ticks_until_due() <= leader.config.heartbeat_ticks
+    assert leader.ticks_until_due() <= leader.settings.heartbeat_ticks
     for _ in range(leader.ticks_until_due() - 1):
         leader.tick()
     assert not leader.has_ready()
@@ -74,7 +74,7 @@ def test_ticks_until_due_names_the_first_tick_that_acts():
 
 
 def test_prevote_does_not_change_the_term_and_vote_is_persisted_with_its_grant():
-    core = RaftCore(make_config("b"), two_voter_state("b"), random.Random(1))
+    core = RaftCore(make_settings("b"), two_voter_state("b"), random.Random(1))
     core.step(RequestVote("a", 2, 1, 1, pre_vote=True))
     ready = core.ready()
     assert core.term == 1 and ready.hard_state is None
@@ -91,7 +91,7 @@ def test_prevote_does_not_change_the_term_and_vote_is_persisted_with_its_grant()
 
 
 def test_vote_refused_to_a_candidate_with_an_older_log():
-    core = RaftCore(make_config("b"), two_voter_state("b"))
+    core = RaftCore(make_settings("b"), two_voter_state("b"))
     core.step(RequestVote("a", 5, 0, 0))
     (message,) = [m for _, m in core.ready().messages]
     assert not message.granted and core.term == 5 and core.vote == ""
@@ -194,7 +194,7 @@ def test_a_heartbeat_anchored_below_the_commit_does_not_count_as_telling_it():
     cluster.queue.remove(b_answer)
     cluster.queue.insert(0, b_answer)
     cluster.deliver_one()  # committed with b; c's answer is still on its way
-    for _ in range(cluster.core("a").config.heartbeat_ticks):
+    for _ in range(cluster.core("a").settings.heartbeat_ticks):
         leader.tick()  # a heartbeat to c, anchored at what c was known to hold
     cluster.process("a")
     cluster.deliver_all()  # no tick: nothing but answers and what they trigger
@@ -235,7 +235,7 @@ def test_a_follower_refuses_to_overwrite_committed_entries_from_a_bad_peer():
 
 
 def test_messages_from_self_or_without_sender_are_ignored():
-    core = RaftCore(make_config("a"), two_voter_state("a"))
+    core = RaftCore(make_settings("a"), two_voter_state("a"))
     core.step(RequestVote("a", 9, 5, 5))
     core.step(RequestVote("", 9, 5, 5))
     assert (core.term == 1 and not core.has_ready()) or not core.ready().messages
@@ -329,7 +329,7 @@ def test_follower_forwards_proposals_and_reports_the_outcome():
 
 
 def test_proposals_without_a_leader_or_too_large_are_rejected():
-    core = RaftCore(make_config("b", max_proposal_bytes=10), two_voter_state("b"))
+    core = RaftCore(make_settings("b", max_proposal_bytes=10), two_voter_state("b"))
     assert core.propose(b"x").error == Reason.NO_LEADER
     rejected = core.propose(b"x" * 11)
     assert rejected.status is RequestStatus.REJECTED and "too large" in rejected.error
@@ -395,7 +395,7 @@ def test_restart_rejects_a_corrupt_log():
     storage = MemoryStorage()
     storage.entries = [Entry(1, 1), Entry(3, 1)]
     with pytest.raises(RaftError, match="contiguous"):
-        RaftCore(make_config("a"), storage.state())
+        RaftCore(make_settings("a"), storage.state())
 
 
 def test_status_counts_every_message_sent_and_received():

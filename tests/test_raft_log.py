@@ -5,14 +5,18 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from raftchat.raft.config import (
-    ConfigurationHistory,
-    RaftConfig,
+from raftchat.raft import (
+    Configuration,
+    Entry,
+    EntryKind,
+    RaftSettings,
+    Snapshot,
+    SnapshotMeta,
     decode_configuration,
     encode_configuration,
 )
+from raftchat.raft.configuration import ConfigurationHistory
 from raftchat.raft.log import ENTRY_OVERHEAD_BYTES, LogError, RaftLog
-from raftchat.raft.messages import Configuration, Entry, EntryKind, Snapshot, SnapshotMeta
 
 
 def make_log(terms: list[int], snapshot_index: int = 0, snapshot_term: int = 0) -> RaftLog:
@@ -113,7 +117,7 @@ def test_configuration_history_reverts_on_truncation():
         ("request_timeout_ticks", -1, "request_timeout_ticks"),
     ],
 )
-def test_config_validation_names_the_bad_field(field, value, message):
+def test_settings_validation_names_the_bad_field(field, value, message):
     settings = {"node_id": "a", field: value}
     with pytest.raises(ValueError, match=message):
-        RaftConfig(**settings)
+        RaftSettings(**settings)

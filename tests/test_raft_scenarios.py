@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from raft_utils import Cluster, make_config, normal_entries
+from raft_utils import Cluster, make_settings, normal_entries
 
-from raftchat.raft.config import encode_configuration
-from raftchat.raft.core import RaftCore, Reason
-from raftchat.raft.messages import (
+from raftchat.raft import (
     AppendEntries,
     AppendEntriesResponse,
     Configuration,
@@ -15,14 +13,15 @@ from raftchat.raft.messages import (
     EntryKind,
     HardState,
     InstallSnapshot,
-    ReadIndexRequest,
-    RequestVote,
-)
-from raftchat.raft.ready import (
     PersistentState,
+    RaftCore,
+    ReadIndexRequest,
+    Reason,
     RequestStatus,
+    RequestVote,
     Role,
     TransferAborted,
+    encode_configuration,
 )
 
 
@@ -33,7 +32,7 @@ def test_figure_8_old_term_entry_is_not_committed_by_counting_replicas():
 
 def test_figure_8_scenario_catches_a_commit_rule_that_counts_old_terms(monkeypatch):
     def count_any_term(self):
-        voters = sorted(self._configs.current.voters)
+        voters = sorted(self._configurations.current.voters)
         matches = sorted(
             self.log.stable_index if v == self.id else self._progress[v].match for v in voters
         )
@@ -140,7 +139,7 @@ def test_long_divergent_follower_log_backs_up_in_few_round_trips():
         harness = cluster.add_node(node_id)
         harness.storage.entries = _stored_log(terms, {"L", "F"})
         harness.storage.hard_state = HardState(term=max(terms), commit=10)
-        harness.core = RaftCore(harness.config, harness.storage.state())
+        harness.core = RaftCore(harness.settings, harness.storage.state())
     cluster.campaign("L")
     assert cluster.core("L").role is Role.LEADER
     rejections = [
@@ -387,7 +386,7 @@ def test_follower_refuses_votes_while_it_hears_from_a_leader_unless_transferring
 
 
 def test_joining_node_never_elects_itself_before_it_is_added():
-    core = RaftCore(make_config("z"), PersistentState())
+    core = RaftCore(make_settings("z"), PersistentState())
     for _ in range(200):
         core.tick()
     assert core.status().elections_started == 0

@@ -10,9 +10,9 @@ import os
 
 import pytest
 
+from raftchat.raft import NO_NODE, AppendEntries, HardState, RaftCore
 from raftchat.raft import core as core_module
-from raftchat.raft.core import RaftCore
-from raftchat.raft.messages import NO_NODE, AppendEntries, HardState
+from raftchat.raft.client_order import ClientOrder
 from raftchat.raft.sim import MemoryStorage, Simulation, format_failure, main, run_seeds
 
 SEEDS = int(os.environ.get("RAFTCHAT_SIM_SEEDS", "150"))
@@ -87,8 +87,7 @@ def test_detects_a_follower_that_skips_the_log_consistency_check(monkeypatch):
 
 def test_detects_entries_applied_before_they_are_persisted():
     """The storage model refuses a Ready that skips an index (would be a lost entry)."""
-    from raftchat.raft.messages import Entry
-    from raftchat.raft.ready import Ready
+    from raftchat.raft import Entry, Ready
     from raftchat.raft.sim import StorageError
 
     storage = MemoryStorage()
@@ -100,7 +99,7 @@ def test_detects_entries_applied_before_they_are_persisted():
 def test_detects_client_proposals_appended_out_of_order(monkeypatch):
     """Without the leader's order check, a lost forwarded proposal is overtaken by the
     next one of the same client: the per-sender FIFO check must catch it."""
-    monkeypatch.setattr(RaftCore, "_check_client_order", lambda self, *args: None)
+    monkeypatch.setattr(ClientOrder, "check", lambda self, *args: None)
     failures = run_seeds(200, stop_at_first=True)
     assert failures, "the simulator missed a client whose proposals applied out of order"
     print(format_failure(failures[0]))

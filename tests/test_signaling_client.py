@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from signaling_utils import RawPeer, RecordingListener, free_port, wait_until
+from signaling_utils import RawPeer, RecordingListener
+from support.ports import free_port
+from support.waiting import wait_until
 
-from raftchat.net.signaling_client import (
+from raftchat.net.signaling.client import (
     ClientConfig,
     InvalidChannelError,
     PeerIdTakenError,
@@ -23,8 +25,8 @@ from raftchat.net.signaling_client import (
     server_is_up,
     websocket_url,
 )
-from raftchat.net.signaling_protocol import new_peer_id, new_token
-from raftchat.net.signaling_server import RunningServer, ServerConfig, start_server
+from raftchat.net.signaling.protocol import new_peer_id, new_token
+from raftchat.net.signaling.server import RunningServer, ServerConfig, start_server
 
 FAST = ClientConfig(
     connect_timeout=2.0,
@@ -33,13 +35,6 @@ FAST = ClientConfig(
     backoff_initial=0.05,
     backoff_max=0.4,
 )
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    running = await start_server("127.0.0.1", 0, ServerConfig())
-    yield running
-    await running.close()
 
 
 def make_client(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from raftchat.net.signaling_protocol import (
+from raftchat.net.signaling.protocol import (
     ROLES,
     ErrorCode,
     Hello,

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from signaling_utils import ManualClock, RawPeer, assert_server_serves, wait_until
+from signaling_utils import RawPeer, assert_server_serves
+from support.clocks import ManualClock
+from support.waiting import wait_until
 
-from raftchat.net.signaling_protocol import (
-    PEER_ID_PATTERN,
+from raftchat.limits import PEER_ID_PATTERN
+from raftchat.net.signaling.protocol import (
     ROLES,
     ErrorCode,
     Hello,
@@ -25,14 +26,7 @@ from raftchat.net.signaling_protocol import (
     normalize_channel,
     parse_client_frame,
 )
-from raftchat.net.signaling_server import RunningServer, ServerConfig, TokenBucket, start_server
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    running = await start_server("127.0.0.1", 0, ServerConfig())
-    yield running
-    await running.close()
+from raftchat.net.signaling.server import RunningServer, ServerConfig, start_server
 
 
 async def start_with(config: ServerConfig, clock: ManualClock | None = None) -> RunningServer:
@@ -227,14 +221,6 @@ async def test_deeply_nested_payload_is_refused() -> None:
 # ------------------------------------------------------------------ limits
 
 
-def test_token_bucket_refills_at_its_rate() -> None:
-    bucket = TokenBucket(rate=2.0, capacity=3, now=0.0)
-    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
-    assert bucket.take(0.25) is False  # half a token
-    assert bucket.take(0.5) is True  # one full token after 0.5 s at 2/s
-    assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]  # capped
-
-
 async def test_rate_limit_then_flooding_closes_only_the_flooder() -> None:
     clock = ManualClock()
     config = ServerConfig(messages_per_second=1, burst_messages=4, max_rate_violations=3)
@@ -365,7 +351,7 @@ class _FakeTransport:
 async def test_slow_consumer_is_disconnected_without_blocking_senders() -> None:
     from types import SimpleNamespace
 
-    from raftchat.net.signaling_server import _Connection
+    from raftchat.net.signaling.server import _Connection
 
     config = ServerConfig(send_queue_frames=3, close_timeout=0.05)
     ws = _StuckWebSocket()

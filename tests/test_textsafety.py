@@ -7,13 +7,13 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftchat.textsafety import (
-    MAX_NICK_CHARS,
+from raftchat.chat.textsafety import (
     REPLACEMENT_CHAR,
     is_safe,
     sanitize_nick,
     sanitize_text,
 )
+from raftchat.limits import MAX_NICK_CHARS
 
 
 def test_plain_text_is_unchanged() -> None:

@@ -3,36 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC
 
 import pytest
 from fake_node import FakeChatNode, make_history
+from support.clocks import ManualClock
+from support.waiting import wait_until
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Static
 
-from raftchat.nodeapi import MAX_MESSAGE_CHARS, MemberInfo, NoticeEvent
+from raftchat.limits import MAX_MESSAGE_CHARS
+from raftchat.node.api import MemberInfo, NoticeEvent
 from raftchat.tui.app import RaftChatApp, TuiConfig
 from raftchat.tui.widgets.chat_input import ChatInput
 from raftchat.tui.widgets.chat_log import ChatLog
 
 SIZE = (110, 32)
+TUI_CLOCK_START = 100.0
 
 
-class Clock:
-    """A manual monotonic clock: latency is whatever the test says it is."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_app(node: FakeChatNode, clock: Clock | None = None, **config: object) -> RaftChatApp:
-    clock = clock or Clock()
+def make_app(
+    node: FakeChatNode, clock: ManualClock | None = None, **config: object
+) -> RaftChatApp:
+    clock = clock or ManualClock(TUI_CLOCK_START)
     return RaftChatApp(
         node,
         TuiConfig(
@@ -43,16 +38,6 @@ def make_app(node: FakeChatNode, clock: Clock | None = None, **config: object) -
             **config,  # type: ignore[arg-type]
         ),
     )
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.01)
 
 
 def screen_lines(chat_log: ChatLog) -> list[str]:
@@ -84,11 +69,11 @@ def input_error(app: RaftChatApp) -> str:
 
 async def test_own_message_is_pending_until_committed() -> None:
     node = FakeChatNode()
-    clock = Clock()
+    clock = ManualClock(TUI_CLOCK_START)
     app = make_app(node, clock)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press(*"hello cluster", "enter")
-        await wait_until(pilot, lambda: shows(app.chat_log, "hello cluster"))
+        await wait_until(lambda: shows(app.chat_log, "hello cluster"), pilot=pilot)
         assert node.sent == [("hello cluster", False)]
         line = next(line for line in screen_lines(app.chat_log) if "hello cluster" in line)
         assert "alice \u2026 hello cluster" in line  # "…": proposed, not committed
@@ -96,13 +81,13 @@ async def test_own_message_is_pending_until_committed() -> None:
 
         clock.now += 0.042
         node.commit_next()
-        await wait_until(pilot, lambda: not app.chat_log.pending)
+        await wait_until(lambda: not app.chat_log.pending, pilot=pilot)
         line = next(line for line in screen_lines(app.chat_log) if "hello cluster" in line)
         assert "alice \u2713 hello cluster" in line  # "✓": committed
         assert app.chat_log.records[-1].message_id == "n1:1"
         assert app._latencies[-1] == pytest.approx(42.0)
         label = app.query_one("#latency-label")
-        await wait_until(pilot, lambda: "latency 42 ms" in widget_text(label))
+        await wait_until(lambda: "latency 42 ms" in widget_text(label), pilot=pilot)
 
 
 async def test_pending_message_is_dimmed_then_normal() -> None:
@@ -115,7 +100,7 @@ async def test_pending_message_is_dimmed_then_normal() -> None:
         body = [seg for seg in pending_strip if "styled" in seg.text]
         assert body and body[0].style.italic
         node.commit_next()
-        await wait_until(pilot, lambda: not app.chat_log.pending)
+        await wait_until(lambda: not app.chat_log.pending, pilot=pilot)
         strip = app.chat_log._render_record(app.chat_log.records[-1])[0]
         body = [seg for seg in strip if "styled" in seg.text]
         assert body and not body[0].style.italic
@@ -173,9 +158,9 @@ async def test_nick_command_changes_nick() -> None:
     app = make_app(node)
     async with app.run_test(size=SIZE) as pilot:
         await type_line(pilot, "/nick zed")
-        await wait_until(pilot, lambda: shows(app.chat_log, "alice is now known as zed"))
+        await wait_until(lambda: shows(app.chat_log, "alice is now known as zed"), pilot=pilot)
         assert node.nick == "zed"
-        await wait_until(pilot, lambda: "as zed" in widget_text(app.query_one("#status-bar")))
+        await wait_until(lambda: "as zed" in widget_text(app.query_one("#status-bar")), pilot=pilot)
 
 
 async def test_nick_command_rejects_bad_nick_inline() -> None:
@@ -195,7 +180,7 @@ async def test_me_sends_an_action() -> None:
         await type_line(pilot, "/me waves")
         assert node.sent == [("waves", True)]
         node.commit_next()
-        await wait_until(pilot, lambda: shows(app.chat_log, "* \u2713 alice waves"))
+        await wait_until(lambda: shows(app.chat_log, "* \u2713 alice waves"), pilot=pilot)
 
 
 async def test_members_and_stats_commands_toggle_panes() -> None:
@@ -220,7 +205,7 @@ async def test_leave_and_quit_leave_the_channel_and_exit(command: str) -> None:
     app = make_app(node)
     async with app.run_test(size=SIZE) as pilot:
         await type_line(pilot, command)
-        await wait_until(pilot, lambda: node.left and not app.is_running)
+        await wait_until(lambda: node.left and not app.is_running, pilot=pilot)
     assert node.left
 
 
@@ -261,25 +246,25 @@ async def test_scrolled_up_view_stays_put_and_counts_unread() -> None:
     app = make_app(node)
     async with app.run_test(size=SIZE) as pilot:
         chat_log = app.chat_log
-        await wait_until(pilot, lambda: shows(chat_log, "message number 300"))
+        await wait_until(lambda: shows(chat_log, "message number 300"), pilot=pilot)
         await pilot.press("pageup", "pageup")
-        await wait_until(pilot, lambda: not chat_log.is_following)
+        await wait_until(lambda: not chat_log.is_following, pilot=pilot)
         before = screen_lines(chat_log)
         scroll_y = chat_log.scroll_y
 
         node.receive("bob", "fresh news")
         node.receive("carol", "more news")
         unread = app.query_one("#unread", Static)
-        await wait_until(pilot, lambda: unread.has_class("-visible"))
+        await wait_until(lambda: unread.has_class("-visible"), pilot=pilot)
         assert "2 new messages" in str(unread.render())
         assert chat_log.scroll_y == scroll_y
         after = screen_lines(chat_log)  # the unread bar may take the bottom line
         assert after == before[: len(after)] and len(after) >= len(before) - 1
 
         await pilot.press("end")  # cursor already at the end of the empty input
-        await wait_until(pilot, lambda: shows(chat_log, "more news"))
+        await wait_until(lambda: shows(chat_log, "more news"), pilot=pilot)
         assert chat_log.is_following
-        await wait_until(pilot, lambda: not unread.has_class("-visible"))
+        await wait_until(lambda: not unread.has_class("-visible"), pilot=pilot)
 
 
 async def test_scrolling_back_to_bottom_clears_unread() -> None:
@@ -289,11 +274,11 @@ async def test_scrolling_back_to_bottom_clears_unread() -> None:
     async with app.run_test(size=SIZE) as pilot:
         chat_log = app.chat_log
         await pilot.press("pageup")
-        await wait_until(pilot, lambda: not chat_log.is_following)
+        await wait_until(lambda: not chat_log.is_following, pilot=pilot)
         node.receive("bob", "fresh news")
-        await wait_until(pilot, lambda: chat_log.unread == 1)
+        await wait_until(lambda: chat_log.unread == 1, pilot=pilot)
         await pilot.press("pagedown", "pagedown")
-        await wait_until(pilot, lambda: chat_log.unread == 0 and chat_log.is_following)
+        await wait_until(lambda: chat_log.unread == 0 and chat_log.is_following, pilot=pilot)
 
 
 async def test_new_messages_follow_when_at_bottom() -> None:
@@ -302,7 +287,9 @@ async def test_new_messages_follow_when_at_bottom() -> None:
     app = make_app(node)
     async with app.run_test(size=SIZE) as pilot:
         node.receive("bob", "latest words")
-        await wait_until(pilot, lambda: screen_lines(app.chat_log)[-1].endswith("latest words"))
+        await wait_until(
+            lambda: screen_lines(app.chat_log)[-1].endswith("latest words"), pilot=pilot
+        )
         assert app.chat_log.unread == 0
 
 
@@ -327,7 +314,7 @@ async def test_stats_pane_follows_status_events() -> None:
             },
         )
         table = app.query_one("#stats-table")
-        await wait_until(pilot, lambda: "17" in widget_text(table))
+        await wait_until(lambda: "17" in widget_text(table), pilot=pilot)
         text = widget_text(table)
         for expected in (
             "follower",
@@ -344,17 +331,17 @@ async def test_stats_pane_follows_status_events() -> None:
 
 async def test_rate_chart_samples_committed_messages() -> None:
     node = FakeChatNode()
-    clock = Clock()
+    clock = ManualClock(TUI_CLOCK_START)
     app = make_app(node, clock)
     async with app.run_test(size=SIZE) as pilot:
         for number in range(6):
             node.receive("bob", f"m{number}")
-        await wait_until(pilot, lambda: app._committed_since_sample == 6)
+        await wait_until(lambda: app._committed_since_sample == 6, pilot=pilot)
         clock.now += 2.0
         app.sample_rate()
         assert list(app._rates) == [3.0]
         await wait_until(
-            pilot, lambda: "messages/s 3.0" in widget_text(app.query_one("#rate-label"))
+            lambda: "messages/s 3.0" in widget_text(app.query_one("#rate-label")), pilot=pilot
         )
 
 
@@ -370,7 +357,7 @@ async def test_members_pane_shows_role_link_and_rtt() -> None:
             ]
         )
         pane = app.query_one("#members")
-        await wait_until(pilot, lambda: "carol" in widget_text(pane))
+        await wait_until(lambda: "carol" in widget_text(pane), pilot=pilot)
         rows = widget_text(pane).splitlines()
         bob = next(row for row in rows if "bob" in row)
         assert "n2lead" in bob and "leader" in bob and " up " in bob and "12ms" in bob
@@ -386,13 +373,13 @@ async def test_bell_on_mention_by_someone_else_only() -> None:
     async with app.run_test(size=SIZE) as pilot:
         app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
         node.receive("bob", "hey Alice, look")
-        await wait_until(pilot, lambda: shows(app.chat_log, "hey Alice"))
+        await wait_until(lambda: shows(app.chat_log, "hey Alice"), pilot=pilot)
         assert bells == [1]
         assert app.chat_log.records[-1].mention
         node.receive("bob", "malice is not a mention")
         await type_line(pilot, "alice talking about alice")
         node.commit_next()
-        await wait_until(pilot, lambda: not app.chat_log.pending)
+        await wait_until(lambda: not app.chat_log.pending, pilot=pilot)
         assert bells == [1]
 
 
@@ -404,7 +391,7 @@ async def test_no_bell_for_mentions_in_history() -> None:
     bells = []
     app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: shows(app.chat_log, "before you opened"))
+        await wait_until(lambda: shows(app.chat_log, "before you opened"), pilot=pilot)
         assert bells == []
 
 
@@ -416,7 +403,7 @@ async def test_peer_markup_and_escapes_are_shown_literally() -> None:
     app = make_app(node)
     async with app.run_test(size=(160, 30)) as pilot:
         node.receive("[blink]mallory\x1b[5m", MARKUP_AND_ESCAPES)
-        await wait_until(pilot, lambda: shows(app.chat_log, "loud"))
+        await wait_until(lambda: shows(app.chat_log, "loud"), pilot=pilot)
         record = app.chat_log.records[-1]
         strip = app.chat_log._render_record(record)[0]
         text = strip.text
@@ -440,7 +427,7 @@ async def test_notices_are_shown() -> None:
     async with app.run_test(size=SIZE) as pilot:
         node.publish(NoticeEvent("join", "erin joined", 1_700_000_000.0))
         node.publish(NoticeEvent("leader", "carol is the leader (term 5)", 1_700_000_000.0))
-        await wait_until(pilot, lambda: shows(app.chat_log, "carol is the leader"))
+        await wait_until(lambda: shows(app.chat_log, "carol is the leader"), pilot=pilot)
         lines = screen_lines(app.chat_log)
         assert any("--> \u2502 erin joined" in line for line in lines)
         assert any("*** \u2502 carol is the leader (term 5)" in line for line in lines)
@@ -453,7 +440,7 @@ async def test_day_change_inserts_a_separator() -> None:
         node.receive("bob", "late night", ts=1_700_006_000.0)  # 2023-11-14 23:53 UTC
         node.receive("bob", "same night", ts=1_700_006_000.0 + 60)
         node.receive("bob", "early morning", ts=1_700_006_000.0 + 86_400)
-        await wait_until(pilot, lambda: shows(app.chat_log, "early morning"))
+        await wait_until(lambda: shows(app.chat_log, "early morning"), pilot=pilot)
         lines = [line for line in screen_lines(app.chat_log) if line]
         assert "Tuesday 14 November 2023" in lines[0]
         assert "late night" in lines[1] and "same night" in lines[2]
@@ -467,7 +454,7 @@ async def test_long_message_wraps_and_rewraps_on_resize() -> None:
     words = " ".join(f"word{number:02d}" for number in range(40))
     async with app.run_test(size=(80, 30)) as pilot:
         node.receive("bob", words)
-        await wait_until(pilot, lambda: shows(app.chat_log, "word39"))
+        await wait_until(lambda: shows(app.chat_log, "word39"), pilot=pilot)
 
         def message_lines() -> list[str]:
             lines = screen_lines(app.chat_log)
@@ -479,18 +466,18 @@ async def test_long_message_wraps_and_rewraps_on_resize() -> None:
         assert len(narrow) > 1
         assert " ".join(" ".join(line.split("\u2502", 1)[1].split()) for line in narrow) == words
         await pilot.resize_terminal(140, 30)
-        await wait_until(pilot, lambda: len(message_lines()) < len(narrow))
+        await wait_until(lambda: len(message_lines()) < len(narrow), pilot=pilot)
         assert app.chat_log.total_lines == len(app.chat_log.records) - 1 + len(message_lines())
 
 
 async def test_node_errors_are_shown_and_app_keeps_running() -> None:
-    from raftchat.nodeapi import ErrorEvent
+    from raftchat.node.api import ErrorEvent
 
     node = FakeChatNode()
     app = make_app(node)
     async with app.run_test(size=SIZE) as pilot:
         node.publish(ErrorEvent("signaling server unreachable: retrying"))
-        await wait_until(pilot, lambda: shows(app.chat_log, "signaling server unreachable"))
+        await wait_until(lambda: shows(app.chat_log, "signaling server unreachable"), pilot=pilot)
         await type_line(pilot, "still works")
         assert node.sent == [("still works", False)]
 
@@ -500,17 +487,19 @@ async def test_joining_with_100k_messages_renders_the_latest() -> None:
     node.load_history(make_history(100_000))
     app = make_app(node)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: shows(app.chat_log, "message number 100000"), timeout=30)
+        await wait_until(
+            lambda: shows(app.chat_log, "message number 100000"), timeout=30, pilot=pilot
+        )
         lines = screen_lines(app.chat_log)
         assert lines[-1].endswith("message number 100000")
         assert any("message number 99999" in line for line in lines)
         assert len(app.chat_log.records) >= 100_000
         # Typing and sending still works on top of the large scrollback.
         await pilot.press(*"still quick", "enter")
-        await wait_until(pilot, lambda: shows(app.chat_log, "still quick"))
+        await wait_until(lambda: shows(app.chat_log, "still quick"), pilot=pilot)
         # The oldest message is reachable.
         app.chat_log.scroll_home(animate=False, immediate=True)
-        await wait_until(pilot, lambda: shows(app.chat_log, "message number 1 "))
+        await wait_until(lambda: shows(app.chat_log, "message number 1 "), pilot=pilot)
 
 
 async def test_status_bar_shows_signaling_channel_nick_and_leader() -> None:
@@ -525,12 +514,12 @@ async def test_status_bar_shows_signaling_channel_nick_and_leader() -> None:
         )
         node.set_status(signaling_state="reconnecting", leader="n2", term=9)
         bar = app.query_one("#status-bar")
-        await wait_until(pilot, lambda: "reconnecting" in widget_text(bar))
+        await wait_until(lambda: "reconnecting" in widget_text(bar), pilot=pilot)
         text = widget_text(bar)
         assert "#raft-lab" in text and "as alice" in text
         assert "leader bob" in text and "term 9" in text
         node.set_status(leader=None)
-        await wait_until(pilot, lambda: "leader none" in widget_text(bar))
+        await wait_until(lambda: "leader none" in widget_text(bar), pilot=pilot)
 
 
 class StuckLeaveNode(FakeChatNode):
@@ -546,7 +535,7 @@ async def test_quit_does_not_hang_when_leaving_hangs() -> None:
     app = make_app(node, leave_timeout_s=0.2)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+q")
-        await wait_until(pilot, lambda: not app.is_running)
+        await wait_until(lambda: not app.is_running, pilot=pilot)
     assert node.left
 
 
@@ -567,7 +556,7 @@ async def test_node_failure_on_send_is_an_inline_error() -> None:
 
 
 async def test_ack_alone_marks_the_pending_message_committed() -> None:
-    from raftchat.nodeapi import AckEvent
+    from raftchat.node.api import AckEvent
 
     node = FakeChatNode()
     app = make_app(node)
@@ -575,5 +564,5 @@ async def test_ack_alone_marks_the_pending_message_committed() -> None:
         await type_line(pilot, "acked only")
         message_id = app.chat_log.pending[0].message_id
         node.publish(AckEvent(message_id, 1))
-        await wait_until(pilot, lambda: not app.chat_log.pending)
+        await wait_until(lambda: not app.chat_log.pending, pilot=pilot)
         assert shows(app.chat_log, "alice \u2713 acked only")

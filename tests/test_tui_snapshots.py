@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fake_node import ManualClock, demo_app, play_demo_traffic
+from fake_node import demo_app, play_demo_traffic
+from support.clocks import ManualClock
 from textual.pilot import Pilot
 
 SIZE = (110, 32)

@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from mesh_utils import TEST_CONFIG, FakeRelay, all_open, make_peer, pending_tasks, wait_until
+from mesh_utils import TEST_CONFIG, FakeRelay, all_open, make_peer, pending_tasks
+from support.ports import free_port
+from support.waiting import wait_until
 
-from raftchat.net.ice import IceServer
-from raftchat.net.mesh import LinkState, MeshConfig
+from raftchat.net import IceServer, LinkState, MeshConfig
 
 TURNSERVER = shutil.which("turnserver")
 TURN_USER, TURN_PASSWORD = "u", "p"
@@ -21,21 +22,6 @@ pytestmark = pytest.mark.skipif(
     TURNSERVER is None,
     reason="coturn's turnserver is not installed (apt-get install coturn; .ci/run installs it)",
 )
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback (turnserver listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free loopback port")
 
 
 def wait_for_tcp(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -54,7 +40,7 @@ def wait_for_tcp(port: int, process: subprocess.Popen, timeout: float = 10.0) ->
 @pytest.fixture
 def turn_server(tmp_path) -> Iterator[int]:
     """coturn on loopback, started as DESIGN.md says; yields its port."""
-    port = free_port()
+    port = free_port(udp_too=True)  # turnserver listens on both
     command = [
         TURNSERVER,
         "-n",

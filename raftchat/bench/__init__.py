@@ -6,4 +6,9 @@ prints a table (:mod:`~raftchat.bench.report`); :mod:`~raftchat.bench.stats` hol
 percentile helpers. :mod:`~raftchat.bench.channel_modes` is a standalone experiment:
 Raft-shaped traffic over reliable ordered versus unordered / partially reliable
 DataChannels.
+
+The harness that starts, drives and reads node processes (:mod:`~raftchat.bench.process`,
+what they print in :mod:`~raftchat.bench.node_output`, waits on it in
+:mod:`~raftchat.bench.waiting`, and :mod:`~raftchat.bench.cluster`) is also what the
+end-to-end tests run their node processes with.
 """

@@ -44,7 +44,7 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from raftchat.bench.stats import summarize
-from raftchat.net.ice import host_candidates
+from raftchat.net.engines.aiortc_engine import host_candidates
 
 logger = logging.getLogger(__name__)
 

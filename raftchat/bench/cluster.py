@@ -1,56 +1,89 @@
-"""A channel of local node processes sharing one signaling server, for the benchmark."""
+"""A channel of local node processes sharing one signaling server and one config file."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from raftchat.bench.procs import BenchError, NodeProcess, Waiters
+from raftchat.bench.errors import BenchError
+from raftchat.bench.process import NodeProcess
+from raftchat.bench.waiting import Waiters
+from raftchat.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """What goes into each node's config.toml (the rest are the defaults)."""
+    """What goes into the nodes' config.toml (a None is left out: the default applies),
+    and how their processes run."""
 
     compaction_threshold: int = 5_000
     catchup_entries: int = 10_000
-    max_voters: int = 5
     history_window: int = 10_000
+    max_voters: int | None = 5
+    heartbeat_ms: int = 100
+    election_timeout_min_ms: int = 500
+    election_timeout_max_ms: int = 1_000
+    adaptive_election_timeout: bool | None = True
+    member_timeout_s: float | None = None
     debug_nodes: bool = False
-    """Nodes log at debug level into their stderr.log."""
+    """Nodes log at debug level into their ``<name>.stderr``."""
     keep_transcripts: bool = False
-    """Each node's stdout is copied to stdout.jsonl in its data dir."""
+    """Each node's stdout is copied to ``<name>.stdout.jsonl``."""
+    own_sessions: bool = True
+    """Nodes run in sessions of their own: a Ctrl-C meant for the parent does not reach
+    them, the parent decides how each ends."""
 
     def config_text(self) -> str:
         # The timers are written out so a user config elsewhere never changes a result.
-        return (
-            f"max_voters = {self.max_voters}\n"
-            f"compaction_threshold = {self.compaction_threshold}\n"
-            f"catchup_entries = {self.catchup_entries}\n"
-            f"history_window = {self.history_window}\n"
-            "\n[timers]\n"
-            "tick_ms = 10\n"
-            "heartbeat_ms = 100\n"
-            "election_timeout_min_ms = 500\n"
-            "election_timeout_max_ms = 1000\n"
-            "adaptive_election_timeout = true\n"
-        )
+        top = {
+            "max_voters": self.max_voters,
+            "compaction_threshold": self.compaction_threshold,
+            "catchup_entries": self.catchup_entries,
+            "history_window": self.history_window,
+        }
+        timers = {
+            "tick_ms": 10,
+            "heartbeat_ms": self.heartbeat_ms,
+            "election_timeout_min_ms": self.election_timeout_min_ms,
+            "election_timeout_max_ms": self.election_timeout_max_ms,
+            "adaptive_election_timeout": self.adaptive_election_timeout,
+            "member_timeout_s": self.member_timeout_s,
+        }
+        return f"{_toml_lines(top)}\n[timers]\n{_toml_lines(timers)}"
+
+    def write(self, path: Path) -> Path:
+        """Write :meth:`config_text` to ``path``."""
+        path.write_text(self.config_text())
+        return path
+
+
+def _toml_lines(values: Mapping[str, object]) -> str:
+    def literal(value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return "".join(
+        f"{key} = {literal(value)}\n" for key, value in values.items() if value is not None
+    )
 
 
 class Cluster:
-    """Node processes of one channel. Nodes are started in their own temp data dirs
-    under ``root``; :meth:`close` ends every process this cluster started."""
+    """Node processes of one channel, each with a data dir named after it under ``root``;
+    :meth:`close` ends every process this cluster started."""
 
-    _counter = itertools.count(1)
+    node_class: ClassVar[type[NodeProcess]] = NodeProcess
 
     def __init__(
-        self, root: Path, server_url: str, channel: str, settings: ClusterSettings
+        self,
+        root: Path,
+        server_url: str,
+        channel: str,
+        settings: ClusterSettings,
     ) -> None:
         self.root = root
         self.server_url = server_url
@@ -60,29 +93,35 @@ class Cluster:
         self.nodes: list[NodeProcess] = []
         """Every process started, dead or alive, in start order."""
         root.mkdir(parents=True, exist_ok=True)
-        self.config_path = root / "config.toml"
-        self.config_path.write_text(settings.config_text())
+        self.config_path = settings.write(root / "config.toml")
 
-    @property
-    def live(self) -> list[NodeProcess]:
-        return [node for node in self.nodes if node.alive]
+    def running(self) -> list[NodeProcess]:
+        return [node for node in self.nodes if node.running]
 
-    async def spawn(self, data_dir: Path | None = None, name: str | None = None) -> NodeProcess:
-        """Start one node (a fresh data dir unless ``data_dir`` is an old one: a restart)."""
-        number = next(self._counter)
-        name = name or f"b{number}"
-        data_dir = data_dir or self.root / f"node-{number}"
-        node = await NodeProcess.spawn(
+    async def spawn(
+        self,
+        name: str | None = None,
+        *,
+        config_path: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> NodeProcess:
+        """Start one node in ``root/<name>``: a fresh member, or one restarting on the data
+        dir of an earlier node of that name."""
+        name = name or f"n{len(self.nodes)}"
+        node = self.node_class(
             name,
             self.channel,
             self.server_url,
-            data_dir,
-            self.config_path,
+            self.root / name,
+            config_path or self.config_path,
             self.waiters,
-            debug=self.settings.debug_nodes,
+            extra_args=["-v"] if self.settings.debug_nodes else [],
+            extra_env=extra_env,
+            own_session=self.settings.own_sessions,
             keep_transcript=self.settings.keep_transcripts,
         )
         self.nodes.append(node)
+        await node.start()
         return node
 
     async def wait_until(
@@ -109,17 +148,17 @@ class Cluster:
         return await self.wait_formed(timeout)
 
     def formed(self) -> bool:
-        """Every live node reports the same leader and a configuration of exactly the live
-        nodes, with as many voters as max_voters allows."""
-        live = self.live
-        ids = {node.node_id for node in live}
+        """Every running node reports the same leader and a configuration of exactly the
+        running nodes, with as many voters as max_voters allows."""
+        running = self.running()
+        ids = {node.node_id for node in running}
         if None in ids:
             return False
-        want_voters = min(len(ids), self.settings.max_voters)
-        leader = live[0].leader
+        want_voters = min(len(ids), self.settings.max_voters or Settings().max_voters)
+        leader = running[0].leader
         return leader is not None and all(
             node.leader == leader and node.members() == ids and len(node.voters()) == want_voters
-            for node in live
+            for node in running
         )
 
     async def wait_formed(self, timeout: float) -> float:
@@ -130,31 +169,31 @@ class Cluster:
 
     def _formation_problem(self, shown: int = 8) -> str:
         """Who sees what, for the first ``shown`` nodes, and how many see a leader."""
-        live = self.live
+        running = self.running()
         views = ", ".join(
             f"{node.name}: {node.state} leader={str(node.leader)[:6]} "
             f"members={len(node.members())} voters={len(node.voters())}"
-            for node in live[:shown]
+            for node in running[:shown]
         )
-        more = f" and {len(live) - shown} more" if len(live) > shown else ""
-        members = sorted(len(node.members()) for node in live)
+        more = f" and {len(running) - shown} more" if len(running) > shown else ""
+        members = sorted(len(node.members()) for node in running)
         return (
-            f"channel {self.channel} did not form in time: {len(live)} live nodes; "
+            f"channel {self.channel} did not form in time: {len(running)} live nodes; "
             f"configuration sizes seen min {members[0] if members else 0} "
             f"max {members[-1] if members else 0} ({views}{more})"
         )
 
-    def leader(self) -> NodeProcess:
-        """The live node that leads (highest term wins if two claim it)."""
-        leaders = [node for node in self.live if node.state == "leader"]
+    def current_leader(self) -> NodeProcess:
+        """The running node that leads (highest term wins if two claim it)."""
+        leaders = [node for node in self.running() if node.state == "leader"]
         if not leaders:
             raise BenchError(f"channel {self.channel} has no leader")
         return max(leaders, key=lambda node: node.term)
 
     def followers(self) -> list[NodeProcess]:
-        leader = self.leader()
-        return [node for node in self.live if node is not leader]
+        leader = self.current_leader()
+        return [node for node in self.running() if node is not leader]
 
     async def close(self) -> None:
-        """SIGKILL every process still running (the data dirs are temporary)."""
-        await asyncio.gather(*(node.close() for node in self.nodes), return_exceptions=True)
+        """SIGKILL every process still running."""
+        await asyncio.gather(*(node.stop() for node in self.nodes), return_exceptions=True)

@@ -58,7 +58,7 @@ class BenchOptions:
     """If set, py-spy profiles of the leader and a follower during the throughput bursts
     are written here (needs the py-spy command)."""
     debug_nodes: bool = False
-    """Start nodes with ``-v`` (debug logs in their stderr.log; slows them down)."""
+    """Start nodes with ``-v`` (debug logs in their ``<name>.stderr``; slows them down)."""
 
     def __post_init__(self) -> None:
         checks = {

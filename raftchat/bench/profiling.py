@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raftchat.bench.procs import BenchError
+from raftchat.bench.errors import BenchError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ class Profile:
 
 
 def _function_name(frame: str) -> str:
-    """``handle (raftchat/node.py:412)`` -> ``raftchat/node.py:handle`` (no line)."""
+    """``handle (raftchat/node/runtime.py:412)`` -> ``raftchat/node/runtime.py:handle``
+    (no line number)."""
     name, _, where = frame.partition(" (")
     path = where.rsplit(":", 1)[0].rstrip(")")
     for marker in ("site-packages/", "lib/python3"):

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from raftchat.bench.errors import BenchError
 from raftchat.bench.options import BenchOptions
-from raftchat.bench.procs import BenchError
 from raftchat.bench.report import build_result, format_table
 from raftchat.bench.scenarios import SCENARIO_FUNCTIONS, BenchContext
-from raftchat.net.signaling_server import start_server
+from raftchat.net.signaling.server import start_server
 
 logger = logging.getLogger(__name__)
 

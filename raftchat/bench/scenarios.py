@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from raftchat.bench.cluster import Cluster, ClusterSettings
+from raftchat.bench.errors import BenchError
+from raftchat.bench.node_output import TOKEN_PREFIX
 from raftchat.bench.options import BenchOptions
-from raftchat.bench.procs import TOKEN_PREFIX, BenchError, NodeProcess
+from raftchat.bench.process import NodeProcess
 from raftchat.bench.profiling import Profile
 from raftchat.bench.stats import rate, summarize
 
@@ -79,7 +81,7 @@ class BenchContext:
 
     async def main_cluster(self) -> Cluster:
         """The channel of ``--nodes`` nodes the first scenarios share (started once)."""
-        if self.main is None or not self.main.live:
+        if self.main is None or not self.main.running():
             self.main = await self.new_cluster("main")
             self.progress(f"starting a channel of {self.options.nodes} nodes")
             started = time.perf_counter()
@@ -97,7 +99,7 @@ async def _burst(ctx: BenchContext, cluster: Cluster, senders: dict[NodeProcess,
     committed and applied), and until every live node has printed every message.
 
     Acks are counted, not waited for: a missing ack is reported (``acks_missing``)."""
-    live = cluster.live
+    live = cluster.running()
     total = sum(senders.values())
     own_before = {node: node.events.own_shown for node in senders}
     acked_before = {node: len(node.events.acked) for node in senders}
@@ -137,17 +139,17 @@ async def _burst(ctx: BenchContext, cluster: Cluster, senders: dict[NodeProcess,
         "delivered_s": round(deliver_s, 3),
         "delivered_msgs_per_s": round(rate(total, deliver_s), 1),
         "acks_missing": total - acked,
-        "elections": max(node.term for node in cluster.live) - term_before,
+        "elections": max(node.term for node in cluster.running()) - term_before,
     }
 
 
 async def run_throughput(ctx: BenchContext) -> Results:
     cluster = await ctx.main_cluster()
     count = ctx.options.messages
-    leader = cluster.leader()
+    leader = cluster.current_leader()
     await _burst(ctx, cluster, {leader: min(WARMUP_MESSAGES, count)})
     profiles = await _start_profiles(ctx, cluster)
-    cpu_before = {node: node.cpu_seconds() for node in cluster.live}
+    cpu_before = {node: node.cpu_seconds() for node in cluster.running()}
     window_started = time.perf_counter()
     try:
         ctx.progress(
@@ -156,7 +158,7 @@ async def run_throughput(ctx: BenchContext) -> Results:
         one = await _burst(ctx, cluster, {leader: count})
         one["sender"] = "leader"
         ctx.progress(f"  {one['msgs_per_s']:.0f} msg/s committed")
-        live = cluster.live
+        live = cluster.running()
         share = max(1, count // len(live))
         ctx.progress(f"throughput: {share} messages from each of {len(live)} nodes at once")
         every = await _burst(ctx, cluster, dict.fromkeys(live, share))
@@ -184,7 +186,7 @@ async def run_throughput(ctx: BenchContext) -> Results:
 async def _start_profiles(ctx: BenchContext, cluster: Cluster) -> list[Profile]:
     if ctx.options.profile_dir is None:
         return []
-    leader = cluster.leader()
+    leader = cluster.current_leader()
     targets = [("leader", leader)] + [("follower", node) for node in cluster.followers()[:1]]
     directory = ctx.options.profile_dir
     return [
@@ -202,7 +204,7 @@ async def _send_one(
     """Send one message and wait for it: (send -> ack on the sender, send -> shown on the
     last node), in seconds."""
     token, text = ctx.message()
-    live = cluster.live
+    live = cluster.running()
     sent_at = await sender.send_lines([text])
     timeout = ctx.options.timeout_s
     acked_at = await cluster.wait_until(
@@ -217,7 +219,7 @@ async def _send_one(
 
 async def run_latency(ctx: BenchContext) -> Results:
     cluster = await ctx.main_cluster()
-    live = cluster.live
+    live = cluster.running()
     for index in range(LATENCY_WARMUP):
         await _send_one(ctx, cluster, live[index % len(live)])
     count = ctx.options.latency_samples
@@ -276,8 +278,8 @@ def _cpu_summary(by_role: dict[str, list[float]]) -> Results:
 
 async def run_cpu(ctx: BenchContext) -> Results:
     cluster = await ctx.main_cluster()
-    ctx.progress(f"cpu: {len(cluster.live)} idle nodes for {ctx.options.idle_s:g} s")
-    cpu = _cpu_summary(await measure_idle_cpu(cluster.live, ctx.options.idle_s))
+    ctx.progress(f"cpu: {len(cluster.running())} idle nodes for {ctx.options.idle_s:g} s")
+    cpu = _cpu_summary(await measure_idle_cpu(cluster.running(), ctx.options.idle_s))
     ctx.progress(f"  {cpu['per_node_percent']['p50']:.1f} % of a core per node")
     return {"idle_cpu": cpu}
 
@@ -299,21 +301,21 @@ def _new_leader_at(survivors: list[NodeProcess], after: float, old_term: int) ->
 async def _restore(ctx: BenchContext, cluster: Cluster, size: int) -> None:
     """Back to ``size`` live nodes with fresh members (the channel removes the departed
     one first), then wait for the channel to settle."""
-    while len(cluster.live) < size:
+    while len(cluster.running()) < size:
         await cluster.spawn()
     await cluster.wait_formed(ctx.options.timeout_s)
 
 
 async def run_failover(ctx: BenchContext) -> Results:
     cluster = await ctx.main_cluster()
-    size = len(cluster.live)
+    size = len(cluster.running())
     trials = ctx.options.trials
     ctx.progress(f"failover: SIGKILL the leader, {trials} trials")
     commit_s: list[float] = []
     election_s: list[float] = []
     for trial in range(trials):
         await cluster.wait_formed(ctx.options.timeout_s)
-        leader = cluster.leader()
+        leader = cluster.current_leader()
         survivor = cluster.followers()[0]
         old_term = leader.term
         token, text = ctx.message()
@@ -327,7 +329,7 @@ async def run_failover(ctx: BenchContext) -> Results:
             [survivor],
         )
         commit_s.append(acked_at - killed_at)
-        elected = _new_leader_at(cluster.live, killed_at, old_term)
+        elected = _new_leader_at(cluster.running(), killed_at, old_term)
         if elected is not None:
             election_s.append(elected - killed_at)
         ctx.progress(f"  trial {trial + 1}: next commit after {commit_s[-1]:.3f} s")
@@ -340,7 +342,7 @@ async def run_graceful(ctx: BenchContext) -> Results:
     survivor keeps sending one message at a time; how long until a new leader, and the
     longest any of those messages waited."""
     cluster = await ctx.main_cluster()
-    size = len(cluster.live)
+    size = len(cluster.running())
     trials = ctx.options.graceful_trials
     ctx.progress(f"graceful: the leader quits, {trials} trials")
     leader_change_s: list[float] = []
@@ -348,7 +350,7 @@ async def run_graceful(ctx: BenchContext) -> Results:
     stall_ms: list[float] = []
     for trial in range(trials):
         await cluster.wait_formed(ctx.options.timeout_s)
-        leader = cluster.leader()
+        leader = cluster.current_leader()
         survivor = cluster.followers()[0]
         old_term, old_id = leader.term, leader.node_id
         quit_at = await leader.send_lines(["/quit"])
@@ -358,11 +360,11 @@ async def run_graceful(ctx: BenchContext) -> Results:
             new_leader_known = survivor.leader not in (None, old_id)
             commit, _ = await _send_one_from(ctx, cluster, survivor)
             longest = max(longest, commit)
-            if new_leader_known and not leader.alive:
+            if new_leader_known and not leader.running:
                 break
             if time.perf_counter() > deadline:
                 raise BenchError("the quitting leader did not hand over and exit in time")
-        elected = _new_leader_at(cluster.live, quit_at, old_term)
+        elected = _new_leader_at(cluster.running(), quit_at, old_term)
         if elected is not None:
             leader_change_s.append(elected - quit_at)
         assert leader.exited_at is not None
@@ -400,7 +402,7 @@ async def run_restart(ctx: BenchContext) -> Results:
     log) while the channel keeps going; how long until it shows a message sent after
     its restart, and until the channel has it back as a member."""
     cluster = await ctx.main_cluster()
-    size = len(cluster.live)
+    size = len(cluster.running())
     ctx.progress(f"restart: a follower crashes and restarts, {ctx.options.graceful_trials} trials")
     back_s: list[float] = []
     for trial in range(ctx.options.graceful_trials):
@@ -408,9 +410,9 @@ async def run_restart(ctx: BenchContext) -> Results:
         victim = cluster.followers()[-1]
         victim.kill()
         await victim.wait_exit(ctx.options.timeout_s)
-        restarted = await cluster.spawn(data_dir=victim.data_dir, name=victim.name)
+        restarted = await cluster.spawn(victim.name)
         token, text = ctx.message()
-        await cluster.leader().send_lines([text])
+        await cluster.current_leader().send_lines([text])
         shown = await cluster.wait_until(
             lambda token=token, node=restarted: token in node.events.shown,
             ctx.options.timeout_s,
@@ -419,7 +421,7 @@ async def run_restart(ctx: BenchContext) -> Results:
         )
         back_s.append(shown - restarted.started_at)
         ctx.progress(f"  trial {trial + 1}: up to date {back_s[-1]:.2f} s after its restart")
-        while len(cluster.live) < size:
+        while len(cluster.running()) < size:
             await cluster.spawn()
     return {"restart_s": summarize(back_s)}
 
@@ -432,15 +434,15 @@ async def _join_once(ctx: BenchContext, path: str, settings: ClusterSettings) ->
     cluster = await ctx.new_cluster(f"join-{path}", settings)
     try:
         await cluster.start(options.nodes, options.timeout_s)
-        leader = cluster.leader()
+        leader = cluster.current_leader()
         tokens, texts = ctx.messages(options.history)
         await leader.send_lines(texts)
         last = tokens[-1]
         await cluster.wait_until(
-            lambda: all(last in node.events.shown for node in cluster.live),
+            lambda: all(last in node.events.shown for node in cluster.running()),
             max(options.timeout_s, options.history / 500),
             "history written",
-            cluster.live,
+            cluster.running(),
         )
         newcomer = await cluster.spawn()
         started = newcomer.started_at
@@ -499,9 +501,9 @@ async def run_scale(ctx: BenchContext) -> Results:
         for _ in range(members - 1):
             await cluster.spawn()
         formed = await cluster.wait_formed(timeout)
-        voters = len(cluster.live[0].voters())
+        voters = len(cluster.running()[0].voters())
         ctx.progress(f"  {members} members ({voters} voters) after {formed - started:.2f} s")
-        cpu = _cpu_summary(await measure_idle_cpu(cluster.live, ctx.options.idle_s))
+        cpu = _cpu_summary(await measure_idle_cpu(cluster.running(), ctx.options.idle_s))
         ctx.progress(f"  idle: {cpu['per_node_percent']['p50']:.1f} % of a core per node")
         return {
             "scale": {

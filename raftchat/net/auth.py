@@ -56,10 +56,7 @@ from spake2.spake2 import SPAKEError
 AUTH_VERSION = 1
 PROTOCOL_NAME = b"raftchat-channel-auth-v1"
 MAC_BYTES = 32
-FINGERPRINT_BYTES = 32
 SPAKE2_MESSAGE_BYTES = 33
-MAX_AUTH_MESSAGE_BYTES = 2 + 1 + SPAKE2_MESSAGE_BYTES
-"""No handshake message is longer; the frame decoder refuses longer AUTH frames."""
 
 
 class AuthMessageType(enum.IntEnum):

@@ -276,32 +276,3 @@ class Reassembler:
         message = bytes(self._buffer)
         self.reset()
         return message
-
-
-class TokenBucket:
-    """A rate limit with bursts, for what a peer sends; time is passed in (pure, testable).
-
-    ``capacity`` tokens at most, refilled at ``rate`` per second; :meth:`take` spends some.
-    """
-
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        if rate <= 0 or capacity < 1:
-            raise ValueError("a token bucket needs rate > 0 and capacity >= 1")
-        self.rate = rate
-        self.capacity = capacity
-        self.tokens = float(capacity)
-        self.updated = now
-
-    def available(self, now: float) -> float:
-        """Tokens there are at ``now`` (refills, spends nothing)."""
-        elapsed = max(0.0, now - self.updated)
-        self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
-        self.updated = now
-        return self.tokens
-
-    def take(self, now: float, amount: float = 1.0) -> bool:
-        """Spend ``amount`` tokens if there are that many; False means over the limit."""
-        if self.available(now) >= amount:
-            self.tokens -= amount
-            return True
-        return False

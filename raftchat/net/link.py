@@ -1,21 +1,18 @@
-"""One peer link of the mesh: an RTCPeerConnection with its "raft" DataChannel.
+"""One peer link of the mesh: a peer connection with its "raft" DataChannel.
 
 A link owns the negotiation with one peer (offer/answer over signaling, each
 attempt tagged with a random *session* id so late signals of an old attempt are
-ignored), the send queue with batching, chunking and backpressure, the receive
-path, RTT pings, and reconnection with backoff. The mesh drives it.
-
-The send queue has two lanes. *Urgent* messages (small control messages: heartbeats,
-votes, responses) go out before anything in the normal lane and regardless of the
-send-buffer high-water mark, so they never wait behind a backlog of bulk data in this
-queue; each lane keeps its own order, but an urgent message may overtake normal ones.
+ignored), its send queue (``net/send_queue.py``), the receive path, RTT pings, and
+reconnection with backoff. The mesh drives it; the engine (``net/engines/``) makes its
+peer connections and reports their events to it.
 
 Every new DataChannel first runs the channel handshake (``net/auth.py``): the link
 stays CONNECTING until the peer is authenticated, messages sent meanwhile wait in the
 queue, and any frame but a handshake frame that arrives before is dropped. Only then
 does the link become OPEN. A failed handshake, or a peer that keeps sending frames
-that are malformed, out of turn or over the rate limits, fails the link with a longer
-backoff (``auth_retry_*``), during which that peer's offers are ignored.
+that are malformed, out of turn or over the rate limits (``net/inbound_limits.py``),
+fails the link with a longer backoff (``auth_retry_*``), during which that peer's
+offers are ignored.
 
 Glare is avoided by rule: the peer with the smaller id always offers. The
 answerer never offers; when it wants a new connection it sends a ``restart``
@@ -28,153 +25,73 @@ connect timeout. A new answering link asks at once, and again after
 
 Dead peers are noticed by silence: an open link that receives no frame at all for
 ``dead_after`` (each side pings every ``ping_interval``) fails and reconnects.
-Traffic dropped by the mesh's fault filter counts as silence, and a connection
-attempt fails while the filter drops the peer's traffic, as in a real partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.exceptions import InvalidStateError
-from cryptography.hazmat.primitives import hashes
+from typing import Any
 
 from raftchat.net import framing
 from raftchat.net.auth import AuthError, AuthErrorKind, Handshake, encode_reject
-from raftchat.net.certificate import new_peer_connection
-from raftchat.net.ice import build_rtc_configuration, host_candidates, selected_pair
-from raftchat.net.sctp_tuning import limit_flight
-from raftchat.net.udp_buffer import enlarge_receive_buffer
-
-if TYPE_CHECKING:
-    from raftchat.net.mesh import MeshConfig
+from raftchat.net.engines.base import Engine, EngineError, PeerConnection
+from raftchat.net.inbound_limits import InboundLimits
+from raftchat.net.link_info import LinkInfo, LinkState
+from raftchat.net.link_signals import SIGNAL_ANSWER, SIGNAL_OFFER, SIGNAL_RESTART, SignalSender
+from raftchat.net.mesh_config import MeshConfig
+from raftchat.net.rate_limit import TokenBucket
+from raftchat.net.send_queue import SendQueue
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_LABEL = "raft"
-
-# Signal payload types exchanged between the two ends of a link.
-SIGNAL_OFFER = "offer"
-SIGNAL_ANSWER = "answer"
-SIGNAL_RESTART = "restart"
-
-Direction = Literal["send", "recv"]
-
-
-class SignalSender(Protocol):
-    """The part of the signaling client the mesh uses."""
-
-    async def send_signal(self, to: str, payload: dict) -> bool: ...
-
-
-class LinkState(enum.StrEnum):
-    CONNECTING = "connecting"
-    OPEN = "open"
-    FAILED = "failed"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    """A snapshot of one link's state and counters."""
-
-    peer: str
-    state: LinkState
-    rtt_ms: float | None
-    "Round-trip time of the mesh's last ping/pong on the DataChannel."
-    messages_sent: int
-    messages_received: int
-    bytes_sent: int
-    "Application payload bytes handed to the DataChannel."
-    bytes_received: int
-    frames_sent: int
-    frames_received: int
-    malformed_frames: int
-    "Frames (or chunked messages) received that did not follow the format; dropped."
-    dropped_overflow: int
-    "Messages refused because the send queue was full (the newest are dropped)."
-    dropped_by_fault: int
-    "Messages/frames dropped by the fault filter (simulated partition)."
-    queued_messages: int
-    queued_bytes: int
-    buffered_amount: int
-    "Bytes queued inside aiortc's DataChannel (SCTP send buffer)."
-    max_frame_bytes: int | None
-    "Largest frame sent on the current connection (from the remote's max message size)."
-    connects: int
-    "How many times this link has opened."
-    local_candidate_type: str | None
-    remote_candidate_type: str | None
-    authenticated: bool = False
-    "The peer proved it knows the channel passphrase on this connection (False if open)."
-    auth_error: str | None = None
-    """Why the last handshake with this peer failed, in words a user can act on (e.g.
-    "wrong passphrase for channel 'x' ..."); None once a handshake succeeds."""
-    auth_error_kind: AuthErrorKind | None = None
-    "The kind of ``auth_error`` (wrong passphrase, passphrase required, intercepted...)."
-    auth_failures: int = 0
-    "Handshakes with this peer that failed since the last one that succeeded."
-    last_error: str | None = None
-    "Why the link last went down (handshake, misbehaviour, timeout, closed...)."
-    unauthenticated_frames: int = 0
-    "Frames dropped because they arrived before the handshake was done."
-    rate_limited_frames: int = 0
-    "Frames dropped because the peer sent faster than the inbound limits allow."
-    abuse_disconnects: int = 0
-    "Times the link was cut because the peer kept sending bad or excess frames."
-    ignored_signals: int = 0
-    "Offers/restart requests ignored while the peer was in its penalty backoff."
-
 
 class Link:
-    """The connection to one peer. Created and driven by :class:`~raftchat.net.mesh.Mesh`."""
+    """The connection to one peer. Created and driven by :class:`~raftchat.net.mesh.Mesh`.
+
+    It is the :class:`~raftchat.net.engines.base.ConnectionHandler` of its connections.
+    """
 
     def __init__(
         self,
         self_id: str,
         peer: str,
         config: MeshConfig,
+        engine: Engine,
         signaling: SignalSender,
         deliver: Callable[[str, bytes], None],
         notify: Callable[[Link], None],
-        should_drop: Callable[[str, Direction], bool],
-        partitioned: Callable[[str], bool] | None = None,
-        guess_budget: framing.TokenBucket | None = None,
+        guess_budget: TokenBucket | None = None,
     ) -> None:
         self.self_id = self_id
         self.peer = peer
         self.is_offerer = self_id < peer
         self._config = config
+        self._connection_settings = config.connection_settings()
+        self._engine = engine
         self._signaling = signaling
         self._deliver = deliver
         self._notify = notify
-        self._should_drop = should_drop
-        self._partitioned = partitioned or (lambda peer: False)
-        "Whether the fault filter drops the peer's traffic now (a simulated partition)."
         self._guess_budget = guess_budget
         "Shared by the mesh's links: wrong-passphrase handshakes allowed over all peers."
         self._loop = asyncio.get_running_loop()
 
         self.state = LinkState.CONNECTING
         self._closing = False
-        self._pc: RTCPeerConnection | None = None
-        self._channel: RTCDataChannel | None = None
+        self._connection: PeerConnection | None = None
+        "The connection of the current attempt."
+        self._open_connection: PeerConnection | None = None
+        "The same once its DataChannel is open (frames can flow); None before."
         self._session: str | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         "Negotiation tasks; cancelled on close."
         self._teardowns: set[asyncio.Task[None]] = set()
-        "Peer connections being closed; never cancelled (a half-closed one leaks tasks)."
+        "Connections being closed; never cancelled (a half-closed one leaks tasks)."
         self._attempt_started = self._loop.time()
         self._offer_sent_at: float | None = None
         "When the offer of the current attempt went out (offerer); None until it has."
@@ -183,35 +100,31 @@ class Link:
         self._offer_wait = config.offer_wait
         "How long to wait before asking again; doubles per request within an attempt."
         self._last_received = self._attempt_started
-        "When the last frame from the peer arrived (fault-filtered frames do not count)."
+        "When the last frame from the peer arrived."
         self._last_maintained = self._attempt_started
         self._retry_at: float | None = None
         self._backoff = config.reconnect_initial
 
-        self._outbox: deque[bytes] = deque()
-        self._urgent: deque[bytes] = deque()
-        "Messages that go out before the outbox (each fits in one batch frame)."
-        self._outbox_bytes = 0
-        "Bytes queued in both lanes."
-        self._chunk_frames: deque[bytes] = deque()
+        self._queue = SendQueue(
+            max_messages=config.max_queued_messages,
+            max_bytes=config.max_queued_bytes,
+            max_messages_per_frame=config.max_messages_per_frame,
+            high_water_bytes=config.send_buffer_high_bytes,
+        )
         self._flush_handle: asyncio.Handle | None = None
-        self._next_message_id = 0
         self._max_frame_bytes: int | None = None
         self._reassembler = framing.Reassembler(config.max_message_bytes)
+        self._limits = InboundLimits(config, self._loop.time())
 
         self._ping_nonce: int | None = None
         self._last_ping = 0.0
         self._rtt_ms: float | None = None
 
-        self._messages_sent = 0
         self._messages_received = 0
-        self._bytes_sent = 0
         self._bytes_received = 0
         self._frames_sent = 0
         self._frames_received = 0
         self._malformed_frames = 0
-        self._dropped_overflow = 0
-        self._dropped_by_fault = 0
         self._connects = 0
         self._candidate_types: tuple[str | None, str | None] = (None, None)
 
@@ -226,19 +139,8 @@ class Link:
         "Until then, offers and restart requests from the peer are ignored."
         self._last_error: str | None = None
         self._unauthenticated_frames = 0
-        self._rate_limited_frames = 0
         self._abuse_disconnects = 0
         self._ignored_signals = 0
-        now = self._loop.time()
-        self._frame_budget = framing.TokenBucket(
-            config.inbound_frames_per_second, config.inbound_frame_burst, now
-        )
-        self._message_budget = framing.TokenBucket(
-            config.inbound_messages_per_second, config.inbound_message_burst, now
-        )
-        self._offence_budget = framing.TokenBucket(
-            config.offences_forgiven_per_second, config.max_offences, now
-        )
 
     # --- public, used by the mesh ---------------------------------------------------
 
@@ -255,23 +157,23 @@ class Link:
             self._request_offer()
 
     def info(self) -> LinkInfo:
-        channel = self._channel
+        connection = self._open_connection
         return LinkInfo(
             peer=self.peer,
             state=self.state,
             rtt_ms=self._rtt_ms,
-            messages_sent=self._messages_sent,
+            messages_sent=self._queue.messages_sent,
             messages_received=self._messages_received,
-            bytes_sent=self._bytes_sent,
+            bytes_sent=self._queue.bytes_sent,
             bytes_received=self._bytes_received,
             frames_sent=self._frames_sent,
             frames_received=self._frames_received,
             malformed_frames=self._malformed_frames + self._reassembler.interrupted_messages,
-            dropped_overflow=self._dropped_overflow,
-            dropped_by_fault=self._dropped_by_fault,
-            queued_messages=len(self._outbox) + len(self._urgent),
-            queued_bytes=self._outbox_bytes,
-            buffered_amount=channel.bufferedAmount if channel is not None else 0,
+            dropped_overflow=self._queue.dropped_overflow,
+            dropped_by_fault=self._engine.frames_dropped(self.peer),
+            queued_messages=self._queue.queued_messages,
+            queued_bytes=self._queue.queued_bytes,
+            buffered_amount=connection.buffered_amount if connection is not None else 0,
             max_frame_bytes=self._max_frame_bytes,
             connects=self._connects,
             local_candidate_type=self._candidate_types[0],
@@ -282,7 +184,7 @@ class Link:
             auth_failures=self._auth_failures,
             last_error=self._last_error,
             unauthenticated_frames=self._unauthenticated_frames,
-            rate_limited_frames=self._rate_limited_frames,
+            rate_limited_frames=self._limits.rate_limited_frames,
             abuse_disconnects=self._abuse_disconnects,
             ignored_signals=self._ignored_signals,
         )
@@ -292,7 +194,7 @@ class Link:
 
         While the handshake runs on a fresh DataChannel the message is queued and
         sent once the peer is authenticated (dropped if it never is). An ``urgent``
-        message jumps the queue of normal ones (see the module docstring); one too large
+        message jumps the queue of normal ones (see ``net/send_queue.py``); one too large
         for a single frame is sent as a normal message.
         """
         if len(data) > self._config.max_message_bytes:
@@ -302,24 +204,9 @@ class Link:
             )
         if not self._accepts_messages():
             return False
-        if self._should_drop(self.peer, "send"):
-            self._dropped_by_fault += 1
-            return True
-        if (
-            len(self._outbox) + len(self._urgent) >= self._config.max_queued_messages
-            or self._outbox_bytes + len(data) > self._config.max_queued_bytes
-        ):
-            # Raft tolerates lost messages, and what is already queued is older and
-            # usually needed first, so the newest message is the one refused.
-            self._dropped_overflow += 1
+        max_frame = self._max_frame_bytes or self._config.max_frame_bytes
+        if not self._queue.push(data, urgent, max_frame):
             return False
-        if urgent and framing.fits_in_batch(
-            data, self._max_frame_bytes or self._config.max_frame_bytes
-        ):
-            self._urgent.append(bytes(data))
-        else:
-            self._outbox.append(bytes(data))
-        self._outbox_bytes += len(data)
         if self._flush_handle is None:
             # Flush once the current burst of sends is over, so it becomes one frame.
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -329,7 +216,7 @@ class Link:
         if self.state == LinkState.OPEN:
             return True
         handshake = self._handshake
-        return self._channel is not None and handshake is not None and not handshake.failed
+        return self._open_connection is not None and handshake is not None and not handshake.failed
 
     def handle_signal(self, payload: dict[str, Any]) -> None:
         """React to a validated signal payload from this link's peer."""
@@ -391,21 +278,10 @@ class Link:
                 self._send_ping(now)
         elif self.state == LinkState.CONNECTING:
             if now - self._attempt_started > self._config.connect_timeout:
-                if self._partitioned(self.peer):
-                    self._fail("connection attempt timed out (traffic dropped by the fault filter)")
-                elif self._handshake is not None and not self._handshake.failed:
-                    self._auth_failed(
-                        AuthError(
-                            AuthErrorKind.TIMEOUT,
-                            f"peer {self.peer} did not finish the channel handshake within "
-                            f"{self._config.connect_timeout:g} s (an incompatible raftchat?)",
-                        )
-                    )
-                else:
-                    self._fail("connection attempt timed out")
+                self._attempt_timed_out()
             elif (
                 not self.is_offerer
-                and self._pc is None
+                and self._connection is None
                 and self._offer_requested_at is not None
                 and now - self._offer_requested_at >= self._offer_wait
             ):
@@ -418,19 +294,17 @@ class Link:
             self._set_state(LinkState.CONNECTING)
             self._start_attempt()
 
-    def partition_healed(self) -> None:
-        """The fault filter stopped dropping the peer's traffic: reconnect now if down.
-
-        Attempts made during the partition failed and backed off; a real network
-        would let the next attempt through as soon as it healed.
-        """
-        if self._closing or self.state == LinkState.OPEN or self._penalties:
-            return
-        logger.info("link %s: fault filter lifted, reconnecting", self.peer)
-        self._backoff = self._config.reconnect_initial
-        self._retry_at = None
-        self._mark_down(LinkState.CONNECTING)
-        self._start_attempt()
+    def _attempt_timed_out(self) -> None:
+        if self._handshake is not None and not self._handshake.failed:
+            self._auth_failed(
+                AuthError(
+                    AuthErrorKind.TIMEOUT,
+                    f"peer {self.peer} did not finish the channel handshake within "
+                    f"{self._config.connect_timeout:g} s (an incompatible raftchat?)",
+                )
+            )
+        else:
+            self._fail("connection attempt timed out")
 
     async def close(self) -> None:
         """Close for good: no more retries, events or deliveries."""
@@ -445,7 +319,7 @@ class Link:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self._close_pc()
+        await self._close_connection()
         if self._teardowns:
             await asyncio.gather(*self._teardowns, return_exceptions=True)
         self._discard_queue()
@@ -490,25 +364,21 @@ class Link:
         async with self._lock:
             if self.state != LinkState.CONNECTING:
                 return  # the attempt failed while this offer waited for the lock
-            self._drop_pc()
+            self._drop_connection()
             session = secrets.token_hex(8)
             self._session = session
             self._attempt_started = self._loop.time()
-            pc = self._new_peer_connection()
-            channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
-            self._attach_channel(pc, channel)
-            async with self._unless_replaced(pc):
-                with host_candidates(self._config.host_candidate_addresses()):
-                    await pc.setLocalDescription(await pc.createOffer())
-            if pc is not self._pc:
+            connection = self._new_connection()
+            async with self._unless_replaced(connection):
+                sdp = await connection.create_offer()
+            if connection is not self._connection:
                 return
-            sdp = pc.localDescription.sdp
             self._offer_sent_at = self._loop.time()
         await self._send_signal({"type": SIGNAL_OFFER, "session": session, "sdp": sdp})
 
     @contextlib.asynccontextmanager
-    async def _unless_replaced(self, pc: RTCPeerConnection) -> AsyncIterator[None]:
-        """Swallow an error of ``pc``'s negotiation if ``pc`` was dropped meanwhile.
+    async def _unless_replaced(self, connection: PeerConnection) -> AsyncIterator[None]:
+        """Swallow an error of ``connection``'s negotiation if it was dropped meanwhile.
 
         A reset, failure or newer offer closes the connection under a negotiation in
         progress; its "connection is closed" error says nothing about the current one.
@@ -516,119 +386,94 @@ class Link:
         try:
             yield
         except Exception as exc:
-            if pc is self._pc:
+            if connection is self._connection:
                 raise
             logger.debug("link %s: negotiation of a replaced connection ended: %r", self.peer, exc)
 
     async def _accept_offer(self, session: str, sdp: str) -> None:
         async with self._lock:
-            self._drop_pc()
+            self._drop_connection()
             if self.state != LinkState.CONNECTING:
                 self._mark_down(LinkState.CONNECTING)
             self._session = session
             self._attempt_started = self._loop.time()
-            pc = self._new_peer_connection()
-
-            @pc.on("datachannel")
-            def on_datachannel(channel: RTCDataChannel) -> None:
-                if channel.label != CHANNEL_LABEL:
-                    logger.warning(
-                        "link %s: unexpected channel %r closed", self.peer, channel.label
-                    )
-                    channel.close()
-                    return
-                self._attach_channel(pc, channel)
-                if channel.readyState == "open":
-                    self._on_open(pc, channel)
-
-            async with self._unless_replaced(pc):
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-                if pc.sctp is None:
-                    raise ValueError("the offer has no data channel (application) section")
-                with host_candidates(self._config.host_candidate_addresses()):
-                    await pc.setLocalDescription(await pc.createAnswer())
-            if pc is not self._pc:
+            connection = self._new_connection()
+            async with self._unless_replaced(connection):
+                answer = await connection.create_answer(sdp)
+            if connection is not self._connection:
                 return
-            answer = pc.localDescription.sdp
         await self._send_signal({"type": SIGNAL_ANSWER, "session": session, "sdp": answer})
 
     async def _accept_answer(self, session: str, sdp: str) -> None:
         async with self._lock:
-            pc = self._pc
-            if pc is None or session != self._session or pc.signalingState != "have-local-offer":
+            connection = self._connection
+            if connection is None or session != self._session or not connection.awaiting_answer:
                 logger.debug("link %s: answer arrived with no offer pending", self.peer)
                 return
-            async with self._unless_replaced(pc):
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            async with self._unless_replaced(connection):
+                await connection.accept_answer(sdp)
 
     async def _send_signal(self, payload: dict[str, Any]) -> None:
         if not await self._signaling.send_signal(self.peer, payload):
             # The connect timeout retries; nothing else to do while signaling is down.
             logger.info("link %s: could not send %s (signaling down)", self.peer, payload["type"])
 
-    def _new_peer_connection(self) -> RTCPeerConnection:
-        config = build_rtc_configuration(self._config.ice_servers, self._config.relay_only)
-        pc = new_peer_connection(config)
-        self._pc = pc
+    def _new_connection(self) -> PeerConnection:
+        connection = self._engine.connect(self.peer, self._connection_settings, self)
+        self._connection = connection
+        return connection
 
-        @pc.on("connectionstatechange")
-        def on_state() -> None:
-            if pc is self._pc and pc.connectionState in ("failed", "closed"):
-                self._fail(f"peer connection {pc.connectionState}")
+    # --- events of the connection (ConnectionHandler) -------------------------------
 
-        return pc
-
-    def _attach_channel(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
-        channel.bufferedAmountLowThreshold = self._config.send_buffer_low_bytes
-
-        @channel.on("open")
-        def on_open() -> None:
-            self._on_open(pc, channel)
-
-        @channel.on("message")
-        def on_message(frame: bytes | str) -> None:
-            if channel is self._channel:
-                self._on_frame(frame)
-
-        @channel.on("close")
-        def on_close() -> None:
-            if channel is self._channel:
-                self._fail("data channel closed")
-
-        @channel.on("bufferedamountlow")
-        def on_low() -> None:
-            if channel is self._channel:
-                self._flush()
-
-    def _on_open(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
-        if pc is not self._pc or self._closing or self._channel is channel:
+    def channel_open(self, connection: PeerConnection) -> None:
+        if (
+            connection is not self._connection
+            or self._closing
+            or self._open_connection is connection
+        ):
             return
-        self._channel = channel
-        self._max_frame_bytes = self._frame_limit(pc)
+        self._open_connection = connection
+        self._max_frame_bytes = self._frame_limit(connection)
         self._reassembler.reset()
         self._authenticated = False
-        if self._partitioned(self.peer):
-            self._fail("peer unreachable (traffic dropped by the fault filter)")
-            return
-        sctp = pc.sctp
-        ice_connection = sctp.transport.transport._connection if sctp else None
-        pair = selected_pair(ice_connection) if ice_connection else None
+        pair = connection.selected_pair()
         self._candidate_types = (pair.local_type, pair.remote_type) if pair else (None, None)
-        if ice_connection is not None and self._config.udp_receive_buffer_bytes:
-            enlarge_receive_buffer(ice_connection, self._config.udp_receive_buffer_bytes)
-        if sctp is not None and self._config.sctp_max_flight_bytes:
-            limit_flight(sctp, self._config.sctp_max_flight_bytes)
+        self._start_handshake(connection)
+
+    def frame_received(self, connection: PeerConnection, frame: bytes | str) -> None:
+        if connection is self._open_connection:
+            self._on_frame(frame)
+
+    def send_buffer_low(self, connection: PeerConnection) -> None:
+        if connection is self._open_connection:
+            self._flush()
+
+    def channel_closed(self, connection: PeerConnection) -> None:
+        if connection is self._open_connection:
+            self._fail("data channel closed")
+
+    def connection_failed(self, connection: PeerConnection, reason: str) -> None:
+        if connection is self._connection:
+            self._fail(reason)
+
+    def _frame_limit(self, connection: PeerConnection) -> int:
+        """Largest frame to send: our limit, or less if the remote accepts less."""
+        remote = connection.remote_max_message_size
+        limit = self._config.max_frame_bytes
+        if remote:
+            limit = min(limit, remote)
+        return max(limit, framing.MIN_FRAME_BYTES)
+
+    # --- the channel handshake ------------------------------------------------------
+
+    def _start_handshake(self, connection: PeerConnection) -> None:
         try:
-            local_fingerprint, remote_fingerprint = dtls_fingerprints(pc)
-        except Exception as exc:  # aiortc internals changed, or the transport went away
+            local_fingerprint, remote_fingerprint = connection.dtls_fingerprints()
+        except Exception as exc:  # engine internals changed, or the transport went away
             logger.exception("link %s: cannot read the DTLS certificates", self.peer)
             self._fail(f"cannot read the DTLS certificates ({exc!r})")
             return
-        if (
-            self._config.passphrase is not None
-            and self._guess_budget is not None
-            and self._guess_budget.available(self._loop.time()) < 1
-        ):
+        if self._guessing_throttled():
             self._auth_failed(
                 AuthError(
                     AuthErrorKind.THROTTLED,
@@ -647,6 +492,34 @@ class Link:
         )
         logger.debug("link %s: data channel open, authenticating", self.peer)
         self._send_control(framing.encode_auth(self._handshake.start()))
+
+    def _guessing_throttled(self) -> bool:
+        """Whether the mesh's wrong-passphrase budget is spent (no new handshake now)."""
+        return (
+            self._config.passphrase is not None
+            and self._guess_budget is not None
+            and self._guess_budget.available(self._loop.time()) < 1
+        )
+
+    def _on_auth(self, payload: bytes) -> None:
+        handshake = self._handshake
+        if handshake is None or handshake.complete:
+            self._malformed_frames += 1
+            self._offence("handshake message out of turn")
+            return
+        if handshake.failed:
+            return  # e.g. the peer's REJECT after we gave up ourselves
+        try:
+            replies = handshake.receive(payload)
+        except AuthError as error:
+            if not error.from_peer:
+                self._send_control(framing.encode_auth(encode_reject(error.kind)))
+            self._auth_failed(error)
+            return
+        for reply in replies:
+            self._send_control(framing.encode_auth(reply))
+        if handshake.complete and self._open_connection is not None:
+            self._on_authenticated()
 
     def _on_authenticated(self) -> None:
         self._authenticated = True
@@ -676,18 +549,6 @@ class Link:
         logger.warning("link %s: handshake failed: %s", self.peer, error.message)
         self._fail(f"handshake failed: {error.message}", penalty=True)
 
-    def _frame_limit(self, pc: RTCPeerConnection) -> int:
-        """Largest frame to send: our limit, or less if the remote accepts less.
-
-        aiortc enforces the remote's SDP ``max-message-size`` (0 = unlimited) but
-        exposes it only as ``RTCSctpTransport._remote_max_message_size``.
-        """
-        remote = getattr(pc.sctp, "_remote_max_message_size", None)
-        limit = self._config.max_frame_bytes
-        if remote:
-            limit = min(limit, remote)
-        return max(limit, framing.MIN_FRAME_BYTES)
-
     # --- failure and teardown -------------------------------------------------------
 
     def _fail(self, reason: str, penalty: bool = False) -> None:
@@ -712,50 +573,37 @@ class Link:
 
     def _mark_down(self, state: LinkState) -> None:
         """Drop the current connection (closed in the background) and its queue."""
-        self._channel = None
-        self._handshake = None
-        self._authenticated = False
+        self._drop_connection()
         self._discard_queue()
-        pc, self._pc = self._pc, None
-        if pc is not None:
-            self._close_in_background(pc)
         self._set_state(state)
 
-    def _drop_pc(self) -> None:
+    def _forget_connection(self) -> PeerConnection | None:
+        """Detach the current connection (returned, for closing) and its channel state."""
+        connection, self._connection = self._connection, None
+        self._open_connection = None
+        self._handshake = None
+        self._authenticated = False
+        return connection
+
+    def _drop_connection(self) -> None:
         """Forget the current connection (a new one replaces it); it closes in the background."""
-        pc, self._pc = self._pc, None
-        self._channel = None
-        self._handshake = None
-        self._authenticated = False
-        if pc is not None:
-            self._close_in_background(pc)
+        connection = self._forget_connection()
+        if connection is not None:
+            self._close_in_background(connection)
 
-    async def _close_pc(self) -> None:
-        pc, self._pc = self._pc, None
-        self._channel = None
-        self._handshake = None
-        self._authenticated = False
-        if pc is not None:
-            await asyncio.shield(self._close_in_background(pc))
+    async def _close_connection(self) -> None:
+        connection = self._forget_connection()
+        if connection is not None:
+            await asyncio.shield(self._close_in_background(connection))
 
-    def _close_in_background(self, pc: RTCPeerConnection) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(self._close_given_pc(pc))
+    def _close_in_background(self, connection: PeerConnection) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(connection.close())
         self._teardowns.add(task)
         task.add_done_callback(self._teardowns.discard)
         return task
 
-    @staticmethod
-    async def _close_given_pc(pc: RTCPeerConnection) -> None:
-        try:
-            await pc.close()
-        except Exception:
-            logger.exception("closing a peer connection failed")
-
     def _discard_queue(self) -> None:
-        self._outbox.clear()
-        self._urgent.clear()
-        self._outbox_bytes = 0
-        self._chunk_frames.clear()
+        self._queue.clear()
         self._ping_nonce = None
 
     def _set_state(self, state: LinkState) -> None:
@@ -782,62 +630,19 @@ class Link:
     # --- sending --------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Move queued messages into DataChannel frames: urgent ones all at once, then
-        normal ones until the send buffer reaches its high-water mark."""
+        """Hand queued messages to the DataChannel as frames (see ``net/send_queue.py``)."""
         self._flush_handle = None
-        channel = self._channel
-        if channel is None or self._max_frame_bytes is None or not self._authenticated:
+        connection = self._open_connection
+        if connection is None or self._max_frame_bytes is None or not self._authenticated:
             return
-        max_frame = self._max_frame_bytes
-        high_water = self._config.send_buffer_high_bytes
         try:
-            while self._urgent:
-                frame = self._next_urgent_frame(max_frame)
-                if frame is None:
-                    break
-                channel.send(frame)
+            for frame in self._queue.frames(
+                self._max_frame_bytes, lambda: connection.buffered_amount
+            ):
+                connection.send(frame)
                 self._frames_sent += 1
-            while channel.bufferedAmount < high_water:
-                if self._chunk_frames:
-                    frame = self._chunk_frames.popleft()
-                elif self._outbox:
-                    frame = self._next_frame(max_frame)
-                else:
-                    return
-                channel.send(frame)
-                self._frames_sent += 1
-        except (InvalidStateError, ValueError) as exc:
-            self._fail(f"send failed ({exc!r})")
-
-    def _next_urgent_frame(self, max_frame: int) -> bytes | None:
-        """A batch frame of urgent messages; None if the first one does not fit in a frame
-        on this connection (then it joins the front of the normal lane)."""
-        urgent = self._urgent
-        if not framing.fits_in_batch(urgent[0], max_frame):
-            self._outbox.appendleft(urgent.popleft())
-            return None
-        batch = framing.pop_batch(urgent, max_frame, self._config.max_messages_per_frame)
-        self._count_sent(batch)
-        return framing.encode_batch(batch)
-
-    def _next_frame(self, max_frame: int) -> bytes:
-        """The next frame from the queue: a batch of small messages, or a chunked one."""
-        if framing.fits_in_batch(self._outbox[0], max_frame):
-            batch = framing.pop_batch(self._outbox, max_frame, self._config.max_messages_per_frame)
-            self._count_sent(batch)
-            return framing.encode_batch(batch)
-        message = self._outbox.popleft()
-        self._count_sent([message])
-        frames = framing.encode_chunks(self._next_message_id, message, max_frame)
-        self._next_message_id += 1
-        self._chunk_frames.extend(frames[1:])
-        return frames[0]
-
-    def _count_sent(self, messages: list[bytes]) -> None:
-        size = sum(len(message) for message in messages)
-        self._outbox_bytes -= size
-        self._messages_sent += len(messages)
-        self._bytes_sent += size
+        except EngineError as exc:
+            self._fail(f"send failed ({exc})")
 
     def _send_ping(self, now: float) -> None:
         self._last_ping = now
@@ -846,16 +651,13 @@ class Link:
             self._ping_nonce = nonce
 
     def _send_control(self, frame: bytes) -> bool:
-        channel = self._channel
-        if channel is None:
-            return False
-        if self._should_drop(self.peer, "send"):
-            self._dropped_by_fault += 1
+        connection = self._open_connection
+        if connection is None:
             return False
         try:
-            channel.send(frame)
-        except (InvalidStateError, ValueError) as exc:
-            self._fail(f"send failed ({exc!r})")
+            connection.send(frame)
+        except EngineError as exc:
+            self._fail(f"send failed ({exc})")
             return False
         self._frames_sent += 1
         return True
@@ -864,14 +666,10 @@ class Link:
 
     def _on_frame(self, data: bytes | str) -> None:
         """Handle one received frame. Never raises: bad frames are counted and dropped."""
-        if self._should_drop(self.peer, "recv"):
-            self._dropped_by_fault += 1
-            return
         self._frames_received += 1
         now = self._loop.time()
         self._last_received = now
-        if not self._frame_budget.take(now):
-            self._rate_limited_frames += 1
+        if not self._limits.admit_frame(now):
             self._offence("frames above inbound_frames_per_second")
             return
         try:
@@ -886,8 +684,7 @@ class Link:
                 self._offence("frame before the handshake")
                 return
             if isinstance(frame, framing.Batch):
-                if not self._message_budget.take(now, len(frame.messages)):
-                    self._rate_limited_frames += 1
+                if not self._limits.admit_messages(now, len(frame.messages)):
                     self._offence("messages above inbound_messages_per_second")
                     return
                 for message in frame.messages:
@@ -905,33 +702,13 @@ class Link:
             self._malformed_frames += 1
             logger.debug("link %s: malformed frame dropped: %s", self.peer, exc)
             self._offence("malformed frames")
-        except Exception:  # a bug here must not reach aiortc's event dispatch
+        except Exception:  # a bug here must not reach the engine's event dispatch
             self._malformed_frames += 1
             logger.exception("link %s: receiving a frame failed", self.peer)
 
-    def _on_auth(self, payload: bytes) -> None:
-        handshake = self._handshake
-        if handshake is None or handshake.complete:
-            self._malformed_frames += 1
-            self._offence("handshake message out of turn")
-            return
-        if handshake.failed:
-            return  # e.g. the peer's REJECT after we gave up ourselves
-        try:
-            replies = handshake.receive(payload)
-        except AuthError as error:
-            if not error.from_peer:
-                self._send_control(framing.encode_auth(encode_reject(error.kind)))
-            self._auth_failed(error)
-            return
-        for reply in replies:
-            self._send_control(framing.encode_auth(reply))
-        if handshake.complete and self._channel is not None:
-            self._on_authenticated()
-
     def _offence(self, what: str) -> None:
         """Count one dropped frame against the peer; disconnect it once it has too many."""
-        if self._offence_budget.take(self._loop.time()):
+        if self._limits.forgive_offence(self._loop.time()):
             return
         self._abuse_disconnects += 1
         logger.warning("link %s: disconnecting a misbehaving peer (%s)", self.peer, what)
@@ -944,25 +721,3 @@ class Link:
             self._deliver(self.peer, message)
         except Exception:
             logger.exception("link %s: message handler failed", self.peer)
-
-
-def dtls_fingerprints(pc: RTCPeerConnection) -> tuple[bytes, bytes]:
-    """SHA-256 digests of our DTLS certificate and of the one the peer presented.
-
-    The peer's comes from the certificate it used in the DTLS handshake, not from the
-    SDP the signaling server relayed: that is what makes an interception visible.
-    aiortc offers no public accessor for it; ``RTCDtlsTransport._ssl`` is the
-    pyOpenSSL connection it checked the SDP fingerprint against.
-    """
-    if pc.sctp is None:
-        raise ValueError("no SCTP transport")
-    dtls = pc.sctp.transport
-    local = next(
-        fingerprint
-        for fingerprint in dtls.getLocalParameters().fingerprints
-        if fingerprint.algorithm == "sha-256"
-    )
-    certificate = dtls._ssl.get_peer_certificate(as_cryptography=True)
-    if certificate is None:
-        raise ValueError("the peer presented no DTLS certificate")
-    return bytes.fromhex(local.value.replace(":", "")), certificate.fingerprint(hashes.SHA256())

@@ -67,6 +67,22 @@ class CodecLimits:
                 raise ValueError(f"CodecLimits.{limit.name} must be a positive int, got {value!r}")
 
 
+_per_thread = threading.local()
+
+
+def packer() -> msgpack.Packer:
+    """This thread's msgpack packer (``use_bin_type=True``), for frames and other data.
+
+    ``msgpack.packb`` would build a new Packer for every call; ``pack()`` on this one
+    returns the bytes and leaves it ready for the next value.
+    """
+    try:
+        return _per_thread.packer
+    except AttributeError:
+        _per_thread.packer = msgpack.Packer(use_bin_type=True)
+        return _per_thread.packer
+
+
 class _Invalid(Exception):
     """Raised by field checkers; decode adds the field path and turns it into CodecError."""
 
@@ -516,15 +532,6 @@ class Codec:
             "max_map_len": 0,
             "max_ext_len": 0,
         }
-        self._per_thread = threading.local()
-
-    def _packer(self) -> msgpack.Packer:
-        """This thread's packer: ``packb`` would build a new Packer for every frame."""
-        try:
-            return self._per_thread.packer
-        except AttributeError:
-            packer = self._per_thread.packer = msgpack.Packer(use_bin_type=True)
-            return packer
 
     def encode(self, message: Message) -> bytes:
         """The frame for ``message``; raises CodecError if a peer would have to reject it."""
@@ -534,7 +541,7 @@ class Codec:
         values = [getattr(message, name) for name in spec.names]
         for position, to_wire in spec.wire_converters:
             values[position] = to_wire(values[position])
-        frame = self._packer().pack([PROTOCOL_VERSION, spec.tag, *values])
+        frame = packer().pack([PROTOCOL_VERSION, spec.tag, *values])
         if len(frame) > self.limits.max_frame_bytes:
             raise CodecError(
                 f"{type(message).__name__} encodes to {len(frame)} bytes, more than the frame"
@@ -582,7 +589,7 @@ class Codec:
         return message
 
     def encode_configuration(self, configuration: Configuration) -> bytes:
-        return self._packer().pack(_encode_configuration_value(configuration))
+        return packer().pack(_encode_configuration_value(configuration))
 
     def decode_configuration(self, data: bytes) -> Configuration:
         try:

@@ -12,17 +12,31 @@ AppendEntries with probe/replicate/snapshot follower states, fast back-off
 with conflict term/index hints, single-server membership changes that take
 effect when appended, learners, leadership transfer, ReadIndex, chunked
 InstallSnapshot and client sessions (client id + serial).
+
+The protocol itself lives here; the bookkeeping it leans on has modules of its
+own: :mod:`.log` and :mod:`.progress` (the log, and the leader's view of each
+follower), :mod:`.configuration` and :mod:`.quorum` (membership and majorities),
+:mod:`.read_only` (ReadIndex), :mod:`.client_order` (each client's proposals in
+serial order) and :mod:`.request_tracker` (requests waiting for their outcome).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 
-from .config import ConfigurationHistory, RaftConfig, encode_configuration
+from . import quorum
+from .client_order import ClientOrder
+from .codec import encode_configuration
+from .configuration import (
+    ConfigurationChangeError,
+    ConfigurationHistory,
+    with_learner,
+    with_learner_promoted,
+    without_member,
+)
+from .counters import Counters
 from .log import LogError, RaftLog
 from .messages import (
     NO_NODE,
@@ -47,6 +61,7 @@ from .messages import (
     TimeoutNow,
 )
 from .progress import Progress, ProgressState
+from .read_only import PendingRead, ReadOnly
 from .ready import (
     ConfigurationChanged,
     Event,
@@ -63,76 +78,70 @@ from .ready import (
     Status,
     TransferAborted,
 )
+from .reasons import Reason
+from .request_tracker import RequestTracker
+from .settings import RaftSettings
 
 logger = logging.getLogger(__name__)
 
 _NEVER = 1 << 62
 """More ticks than any timer needs: nothing is due."""
 
-MAX_REMEMBERED_CLIENTS = 4096
-"""Clients whose last serial is remembered from compacted entries (least recently seen
-forgotten first); a forgotten client is unknown to the ordering check, which then lets its
-next proposal through whatever came before (as after a session restart)."""
-
 
 class RaftError(Exception):
     """The core was used against its contract (bad persisted state, bad call order...)."""
 
 
-class Reason:
-    """Texts of rejections and failures: what went wrong and what to do."""
-
-    NO_LEADER = "no leader is known right now; retry after an election"
-    NOT_LEADER = "this node is not the leader; send the request to the leader"
-    TRANSFERRING = "leadership transfer in progress; retry shortly (at the new leader)"
-    TOO_LARGE = "proposal too large ({size} bytes, limit {limit}); send less data"
-    TOO_MANY_UNCOMMITTED = "too many uncommitted entries ({count}); retry later"
-    NO_OWN_TERM_COMMIT = (
-        "the leader has not committed an entry of its term yet; retry the change shortly"
-    )
-    CHANGE_PENDING = "configuration change at index {index} is not committed yet; retry after it"
-    ALREADY_MEMBER = "{node} is already a member ({kind}); nothing to add"
-    NOT_A_MEMBER = "{node} is not a member; nothing to remove"
-    NOT_A_LEARNER = "{node} is not a learner; only learners can be promoted"
-    LAST_VOTER = "{node} is the only voter; add and promote another member first"
-    BAD_NODE_ID = "node id must be a non-empty string"
-    NOT_A_VOTER = "{node} is not a voter; only voters can become leader"
-    ALREADY_LEADER = "{node} is already the leader"
-    LEADERSHIP_LOST = "leadership lost before the request completed; retry"
-    LEADER_CHANGED = "the leader changed before answering; retry (duplicates are dropped)"
-    TIMED_OUT = "no answer from the leader in time; retry (duplicates are dropped)"
-    OVERWRITTEN = "the entry was replaced after a leader change; retry (duplicates are dropped)"
-    UNKNOWN = "the outcome is covered by a snapshot and unknown; retry (duplicates are dropped)"
-    OUT_OF_ORDER = (
-        "proposal {serial} of client {client} follows serial {prev}, but the client's last "
-        "serial in the leader's log is {last}; send every proposal after {last} again, in order"
-    )
-    DUPLICATE = "already in the leader's log; it applies in its place (nothing to resend)"
-    TRANSFER_TIMED_OUT = "the target did not take over within an election timeout"
-    TRANSFER_SUPERSEDED = "another transfer was requested"
-    TRANSFER_TARGET_REMOVED = "the target left the configuration"
-
-
-@dataclass(slots=True)
-class _PendingRead:
-    origin: NodeId
-    request_id: int
-    index: int
-    heartbeat_seq: int
-
-
 class RaftCore:
     """One Raft node's consensus state. Not thread-safe; drive it from one place."""
 
+    __slots__ = (
+        "_client_order",
+        "_configurations",
+        "_counters",
+        "_election_elapsed",
+        "_emitted_through",
+        "_events",
+        "_heartbeat_elapsed",
+        "_heartbeat_round",
+        "_heartbeat_seq",
+        "_incoming_snapshot",
+        "_needs_broadcast",
+        "_outbox",
+        "_outcomes",
+        "_pending_compaction",
+        "_pending_install",
+        "_persisted_hard_state",
+        "_progress",
+        "_randomized_timeout",
+        "_read_only",
+        "_read_states",
+        "_ready_pending",
+        "_requests",
+        "_rng",
+        "_storage_last_index",
+        "_ticks",
+        "_transfer_target",
+        "_votes",
+        "id",
+        "leader",
+        "log",
+        "role",
+        "settings",
+        "term",
+        "vote",
+    )
+
     def __init__(
         self,
-        config: RaftConfig,
+        settings: RaftSettings,
         state: PersistentState | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.config = config
-        self.id = config.node_id
-        self._rng = rng if rng is not None else random.Random(config.node_id)
+        self.settings = settings
+        """May be replaced between inputs (e.g. to adapt the election timeout)."""
+        self.id = settings.node_id
+        self._rng = rng if rng is not None else random.Random(settings.node_id)
         state = state if state is not None else PersistentState()
         snapshot = state.snapshot if state.snapshot is not None else Snapshot()
         hard_state = state.hard_state
@@ -143,17 +152,15 @@ class RaftCore:
         self.log.applied = max(snapshot.meta.index, min(state.applied, self.log.commit))
         self.term = hard_state.term
         self.vote = hard_state.vote
-        self._configs = ConfigurationHistory(snapshot.meta.index, snapshot.meta.configuration)
-        self._configs.observe(self._all_entries())
-        self._log_serials: dict[str, tuple[int, int]] = {}
-        """Per client id: the highest serial in the log after the snapshot, and its index."""
-        self._base_serials: dict[str, int] = {}
-        """Per client id: the highest serial at or below the snapshot index, as far as known
-        (told by the runtime from its state machine, or kept from compacted entries)."""
-        self._rebuild_log_serials()
+        self._configurations = ConfigurationHistory(
+            snapshot.meta.index, snapshot.meta.configuration
+        )
+        self._configurations.observe(self.log.entries_after_snapshot())
+        self._client_order = ClientOrder(self.id, self.log)
         self.role = Role.FOLLOWER
         self.leader: NodeId = NO_NODE
 
+        # What the runtime has been handed and has stored.
         self._persisted_hard_state = HardState(self.term, self.vote, self.log.commit)
         self._storage_last_index = self.log.last_index
         self._emitted_through = self.log.applied
@@ -161,6 +168,7 @@ class RaftCore:
         self._pending_compaction: Snapshot | None = None
         self._pending_install: Snapshot | None = None
 
+        # Timers, in ticks.
         self._ticks = 0
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -168,41 +176,25 @@ class RaftCore:
         self._reset_election_timer()
 
         self._votes: dict[NodeId, bool] = {}
+        # Leader only.
         self._progress: dict[NodeId, Progress] = {}
         self._transfer_target: NodeId = NO_NODE
         self._heartbeat_seq = 0
         self._heartbeat_round = 0
         """Heartbeat rounds sent as leader (reads add heartbeats, not rounds)."""
         self._needs_broadcast = False
-        self._read_round_needed = False
-        self._reads: deque[_PendingRead] = deque()
-        self._reads_before_commit: list[tuple[NodeId, int]] = []
-        self._leader_sessions: dict[tuple[str, int], tuple[int, int]] = {}
+        self._read_only = ReadOnly()
 
-        self._awaiting_commit: dict[int, tuple[str, int, int]] = {}
-        self._forwarded: dict[tuple[str, int], int] = {}
-        self._forwarded_reads: dict[int, int] = {}
-        self._proposal_deadlines: deque[tuple[int, tuple[str, int]]] = deque()
-        self._read_deadlines: deque[tuple[int, int]] = deque()
+        self._requests = RequestTracker()
         self._incoming_snapshot: tuple[int, int, bytearray] | None = None
 
+        # Output, collected by ready().
         self._outbox: list[tuple[NodeId, Message]] = []
         self._read_states: list[ReadState] = []
         self._outcomes: list[ProposalOutcome] = []
         self._events: list[Event] = []
 
-        self._sent: dict[str, int] = {}
-        self._received: dict[str, int] = {}
-        self._proposals_forwarded = 0
-        self._proposals_appended = 0
-        self._reads_forwarded = 0
-        self._elections_started = 0
-        self._snapshots_sent = 0
-        self._snapshots_installed = 0
-
-    def _all_entries(self) -> list[Entry]:
-        first, last = self.log.first_index, self.log.last_index
-        return self.log.slice(first, last + 1, 1 << 62) if last >= first else []
+        self._counters = Counters()
 
     # --- public: lifecycle ------------------------------------------------------
 
@@ -211,7 +203,7 @@ class RaftCore:
 
         Only valid on a node with no state at all; it becomes leader at once.
         """
-        if self.term != 0 or self.log.last_index != 0 or self._configs.current.members:
+        if self.term != 0 or self.log.last_index != 0 or self._configurations.current.members:
             raise RaftError(
                 f"bootstrap needs a node without any state; {self.id} has term {self.term} "
                 f"and last index {self.log.last_index}"
@@ -235,8 +227,8 @@ class RaftCore:
     def tick(self) -> None:
         """Advance the logical clock by one tick."""
         self._ticks += 1
-        if self._proposal_deadlines or self._read_deadlines:
-            self._expire_requests()
+        if self._requests.has_deadlines:
+            self._requests.expire(self._ticks, self._outcomes, self._read_states)
         if self.role is Role.LEADER:
             self._tick_leader()
         else:
@@ -250,17 +242,14 @@ class RaftCore:
         A runtime may sleep that long instead of ticking at every interval, provided it
         gives the core every tick that fell due before handing it any other input.
         """
-        due = _NEVER
-        if self._proposal_deadlines:
-            due = self._proposal_deadlines[0][0] - self._ticks
-        if self._read_deadlines:
-            due = min(due, self._read_deadlines[0][0] - self._ticks)
+        deadline = self._requests.next_deadline()
+        due = _NEVER if deadline is None else deadline - self._ticks
         if self.role is Role.LEADER:
-            config = self.config
+            settings = self.settings
             due = min(
                 due,
-                config.heartbeat_ticks - self._heartbeat_elapsed,
-                config.election_timeout_ticks - self._election_elapsed,
+                settings.heartbeat_ticks - self._heartbeat_elapsed,
+                settings.election_timeout_ticks - self._election_elapsed,
             )
         elif self._promotable():
             due = min(due, self._randomized_timeout - self._election_elapsed)
@@ -269,7 +258,8 @@ class RaftCore:
     def step(self, message: Message) -> None:
         """Handle a message from a peer. Malformed or stale messages are ignored."""
         name = type(message).__name__
-        self._received[name] = self._received.get(name, 0) + 1
+        received = self._counters.messages_received
+        received[name] = received.get(name, 0) + 1
         sender = getattr(message, "sender", NO_NODE)
         term = getattr(message, "term", None)
         if not sender or sender == self.id or not isinstance(term, int):
@@ -290,9 +280,9 @@ class RaftCore:
         predecessor is missing is refused with ``resume_after`` set; one already in the log
         is not appended again (status DUPLICATE, or APPENDED at its index when known).
         """
-        if len(data) > self.config.max_proposal_bytes:
+        if len(data) > self.settings.max_proposal_bytes:
             return self._rejected(
-                Reason.TOO_LARGE.format(size=len(data), limit=self.config.max_proposal_bytes)
+                Reason.TOO_LARGE.format(size=len(data), limit=self.settings.max_proposal_bytes)
             )
         if self.role is Role.LEADER:
             result = self._propose_as_leader(data, client_id, serial, prev_serial)
@@ -305,11 +295,9 @@ class RaftCore:
             self.leader,
             ForwardProposal(self.id, self.term, client_id, serial, bytes(data), prev_serial),
         )
-        self._proposals_forwarded += 1
-        key = (client_id, serial)
-        deadline = self._ticks + self.config.effective_request_timeout
-        self._forwarded[key] = deadline
-        self._proposal_deadlines.append((deadline, key))
+        self._counters.proposals_forwarded += 1
+        deadline = self._ticks + self.settings.effective_request_timeout
+        self._requests.proposal_forwarded(client_id, serial, deadline)
         return RequestResult(RequestStatus.FORWARDED, leader=self.leader)
 
     def read_index(self, request_id: int) -> RequestResult:
@@ -320,50 +308,22 @@ class RaftCore:
         if not self.leader:
             return self._rejected(Reason.NO_LEADER)
         self._send(self.leader, ReadIndexRequest(self.id, self.term, request_id))
-        self._reads_forwarded += 1
-        deadline = self._ticks + self.config.effective_request_timeout
-        self._forwarded_reads[request_id] = deadline
-        self._read_deadlines.append((deadline, request_id))
+        self._counters.reads_forwarded += 1
+        deadline = self._ticks + self.settings.effective_request_timeout
+        self._requests.read_forwarded(request_id, deadline)
         return RequestResult(RequestStatus.FORWARDED, leader=self.leader)
 
     def add_learner(self, node_id: NodeId) -> RequestResult:
         """Add a non-voting member that receives the log."""
-        rejection = self._change_precheck(node_id)
-        if rejection:
-            return rejection
-        current = self._configs.current
-        if node_id in current.members:
-            kind = "voter" if node_id in current.voters else "learner"
-            return self._rejected(Reason.ALREADY_MEMBER.format(node=node_id, kind=kind))
-        return self._append_configuration(
-            Configuration(voters=current.voters, learners=current.learners | {node_id})
-        )
+        return self._change_configuration(node_id, with_learner)
 
     def promote(self, node_id: NodeId) -> RequestResult:
         """Turn a learner into a voter."""
-        rejection = self._change_precheck(node_id)
-        if rejection:
-            return rejection
-        current = self._configs.current
-        if node_id not in current.learners:
-            return self._rejected(Reason.NOT_A_LEARNER.format(node=node_id))
-        return self._append_configuration(
-            Configuration(voters=current.voters | {node_id}, learners=current.learners - {node_id})
-        )
+        return self._change_configuration(node_id, with_learner_promoted)
 
     def remove(self, node_id: NodeId) -> RequestResult:
         """Remove a voter or learner (the leader itself included)."""
-        rejection = self._change_precheck(node_id)
-        if rejection:
-            return rejection
-        current = self._configs.current
-        if node_id not in current.members:
-            return self._rejected(Reason.NOT_A_MEMBER.format(node=node_id))
-        if current.voters == {node_id}:
-            return self._rejected(Reason.LAST_VOTER.format(node=node_id))
-        return self._append_configuration(
-            Configuration(voters=current.voters - {node_id}, learners=current.learners - {node_id})
-        )
+        return self._change_configuration(node_id, without_member)
 
     def transfer_leadership(self, target: NodeId) -> RequestResult:
         """Hand leadership to ``target``: catch it up, then send it TimeoutNow."""
@@ -371,7 +331,7 @@ class RaftCore:
             return self._rejected(Reason.NOT_LEADER)
         if target == self.id:
             return self._rejected(Reason.ALREADY_LEADER.format(node=target))
-        if target not in self._configs.current.voters or target not in self._progress:
+        if target not in self._configurations.current.voters or target not in self._progress:
             return self._rejected(Reason.NOT_A_VOTER.format(node=target))
         if self._transfer_target == target:
             return RequestResult(RequestStatus.PENDING, leader=self.id)
@@ -401,20 +361,19 @@ class RaftCore:
             )
         term = self.log.term(index)
         assert term is not None
-        meta = SnapshotMeta(index=index, term=term, configuration=self._configs.at(index))
-        self._remember_serials(self.log.slice(self.log.first_index, index + 1, 1 << 62))
+        meta = SnapshotMeta(index=index, term=term, configuration=self._configurations.at(index))
+        self._client_order.remember_compacted(
+            self.log.slice(self.log.first_index, index + 1, 1 << 62)
+        )
         self._pending_compaction = self.log.compact(index, data, meta)
-        self._rebuild_log_serials()
-        self._configs.compact_to(index)
+        self._client_order.rebuild()
+        self._configurations.compact_to(index)
 
     def restore_client_serials(self, serials: Mapping[str, int]) -> None:
         """The state machine's last applied serial per client, after it was restored from a
         snapshot (at start, or from ``Ready.snapshot``): lets the leader keep the order of
         clients whose entries were compacted away. Safe to call with any applied state."""
-        base = {client: serial for client, serial in serials.items() if client}
-        if len(base) > MAX_REMEMBERED_CLIENTS:
-            base = dict(list(base.items())[-MAX_REMEMBERED_CLIENTS:])
-        self._base_serials = base
+        self._client_order.restore(serials)
 
     # --- public: output ---------------------------------------------------------
 
@@ -422,7 +381,7 @@ class RaftCore:
         log = self.log
         return bool(
             self._needs_broadcast
-            or self._read_round_needed
+            or self._read_only.round_needed
             or self._outbox
             or self._read_states
             or self._outcomes
@@ -446,11 +405,13 @@ class RaftCore:
         install = self._pending_install
         if entries and install is None and entries[0].index <= self._storage_last_index:
             truncate_from = entries[0].index
-        committed = log.committed_entries(self.config.max_committed_per_ready)
+        committed = log.committed_entries(self.settings.max_committed_per_ready)
         if committed:
             self._emitted_through = committed[-1].index
-            if self._awaiting_commit or self._leader_sessions:
-                self._resolve_committed(committed)
+            if self._requests.awaiting_commit:
+                self._requests.resolve_committed(committed, self.leader, self._outcomes)
+            if self._client_order.has_uncommitted:
+                self._client_order.committed(committed)
         persisted = self._persisted_hard_state
         early, messages = _split_early(
             self._outbox, hard_state.term == persisted.term and hard_state.vote == persisted.vote
@@ -499,8 +460,9 @@ class RaftCore:
             for peer, p in sorted(self._progress.items())
         )
         role = self.role
-        if role is Role.FOLLOWER and self.id in self._configs.current.learners:
+        if role is Role.FOLLOWER and self.id in self._configurations.current.learners:
             role = Role.LEARNER
+        counters = self._counters
         return Status(
             node_id=self.id,
             term=self.term,
@@ -513,23 +475,23 @@ class RaftCore:
             last_term=log.last_term,
             snapshot_index=log.snapshot_index,
             snapshot_term=log.snapshot_term,
-            configuration=self._configs.current,
-            configuration_index=self._configs.current_index,
+            configuration=self._configurations.current,
+            configuration_index=self._configurations.current_index,
             transfer_target=self._transfer_target,
-            messages_sent=dict(self._sent),
-            messages_received=dict(self._received),
-            proposals_forwarded=self._proposals_forwarded,
-            proposals_appended=self._proposals_appended,
-            reads_forwarded=self._reads_forwarded,
-            elections_started=self._elections_started,
-            snapshots_sent=self._snapshots_sent,
-            snapshots_installed=self._snapshots_installed,
+            messages_sent=dict(counters.messages_sent),
+            messages_received=dict(counters.messages_received),
+            proposals_forwarded=counters.proposals_forwarded,
+            proposals_appended=counters.proposals_appended,
+            reads_forwarded=counters.reads_forwarded,
+            elections_started=counters.elections_started,
+            snapshots_sent=counters.snapshots_sent,
+            snapshots_installed=counters.snapshots_installed,
             progress=progress if self.role is Role.LEADER else (),
         )
 
     @property
     def configuration(self) -> Configuration:
-        return self._configs.current
+        return self._configurations.current
 
     # --- message dispatch -------------------------------------------------------
 
@@ -537,9 +499,9 @@ class RaftCore:
         if m.term > self.term:
             if isinstance(m, RequestVote):
                 in_lease = (
-                    self.config.check_quorum
+                    self.settings.check_quorum
                     and self.leader != NO_NODE
-                    and self._election_elapsed < self.config.election_timeout_ticks
+                    and self._election_elapsed < self.settings.election_timeout_ticks
                 )
                 if in_lease and not m.leadership_transfer:
                     return
@@ -625,7 +587,7 @@ class RaftCore:
         leadership before the removal commits: the others still count on its vote,
         and its log may be the only one that can win.
         """
-        configs = self._configs
+        configs = self._configurations
         if self.id in configs.current.voters:
             return True
         commit = self.log.commit
@@ -633,12 +595,12 @@ class RaftCore:
 
     def _reset_election_timer(self) -> None:
         self._election_elapsed = 0
-        timeout = self.config.election_timeout_ticks
+        timeout = self.settings.election_timeout_ticks
         self._randomized_timeout = timeout + self._rng.randrange(timeout)
 
     def _campaign(self, transfer: bool) -> None:
-        self._elections_started += 1
-        if self.config.pre_vote and not transfer:
+        self._counters.elections_started += 1
+        if self.settings.pre_vote and not transfer:
             self._set_role(Role.PRE_CANDIDATE)
             self._set_leader(NO_NODE)
             self._reset_election_timer()
@@ -658,7 +620,7 @@ class RaftCore:
             pre_vote=pre_vote,
             leadership_transfer=transfer,
         )
-        for voter in sorted(self._configs.current.voters):
+        for voter in sorted(self._configurations.current.voters):
             if voter != self.id:
                 self._send(voter, request)
 
@@ -671,20 +633,18 @@ class RaftCore:
 
     def _poll(self, voter: NodeId, granted: bool) -> bool:
         """Record a vote; True if the election was decided (won or lost)."""
-        voters = self._configs.current.voters
+        voters = self._configurations.current.voters
         if voter not in voters:
             return False
         self._votes[voter] = granted
-        grants = sum(1 for v in self._votes.values() if v)
-        rejects = len(self._votes) - grants
-        quorum = len(voters) // 2 + 1
-        if grants >= quorum:
+        result = quorum.vote_result(voters, self._votes)
+        if result is quorum.VoteResult.WON:
             if self.role is Role.PRE_CANDIDATE:
                 self._start_real_election()
             else:
                 self._become_leader()
             return True
-        if rejects > len(voters) - quorum:
+        if result is quorum.VoteResult.LOST:
             self._become_follower(self.term, NO_NODE)
             return True
         return False
@@ -695,7 +655,7 @@ class RaftCore:
         if self._poll(self.id, True):
             return
         request = RequestVote(self.id, self.term, self.log.last_index, self.log.last_term)
-        for voter in sorted(self._configs.current.voters):
+        for voter in sorted(self._configurations.current.voters):
             if voter != self.id:
                 self._send(voter, request)
 
@@ -735,16 +695,11 @@ class RaftCore:
             self._stop_leading()
 
     def _stop_leading(self) -> None:
-        for read in self._reads:
-            self._answer_read(read.origin, read.request_id, 0, Reason.LEADERSHIP_LOST)
-        for origin, request_id in self._reads_before_commit:
+        for origin, request_id in self._read_only.take_all():
             self._answer_read(origin, request_id, 0, Reason.LEADERSHIP_LOST)
-        self._reads.clear()
-        self._reads_before_commit.clear()
-        self._read_round_needed = False
         self._needs_broadcast = False
         self._progress = {}
-        self._leader_sessions.clear()
+        self._client_order.stop_leading()
 
     def _become_leader(self) -> None:
         self._set_role(Role.LEADER)
@@ -768,16 +723,16 @@ class RaftCore:
         if leader != self.leader:
             self.leader = leader
             self._events.append(LeaderChanged(self.term, leader))
-            self._fail_forwarded(Reason.LEADER_CHANGED)
+            self._requests.fail_forwarded(Reason.LEADER_CHANGED, self._outcomes, self._read_states)
 
     # --- leader: ticking, replication, commitment -------------------------------
 
     def _tick_leader(self) -> None:
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
-        if self._election_elapsed >= self.config.election_timeout_ticks:
+        if self._election_elapsed >= self.settings.election_timeout_ticks:
             self._election_elapsed = 0
-            if self.config.check_quorum and not self._quorum_active():
+            if self.settings.check_quorum and not self._quorum_active():
                 logger.info(
                     "%s: no quorum heard within an election timeout; stepping down", self.id
                 )
@@ -787,24 +742,24 @@ class RaftCore:
                 progress.recent_active = False
             if self._transfer_target:
                 self._abort_transfer(Reason.TRANSFER_TIMED_OUT)
-        if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
+        if self._heartbeat_elapsed >= self.settings.heartbeat_ticks:
             self._heartbeat_elapsed = 0
             self._heartbeat_seq += 1
             self._heartbeat_round += 1
-            learners_too = self._heartbeat_round % self.config.learner_heartbeat_rounds == 0
-            voters = self._configs.current.voters
+            learners_too = self._heartbeat_round % self.settings.learner_heartbeat_rounds == 0
+            voters = self._configurations.current.voters
             for peer in self._progress:
                 if learners_too or peer in voters:
                     self._heartbeat_peer(peer)
 
     def _quorum_active(self) -> bool:
-        voters = self._configs.current.voters
+        voters = self._configurations.current.voters
         active = sum(
             1
             for voter in voters
             if voter == self.id or (voter in self._progress and self._progress[voter].recent_active)
         )
-        return active >= len(voters) // 2 + 1
+        return active >= quorum.majority(voters)
 
     def _heartbeat_peer(self, peer: NodeId) -> None:
         progress = self._progress[peer]
@@ -818,7 +773,7 @@ class RaftCore:
             else:
                 progress.stalled_rounds = 0
             progress.match_at_last_heartbeat = progress.match
-            if progress.stalled_rounds >= self.config.stalled_heartbeat_rounds:
+            if progress.stalled_rounds >= self.settings.stalled_heartbeat_rounds:
                 progress.stalled_rounds = 0
                 progress.become_probe()
                 self._send_append(peer)
@@ -852,7 +807,7 @@ class RaftCore:
     def _send_append(self, peer: NodeId, allow_empty: bool = True) -> bool:
         """Send the next AppendEntries (or snapshot chunk) to ``peer``; True if sent."""
         progress = self._progress[peer]
-        if progress.is_paused(self.config.max_inflight):
+        if progress.is_paused(self.settings.max_inflight):
             return False
         log = self.log
         prev = progress.next - 1
@@ -860,13 +815,13 @@ class RaftCore:
         if prev_term is None or prev < log.snapshot_index:
             if prev < log.snapshot_index:
                 progress.become_snapshot(log.snapshot_index)
-                self._snapshots_sent += 1
+                self._counters.snapshots_sent += 1
                 self._send_snapshot_chunk(peer, progress)
                 return True
             # ``next`` ran past our log (a stale hint): probe from what we have.
             progress.next = log.last_index + 1
             prev, prev_term = log.last_index, log.last_term
-        entries = log.slice(progress.next, log.last_index + 1, self.config.max_append_bytes)
+        entries = log.slice(progress.next, log.last_index + 1, self.settings.max_append_bytes)
         if not entries and not allow_empty:
             return False
         self._send(
@@ -890,7 +845,7 @@ class RaftCore:
         if progress.snapshot_index != snapshot.meta.index:
             progress.become_snapshot(snapshot.meta.index)
         offset = progress.snapshot_offset
-        end = offset + self.config.snapshot_chunk_bytes
+        end = offset + self.settings.snapshot_chunk_bytes
         self._send(
             peer,
             InstallSnapshot(
@@ -925,8 +880,8 @@ class RaftCore:
             for peer in self._progress:
                 while self._send_append(peer, allow_empty=False):
                     pass
-        if self._read_round_needed:
-            self._read_round_needed = False
+        if self._read_only.round_needed:
+            self._read_only.round_needed = False
             self._heartbeat_seq += 1
             for peer, progress in self._progress.items():
                 self._send_heartbeat(peer, progress)
@@ -938,7 +893,7 @@ class RaftCore:
         progress.recent_active = True
         if m.heartbeat_seq > progress.heartbeat_ack:
             progress.heartbeat_ack = m.heartbeat_seq
-            if self._reads:
+            if self._read_only.waiting:
                 self._release_reads()
         if m.success:
             if progress.maybe_update(m.match_index):
@@ -984,26 +939,28 @@ class RaftCore:
         self._send_append(m.sender)
 
     def _maybe_commit(self) -> bool:
-        voters = self._configs.current.voters
+        voters = self._configurations.current.voters
         if not voters:
             return False
-        matches = sorted(
-            (
-                self.log.stable_index
-                if voter == self.id
-                else (self._progress[voter].match if voter in self._progress else 0)
-            )
-            for voter in voters
+        progress = self._progress
+        candidate = quorum.committed_index(
+            [
+                (
+                    self.log.stable_index
+                    if voter == self.id
+                    else (progress[voter].match if voter in progress else 0)
+                )
+                for voter in voters
+            ]
         )
-        candidate = matches[len(voters) - (len(voters) // 2 + 1)]
+        # Only entries of the current term are committed by counting replicas (Figure 8).
         if candidate <= self.log.commit or self.log.term(candidate) != self.term:
             return False
         self.log.commit_to(candidate)
-        if self._reads_before_commit:
-            waiting, self._reads_before_commit = self._reads_before_commit, []
-            for origin, request_id in waiting:
+        if self._read_only.waiting_for_commit:
+            for origin, request_id in self._read_only.take_waiting_for_commit():
                 self._leader_read(origin, request_id)
-        if self.id not in voters and self._configs.current_index <= self.log.commit:
+        if self.id not in voters and self._configurations.current_index <= self.log.commit:
             self._step_down_after_removal()
         return True
 
@@ -1016,7 +973,7 @@ class RaftCore:
         successors = [
             peer
             for peer, progress in sorted(self._progress.items())
-            if peer in self._configs.current.voters and progress.match == self.log.last_index
+            if peer in self._configurations.current.voters and progress.match == self.log.last_index
         ]
         if successors:
             self._send(successors[0], TimeoutNow(self.id, self.term))
@@ -1035,22 +992,22 @@ class RaftCore:
                 RequestStatus.REJECTED, error=Reason.TRANSFERRING, leader=self._transfer_target
             )
         if client_id:
-            known = self._leader_sessions.get((client_id, serial))
+            known = self._client_order.appended_at(client_id, serial)
             if known is not None:
                 return RequestResult(
                     RequestStatus.APPENDED, index=known[0], term=known[1], leader=self.id
                 )
-            answer = self._check_client_order(client_id, serial, prev_serial)
+            answer = self._client_order.check(client_id, serial, prev_serial)
             if answer is not None:
                 return answer
         uncommitted = self.log.last_index - self.log.commit
-        if uncommitted >= self.config.max_uncommitted_entries:
+        if uncommitted >= self.settings.max_uncommitted_entries:
             return self._rejected(Reason.TOO_MANY_UNCOMMITTED.format(count=uncommitted))
         index = self.log.last_index + 1
         self._append([Entry(index, self.term, EntryKind.NORMAL, bytes(data), client_id, serial)])
         if client_id:
-            self._leader_sessions[(client_id, serial)] = (index, self.term)
-        self._proposals_appended += 1
+            self._client_order.appended(client_id, serial, index, self.term)
+        self._counters.proposals_appended += 1
         self._needs_broadcast = True
         return RequestResult(RequestStatus.APPENDED, index=index, term=self.term, leader=self.id)
 
@@ -1063,9 +1020,22 @@ class RaftCore:
             return self._rejected(Reason.TRANSFERRING)
         if self.log.term(self.log.commit) != self.term:
             return self._rejected(Reason.NO_OWN_TERM_COMMIT)
-        if self._configs.current_index > self.log.commit:
-            return self._rejected(Reason.CHANGE_PENDING.format(index=self._configs.current_index))
+        pending_index = self._configurations.current_index
+        if pending_index > self.log.commit:
+            return self._rejected(Reason.CHANGE_PENDING.format(index=pending_index))
         return None
+
+    def _change_configuration(
+        self, node_id: NodeId, change: Callable[[Configuration, NodeId], Configuration]
+    ) -> RequestResult:
+        rejection = self._change_precheck(node_id)
+        if rejection:
+            return rejection
+        try:
+            configuration = change(self._configurations.current, node_id)
+        except ConfigurationChangeError as error:
+            return self._rejected(str(error))
+        return self._append_configuration(configuration)
 
     def _append_configuration(self, configuration: Configuration) -> RequestResult:
         index = self.log.last_index + 1
@@ -1079,85 +1049,13 @@ class RaftCore:
         self._observe_appended(entries)
 
     def _observe_appended(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
-        serials = self._log_serials
-        for entry in entries:
-            client_id = entry.client_id
-            if client_id:
-                known = serials.get(client_id)
-                if known is None or entry.serial >= known[0]:
-                    serials[client_id] = (entry.serial, entry.index)
-        if self._configs.observe(entries):
+        self._client_order.observe(entries)
+        if self._configurations.observe(entries):
             self._configuration_changed()
 
-    # --- client order ----------------------------------------------------------------
-
-    def _rebuild_log_serials(self) -> None:
-        """Recompute the per-client serials from the log after the snapshot (on start, after
-        a truncation or a compaction): O(log length), never on the hot path."""
-        serials: dict[str, tuple[int, int]] = {}
-        for entry in self._all_entries():
-            client_id = entry.client_id
-            if client_id:
-                known = serials.get(client_id)
-                if known is None or entry.serial >= known[0]:
-                    serials[client_id] = (entry.serial, entry.index)
-        self._log_serials = serials
-
-    def _remember_serials(self, compacted: list[Entry]) -> None:
-        """Keep the last serial of clients whose entries are about to be compacted."""
-        base = self._base_serials
-        for entry in compacted:
-            client_id = entry.client_id
-            if client_id:
-                last = base.pop(client_id, 0)
-                base[client_id] = max(last, entry.serial)  # re-inserted: most recently seen
-        while len(base) > MAX_REMEMBERED_CLIENTS:
-            del base[next(iter(base))]
-
-    def _client_last_serial(self, client_id: str) -> int | None:
-        """The client's highest serial in the log (compacted part included); None if unknown."""
-        known = self._log_serials.get(client_id)
-        base = self._base_serials.get(client_id)
-        if known is None:
-            return base
-        return known[0] if base is None or known[0] >= base else base
-
-    def _check_client_order(
-        self, client_id: str, serial: int, prev_serial: int
-    ) -> RequestResult | None:
-        """None if the proposal may be appended; else the answer that keeps client order:
-        a duplicate (already in the log) or a refusal naming where the client must resume."""
-        # A client unknown here has no serial in the log: only the first proposal of a run
-        # (prev_serial 0) may start it. Its runtime proposes with prev_serial 0 whenever
-        # the previous proposal is known applied, so a forgotten client is not stuck.
-        last = self._client_last_serial(client_id) or 0
-        if serial <= last:
-            located = self._log_serials.get(client_id)
-            if located is not None and located[0] == serial:
-                index = located[1]
-                if self.log.snapshot_index < index <= self.log.last_index:
-                    entry = self.log.entry(index)
-                    if entry.client_id == client_id and entry.serial == serial:
-                        return RequestResult(
-                            RequestStatus.APPENDED, index=index, term=entry.term, leader=self.id
-                        )
-            return RequestResult(RequestStatus.DUPLICATE, error=Reason.DUPLICATE, leader=self.id)
-        if prev_serial and prev_serial != last:
-            error = Reason.OUT_OF_ORDER.format(
-                serial=serial, client=client_id, prev=prev_serial, last=last
-            )
-            return RequestResult(
-                RequestStatus.REJECTED,
-                error=error,
-                leader=self.id,
-                out_of_order=True,
-                resume_after=last,
-            )
-        return None
-
     def _configuration_changed(self) -> None:
-        current = self._configs.current
-        self._events.append(ConfigurationChanged(self._configs.current_index, current))
+        current = self._configurations.current
+        self._events.append(ConfigurationChanged(self._configurations.current_index, current))
         if self.role is Role.LEADER:
             self._sync_progress()
             if self._transfer_target and self._transfer_target not in current.voters:
@@ -1166,7 +1064,7 @@ class RaftCore:
             self._become_follower(self.term, NO_NODE)
 
     def _sync_progress(self) -> None:
-        members = self._configs.current.members
+        members = self._configurations.current.members
         for peer in sorted(members):
             if peer != self.id and peer not in self._progress:
                 self._progress[peer] = Progress(next=self.log.last_index + 1)
@@ -1178,12 +1076,13 @@ class RaftCore:
         self._events.append(TransferAborted(self._transfer_target, reason))
         self._transfer_target = NO_NODE
 
+    # --- forwarded proposals and their outcomes -----------------------------------
+
     def _handle_forward(self, m: ForwardProposal) -> None:
         if self.role is Role.LEADER:
-            if len(m.data) > self.config.max_proposal_bytes:
-                result = self._rejected(
-                    Reason.TOO_LARGE.format(size=len(m.data), limit=self.config.max_proposal_bytes)
-                )
+            limit = self.settings.max_proposal_bytes
+            if len(m.data) > limit:
+                result = self._rejected(Reason.TOO_LARGE.format(size=len(m.data), limit=limit))
             else:
                 result = self._propose_as_leader(m.data, m.client_id, m.serial, m.prev_serial)
         else:
@@ -1206,8 +1105,7 @@ class RaftCore:
         )
 
     def _handle_proposal_result(self, m: ProposalResult) -> None:
-        key = (m.client_id, m.serial)
-        if self._forwarded.pop(key, None) is None:
+        if not self._requests.proposal_answered(m.client_id, m.serial):
             return
         if m.duplicate:
             self._outcomes.append(
@@ -1234,7 +1132,7 @@ class RaftCore:
     def _track_commit(self, index: int, term: int, client_id: str, serial: int) -> None:
         """Report (client_id, serial) once the entry at index/term is handed out as committed."""
         if index > self._emitted_through:
-            self._awaiting_commit[index] = (client_id, serial, term)
+            self._requests.await_commit(index, term, client_id, serial)
             return
         known = self.log.term(index)
         if known is None:
@@ -1245,72 +1143,21 @@ class RaftCore:
             error = Reason.OVERWRITTEN
         self._outcomes.append(ProposalOutcome(client_id, serial, index, term, error, self.leader))
 
-    def _resolve_committed(self, committed: list[Entry]) -> None:
-        awaiting = self._awaiting_commit
-        sessions = self._leader_sessions
-        for entry in committed:
-            if sessions and entry.client_id:
-                sessions.pop((entry.client_id, entry.serial), None)
-            if not awaiting:
-                if not sessions:
-                    return
-                continue
-            tracked = awaiting.pop(entry.index, None)
-            if tracked is None:
-                continue
-            client_id, serial, term = tracked
-            same = entry.term == term and entry.client_id == client_id and entry.serial == serial
-            self._outcomes.append(
-                ProposalOutcome(
-                    client_id,
-                    serial,
-                    entry.index,
-                    term,
-                    "" if same else Reason.OVERWRITTEN,
-                    self.leader,
-                )
-            )
-
-    def _fail_forwarded(self, reason: str) -> None:
-        if self._forwarded:
-            for client_id, serial in self._forwarded:
-                self._outcomes.append(ProposalOutcome(client_id, serial, error=reason))
-            self._forwarded.clear()
-        if self._forwarded_reads:
-            for request_id in self._forwarded_reads:
-                self._read_states.append(ReadState(request_id, error=reason))
-            self._forwarded_reads.clear()
-
-    def _expire_requests(self) -> None:
-        now = self._ticks
-        proposals = self._proposal_deadlines
-        while proposals and proposals[0][0] <= now:
-            deadline, key = proposals.popleft()
-            if self._forwarded.get(key) == deadline:
-                del self._forwarded[key]
-                self._outcomes.append(ProposalOutcome(key[0], key[1], error=Reason.TIMED_OUT))
-        reads = self._read_deadlines
-        while reads and reads[0][0] <= now:
-            deadline, request_id = reads.popleft()
-            if self._forwarded_reads.get(request_id) == deadline:
-                del self._forwarded_reads[request_id]
-                self._read_states.append(ReadState(request_id, error=Reason.TIMED_OUT))
-
     # --- ReadIndex --------------------------------------------------------------
 
     def _leader_read(self, origin: NodeId, request_id: int) -> None:
         if self.log.term(self.log.commit) != self.term:
-            self._reads_before_commit.append((origin, request_id))
+            self._read_only.wait_for_commit(origin, request_id)
             return
-        read = _PendingRead(origin, request_id, self.log.commit, self._heartbeat_seq + 1)
+        read = PendingRead(origin, request_id, self.log.commit, self._heartbeat_seq + 1)
         if self._read_quorum(read.heartbeat_seq, count_peers=False):
             self._answer_read(origin, request_id, read.index, "")
             return
-        self._reads.append(read)
-        self._read_round_needed = True
+        self._read_only.wait_for_quorum(read)
 
     def _read_quorum(self, seq: int, count_peers: bool = True) -> bool:
-        voters = self._configs.current.voters
+        """Did a quorum echo heartbeat ``seq``? (Without ``count_peers``: this node alone.)"""
+        voters = self._configurations.current.voters
         acks = 0
         for voter in voters:
             if voter == self.id:
@@ -1319,11 +1166,10 @@ class RaftCore:
                 progress = self._progress.get(voter)
                 if progress is not None and progress.heartbeat_ack >= seq:
                     acks += 1
-        return acks >= len(voters) // 2 + 1
+        return acks >= quorum.majority(voters)
 
     def _release_reads(self) -> None:
-        while self._reads and self._read_quorum(self._reads[0].heartbeat_seq):
-            read = self._reads.popleft()
+        for read in self._read_only.release(self._read_quorum):
             self._answer_read(read.origin, read.request_id, read.index, "")
 
     def _answer_read(self, origin: NodeId, request_id: int, index: int, error: str) -> None:
@@ -1338,7 +1184,7 @@ class RaftCore:
             )
 
     def _handle_read_response(self, m: ReadIndexResponse) -> None:
-        if self._forwarded_reads.pop(m.request_id, None) is None:
+        if not self._requests.read_answered(m.request_id):
             return
         if m.error:
             self._read_states.append(ReadState(m.request_id, error=m.error))
@@ -1365,8 +1211,8 @@ class RaftCore:
                     new = entries[conflict - first :]
                     if conflict <= log.last_index:
                         log.truncate_and_append(new)
-                        self._rebuild_log_serials()
-                        if self._configs.truncate_from(conflict):
+                        self._client_order.rebuild()
+                        if self._configurations.truncate_from(conflict):
                             self._configuration_changed()
                     else:
                         log.append(new)
@@ -1432,19 +1278,14 @@ class RaftCore:
                 SnapshotMeta(index, m.last_included_term, m.configuration), bytes(incoming[2])
             )
             log.restore(snapshot)
-            self._log_serials = {}
-            self._base_serials = {}  # until the runtime tells what the snapshot holds
-            self._configs.reset(index, m.configuration)
+            self._client_order.forget_log()
+            self._configurations.reset(index, m.configuration)
             self._configuration_changed()
             self._pending_install = snapshot
             self._pending_compaction = None
-            self._snapshots_installed += 1
+            self._counters.snapshots_installed += 1
             self._emitted_through = index
-            for tracked_index in [i for i in self._awaiting_commit if i <= index]:
-                client_id, serial, term = self._awaiting_commit.pop(tracked_index)
-                self._outcomes.append(
-                    ProposalOutcome(client_id, serial, tracked_index, term, Reason.UNKNOWN)
-                )
+            self._requests.resolve_unknown(index, self._outcomes)
         self._send(m.sender, InstallSnapshotResponse(self.id, self.term, index, size, True))
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
@@ -1477,7 +1318,8 @@ class RaftCore:
 
     def _send(self, to: NodeId, message: Message) -> None:
         name = type(message).__name__
-        self._sent[name] = self._sent.get(name, 0) + 1
+        sent = self._counters.messages_sent
+        sent[name] = sent.get(name, 0) + 1
         self._outbox.append((to, message))
 
     def _hard_state(self) -> HardState:

@@ -16,10 +16,6 @@ ENTRY_OVERHEAD_BYTES = 24
 """Rough per-entry framing cost, counted when bounding message sizes."""
 
 
-def entry_size(entry: Entry) -> int:
-    return ENTRY_OVERHEAD_BYTES + len(entry.data) + len(entry.client_id)
-
-
 class LogError(Exception):
     """The log was asked to do something that would break its invariants."""
 
@@ -106,6 +102,10 @@ class RaftLog:
             if total > max_bytes and position > start:
                 return entries[start:position]
         return entries[start:end]
+
+    def entries_after_snapshot(self) -> list[Entry]:
+        """Every entry the log holds (a copy)."""
+        return self._entries[:]
 
     def unstable_entries(self) -> list[Entry]:
         return self._entries[self.stable_index - self.snapshot.meta.index :]

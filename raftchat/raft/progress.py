@@ -97,14 +97,3 @@ class Progress:
         if self.state is ProgressState.REPLICATE:
             return len(self.inflight) >= max_inflight
         return True
-
-    def reset_for_new_term(self, next_index: int) -> None:
-        self.match = 0
-        self.next = next_index
-        self.state = ProgressState.PROBE
-        self.probe_sent = False
-        self.inflight.clear()
-        self.recent_active = False
-        self.heartbeat_ack = 0
-        self.match_at_last_heartbeat = -1
-        self.stalled_rounds = 0

@@ -178,20 +178,6 @@ class Ready:
     proposal_outcomes: list[ProposalOutcome] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
-    def is_empty(self) -> bool:
-        return not (
-            self.hard_state
-            or self.compacted
-            or self.snapshot
-            or self.entries
-            or self.early_messages
-            or self.messages
-            or self.committed_entries
-            or self.read_states
-            or self.proposal_outcomes
-            or self.events
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class PeerProgress:

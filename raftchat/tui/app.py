@@ -1,6 +1,6 @@
-"""The raftchat terminal UI: a chat view over a :class:`~raftchat.nodeapi.ChatNode`.
+"""The raftchat terminal UI: a chat view over a :class:`~raftchat.node.api.ChatNode`.
 
-The app only talks to the node through :mod:`raftchat.nodeapi`: it shows the
+The app only talks to the node through :mod:`raftchat.node.api`: it shows the
 node's history, consumes its event queue in a worker (which posts batches of
 events as Textual messages), and calls ``send_chat``/``set_nick``/``leave``.
 """
@@ -24,7 +24,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Input, Static
 
-from raftchat.nodeapi import (
+from raftchat.frontends.commands import TUI_COMMANDS, InputProblem, RunCommand, SendText
+from raftchat.node.api import (
     AckEvent,
     ChatInputError,
     ChatMessageEvent,
@@ -39,7 +40,6 @@ from raftchat.nodeapi import (
     validate_nick,
 )
 from raftchat.tui.chat_lines import ChatRecord, make_message, make_notice
-from raftchat.tui.commands import InputProblem, RunCommand, SendText, help_lines, parse_input
 from raftchat.tui.widgets.chat_input import ChatInput
 from raftchat.tui.widgets.chat_log import ChatLog
 from raftchat.tui.widgets.members_pane import MembersPane
@@ -316,11 +316,11 @@ class RaftChatApp(App[None]):
     @on(Input.Submitted, "#input")
     def _on_submit(self, event: Input.Submitted) -> None:
         line = event.value
-        parsed = parse_input(line)
+        parsed = TUI_COMMANDS.parse(line)
         if parsed is None:
             return
         if isinstance(parsed, InputProblem):
-            self._show_input_error(parsed.message)
+            self._show_input_error(parsed.sentence())
             return
         if isinstance(parsed, SendText):
             if not self._send(parsed.text, parsed.action):
@@ -370,7 +370,7 @@ class RaftChatApp(App[None]):
         """Run a command; False (with an error shown) if it cannot run as typed."""
         name = command.name
         if name == "/help":
-            for line in help_lines():
+            for line in TUI_COMMANDS.help_lines():
                 self._add_notice("info", line)
         elif name == "/nick":
             try:
@@ -449,8 +449,3 @@ class RaftChatApp(App[None]):
 async def run_app(node: ChatNode, config: TuiConfig | None = None) -> None:
     """Run the chat UI for ``node`` inside an already running event loop (the node's)."""
     await RaftChatApp(node, config).run_async()
-
-
-def run_tui(node: ChatNode, config: TuiConfig | None = None) -> None:
-    """Run the chat UI in its own event loop (for a node that starts its work lazily)."""
-    RaftChatApp(node, config).run()

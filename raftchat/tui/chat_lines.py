@@ -32,7 +32,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
 
-from raftchat.textsafety import sanitize_nick, sanitize_text
+from raftchat.chat.textsafety import sanitize_nick, sanitize_text
 
 logger = logging.getLogger(__name__)
 

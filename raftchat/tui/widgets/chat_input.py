@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Input
 
-from raftchat.tui.commands import complete_command
+from raftchat.frontends.commands import TUI_COMMANDS
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class ChatInput(Input):
         if not word:
             return None
         if start == 0 and word.startswith("/"):
-            candidates = complete_command(word)
+            candidates = TUI_COMMANDS.complete(word)
             suffix = " "
         else:
             lowered = word.lower()

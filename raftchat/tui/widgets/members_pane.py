@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from raftchat.nodeapi import MemberInfo
-from raftchat.textsafety import sanitize_nick, sanitize_text
+from raftchat.chat.textsafety import sanitize_nick, sanitize_text
+from raftchat.node.api import MemberInfo
 from raftchat.tui.chat_lines import nick_color
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
-from raftchat.nodeapi import StatusEvent
-from raftchat.textsafety import sanitize_nick, sanitize_text
+from raftchat.chat.textsafety import sanitize_nick, sanitize_text
+from raftchat.node.api import StatusEvent
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 from rich.text import Text
 from textual.widgets import Static
 
-from raftchat.nodeapi import StatusEvent
-from raftchat.textsafety import sanitize_nick, sanitize_text
+from raftchat.chat.textsafety import sanitize_nick, sanitize_text
+from raftchat.node.api import StatusEvent
 
 logger = logging.getLogger(__name__)
 

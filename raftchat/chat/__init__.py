@@ -1,0 +1,94 @@
+"""The replicated state machine: chat messages, nicks, client sessions, membership notices.
+
+Every node applies the same committed log entries in the same order to a
+:class:`ChatState`, so every node must reach the same state: applying is
+deterministic (no clock, no randomness, no dict-order surprises) and two states
+fed the same entries produce byte-identical snapshots.
+
+Commands
+    The ``data`` of a NORMAL log entry is one command (:mod:`raftchat.chat.commands`).
+    The entry also carries the client session (``client_id``, ``serial``); the
+    client id is the node id of the sender.
+
+Malformed commands
+    A command that does not decode or breaks :class:`ChatLimits` is applied as a
+    no-op: it yields :class:`InvalidCommand`, is counted and logged, and still
+    uses up its serial, so every node does exactly the same thing.
+
+Client sessions
+    A client numbers its proposals with increasing serials (1, 2, 3, ...) and
+    retries a proposal with the *same* serial after a leader change. A serial
+    at or below the last applied serial of that client is a duplicate: it is
+    dropped with :class:`DuplicateDropped`, pointing at the index where the
+    original was applied (0 when that is no longer known). For this to never
+    drop a message that was not applied, a client must let serial ``n + 1``
+    commit only after serial ``n``: send proposals in serial order and, after
+    a leader change, re-send every unacknowledged one in serial order before
+    any new one. A restarted client must continue above every serial it may
+    have proposed before (not only above :meth:`ChatState.last_serial`, since
+    proposals still in flight may commit later).
+
+    Sessions are bounded (:attr:`ChatLimits.max_sessions`): beyond the cap the
+    least recently active client is forgotten. A forgotten client retrying an
+    old serial would be applied twice; with the cap far above the number of
+    members (at most a few dozen are active at once) a client is only
+    forgotten after thousands of other clients were active since its last
+    proposal, long after any retry of it. Keeping every client ever seen is
+    not bounded: each new install of the app is a new node id.
+
+Display
+    :mod:`raftchat.chat.textsafety` makes text typed by a peer safe to show.
+"""
+
+from raftchat.chat.commands import (
+    COMMAND_VERSION,
+    ChatMessage,
+    Command,
+    InvalidCommandError,
+    Leave,
+    NickChange,
+    decode_command,
+    encode_command,
+)
+from raftchat.chat.events import (
+    ChatEvent,
+    DuplicateDropped,
+    InvalidCommand,
+    LeaveRequested,
+    MemberJoined,
+    MemberLeft,
+    MemberRoleChanged,
+    MessageApplied,
+    NickChanged,
+)
+from raftchat.chat.rules import DEFAULT_LIMITS, ChatLimits, nick_problem, text_problem
+from raftchat.chat.snapshot import SNAPSHOT_VERSION, ChatSnapshotError
+from raftchat.chat.state import DEFAULT_HISTORY_LIMIT, ChatState
+
+__all__ = [
+    "COMMAND_VERSION",
+    "DEFAULT_HISTORY_LIMIT",
+    "DEFAULT_LIMITS",
+    "SNAPSHOT_VERSION",
+    "ChatEvent",
+    "ChatLimits",
+    "ChatMessage",
+    "ChatSnapshotError",
+    "ChatState",
+    "Command",
+    "DuplicateDropped",
+    "InvalidCommand",
+    "InvalidCommandError",
+    "Leave",
+    "LeaveRequested",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberRoleChanged",
+    "MessageApplied",
+    "NickChange",
+    "NickChanged",
+    "decode_command",
+    "encode_command",
+    "nick_problem",
+    "text_problem",
+]

@@ -1,0 +1,143 @@
+"""The commands a client proposes and their wire form.
+
+The ``data`` of a NORMAL log entry is one command, :class:`ChatMessage`,
+:class:`NickChange` or :class:`Leave`, encoded by :func:`encode_command` as a msgpack
+array ``[version, tag, *fields]``. The entry also carries the client session
+(``client_id``, ``serial``); the client id is the node id of the sender.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import msgpack
+
+from raftchat.chat.rules import (
+    DEFAULT_LIMITS,
+    ChatLimits,
+    action_problem,
+    nick_problem,
+    text_problem,
+    timestamp_problem,
+)
+from raftchat.raft.codec import packer
+
+logger = logging.getLogger(__name__)
+
+COMMAND_VERSION = 1
+"""First element of every encoded command; a node rejects versions it does not know."""
+
+_TAG_MESSAGE = 0
+_TAG_NICK = 1
+_TAG_LEAVE = 2
+
+
+class InvalidCommandError(ValueError):
+    """A command breaks the format or :class:`ChatLimits`; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A chat line. ``ts`` is the sender's clock (Unix milliseconds): shown, never trusted
+    for ordering, which is the log's."""
+
+    nick: str
+    text: str
+    ts: int
+    action: bool = False
+    """True for ``/me`` lines."""
+
+
+@dataclass(frozen=True, slots=True)
+class NickChange:
+    """The sending client's nick becomes ``nick``."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """The sending client asks to be removed from the cluster (it is quitting).
+
+    Replicated rather than sent to the leader directly, so whichever node leads
+    when it commits (or later) sees the request and removes the member.
+    """
+
+
+Command = ChatMessage | NickChange | Leave
+
+
+def _check_command(command: Command, limits: ChatLimits) -> None:
+    if isinstance(command, ChatMessage):
+        problem = (
+            nick_problem(command.nick, limits)
+            or text_problem(command.text, limits)
+            or timestamp_problem(command.ts)
+            or action_problem(command.action)
+        )
+    elif isinstance(command, NickChange):
+        problem = nick_problem(command.nick, limits)
+    elif isinstance(command, Leave):
+        problem = None
+    else:
+        problem = f"not a chat command: {type(command).__name__}"
+    if problem:
+        raise InvalidCommandError(problem)
+
+
+def encode_command(command: Command, limits: ChatLimits = DEFAULT_LIMITS) -> bytes:
+    """The bytes to propose. Raises :class:`InvalidCommandError` for a command that every
+    node would reject, so bad input is refused before it reaches the log."""
+    _check_command(command, limits)
+    if isinstance(command, ChatMessage):
+        fields: list[object] = [
+            _TAG_MESSAGE,
+            command.nick,
+            command.text,
+            command.ts,
+            command.action,
+        ]
+    elif isinstance(command, NickChange):
+        fields = [_TAG_NICK, command.nick]
+    else:
+        fields = [_TAG_LEAVE]
+    return packer().pack([COMMAND_VERSION, *fields])
+
+
+def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> Command:
+    """Strictly decode a command; raises :class:`InvalidCommandError` saying what is wrong."""
+    if type(data) is not bytes:
+        raise InvalidCommandError(f"command must be bytes, got {type(data).__name__}")
+    if len(data) > limits.max_command_bytes:
+        raise InvalidCommandError(
+            f"command is {len(data)} bytes; at most {limits.max_command_bytes} allowed"
+        )
+    try:
+        # msgpack documents that unpacking may raise exceptions outside its own
+        # hierarchy (e.g. UnicodeDecodeError), so any failure means "malformed".
+        items = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:
+        raise InvalidCommandError(f"not valid msgpack: {exc or type(exc).__name__}") from None
+    if type(items) is not list or len(items) < 2:
+        raise InvalidCommandError("command must be an array [version, tag, ...]")
+    version, tag, *fields = items
+    if version != COMMAND_VERSION or type(version) is not int:
+        raise InvalidCommandError(f"unknown command version {version!r}")
+    command: Command
+    if tag == _TAG_MESSAGE and type(tag) is int:
+        if len(fields) != 4:
+            raise InvalidCommandError(f"chat message needs 4 fields, got {len(fields)}")
+        command = ChatMessage(*fields)
+    elif tag == _TAG_NICK and type(tag) is int:
+        if len(fields) != 1:
+            raise InvalidCommandError(f"nick change needs 1 field, got {len(fields)}")
+        command = NickChange(*fields)
+    elif tag == _TAG_LEAVE and type(tag) is int:
+        if fields:
+            raise InvalidCommandError(f"leave request takes no fields, got {len(fields)}")
+        command = Leave()
+    else:
+        raise InvalidCommandError(f"unknown command tag {tag!r}")
+    _check_command(command, limits)
+    return command

@@ -1,0 +1,100 @@
+"""What applying a committed entry (or a configuration change) reports, in log order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from raftchat.raft.messages import NodeId
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageApplied:
+    """A chat message took its place in the log. ``id`` is ``"<client_id>:<serial>"``."""
+
+    index: int
+    id: str
+    client_id: str
+    serial: int
+    nick: str
+    text: str
+    ts: int
+    action: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NickChanged:
+    """A client's nick changed; ``old`` is empty the first time a client is seen."""
+
+    index: int
+    client_id: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateDropped:
+    """A retried (or out-of-order older) serial; ``original_index`` is where the original
+    was applied, 0 if no longer known."""
+
+    index: int
+    client_id: str
+    serial: int
+    original_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidCommand:
+    """A malformed command was applied as a no-op. ``client_id``/``serial`` are those of
+    the entry (possibly empty/0), so the proposer can learn of the rejection."""
+
+    index: int
+    reason: str
+    client_id: str = ""
+    serial: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRequested:
+    """A member asked to be removed; the leader acts on it."""
+
+    index: int
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """A node entered the configuration, as a voter or a learner."""
+
+    index: int
+    node_id: NodeId
+    voter: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    index: int
+    node_id: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRoleChanged:
+    """A member was promoted to voter (``voter=True``) or demoted to learner."""
+
+    index: int
+    node_id: NodeId
+    voter: bool
+
+
+ChatEvent = (
+    MessageApplied
+    | NickChanged
+    | DuplicateDropped
+    | InvalidCommand
+    | LeaveRequested
+    | MemberJoined
+    | MemberLeft
+    | MemberRoleChanged
+)

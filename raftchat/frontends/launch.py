@@ -1,0 +1,237 @@
+"""``raftchat join``: settings, storage, a signaling server, stop signals, then a node
+run under a front end (the TUI or headless mode) until the user quits.
+
+``raftchat demo`` joins through here too, and so does every node process of the
+benchmark and the tests (a headless ``raftchat join``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from raftchat.limits import MAX_NICK_CHARS
+from raftchat.net.ice import loopback_address_of
+from raftchat.net.signaling.client import SignalingError, server_is_up
+from raftchat.net.signaling.protocol import ProtocolError, normalize_channel
+from raftchat.net.signaling.server import RunningServer, start_server
+from raftchat.node import Node
+from raftchat.settings import ConfigError, Settings, load_settings, resolve_passphrase
+from raftchat.storage import Storage, StorageError
+
+logger = logging.getLogger(__name__)
+
+
+class LaunchError(Exception):
+    """Something the user must fix before the node can start; the text says what."""
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    """What ``raftchat join`` was asked for (None: from the config file or defaults)."""
+
+    channel: str
+    server_url: str | None = None
+    nick: str | None = None
+    data_dir: Path | None = None
+    config_path: Path | None = None
+    headless: bool = False
+    ask_passphrase: bool = False
+    """Private channel: take the passphrase from $RAFTCHAT_PASSPHRASE or ask for it."""
+    passphrase_file: Path | None = None
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs from the command line; they replace the config file's list."""
+    ice_username: str | None = None
+    """Username for the TURN servers among ``ice_servers``."""
+    ice_credential: str | None = None
+    relay_only: bool = False
+    ice_host: str | None = None
+
+
+PASSPHRASE_ENV = "RAFTCHAT_PASSPHRASE"
+
+
+def resolve_channel_passphrase(options: JoinOptions, settings: Settings) -> str | None:
+    """The channel passphrase: flags first, then the config file's source, else None."""
+    if options.ask_passphrase:
+        from_env = os.environ.get(PASSPHRASE_ENV)
+        if from_env:
+            return from_env
+        try:
+            entered = getpass.getpass(f"passphrase for channel {options.channel}: ")
+        except (EOFError, OSError) as error:
+            raise LaunchError(
+                f"cannot ask for the passphrase ({error}); set {PASSPHRASE_ENV} "
+                "or use --passphrase-file"
+            ) from None
+        if not entered:
+            raise LaunchError("the passphrase must not be empty")
+        return entered
+    try:
+        return resolve_passphrase(settings)
+    except ConfigError as error:
+        raise LaunchError(str(error)) from None
+
+
+def resolve_settings(options: JoinOptions) -> Settings:
+    overrides = {
+        "server_url": options.server_url,
+        "nick": options.nick,
+        "data_dir": options.data_dir,
+        "passphrase_file": options.passphrase_file,
+        "ice_servers": [_ice_server_table(url, options) for url in options.ice_servers] or None,
+        "relay_only": options.relay_only or None,
+        "ice_host": options.ice_host,
+    }
+    try:
+        return load_settings(options.config_path, overrides)
+    except ConfigError as error:
+        raise LaunchError(str(error)) from None
+
+
+def _ice_server_table(url: str, options: JoinOptions) -> dict[str, str]:
+    table = {"urls": url}
+    if url.startswith(("turn:", "turns:")):
+        for key, value in (
+            ("username", options.ice_username),
+            ("credential", options.ice_credential),
+        ):
+            if value is not None:
+                table[key] = value
+    return table
+
+
+def channel_name(raw: str) -> str:
+    try:
+        return normalize_channel(raw)
+    except ProtocolError as error:
+        raise LaunchError(str(error)) from None
+
+
+def default_nick() -> str:
+    """The login name, trimmed to what a nick may contain."""
+    with contextlib.suppress(Exception):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "", getpass.getuser())[:MAX_NICK_CHARS]
+        if name:
+            return name
+    return ""
+
+
+def open_storage(channel: str, settings: Settings) -> Storage:
+    try:
+        return Storage.open_channel(channel, settings.data_dir)
+    except StorageError as error:
+        raise LaunchError(str(error)) from None
+
+
+async def ensure_server(settings: Settings, explicit: bool) -> RunningServer | None:
+    """Make sure a signaling server answers at ``settings.server_url``.
+
+    If none answers and the URL is the local default (not given explicitly), start
+    one in this process, so a single machine needs no separate ``raftchat serve``.
+    """
+    url = settings.server_url
+    if await server_is_up(url, timeout=2.0):
+        return None
+    host = loopback_address_of(url)
+    if explicit or host is None:
+        raise LaunchError(
+            f"no signaling server answers at {url}; start one with `raftchat serve` "
+            "or pass --server URL"
+        )
+    port = urlsplit(url).port or 80
+    try:
+        server = await start_server(host, port)
+    except OSError as error:
+        raise LaunchError(f"cannot start an embedded signaling server: {error}") from None
+    logger.info("started an embedded signaling server at %s", server.url)
+    return server
+
+
+async def start_node(options: JoinOptions) -> tuple[Node, RunningServer | None]:
+    """Everything up to a running node (the caller runs a front end, then stops both)."""
+    channel = channel_name(options.channel)
+    settings = resolve_settings(options)
+    passphrase = resolve_channel_passphrase(options, settings)
+    server = await ensure_server(settings, explicit=options.server_url is not None)
+    storage = open_storage(channel, settings)
+    node: Node | None = None
+    try:
+        node = Node(
+            storage, settings, nick=settings.nick or default_nick() or None, passphrase=passphrase
+        )
+        await node.start()
+    except SignalingError as error:
+        storage.close()
+        if server is not None:
+            await server.close()
+        raise LaunchError(str(error)) from None
+    except BaseException:
+        if node is not None:
+            await node.stop()
+        storage.close()
+        if server is not None:
+            await server.close()
+        raise
+    return node, server
+
+
+def install_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT (Ctrl-C) ask the node to leave cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+
+def join(options: JoinOptions) -> int:
+    """``raftchat join`` from start to exit status, on the event loop its front end suits."""
+    with asyncio.Runner(loop_factory=event_loop_factory(options.headless)) as runner:
+        return runner.run(run_join(options))
+
+
+def event_loop_factory(headless: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for headless nodes when it is installed (10-20 % more throughput measured:
+    aiortc does all its work in Python callbacks on the loop); None (asyncio's own loop)
+    otherwise, and always for the TUI, whose loop Textual manages."""
+    if not headless:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def run_join(options: JoinOptions) -> int:
+    """``raftchat join``: run until the user quits; the exit status."""
+    try:
+        node, server = await start_node(options)
+    except LaunchError as error:
+        print(f"raftchat join: {error}", file=sys.stderr)
+        return 1
+    try:
+        if options.headless:
+            from raftchat.frontends.headless import run_headless
+
+            await run_headless(node, install_signals=install_stop_signals)
+        else:
+            from raftchat.tui.app import run_app
+
+            await run_app(node)
+            await node.leave()
+    finally:
+        await node.stop()
+        if server is not None:
+            await server.close()
+    return 0

@@ -1,0 +1,51 @@
+"""Signaling: the server that introduces the peers of a channel and relays their
+offers and answers, the client that keeps one peer present, and their wire protocol.
+
+The server never sees chat content; the mesh (``raftchat.net.mesh``) uses the client
+only to exchange signals with its peers.
+"""
+
+from __future__ import annotations
+
+from raftchat.net.signaling.client import (
+    ClientConfig,
+    InvalidChannelError,
+    PeerIdTakenError,
+    ServerRejectedError,
+    ServerUnreachableError,
+    SignalingClient,
+    SignalingError,
+    SignalingListener,
+    server_is_up,
+)
+from raftchat.net.signaling.protocol import (
+    ErrorCode,
+    ProtocolError,
+    new_channel_name,
+    new_peer_id,
+    new_token,
+    normalize_channel,
+)
+from raftchat.net.signaling.server import RunningServer, ServerConfig, run_server, start_server
+
+__all__ = [
+    "ClientConfig",
+    "ErrorCode",
+    "InvalidChannelError",
+    "PeerIdTakenError",
+    "ProtocolError",
+    "RunningServer",
+    "ServerConfig",
+    "ServerRejectedError",
+    "ServerUnreachableError",
+    "SignalingClient",
+    "SignalingError",
+    "SignalingListener",
+    "new_channel_name",
+    "new_peer_id",
+    "new_token",
+    "normalize_channel",
+    "run_server",
+    "server_is_up",
+    "start_server",
+]

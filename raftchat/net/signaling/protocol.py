@@ -1,0 +1,410 @@
+"""The signaling wire protocol: frame types, syntax rules and limits shared by server and client.
+
+Every frame is one WebSocket *text* message holding a JSON object with a ``type`` field.
+
+Client to server::
+
+    {"type": "hello",  "peer_id": ID, "token": SECRET, "role": ROLE}
+                                                              first frame, exactly once;
+                                                              "role" is optional
+    {"type": "role", "role": ROLE}                            change the role, after hello
+    {"type": "signal", "to": ID, "payload": {...}}            relay an opaque object to a peer
+
+Server to client::
+
+    {"type": "welcome", "channel": NAME, "peer_id": ID, "peers": [ID, ...],
+     "roles": {ID: ROLE, ...}}                                the other peers (and the roles
+                                                              of those that announced one)
+    {"type": "peer_joined", "peer_id": ID, "role": ROLE}      "role" only if its hello had one
+    {"type": "peer_role", "peer_id": ID, "role": ROLE}        a peer's role was set or changed
+    {"type": "peer_left", "peer_id": ID}
+    {"type": "signal", "from": ID, "payload": {...}}          sender stamped by the server
+    {"type": "error", "code": CODE, "message": TEXT, "fatal": BOOL}
+
+A fatal error is followed by the server closing the socket. Unknown extra fields in a frame
+are ignored (so newer clients can add some); a ``from`` field sent by a client is ignored.
+
+A ROLE is one of ``ROLES``: the peer's place in the channel's Raft cluster as it says itself
+("voter", "learner", or "none" for not a member yet). Roles are *hints*: the server passes
+them on unchecked, so a node uses them only to choose which peers to link to first (a
+newcomer links to the voters instead of everyone), never to decide anything in Raft. A
+client sending an unknown role gets ``bad_field``; a client reading one from the server
+drops just that hint (an old server sends no ``roles`` at all, which is fine too).
+
+Channel names are case-insensitive: they are normalized to lower case and then must match
+``CHANNEL_NAME_PATTERN``. Peer ids and tokens are case-sensitive url-safe strings.
+
+This module does no I/O: it only parses, validates and builds frames.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from raftchat.limits import CHANNEL_NAME_PATTERN, CHANNEL_NAME_RULE, PEER_ID_PATTERN
+
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,256}")
+ROLES = frozenset({"voter", "learner", "none"})
+
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024
+"""Largest text frame (UTF-8 bytes) either side accepts; SDP offers are a few KiB."""
+
+WS_PATH_TEMPLATE = "/channels/{channel}/ws"
+
+
+class FrameType(StrEnum):
+    HELLO = "hello"
+    ROLE = "role"
+    SIGNAL = "signal"
+    WELCOME = "welcome"
+    PEER_JOINED = "peer_joined"
+    PEER_ROLE = "peer_role"
+    PEER_LEFT = "peer_left"
+    ERROR = "error"
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` of an error frame. Fatal ones are in ``FATAL_ERROR_CODES``."""
+
+    BAD_JSON = "bad_json"  # not valid JSON (or not UTF-8 text)
+    BINARY_FRAME = "binary_frame"  # a binary WebSocket message
+    NOT_OBJECT = "not_object"  # JSON, but not an object
+    BAD_FIELD = "bad_field"  # missing field or wrong type/syntax
+    UNKNOWN_TYPE = "unknown_type"
+    HELLO_REQUIRED = "hello_required"  # anything but hello before hello
+    ALREADY_JOINED = "already_joined"  # a second hello
+    UNKNOWN_PEER = "unknown_peer"  # signal to an id not in this channel
+    FRAME_TOO_LARGE = "frame_too_large"
+    RATE_LIMITED = "rate_limited"  # frame dropped; slow down
+    FLOODING = "flooding"  # rate limited too often: closed
+    INVALID_CHANNEL = "invalid_channel"
+    ID_TAKEN = "id_taken"
+    CHANNEL_FULL = "channel_full"
+    TOO_MANY_CHANNELS = "too_many_channels"
+    SERVER_FULL = "server_full"
+    HELLO_TIMEOUT = "hello_timeout"
+    REPLACED = "replaced"  # the same peer connected again from elsewhere
+    SLOW_CONSUMER = "slow_consumer"  # did not read its frames: closed
+    SHUTTING_DOWN = "shutting_down"
+
+
+FATAL_ERROR_CODES = frozenset(
+    {
+        ErrorCode.FLOODING,
+        ErrorCode.INVALID_CHANNEL,
+        ErrorCode.ID_TAKEN,
+        ErrorCode.CHANNEL_FULL,
+        ErrorCode.TOO_MANY_CHANNELS,
+        ErrorCode.SERVER_FULL,
+        ErrorCode.HELLO_TIMEOUT,
+        ErrorCode.REPLACED,
+        ErrorCode.SLOW_CONSUMER,
+        ErrorCode.SHUTTING_DOWN,
+    }
+)
+
+
+class ProtocolError(Exception):
+    """A frame or name that breaks the protocol; ``code`` says which rule."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------- names
+
+
+def normalize_channel(name: str) -> str:
+    """Return the canonical (lower-case) channel name, or raise ProtocolError."""
+    if isinstance(name, str):
+        lowered = name.lower()
+        if CHANNEL_NAME_PATTERN.fullmatch(lowered):
+            return lowered
+    raise ProtocolError(
+        ErrorCode.INVALID_CHANNEL,
+        f"invalid channel name {name!r}: {CHANNEL_NAME_RULE}",
+    )
+
+
+def is_valid_peer_id(peer_id: object) -> bool:
+    return isinstance(peer_id, str) and PEER_ID_PATTERN.fullmatch(peer_id) is not None
+
+
+def is_valid_token(token: object) -> bool:
+    return isinstance(token, str) and TOKEN_PATTERN.fullmatch(token) is not None
+
+
+def is_valid_role(role: object) -> bool:
+    return isinstance(role, str) and role in ROLES
+
+
+def new_peer_id() -> str:
+    """A random, unguessable peer id (22 url-safe characters)."""
+    return secrets.token_urlsafe(16)
+
+
+def new_token() -> str:
+    """A random secret proving a reconnecting peer is the same one (43 url-safe characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def new_channel_name() -> str:
+    """A random valid channel name, hard to guess."""
+    return secrets.token_hex(8)
+
+
+# ---------------------------------------------------------------- frames
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    peer_id: str
+    token: str
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleUpdate:
+    """A client announces its (new) role to the other peers."""
+
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRequest:
+    """A client asks the server to relay ``payload`` to ``to``."""
+
+    to: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    channel: str
+    peer_id: str
+    peers: frozenset[str]
+    roles: dict[str, str] = field(default_factory=dict)
+    """Announced roles by peer id; entries that are not valid hints are left out."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerJoined:
+    peer_id: str
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRole:
+    peer_id: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLeft:
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedSignal:
+    """A payload relayed by the server; ``sender`` is the authenticated peer id."""
+
+    sender: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    code: str
+    message: str
+    fatal: bool
+
+
+ClientFrame = Hello | RoleUpdate | SignalRequest
+ServerFrame = Welcome | PeerJoined | PeerRole | PeerLeft | RelayedSignal | ErrorFrame
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_object(text: str) -> dict[str, Any]:
+    """Parse one frame's JSON text into an object, or raise ProtocolError."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(
+            ErrorCode.NOT_OBJECT, f"frame must be a JSON object, got {type(value).__name__}"
+        )
+    return value
+
+
+def _frame_type(obj: dict[str, Any]) -> str:
+    frame_type = obj.get("type")
+    if not isinstance(frame_type, str):
+        raise ProtocolError(ErrorCode.BAD_FIELD, "frame needs a string field 'type'")
+    return frame_type
+
+
+def _peer_id_field(obj: dict[str, Any], field: str) -> str:
+    value = obj.get(field)
+    if not is_valid_peer_id(value):
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"field {field!r} must be a peer id of 16-64 characters A-Z, a-z, 0-9, '_' or '-'",
+        )
+    return value
+
+
+def _role_field(obj: dict[str, Any]) -> str:
+    role = obj.get("role")
+    if not is_valid_role(role):
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"field 'role' must be one of {', '.join(sorted(ROLES))}"
+        )
+    return role
+
+
+def _role_hints(value: object) -> dict[str, str]:
+    """The valid ``peer id -> role`` entries of a server's ``roles`` field; the rest is
+    dropped, since a bad hint must not cost the client its welcome."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        peer: role for peer, role in value.items() if is_valid_peer_id(peer) and is_valid_role(role)
+    }
+
+
+def _payload_field(obj: dict[str, Any]) -> dict[str, Any]:
+    payload = obj.get("payload")
+    if not isinstance(payload, dict):
+        raise ProtocolError(ErrorCode.BAD_FIELD, "field 'payload' must be a JSON object")
+    return payload
+
+
+def parse_client_frame(text: str) -> ClientFrame:
+    """Validate a frame sent by a client (server side)."""
+    obj = decode_object(text)
+    frame_type = _frame_type(obj)
+    if frame_type == FrameType.HELLO:
+        peer_id = _peer_id_field(obj, "peer_id")
+        token = obj.get("token")
+        if not is_valid_token(token):
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD,
+                "field 'token' must be 16-256 characters A-Z, a-z, 0-9, '_' or '-'",
+            )
+        return Hello(peer_id, token, _role_field(obj) if "role" in obj else None)
+    if frame_type == FrameType.ROLE:
+        return RoleUpdate(_role_field(obj))
+    if frame_type == FrameType.SIGNAL:
+        return SignalRequest(_peer_id_field(obj, "to"), _payload_field(obj))
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame_type[:40]!r}")
+
+
+def parse_server_frame(text: str) -> ServerFrame:
+    """Validate a frame sent by the server (client side)."""
+    obj = decode_object(text)
+    frame_type = _frame_type(obj)
+    if frame_type == FrameType.WELCOME:
+        channel = obj.get("channel")
+        peers = obj.get("peers")
+        if not isinstance(channel, str) or not isinstance(peers, list):
+            raise ProtocolError(ErrorCode.BAD_FIELD, "welcome needs 'channel' and 'peers'")
+        if not all(is_valid_peer_id(peer) for peer in peers):
+            raise ProtocolError(ErrorCode.BAD_FIELD, "welcome 'peers' must be peer ids")
+        peer_id = _peer_id_field(obj, "peer_id")
+        return Welcome(channel, peer_id, frozenset(peers), _role_hints(obj.get("roles")))
+    if frame_type == FrameType.PEER_JOINED:
+        role = obj.get("role")
+        return PeerJoined(_peer_id_field(obj, "peer_id"), role if is_valid_role(role) else None)
+    if frame_type == FrameType.PEER_ROLE:
+        return PeerRole(_peer_id_field(obj, "peer_id"), _role_field(obj))
+    if frame_type == FrameType.PEER_LEFT:
+        return PeerLeft(_peer_id_field(obj, "peer_id"))
+    if frame_type == FrameType.SIGNAL:
+        return RelayedSignal(_peer_id_field(obj, "from"), _payload_field(obj))
+    if frame_type == FrameType.ERROR:
+        code = obj.get("code")
+        message = obj.get("message")
+        if not isinstance(code, str) or not isinstance(message, str):
+            raise ProtocolError(ErrorCode.BAD_FIELD, "error needs string 'code' and 'message'")
+        fatal = obj.get("fatal")
+        return ErrorFrame(code, message, fatal if isinstance(fatal, bool) else False)
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame_type[:40]!r}")
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+
+
+def encode_hello(peer_id: str, token: str, role: str | None = None) -> str:
+    frame = {"type": FrameType.HELLO, "peer_id": peer_id, "token": token}
+    if role is not None:
+        frame["role"] = role
+    return _dump(frame)
+
+
+def encode_role(role: str) -> str:
+    return _dump({"type": FrameType.ROLE, "role": role})
+
+
+def encode_signal_request(to: str, payload: dict[str, Any]) -> str:
+    return _dump({"type": FrameType.SIGNAL, "to": to, "payload": payload})
+
+
+def encode_welcome(
+    channel: str, peer_id: str, peers: list[str], roles: dict[str, str] | None = None
+) -> str:
+    return _dump(
+        {
+            "type": FrameType.WELCOME,
+            "channel": channel,
+            "peer_id": peer_id,
+            "peers": peers,
+            "roles": roles or {},
+        }
+    )
+
+
+def encode_peer_joined(peer_id: str, role: str | None = None) -> str:
+    frame = {"type": FrameType.PEER_JOINED, "peer_id": peer_id}
+    if role is not None:
+        frame["role"] = role
+    return _dump(frame)
+
+
+def encode_peer_role(peer_id: str, role: str) -> str:
+    return _dump({"type": FrameType.PEER_ROLE, "peer_id": peer_id, "role": role})
+
+
+def encode_peer_left(peer_id: str) -> str:
+    return _dump({"type": FrameType.PEER_LEFT, "peer_id": peer_id})
+
+
+def encode_relayed_signal(sender: str, payload: dict[str, Any]) -> str:
+    """Raises ValueError/RecursionError if ``payload`` cannot be written back as JSON."""
+    return _dump({"type": FrameType.SIGNAL, "from": sender, "payload": payload})
+
+
+def encode_error(code: ErrorCode, message: str) -> str:
+    return _dump(
+        {
+            "type": FrameType.ERROR,
+            "code": code,
+            "message": message,
+            "fatal": code in FATAL_ERROR_CODES,
+        }
+    )
+
+
+def utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))

@@ -1,0 +1,130 @@
+"""Membership follows presence: which single-server change the leader makes next.
+
+The raft.js WebRTC paper changed the cluster whenever the signaling server
+reported a peer joining or leaving. Done naively that is unsafe (two changes
+at once) and fragile (a flapping signaling server empties the cluster). The
+policy here is pure and conservative:
+
+- one change at a time (the core refuses a second uncommitted one anyway);
+- additions before removals, so a member that is replaced never leaves the
+  cluster smaller than it has to be;
+- newcomers join as learners and are promoted once caught up, while voters
+  are fewer than ``max_voters``; the rest stay learners;
+- a member is removed when it asked to leave, when presence says it is gone
+  (only while the signaling connection is up: an outage is not a departure),
+  or when nothing was heard from it for ``member_timeout`` (the paper's open
+  question of removing unresponsive nodes without the server's help);
+- the leader never removes itself here: a leaving leader first hands over
+  leadership, then asks the new leader to remove it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from raftchat.raft import Configuration, NodeId
+
+ChangeKind = Literal["add_learner", "promote", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipView:
+    """What the leader knows when it decides (all sets are of node ids)."""
+
+    self_id: NodeId
+    configuration: Configuration
+    present: frozenset[NodeId]
+    """Peers the signaling server reports in the channel (the leader itself need not be in)."""
+    signaling_connected: bool
+    departing: frozenset[NodeId] = field(default_factory=frozenset)
+    """Members that asked to be removed."""
+    unreachable: frozenset[NodeId] = field(default_factory=frozenset)
+    """Members not heard from for longer than the member timeout."""
+    caught_up: frozenset[NodeId] = field(default_factory=frozenset)
+    """Members whose log is close enough to the leader's to be promoted safely."""
+    max_voters: int = 5
+    connected: frozenset[NodeId] | None = None
+    """Peers with an open (authenticated) link; None: not known, take presence as is.
+    A newcomer is only added once the leader can talk to it, so a peer that fails the
+    channel's passphrase check never becomes a member."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: ChangeKind
+    node_id: NodeId
+    reason: str
+
+
+def next_change(view: MembershipView) -> Change | None:
+    """The one configuration change to make now, or None if the cluster is as it should be."""
+    voters = view.configuration.voters
+    learners = view.configuration.learners
+    members = voters | learners
+
+    newcomers = view.present - members - view.departing - view.unreachable - {view.self_id}
+    if view.connected is not None:
+        newcomers &= view.connected
+    if newcomers:
+        return Change("add_learner", min(newcomers), "joined the channel")
+
+    absent = members - view.present if view.signaling_connected else frozenset()
+    leaving = {
+        node: reason
+        for reasons, reason in (
+            (view.departing, "asked to leave"),
+            (view.unreachable, "unreachable for longer than the member timeout"),
+            (absent, "left the channel"),
+        )
+        for node in reasons & members
+    }
+    leaving.pop(view.self_id, None)
+    # Promote before removing, so a replacement voter is in place first; learners
+    # go before voters, since removing them never changes the quorum.
+    promotable = (learners & view.caught_up) - set(leaving)
+    if promotable and len(voters) < view.max_voters:
+        return Change("promote", min(promotable), "caught up")
+    if leaving:
+        node = min(leaving, key=lambda n: (n in voters, n))
+        return Change("remove", node, leaving[node])
+    return None
+
+
+def wanted_links(
+    self_id: NodeId,
+    configuration: Configuration,
+    present: frozenset[NodeId],
+    *,
+    leader_known: bool = True,
+    hinted_voters: frozenset[NodeId] = frozenset(),
+) -> frozenset[NodeId]:
+    """The peers this node keeps a mesh link to.
+
+    A pair of nodes is linked iff one of them is a voter: a learner only hears from the
+    leader (and the voters that may lead next), and a node that is not a member yet only
+    needs to reach the leader to be added. Who is a voter comes from the replicated
+    configuration, and — for a node that is not a member and has no configuration — from
+    the role each peer announces through the signaling server (``hinted_voters``; a
+    learner also counts peers announcing themselves as voters, so a promotion it has
+    not heard of yet costs no link). Both ends evaluate the same rule on nearly the same
+    facts, so they agree (but for the moment a change takes to reach both): one side
+    never keeps offering a link the other keeps closing.
+
+    Without hints (no voter among them is present: an old signaling server, or every
+    voter gone) a non-member reaches everyone, since it cannot tell who leads; so does a
+    learner that knows no leader (e.g. just restarted, with a configuration whose voters
+    may all have been replaced since) until a leader speaks.
+    """
+    candidates = (present | configuration.members) - {self_id}
+    voters = configuration.voters
+    if self_id in voters:
+        return candidates
+    if self_id not in configuration.members:
+        hinted = hinted_voters & present
+        if not hinted:
+            return candidates
+        return (hinted | voters) - {self_id}
+    if not leader_known:
+        return candidates
+    return frozenset(peer for peer in candidates if peer in voters or peer in hinted_voters)

@@ -1,0 +1,289 @@
+"""The node's own proposals, from ``send_chat`` until they are applied: a pure tracker.
+
+Every proposal gets the next serial of this client. The leader appends a client's
+proposals only in serial order, so the tracker keeps them in order through leader
+changes, refusals and retries: it submits new ones while fewer than ``window`` are
+unacknowledged, holds the rest (and everything behind a refused one) in order, resends
+from where a leader says it lost track, and proposes again under a fresh serial what a
+later serial of ours overtook (the chat session would drop it). It never touches a
+clock, a loop or the core: the runtime gives it ``submit`` and the time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from raftchat.raft import ProposalOutcome, RequestResult, RequestStatus
+
+logger = logging.getLogger(__name__)
+
+ProposalKind = Literal["message", "nick", "leave"]
+
+Submit = Callable[[bytes, int, int], RequestResult]
+"""``submit(data, serial, prev_serial)``: propose to the core now."""
+
+
+@dataclass(slots=True)
+class Proposal:
+    """An own proposal not yet known to be applied."""
+
+    serial: int
+    data: bytes
+    sent_at: float
+    kind: ProposalKind
+    message_id: str
+    """The id the sender was given; kept if the proposal is re-proposed with a new serial."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a snapshot from the leader settled: messages to acknowledge (with their index)
+    and whether a leave request of ours was among what it covers."""
+
+    acknowledged: tuple[tuple[Proposal, int], ...] = ()
+    leave_applied: bool = False
+
+
+class ProposalTracker:
+    """Own proposals in serial order: submitted, held, retried, acknowledged once."""
+
+    def __init__(self, client_id: str, submit: Submit, window: int, first_serial: int) -> None:
+        self.client_id = client_id
+        self._submit_to_core = submit
+        self.window = window
+        """Own proposals sent but not yet acknowledged; later ones wait in order."""
+        self.serial = first_serial
+        """The last serial handed out."""
+        self.pending: OrderedDict[int, Proposal] = OrderedDict()
+        """Own proposals not yet applied, in serial order (the order they were made)."""
+        self.held: deque[int] = deque()
+        """Serials of pending proposals not submitted to the current leader (there was
+        none, or it refused): always the newest ones, a suffix of ``pending``. While
+        any is held, new proposals are held behind it, so serial n+1 is never proposed
+        before n (the chat session drops a serial below the client's last applied one)."""
+        self._resumed: tuple[int, int] = (-1, -1)
+        """(resume_after, last serial sent again) of the last out-of-order refusal acted
+        on: refusals of copies sent before that resend are answered by it already."""
+        self.resume_due: tuple[int, int] | None = None
+        """An out-of-order refusal of a local proposal (this node leads), acted on in
+        the runtime's next round (not from inside the submission that got it)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+    # --- new proposals --------------------------------------------------------------
+
+    def propose(self, data: bytes, kind: ProposalKind, now: float) -> str:
+        """Track and submit (or hold) a new proposal; return its message id."""
+        self.serial += 1
+        proposal = Proposal(self.serial, data, now, kind, f"{self.client_id}:{self.serial}")
+        self.pending[proposal.serial] = proposal
+        self._enqueue(proposal, now)
+        return proposal.message_id
+
+    def _enqueue(self, proposal: Proposal, now: float) -> None:
+        """Submit a proposal newer than every pending one, or hold it behind held ones.
+        O(1): this is the hot path of every message sent."""
+        in_flight = len(self.pending) - len(self.held) - 1
+        if self.held or in_flight >= self.window:
+            proposal.sent_at = now
+            self.held.append(proposal.serial)
+        elif not self._submit(proposal, now):
+            self.held.append(proposal.serial)
+
+    def _prev_serial(self, serial: int) -> int:
+        """What the leader must hold before ``serial``: the previous proposal while it is
+        unacknowledged; 0 once it is applied (nothing can overtake it any more: this also
+        keeps a client the leader forgot from being refused forever) and for the first."""
+        return serial - 1 if serial - 1 in self.pending else 0
+
+    def _submit(self, proposal: Proposal, now: float) -> bool:
+        """Propose now; False if the core refused it (no leader known, ...)."""
+        proposal.sent_at = now
+        serial = proposal.serial
+        result = self._submit_to_core(proposal.data, serial, self._prev_serial(serial))
+        if result.status is RequestStatus.REJECTED:
+            logger.debug("proposal %d held: %s", serial, result.error)
+            if result.out_of_order and self.resume_due is None:
+                self.resume_due = (serial, result.resume_after)
+            return False
+        return True
+
+    # --- retries ----------------------------------------------------------------------
+
+    def take_resume_due(self, now: float) -> None:
+        """Act on an out-of-order refusal noted during a submission."""
+        if self.resume_due is not None:
+            serial, resume_after = self.resume_due
+            self.resume_due = None
+            self.resume(serial, resume_after, now)
+
+    def resume(self, serial: int, resume_after: int, now: float) -> None:
+        """The leader refused ``serial``: its log lacks an earlier proposal of ours, and
+        holds our serials up to ``resume_after``. Send every pending proposal after that
+        again, in serial order (and nothing else). Refusals of the copies sent before
+        this resend say the same thing and are skipped; if the resent ones are lost as
+        well, the retry timer or the next leader change sends everything again."""
+        if self._resumed[0] == resume_after and serial <= self._resumed[1]:
+            return
+        serials = [s for s in self.pending if s > resume_after]
+        if not serials:
+            return
+        logger.debug("leader misses proposals after %d: resending %d", resume_after, len(serials))
+        self._resumed = (resume_after, serials[-1])
+        self._resubmit(serials, now)
+
+    def _resubmit(self, serials: list[int], now: float) -> None:
+        """Submit pending proposals again in the given (ascending serial) order. If one is
+        refused, or ``window`` have gone, it and every pending proposal after it are held
+        until a leader takes them."""
+        budget = self.window
+        for serial in serials:
+            proposal = self.pending.get(serial)
+            if proposal is None:
+                continue
+            if budget == 0 or not self._submit(proposal, now):
+                self.held = deque(s for s in self.pending if s >= serial)
+                return
+            budget -= 1
+        if serials and self.held and serials[-1] >= self.held[-1]:
+            self.held.clear()
+
+    def _resubmit_held(self, now: float) -> None:
+        """Submit held proposals, oldest first, until one is refused again or ``window``
+        are unacknowledged."""
+        held = self.held
+        while held and len(self.pending) - len(held) < self.window:
+            proposal = self.pending.get(held[0])
+            if proposal is not None and not self._submit(proposal, now):
+                return
+            held.popleft()
+
+    def resend_all(self, now: float) -> None:
+        """Every unacknowledged proposal again, in serial order (after a leader change, or
+        when the oldest has had no answer for the retry interval)."""
+        self._resumed = (-1, -1)
+        self._resubmit(list(self.pending), now)
+
+    def retry_stale(self, now: float, retry_after: float) -> None:
+        """Resend everything if the oldest proposal has had no answer for ``retry_after``.
+        Pending proposals are in the order they were last sent, so looking at the oldest
+        is enough and keeps this O(1) however many are in flight."""
+        oldest = next(iter(self.pending.values()), None)
+        if oldest is not None and now - oldest.sent_at > retry_after:
+            self.resend_all(now)
+
+    def after_round(
+        self,
+        outcomes: Sequence[ProposalOutcome],
+        *,
+        new_leader: bool,
+        leader_known: bool,
+        now: float,
+    ) -> None:
+        """Retry what a round of the core says failed, in serial order, once the core knows
+        the current leader: a new leader gets everything unacknowledged; otherwise the
+        failed ones go again, and held ones go once the leader takes proposals again.
+        An out-of-order refusal names where to resume: that resend covers the failed ones."""
+        failed, refused = self._failed_serials(outcomes)
+        if new_leader:
+            self.resend_all(now)
+        elif refused:
+            for serial, resume_after in refused:
+                self.resume(serial, resume_after, now)
+        elif failed:
+            self._resubmit([s for s in failed if not self.held or s < self.held[0]], now)
+        elif self.held and leader_known:
+            self._resubmit_held(now)
+
+    def _failed_serials(
+        self, outcomes: Iterable[ProposalOutcome]
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """Own pending proposals not known to be committed: those to retry, in serial order,
+        and the out-of-order refusals as (serial, resume_after). A duplicate (already in
+        the leader's log) is neither: it is acknowledged when applied."""
+        failed = []
+        refused = []
+        for outcome in outcomes:
+            if (
+                outcome.committed
+                or outcome.duplicate
+                or outcome.client_id != self.client_id
+                or outcome.serial not in self.pending
+            ):
+                continue
+            if outcome.out_of_order:
+                refused.append((outcome.serial, outcome.resume_after))
+            else:
+                failed.append(outcome)
+        if failed:
+            logger.debug("%d proposal(s) failed (%s); retrying", len(failed), failed[0].error)
+        return sorted(outcome.serial for outcome in failed), refused
+
+    # --- applied ----------------------------------------------------------------------
+
+    def acknowledge(self, serial: int) -> Proposal | None:
+        """Our proposal ``serial`` was applied (or refused by the state machine): forget it."""
+        return self.pending.pop(serial, None)
+
+    def applied_own_entry(self, serial: int, last_applied_serial: int, now: float) -> None:
+        """An entry of ours at ``serial`` was applied: a nick change or leave request took
+        effect (a message is acknowledged by the chat event), and anything a later serial
+        overtook is proposed again."""
+        proposal = self.pending.get(serial)
+        if proposal is not None and proposal.kind != "message":
+            del self.pending[serial]
+        self._repropose_overtaken(last_applied_serial, now)
+
+    def _repropose_overtaken(self, last_applied_serial: int, now: float) -> None:
+        """Pending proposals below our last applied serial can never apply (the session
+        drops them): propose them again under fresh serials, oldest first. O(1) unless one
+        was overtaken.
+
+        The leader appends a client's proposals only in order, so this takes a leader
+        whose log already held a higher serial of ours than a pending proposal: after a
+        restart whose clock-derived serials start below serials of the previous run still
+        in the log (the clock stepped back), or for a client the leader had forgotten. The
+        re-proposed message then commits after later ones, and its committed id differs
+        from the one ``propose`` returned (the ack still carries the returned id)."""
+        while self.pending:
+            oldest = next(iter(self.pending.values()))
+            if oldest.serial >= last_applied_serial:
+                return
+            self._repropose(oldest, last_applied_serial, now)
+
+    def _repropose(self, proposal: Proposal, last_applied_serial: int, now: float) -> None:
+        """Propose again under a fresh serial (its own one can no longer apply)."""
+        del self.pending[proposal.serial]
+        self.serial = max(self.serial, last_applied_serial) + 1
+        proposal.serial = self.serial
+        self.pending[proposal.serial] = proposal
+        self._enqueue(proposal, now)
+
+    def settle_after_snapshot(
+        self, last_applied_serial: int, own_indices: Mapping[int, int], now: float
+    ) -> Settled:
+        """Own proposals that a snapshot from the leader already covers never pass through
+        apply: acknowledge them now (their later retries are dropped as duplicates and must
+        not be mistaken for overtaken proposals, which would commit them twice).
+        ``own_indices`` maps our serials in the restored history to their indices."""
+        covered = [p for p in self.pending.values() if p.serial <= last_applied_serial]
+        acknowledged: list[tuple[Proposal, int]] = []
+        leave_applied = False
+        for proposal in covered:
+            index = own_indices.get(proposal.serial)
+            if index is not None:
+                del self.pending[proposal.serial]
+                acknowledged.append((proposal, index))
+            elif proposal.kind != "message":
+                del self.pending[proposal.serial]  # a nick change or leave took effect
+                leave_applied |= proposal.kind == "leave"
+            else:
+                # Not in the history: overtaken by a later serial (or older than the
+                # history window, which a pending proposal never is in practice).
+                self._repropose(proposal, last_applied_serial, now)
+        return Settled(tuple(acknowledged), leave_applied)

@@ -1,0 +1,822 @@
+"""The node runtime: drives one Raft core with storage, the WebRTC mesh and timers.
+
+The loop of work follows the core's Ready contract (:mod:`raftchat.raft.ready`):
+persist (one SQLite transaction, one fsync, for everything the core produced
+since the last round), then send, then apply committed entries to the chat
+state machine and publish what happened to the front ends (TUI or headless).
+Inputs — ticks, peer messages, local proposals — only mark work as due; one
+``_drain`` per event-loop turn handles them all, so a burst of messages is
+persisted with a single fsync (group commit).
+
+The parts live next door: own proposals in :mod:`.proposals`, lazy ticking in
+:mod:`.ticker`, membership automation in :mod:`.membership`, what the front ends
+see in :mod:`.events`, when to compact in :mod:`.compaction`. A quitting node asks
+to be removed, after handing over leadership if it leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from raftchat import chat
+from raftchat.net import LinkInfo, Mesh, MeshConfig, SignalingClient
+from raftchat.node.api import (
+    AckEvent,
+    ChatMessageEvent,
+    ErrorEvent,
+    Event,
+    MemberInfo,
+    NoticeEvent,
+    StatusEvent,
+    validate_chat_text,
+    validate_nick,
+)
+from raftchat.node.compaction import CompactionSchedule
+from raftchat.node.events import NodeView, Subscribers
+from raftchat.node.membership import MembershipPolicy, MembershipTracker
+from raftchat.node.proposals import ProposalKind, ProposalTracker
+from raftchat.node.ticker import LazyTicker
+from raftchat.raft import (
+    ConfigurationChanged,
+    Entry,
+    EntryKind,
+    LeaderChanged,
+    Message,
+    PersistentState,
+    ProposalResult,
+    RaftCore,
+    RaftSettings,
+    Ready,
+    RequestResult,
+    RequestVote,
+    RequestVoteResponse,
+    Role,
+    RoleChanged,
+    Snapshot,
+    TimeoutNow,
+    TransferAborted,
+    codec,
+    decode_configuration,
+)
+from raftchat.settings import Settings, adaptive_election_timeout_ms
+from raftchat.storage import Storage, StorageError, StorageFullError
+
+logger = logging.getLogger(__name__)
+
+_SIGNALING_STATES = {"closed": "disconnected"}
+_URGENT_KINDS = (RequestVote, RequestVoteResponse, TimeoutNow, ProposalResult)
+
+
+def _writes_to_disk(ready: Ready) -> bool:
+    """Whether ``ready`` has anything for ``Storage.save``."""
+    return bool(ready.hard_state or ready.entries or ready.snapshot or ready.truncate_from)
+
+
+def is_urgent(message: Message) -> bool:
+    """Whether ``message`` may overtake bulk traffic on a link: votes, leadership hand-over
+    and the answers to forwarded proposals, so an election or a hand-over is never stuck
+    behind a burst. AppendEntries (heartbeats included), snapshots and their responses
+    stay in order: letting empty heartbeats overtake entries stalled replication under
+    sustained bursts (a leader kept resending while followers appended nothing)."""
+    return type(message) in _URGENT_KINDS
+
+
+@dataclass(frozen=True)
+class RuntimeTuning:
+    """Knobs of the runtime that are not user settings (tests shorten some of them)."""
+
+    presence_grace_s: float = 3.0
+    """A member missing from presence this long counts as gone (a signaling server that
+    restarts reports peers one by one as they reconnect: that is not a departure)."""
+    membership_interval_s: float = 0.1
+    """How often the leader reconsiders membership."""
+    status_interval_s: float = 0.2
+    """At most this often a StatusEvent / MembersEvent is published."""
+    retry_after_s: float = 5.0
+    """An unacknowledged proposal is sent again after this long without an answer (and a
+    forwarded one counts as failed): long enough for a busy leader to get through a full
+    window of proposals, since resending them then only adds to its load. A leader change
+    resends at once, and the reliable links lose nothing while they stay up."""
+    leave_timeout_s: float = 5.0
+    """How long a quitting node waits for its removal (and leadership hand-over)."""
+    removal_wait_s: float = 1.0
+    """After its leave request commits, how long a quitting node waits to see its removal."""
+    silent_link_reset_s: float = 2.0
+    """A leader reconnects to a member it has not heard from this long (at most this
+    often): a peer that restarted may otherwise wait for the mesh's connect timeout."""
+    adapt_interval_s: float = 1.0
+    """How often the election timeout is adapted to the links' round-trip times."""
+    max_apply_per_turn: int = 8192
+    max_unacknowledged_proposals: int = 1024
+    """Own proposals sent but not yet acknowledged; later ones wait in order. A follower
+    that forwarded a whole burst at once had its proposals time out before the leader got
+    through them, and resent all of them: more load exactly when the leader is behind."""
+
+
+class NodeError(Exception):
+    """The node cannot go on (its storage failed); the message says what to do."""
+
+
+class Node:
+    """One member of one channel: the :class:`~raftchat.node.api.ChatNode` a front end uses."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        *,
+        server_url: str | None = None,
+        nick: str | None = None,
+        tuning: RuntimeTuning | None = None,
+        rng: random.Random | None = None,
+        passphrase: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tuning = tuning = tuning or RuntimeTuning()
+        self._passphrase = passphrase
+        self._storage = storage
+        self._server_url = server_url or settings.server_url
+        self._rng = rng or random.Random()
+        nick = validate_nick(nick or settings.nick or f"user-{storage.node_id[:4]}")
+        self.view = NodeView(storage.node_id, nick)
+        self.subscribers = Subscribers()
+        self.membership = MembershipTracker(
+            storage.node_id,
+            MembershipPolicy(
+                presence_grace_s=tuning.presence_grace_s,
+                member_timeout_s=settings.member_timeout_s,
+                max_voters=settings.max_voters,
+                silent_link_reset_s=tuning.silent_link_reset_s,
+            ),
+        )
+        self.ticker = LazyTicker(lambda: self.core, settings.tick_ms, self._schedule_drain)
+        self.compaction = CompactionSchedule(
+            settings.compaction_threshold, settings.catchup_entries
+        )
+        self._auth_errors: dict[str, str] = {}
+        self._links: dict[str, LinkInfo] = {}
+        self._malformed: dict[str, int] = {}
+        self._spoofed: dict[str, int] = {}
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_waiters: list[tuple[int, asyncio.Future[int]]] = []
+        self._next_read_id = 1
+        self._signaling_state = "connecting"
+        self._drain_scheduled = False
+        self._held_ready: Ready | None = None
+        """Refused by a full disk: written again before anything newer."""
+        self._writing: Ready | None = None
+        """Its early messages are sent, its write is next: newer Readies wait for it."""
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._removed = asyncio.Event()
+        self._leave_committed = asyncio.Event()
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._election_timeout_ms = settings.election_timeout_min_ms
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mesh: Mesh | None = None
+        self._signaling: SignalingClient | None = None
+
+        persisted = storage.load()
+        snapshot = persisted.snapshot
+        self.chat = self._restore_chat(snapshot)
+        applied = snapshot.meta.index if snapshot else 0
+        self._published_through = applied
+        """The index of the last message published (or in the restored history)."""
+        self.core = RaftCore(
+            self._raft_settings(self._election_timeout_ms),
+            PersistentState(persisted.hard_state, snapshot, persisted.entries, applied),
+            self._rng,
+        )
+        if snapshot is not None:
+            configuration = snapshot.meta.configuration
+            self.chat.apply_membership(applied, configuration.voters, configuration.learners)
+        self._restore_client_serials()
+        self.proposals = ProposalTracker(
+            self.node_id,
+            self._submit,
+            tuning.max_unacknowledged_proposals,
+            first_serial=max(self.chat.last_serial(self.node_id), time.time_ns() // 1000),
+        )
+
+    # --- ChatNode interface ---------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._storage.node_id
+
+    @property
+    def nick(self) -> str:
+        return self.view.nick
+
+    @property
+    def channel(self) -> str:
+        return self._storage.channel
+
+    def history(self) -> Sequence[ChatMessageEvent]:
+        return [self.view.message_event(self.chat, message) for message in self.chat.history()]
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        return self.subscribers.subscribe()
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        self.subscribers.unsubscribe(queue)
+
+    def send_chat(self, text: str, action: bool = False) -> str:
+        text = validate_chat_text(text)
+        command = chat.ChatMessage(self.nick, text, time.time_ns() // 1_000_000, action)
+        return self._propose_command(command, "message")
+
+    async def set_nick(self, nick: str) -> None:
+        self.view.nick = validate_nick(nick)
+        self._propose_command(chat.NickChange(self.nick), "nick")
+
+    def status(self) -> StatusEvent:
+        return self._status_event()
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        return self._members_info()
+
+    async def leave(self) -> None:
+        """Hand over leadership if leading, ask to be removed, wait briefly, then stop."""
+        if self._stopped.is_set() or self._closing:
+            return
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._depart(), self.tuning.leave_timeout_s)
+        except TimeoutError:
+            logger.warning("left without confirmation of removal (timed out)")
+        await self.stop()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect to the signaling server and the peers; begin ticking."""
+        self._loop = asyncio.get_running_loop()
+        self._signaling = SignalingClient(
+            self._server_url,
+            self.channel,
+            self.node_id,
+            self._storage.reconnect_token,
+            self,
+        )
+        self._mesh = Mesh(
+            self.node_id,
+            self._signaling,
+            MeshConfig(
+                ice_servers=tuple(self.settings.ice_servers),
+                relay_only=self.settings.relay_only,
+                ice_host=self.settings.ice_host,
+                signaling_url=self._server_url,
+                channel=self.channel,
+                passphrase=self._passphrase,
+            ),
+            on_message=self._on_frame,
+            on_link_change=self._on_link_change,
+        )
+        self._signaling.set_role(self._role_hint())
+        await self._signaling.start()
+        if self._is_blank() and not self._signaling.peers:
+            logger.info("first node of channel %s: starting a one-node cluster", self.channel)
+            self.core.bootstrap()
+        elif self._is_blank():
+            logger.info("channel %s has peers: waiting to be added", self.channel)
+        self._tasks = [
+            asyncio.create_task(self.ticker.run(), name="raftchat-tick"),
+            asyncio.create_task(self._housekeeping_loop(), name="raftchat-housekeeping"),
+        ]
+        self._schedule_drain()
+
+    async def stop(self) -> None:
+        """Stop at once (no removal): close links, the signaling connection and storage."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stopped.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._mesh is not None:
+            await self._mesh.close()
+        if self._signaling is not None:
+            await self._signaling.close()
+        self._storage.close()
+        for future in list(self._reads.values()):
+            if not future.done():
+                future.set_exception(NodeError("node stopped"))
+        self._publish_status()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    @property
+    def mesh(self) -> Mesh | None:
+        """The mesh (tests inject faults through its engine's frame filter)."""
+        return self._mesh
+
+    async def read_index(self) -> int:
+        """A linearizable read barrier: returns once this node has applied every entry
+        committed before the call (the leader confirmed it still leads)."""
+        request_id = self._next_read_id
+        self._next_read_id += 1
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.ticker.catch_up()
+        result = self.core.read_index(request_id)
+        if not result.ok:
+            raise NodeError(result.error)
+        self._reads[request_id] = future
+        self._schedule_drain()
+        return await future
+
+    # --- inputs -------------------------------------------------------------------------
+
+    def _propose_command(self, command: chat.Command, kind: ProposalKind) -> str:
+        if self._stopped.is_set():
+            raise NodeError("the node has stopped")
+        return self.proposals.propose(chat.encode_command(command), kind, time.monotonic())
+
+    def _submit(self, data: bytes, serial: int, prev_serial: int) -> RequestResult:
+        """The proposal tracker's way into the core."""
+        self.ticker.catch_up()
+        result = self.core.propose(data, self.node_id, serial, prev_serial)
+        self._schedule_drain()
+        return result
+
+    def _on_frame(self, peer: str, data: bytes) -> None:
+        try:
+            message = codec.decode(data)
+        except codec.CodecError as error:
+            self._malformed[peer] = self._malformed.get(peer, 0) + 1
+            logger.debug("dropped malformed frame from %s: %s", peer, error)
+            return
+        if message.sender != peer:
+            self._spoofed[peer] = self._spoofed.get(peer, 0) + 1
+            logger.warning("dropped message from %s claiming to be %s", peer, message.sender)
+            return
+        self.membership.heard_from(peer, time.monotonic())
+        self.ticker.catch_up()
+        self.core.step(message)
+        self._schedule_drain()
+
+    # SignalingListener: presence, relayed signals, connection state.
+
+    def on_peers(self, peers: frozenset[str]) -> None:
+        self._on_presence(peers)
+
+    def on_signal(self, sender: str, payload: dict) -> None:
+        if self._mesh is not None:
+            self._mesh.handle_signal(sender, payload)
+
+    def on_state(self, state: str) -> None:
+        self._on_signaling_state(state)
+
+    def _wanted_links(self) -> frozenset[str]:
+        signaling = self._signaling
+        return self.membership.wanted_links(
+            self.core.configuration,
+            leader_known=bool(self.core.leader),
+            peer_roles=signaling.peer_roles if signaling is not None else {},
+        )
+
+    def _update_links(self) -> None:
+        if self._signaling is not None:
+            self._signaling.set_role(self._role_hint())
+        if self._mesh is not None and not self._stopped.is_set():
+            self._mesh.set_peers(self._wanted_links())
+
+    def _role_hint(self) -> str:
+        """What this node tells the channel it is, so newcomers link only to voters."""
+        configuration = self.core.configuration
+        if self.node_id in configuration.voters:
+            return "voter"
+        return "learner" if self.node_id in configuration.learners else "none"
+
+    def _on_presence(self, peers: frozenset[str]) -> None:
+        returned = self.membership.presence_changed(
+            peers, self.core.configuration.members, time.monotonic()
+        )
+        if returned and self._mesh is not None and self._signaling_state == "connected":
+            links = self._mesh.links()
+            for peer in returned & links.keys() & self._wanted_links():
+                # Offers made while the peer was away went nowhere: start over now rather
+                # than after the mesh's connect timeout. An open link stays (that peer's
+                # signaling connection flapped, or a restarted peer asks for a new one).
+                if links[peer].state != "open":
+                    self._mesh.reset_link(peer)
+        self._update_links()
+
+    def _on_signaling_state(self, state: str) -> None:
+        self._signaling_state = _SIGNALING_STATES.get(state, state)
+        if state == "connected" and self._signaling is not None:
+            self._on_presence(self._signaling.peers)
+        self._publish_status()
+
+    def _on_link_change(self, peer: str, info: LinkInfo) -> None:
+        self._links[peer] = info
+        if info.auth_error and self._auth_errors.get(peer) != info.auth_error:
+            self._publish(ErrorEvent(info.auth_error))  # e.g. a wrong passphrase
+        if info.auth_error:
+            self._auth_errors[peer] = info.auth_error
+        else:
+            self._auth_errors.pop(peer, None)
+        self._publish_members()
+
+    async def _housekeeping_loop(self) -> None:
+        last_membership = last_status = last_adapt = 0.0
+        while True:
+            await asyncio.sleep(self.tuning.membership_interval_s)
+            now = time.monotonic()
+            if now - last_membership >= self.tuning.membership_interval_s:
+                last_membership = now
+                self._manage_membership(now)
+                self._reset_silent_links(now)
+                self.proposals.retry_stale(now, self.tuning.retry_after_s)
+            if now - last_adapt >= self.tuning.adapt_interval_s:
+                last_adapt = now
+                self._adapt_election_timeout()
+            if now - last_status >= self.tuning.status_interval_s:
+                last_status = now
+                self._publish_status()
+                self._publish_members()
+            if self._held_ready is not None:
+                self._schedule_drain()
+
+    # --- the Ready loop ---------------------------------------------------------------
+
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled and not self._stopped.is_set() and self._loop is not None:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        if self._stopped.is_set() or self._writing is not None:
+            return  # the deferred write drains again when it is done
+        self.proposals.take_resume_due(time.monotonic())
+        for _ in range(64):
+            ready, self._held_ready = self._held_ready, None
+            if ready is None:
+                if not self.core.has_ready():
+                    break
+                ready = self.core.ready()
+                self._send(ready.early_messages)  # once, even if the write is retried
+                if ready.early_messages and self._loop is not None and _writes_to_disk(ready):
+                    # Write once the loop has put them on the wire, so the followers store
+                    # them meanwhile: a link flushes in the next loop iteration and aiortc's
+                    # SCTP sends in a task it starts then, hence two hops.
+                    self._writing = ready
+                    self._loop.call_soon(self._loop.call_soon, self._write_deferred, ready)
+                    return
+            if not self._write_and_act(ready):
+                return
+        else:
+            self._schedule_drain()  # more work: yield to the loop first
+        self._maybe_compact()
+        self.ticker.retick_if_sooner()
+
+    def _write_deferred(self, ready: Ready) -> None:
+        self._writing = None
+        if not self._stopped.is_set() and self._write_and_act(ready):
+            self._drain()
+
+    def _write_and_act(self, ready: Ready) -> bool:
+        """Store what ``ready`` asks for, then act on it; False if the disk refused."""
+        try:
+            if ready.compacted is not None:
+                self._storage.compact(ready.compacted)
+            if _writes_to_disk(ready):
+                self._storage.save(
+                    ready.hard_state, ready.entries, ready.truncate_from or None, ready.snapshot
+                )
+        except StorageError as error:
+            self._storage_failed(ready, error)
+            return False
+        self._act(ready)
+        self.core.advance(ready)
+        return True
+
+    def _storage_failed(self, ready: Ready, error: StorageError) -> None:
+        """A full disk holds ``ready`` for a retry; any other failure stops the node."""
+        if isinstance(error, StorageFullError):
+            self._held_ready = ready
+            self._publish(ErrorEvent(f"cannot store the log, retrying: {error}"))
+            return
+        self._publish(ErrorEvent(f"storage failed, stopping: {error}"))
+        logger.error("storage failed: %s", error)
+        self._stopped.set()  # nothing more is sent or applied
+        if self._loop is not None:
+            self._loop.create_task(self.stop())
+
+    def _send(self, messages: list[tuple[str, Message]]) -> None:
+        mesh = self._mesh
+        if mesh is not None:
+            for to, message in messages:
+                mesh.send(to, codec.encode(message), is_urgent(message))
+
+    def _act(self, ready: Ready) -> None:
+        self._send(ready.messages)
+        if ready.snapshot is not None:
+            self._install_snapshot(ready.snapshot)
+        for entry in ready.committed_entries:
+            self._apply(entry)
+        for read_state in ready.read_states:
+            future = self._reads.pop(read_state.request_id, None)
+            if future is None or future.done():
+                continue
+            if read_state.error:
+                future.set_exception(NodeError(read_state.error))
+            else:
+                self._read_waiters.append((read_state.index, future))
+        if self._read_waiters:
+            self._serve_reads()
+        new_leader = False
+        for event in ready.events:
+            self._on_core_event(event)
+            new_leader |= isinstance(event, LeaderChanged) and bool(event.leader)
+        self.proposals.after_round(
+            ready.proposal_outcomes,
+            new_leader=new_leader,
+            leader_known=bool(self.core.leader),
+            now=time.monotonic(),
+        )
+
+    def _serve_reads(self) -> None:
+        applied = self.chat.last_applied_index
+        waiting = []
+        for index, future in self._read_waiters:
+            if index <= applied:
+                if not future.done():
+                    future.set_result(index)
+            else:
+                waiting.append((index, future))
+        self._read_waiters = waiting
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        self.chat = self._restore_chat(snapshot)
+        self.compaction.clear()
+        configuration = snapshot.meta.configuration
+        self.chat.apply_membership(
+            snapshot.meta.index, configuration.voters, configuration.learners
+        )
+        self._publish(NoticeEvent("info", "caught up from a snapshot", time.time()))
+        self._restore_client_serials()
+        # Only what front ends have not seen: a member that fell behind keeps a view
+        # whose indices only grow (history() has the rest).
+        for message in self.chat.history():
+            if message.index > self._published_through:
+                self._publish_message(message)
+        own_indices = {
+            message.serial: message.index
+            for message in self.chat.history()
+            if message.client_id == self.node_id
+        }
+        settled = self.proposals.settle_after_snapshot(
+            self.chat.last_serial(self.node_id), own_indices, time.monotonic()
+        )
+        for proposal, index in settled.acknowledged:
+            if proposal.kind == "message":
+                self._publish(AckEvent(proposal.message_id, index))
+        if settled.leave_applied:
+            self._leave_committed.set()
+
+    def _restore_client_serials(self) -> None:
+        """Tell the core each client's last applied serial (after restoring the chat from a
+        snapshot), so a leader keeps the order of clients whose entries were compacted."""
+        chat_state = self.chat
+        self.core.restore_client_serials(
+            {client_id: chat_state.last_serial(client_id) for client_id in chat_state.nicks()}
+        )
+
+    def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
+        if snapshot is None or not snapshot.data:
+            return chat.ChatState(history_limit=self.settings.history_window)
+        return chat.ChatState.restore(snapshot.data, history_limit=self.settings.history_window)
+
+    def _maybe_compact(self) -> None:
+        applied = self.chat.last_applied_index
+        log = self.core.log
+        if self.compaction.wants_snapshot(applied, log.snapshot_index):
+            self.compaction.add(applied, self.chat.snapshot())
+        target = self.compaction.due(applied, log.snapshot_index)
+        if target is not None:
+            self.core.compact(*target)
+            self._schedule_drain()
+
+    # --- applying -------------------------------------------------------------------
+
+    def _apply(self, entry: Entry) -> None:
+        events = self.chat.apply(entry)
+        if entry.kind == EntryKind.CONFIG:
+            try:
+                configuration = decode_configuration(entry.data)
+            except ValueError as error:
+                logger.error("configuration entry %d unreadable: %s", entry.index, error)
+            else:
+                events += self.chat.apply_membership(
+                    entry.index, configuration.voters, configuration.learners
+                )
+        for event in events:
+            self._on_chat_event(event)
+        if entry.client_id == self.node_id and self.proposals:
+            self.proposals.applied_own_entry(
+                entry.serial, self.chat.last_serial(self.node_id), time.monotonic()
+            )
+
+    def _on_chat_event(self, event: chat.ChatEvent) -> None:
+        own = getattr(event, "client_id", None) == self.node_id
+        match event:
+            case chat.MessageApplied():
+                self._publish_message(event)
+                if own:
+                    self._acknowledge(event.serial, event.index)
+            case chat.DuplicateDropped() if own:
+                if event.original_index and event.serial in self.proposals.pending:
+                    self._acknowledge(event.serial, event.original_index)
+                # Otherwise it never applied and was overtaken by a later serial of ours:
+                # ``_apply`` proposes it again.
+            case chat.InvalidCommand() if own:
+                self.proposals.acknowledge(event.serial)
+                self._publish(ErrorEvent(f"message refused by the channel: {event.reason}"))
+            case chat.LeaveRequested():
+                self.membership.leave_requested(event.client_id)
+                if own:
+                    self._leave_committed.set()
+            case chat.MemberLeft() if event.node_id == self.node_id:
+                self._removed.set()
+        notice = self.view.notice_for(self.chat, event)
+        if notice is not None:
+            self._publish(notice)
+
+    def _acknowledge(self, serial: int, index: int) -> None:
+        proposal = self.proposals.acknowledge(serial)
+        if proposal is not None and proposal.kind == "message":
+            self._publish(AckEvent(proposal.message_id, index))
+
+    def _on_core_event(self, event: object) -> None:
+        match event:
+            case LeaderChanged(leader=leader):
+                if self.node_id in self.core.configuration.learners:
+                    self._update_links()  # a learner that knows no leader links to everyone
+                if leader:
+                    self._publish(self.view.leader_notice(self.chat, leader, event.term))
+            case ConfigurationChanged():
+                self._update_links()
+                self._publish_status()
+            case RoleChanged(role=Role.LEADER):
+                self.membership.became_leader(self.core.configuration.members, time.monotonic())
+                self._publish_status()
+            case RoleChanged():
+                self._publish_status()
+            case TransferAborted(target=target, reason=reason):
+                logger.info("leadership transfer to %s aborted: %s", target, reason)
+
+    # --- membership -----------------------------------------------------------------
+
+    def _manage_membership(self, now: float) -> None:
+        status = self.core.status()
+        if status.role is not Role.LEADER or self._closing:
+            return
+        decision = self.membership.next_change(
+            status,
+            self._signaling.peers if self._signaling else frozenset(),
+            self._signaling_state == "connected",
+            self._links,
+            now,
+        )
+        if decision is None:
+            return
+        change, unreachable = decision
+        self.ticker.catch_up()
+        method = getattr(self.core, change.kind)
+        result = method(change.node_id)
+        if result.ok:
+            logger.info("membership: %s %s (%s)", change.kind, change.node_id, change.reason)
+            self.membership.change_made(change, unreachable, now)
+            self._schedule_drain()
+
+    def _reset_silent_links(self, now: float) -> None:
+        if self._mesh is None or self.core.role is not Role.LEADER:
+            return
+        for member in self.membership.silent_members(self.core.configuration.members, now):
+            if self._mesh.reset_link(member):
+                logger.info(
+                    "no word from %s for %.1f s: reconnecting",
+                    member,
+                    self.tuning.silent_link_reset_s,
+                )
+
+    async def _depart(self) -> None:
+        status = self.core.status()
+        members = status.configuration.members
+        if not members or members == {self.node_id}:
+            return
+        if status.role is Role.LEADER:
+            await self._hand_over_leadership()
+            if self.node_id not in self.core.configuration.members:
+                return  # removed itself while handing over
+        self._propose_command(chat.Leave(), "leave")
+        # Once the request is committed the leader removes this node whether or not it is
+        # still here (the new configuration's quorum excludes it); a removed node is not
+        # told, so only wait a moment for the removal itself.
+        await self._leave_committed.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._removed.wait(), self.tuning.removal_wait_s)
+
+    async def _hand_over_leadership(self) -> None:
+        status = self.core.status()
+        voters = status.configuration.voters - {self.node_id}
+        candidates = sorted(
+            (p for p in status.progress if p.node_id in voters),
+            key=lambda p: (p.recent_active, p.match),
+            reverse=True,
+        )
+        if not candidates:
+            return
+        target = candidates[0].node_id
+        self.ticker.catch_up()
+        result = self.core.transfer_leadership(target)
+        self._schedule_drain()
+        if not result.ok:
+            logger.info("cannot hand leadership to %s: %s", target, result.error)
+        tick = self.settings.tick_ms / 1000
+        while self.core.role is Role.LEADER and self.core.status().transfer_target:
+            await asyncio.sleep(tick)
+        if self.core.role is not Role.LEADER:
+            return
+        # The transfer failed (the target fell behind or went quiet): remove this node
+        # instead; once that commits the core steps down and wakes an up-to-date voter.
+        logger.info("leadership transfer failed; removing this node directly")
+        self.ticker.catch_up()
+        result = self.core.remove(self.node_id)
+        self._schedule_drain()
+        if not result.ok:
+            logger.warning("cannot remove this node: %s", result.error)
+            return
+        while self.core.role is Role.LEADER:
+            await asyncio.sleep(tick)
+
+    # --- timers -----------------------------------------------------------------------
+
+    def _adapt_election_timeout(self) -> None:
+        if not self.settings.adaptive_election_timeout:
+            return
+        latencies = [info.rtt_ms / 2 for info in self._links.values() if info.rtt_ms is not None]
+        effective = adaptive_election_timeout_ms(self.settings, latencies)
+        if effective != self._election_timeout_ms:
+            self._election_timeout_ms = effective
+            self.core.settings = self._raft_settings(effective)
+            self.ticker.retick_if_sooner()
+            logger.info("election timeout adapted to %d ms", effective)
+
+    def _raft_settings(self, election_timeout_ms: int) -> RaftSettings:
+        settings = self.settings
+        return RaftSettings(
+            node_id=self._storage.node_id,
+            election_timeout_ticks=settings.ms_to_ticks(election_timeout_ms),
+            heartbeat_ticks=settings.ms_to_ticks(settings.heartbeat_ms),
+            request_timeout_ticks=settings.ms_to_ticks(round(self.tuning.retry_after_s * 1000)),
+        )
+
+    # --- publishing -----------------------------------------------------------------
+
+    def _publish(self, event: Event) -> None:
+        self.subscribers.publish(event)
+
+    def _publish_message(self, message: chat.MessageApplied) -> None:
+        self._published_through = message.index
+        self._publish(self.view.message_event(self.chat, message))
+
+    def _publish_status(self) -> None:
+        self.subscribers.publish_status(self._status_event())
+
+    def _publish_members(self) -> None:
+        self.subscribers.publish_members(self._members_info())
+
+    def _status_event(self) -> StatusEvent:
+        return self.view.status_event(
+            self.core.status(),
+            applied_index=self.chat.last_applied_index,
+            election_timeout_ms=self._election_timeout_ms,
+            messages_dropped=sum(self._malformed.values()) + sum(self._spoofed.values()),
+            stopped=self._stopped.is_set(),
+            signaling_state=self._signaling_state,
+        )
+
+    def _members_info(self) -> tuple[MemberInfo, ...]:
+        return self.view.members_info(self.core.status(), self.chat, self._links)
+
+    def _is_blank(self) -> bool:
+        status = self.core.status()
+        return status.term == 0 and status.last_index == 0 and not status.configuration.members

@@ -1,0 +1,109 @@
+"""Membership configurations: the ones in the log, and single-server changes to them.
+
+A configuration takes effect as soon as its entry is appended to a log (not
+when it commits), and reverts if that entry is truncated away; so every node
+keeps the list of configuration entries past its snapshot. The ``data`` of a
+CONFIG entry is the codec's encoding of the configuration (the same one the
+wire and the snapshot metadata use).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .codec import decode_configuration
+from .messages import Configuration, Entry, EntryKind, NodeId
+from .reasons import Reason
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigurationHistory:
+    """The configurations found in the log past the snapshot, newest last."""
+
+    def __init__(self, base_index: int, base: Configuration) -> None:
+        self._base_index = base_index
+        self._base = base
+        self._changes: list[tuple[int, Configuration]] = []
+
+    @property
+    def current(self) -> Configuration:
+        return self._changes[-1][1] if self._changes else self._base
+
+    @property
+    def current_index(self) -> int:
+        """Index of the entry that set the current configuration (snapshot index if none)."""
+        return self._changes[-1][0] if self._changes else self._base_index
+
+    def at(self, index: int) -> Configuration:
+        """The configuration in force once the log is applied up to ``index``."""
+        result = self._base
+        for change_index, configuration in self._changes:
+            if change_index > index:
+                break
+            result = configuration
+        return result
+
+    def observe(self, entries: list[Entry] | tuple[Entry, ...]) -> bool:
+        """Record the CONFIG entries among freshly appended ``entries``; True if any."""
+        changed = False
+        for entry in entries:
+            if entry.kind == EntryKind.CONFIG:
+                try:
+                    configuration = decode_configuration(entry.data)
+                except ValueError as error:
+                    logger.error("ignoring configuration entry %d: %s", entry.index, error)
+                    continue
+                self._changes.append((entry.index, configuration))
+                changed = True
+        return changed
+
+    def truncate_from(self, index: int) -> bool:
+        """Forget configurations of entries at ``index`` and later; True if any."""
+        before = len(self._changes)
+        while self._changes and self._changes[-1][0] >= index:
+            self._changes.pop()
+        return len(self._changes) != before
+
+    def compact_to(self, index: int) -> None:
+        """The log prefix up to ``index`` became a snapshot."""
+        self._base = self.at(index)
+        self._base_index = max(self._base_index, index)
+        self._changes = [(i, c) for i, c in self._changes if i > index]
+
+    def reset(self, index: int, configuration: Configuration) -> None:
+        """The whole log was replaced by a snapshot ending at ``index``."""
+        self._base_index = index
+        self._base = configuration
+        self._changes = []
+
+
+# --- single-server changes ---------------------------------------------------------
+
+
+class ConfigurationChangeError(ValueError):
+    """A membership change that makes no sense for the current configuration."""
+
+
+def with_learner(current: Configuration, node_id: NodeId) -> Configuration:
+    """``current`` with ``node_id`` added as a learner (it must not be a member yet)."""
+    if node_id in current.members:
+        kind = "voter" if node_id in current.voters else "learner"
+        raise ConfigurationChangeError(Reason.ALREADY_MEMBER.format(node=node_id, kind=kind))
+    return Configuration(voters=current.voters, learners=current.learners | {node_id})
+
+
+def with_learner_promoted(current: Configuration, node_id: NodeId) -> Configuration:
+    """``current`` with the learner ``node_id`` turned into a voter."""
+    if node_id not in current.learners:
+        raise ConfigurationChangeError(Reason.NOT_A_LEARNER.format(node=node_id))
+    return Configuration(voters=current.voters | {node_id}, learners=current.learners - {node_id})
+
+
+def without_member(current: Configuration, node_id: NodeId) -> Configuration:
+    """``current`` without ``node_id`` (a voter or a learner; never the last voter)."""
+    if node_id not in current.members:
+        raise ConfigurationChangeError(Reason.NOT_A_MEMBER.format(node=node_id))
+    if current.voters == {node_id}:
+        raise ConfigurationChangeError(Reason.LAST_VOTER.format(node=node_id))
+    return Configuration(voters=current.voters - {node_id}, learners=current.learners - {node_id})

@@ -1,0 +1,41 @@
+"""Why the core refused or failed a request, in words a user can act on.
+
+Results and outcomes carry these texts in their ``error`` field; the runtime shows
+them as they are.
+"""
+
+from __future__ import annotations
+
+
+class Reason:
+    """Texts of rejections and failures: what went wrong and what to do."""
+
+    NO_LEADER = "no leader is known right now; retry after an election"
+    NOT_LEADER = "this node is not the leader; send the request to the leader"
+    TRANSFERRING = "leadership transfer in progress; retry shortly (at the new leader)"
+    TOO_LARGE = "proposal too large ({size} bytes, limit {limit}); send less data"
+    TOO_MANY_UNCOMMITTED = "too many uncommitted entries ({count}); retry later"
+    NO_OWN_TERM_COMMIT = (
+        "the leader has not committed an entry of its term yet; retry the change shortly"
+    )
+    CHANGE_PENDING = "configuration change at index {index} is not committed yet; retry after it"
+    ALREADY_MEMBER = "{node} is already a member ({kind}); nothing to add"
+    NOT_A_MEMBER = "{node} is not a member; nothing to remove"
+    NOT_A_LEARNER = "{node} is not a learner; only learners can be promoted"
+    LAST_VOTER = "{node} is the only voter; add and promote another member first"
+    BAD_NODE_ID = "node id must be a non-empty string"
+    NOT_A_VOTER = "{node} is not a voter; only voters can become leader"
+    ALREADY_LEADER = "{node} is already the leader"
+    LEADERSHIP_LOST = "leadership lost before the request completed; retry"
+    LEADER_CHANGED = "the leader changed before answering; retry (duplicates are dropped)"
+    TIMED_OUT = "no answer from the leader in time; retry (duplicates are dropped)"
+    OVERWRITTEN = "the entry was replaced after a leader change; retry (duplicates are dropped)"
+    UNKNOWN = "the outcome is covered by a snapshot and unknown; retry (duplicates are dropped)"
+    OUT_OF_ORDER = (
+        "proposal {serial} of client {client} follows serial {prev}, but the client's last "
+        "serial in the leader's log is {last}; send every proposal after {last} again, in order"
+    )
+    DUPLICATE = "already in the leader's log; it applies in its place (nothing to resend)"
+    TRANSFER_TIMED_OUT = "the target did not take over within an election timeout"
+    TRANSFER_SUPERSEDED = "another transfer was requested"
+    TRANSFER_TARGET_REMOVED = "the target left the configuration"

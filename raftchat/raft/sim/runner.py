@@ -1,0 +1,59 @@
+"""Running many seeds, reporting failures, and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from .simulation import SimResult, SimSettings, Simulation
+
+DESCRIPTION = "Deterministic fault simulator for the Raft core."
+
+
+def run_seeds(
+    seeds: int,
+    start: int = 0,
+    nodes: int | None = None,
+    settings: SimSettings | None = None,
+    report: Callable[[SimResult], None] | None = None,
+    stop_at_first: bool = False,
+) -> list[SimResult]:
+    """Run ``seeds`` schedules from ``start``; return (and ``report``) the failing ones."""
+    failures = []
+    for seed in range(start, start + seeds):
+        result = Simulation(seed, nodes, settings).run()
+        if not result.ok:
+            failures.append(result)
+            if report is not None:
+                report(result)
+            if stop_at_first:
+                break
+    return failures
+
+
+def format_failure(result: SimResult) -> str:
+    lines = [f"VIOLATION seed={result.seed} nodes={result.nodes}: {result.violations[0]}"]
+    lines.append(f"  last {len(result.trace)} events:")
+    lines.extend(f"    {line}" for line in result.trace)
+    lines.append(f"  replay: python -m raftchat.raft.sim --seed {result.seed} --seeds 1")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m raftchat.raft.sim", description=DESCRIPTION)
+    parser.add_argument("--seeds", type=int, default=100, help="how many schedules to run")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--nodes", type=int, default=None, help="initial voters (1-7)")
+    args = parser.parse_args(argv)
+    if args.nodes is not None and not 1 <= args.nodes <= 7:
+        parser.error("--nodes must be between 1 and 7")
+    started = time.monotonic()
+    failures = run_seeds(
+        args.seeds, args.seed, args.nodes, report=lambda r: print(format_failure(r), flush=True)
+    )
+    elapsed = time.monotonic() - started
+    print(f"elapsed={elapsed:.1f}s", file=sys.stderr)
+    print(f"seeds={args.seeds} violations={len(failures)}")
+    return 1 if failures else 0
