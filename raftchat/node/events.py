@@ -142,9 +142,7 @@ class NodeView:
         return tuple(members)
 
     @staticmethod
-    def message_event(
-        chat_state: chat.ChatState, message: chat.MessageApplied
-    ) -> ChatMessageEvent:
+    def message_event(chat_state: chat.ChatState, message: chat.MessageApplied) -> ChatMessageEvent:
         return ChatMessageEvent(
             index=message.index,
             id=message.id,
@@ -155,9 +153,7 @@ class NodeView:
             action=message.action,
         )
 
-    def notice_for(
-        self, chat_state: chat.ChatState, event: chat.ChatEvent
-    ) -> NoticeEvent | None:
+    def notice_for(self, chat_state: chat.ChatState, event: chat.ChatEvent) -> NoticeEvent | None:
         """The notice a membership or nick event shows, if any."""
         now = time.time()
         match event:
