@@ -30,6 +30,17 @@ def _headless_commands() -> str:
     return ", ".join(command.usage for command in HEADLESS_COMMANDS.commands.values())
 
 
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     from raftchat.net.signaling.server import run_server
 
@@ -62,6 +73,7 @@ def _join(args: argparse.Namespace) -> int:
         ice_credential=args.ice_credential,
         relay_only=args.relay_only,
         ice_host=args.ice_host,
+        commit_timeout_s=args.commit_timeout,
     )
     return join(options)
 
@@ -179,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--data-dir", help="where this node keeps its log")
     join.add_argument("--headless", action="store_true", help="JSON lines on stdout, no TUI")
     join.add_argument("--config", help="settings file (default: the user config dir)")
+    join.add_argument(
+        "--commit-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="--headless: at end of input (or /quit), wait at most this long for the "
+        "messages sent to commit before leaving; exit status 3 if some did not (default 30)",
+    )
     join.add_argument(
         "--passphrase",
         action="store_true",

@@ -47,15 +47,32 @@ class FakeNode:
         self.left = asyncio.Event()
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._stopped = asyncio.Event()
+        self.acks_held: list[tuple[str, str]] | None = None
 
     def send_chat(self, text: str, action: bool = False) -> str:
         if not text.strip():
             raise EmptyMessageError("empty message: type some text")
         self.sent.append((text, action))
-        self.queue.put_nowait(
-            ChatMessageEvent(len(self.sent), f"n1:{len(self.sent)}", "n1", "ada", text, 1.0)
-        )
-        return f"n1:{len(self.sent)}"
+        message_id = f"n1:{len(self.sent)}"
+        if self.acks_held is None:
+            self.commit(message_id, text)
+        else:
+            self.acks_held.append((message_id, text))
+        return message_id
+
+    def commit(self, message_id: str, text: str) -> None:
+        index = int(message_id.split(":")[1])
+        self.queue.put_nowait(ChatMessageEvent(index, message_id, "n1", "ada", text, 1.0))
+        self.queue.put_nowait(AckEvent(message_id, index))
+
+    def hold_acks(self) -> None:
+        """Commit nothing until :meth:`release_acks` (a node not yet a member)."""
+        self.acks_held = []
+
+    def release_acks(self) -> None:
+        held, self.acks_held = self.acks_held or [], None
+        for message_id, text in held:
+            self.commit(message_id, text)
 
     async def set_nick(self, nick: str) -> None:
         self.nicks.append(nick)
@@ -186,8 +203,8 @@ async def test_end_of_input_leaves_after_printing_the_messages() -> None:
     await asyncio.wait_for(run_headless(node, read_end, write_end), 10)  # type: ignore[arg-type]
     assert node.left.is_set()
     assert node.sent == [("one", False), ("two", False)]
-    texts = [json.loads(line)["text"] for line in write_end.getvalue().splitlines()]
-    assert texts == ["one", "two"]
+    lines = [json.loads(line) for line in write_end.getvalue().splitlines()]
+    assert [line["text"] for line in lines if line["event"] == "message"] == ["one", "two"]
 
 
 async def test_stop_signal_leaves_while_input_stays_open() -> None:
@@ -234,3 +251,90 @@ def test_line_batches_hand_over_every_complete_line_of_a_read() -> None:
     lines = [line for batch in batches for line in batch]
     assert lines == ["one", "two", "three \u00e9", "last"]
     assert any(len(batch) > 1 for batch in batches)  # several lines share one read
+
+
+def _printed(out: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+async def test_lines_with_control_characters_are_refused_and_reading_goes_on() -> None:
+    node = FakeNode()
+    out = io.StringIO()
+    lines = "esc \x1b[2J\nbell\x07 ring\n/nick a\x1bb\nfine\ttabbed\n/quit\nnever read\n"
+    returned = await asyncio.wait_for(run_headless(node, io.StringIO(lines), out), 10)  # type: ignore[arg-type]
+    assert returned == 0 and node.left.is_set()
+    assert node.sent == [("fine\ttabbed", False)]
+    assert node.nicks == []
+    errors = [line for line in _printed(out) if line["event"] == "error"]
+    assert [error["line"] for error in errors] == [1, 2, 3]
+    assert "input line 1 not sent" in errors[0]["message"]
+    assert "U+001B (ESC)" in errors[0]["message"]
+    assert "U+0007 (BEL)" in errors[1]["message"]
+
+
+class _FailingNode(FakeNode):
+    def send_chat(self, text: str, action: bool = False) -> str:
+        if text == "boom":
+            raise RuntimeError("unexpected")
+        return super().send_chat(text, action)
+
+
+async def test_a_line_the_node_fails_on_is_an_error_and_later_lines_and_the_end_still_work() -> (
+    None
+):
+    node = _FailingNode()
+    out = io.StringIO()
+    await asyncio.wait_for(run_headless(node, io.StringIO("boom\nafter\n"), out), 10)  # type: ignore[arg-type]
+    assert node.left.is_set()
+    assert node.sent == [("after", False)]
+    errors = [line for line in _printed(out) if line["event"] == "error"]
+    assert len(errors) == 1 and errors[0]["line"] == 1 and "not sent" in errors[0]["message"]
+
+
+async def test_end_of_input_waits_for_every_message_to_commit_before_leaving() -> None:
+    node = FakeNode()
+    node.hold_acks()
+    out = io.StringIO()
+    task = asyncio.create_task(run_headless(node, io.StringIO("one\ntwo\n"), out))  # type: ignore[arg-type]
+    while len(node.sent) < 2:
+        await asyncio.sleep(0)
+    for _ in range(20):  # the end of input has been read by now; the node must not leave
+        await asyncio.sleep(0)
+    assert not node.left.is_set() and not task.done()
+    node.release_acks()
+    assert await asyncio.wait_for(task, 10) == 0
+    assert node.left.is_set()
+    assert [line["event"] for line in _printed(out)].count("ack") == 2
+
+
+async def test_end_of_input_leaves_after_the_timeout_and_says_how_many_did_not_commit() -> None:
+    node = FakeNode()
+    node.hold_acks()
+    out = io.StringIO()
+    returned = await asyncio.wait_for(
+        run_headless(node, io.StringIO("one\ntwo\n"), out, end_of_input_timeout_s=0.1),  # type: ignore[arg-type]
+        10,
+    )
+    assert returned == 2 and node.left.is_set()
+    errors = [line["message"] for line in _printed(out) if line["event"] == "error"]
+    assert len(errors) == 1 and errors[0].startswith("2 messages not committed before leaving")
+
+
+def test_line_batches_refuse_invalid_utf8_and_overlong_lines_and_go_on() -> None:
+    import os
+
+    from raftchat.frontends.headless import UnreadableLine, _line_batches
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"ok\n\xff\xfebad\n" + b"x" * 50 + b"\nafter\n\nlong tail " + b"y" * 40)
+    os.close(write_end)
+    try:
+        batches = list(_line_batches(read_end, chunk_bytes=7, max_line_bytes=20))
+    finally:
+        os.close(read_end)
+    lines = [line for batch in batches for line in batch]
+    assert len(lines) == 6
+    assert lines[0] == "ok" and lines[3] == "after" and lines[4] == ""
+    assert isinstance(lines[1], UnreadableLine) and "UTF-8" in lines[1].reason
+    assert isinstance(lines[2], UnreadableLine) and "longer than 20 bytes" in lines[2].reason
+    assert isinstance(lines[5], UnreadableLine) and "longer than 20 bytes" in lines[5].reason

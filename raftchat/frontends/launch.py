@@ -56,6 +56,13 @@ class JoinOptions:
     ice_credential: str | None = None
     relay_only: bool = False
     ice_host: str | None = None
+    commit_timeout_s: float | None = None
+    """Headless: how long the end of input waits for messages to commit (None: the
+    default, :data:`raftchat.frontends.headless.END_OF_INPUT_TIMEOUT_S`)."""
+
+
+EXIT_NOT_COMMITTED = 3
+"""Exit status of a headless node that left before every message it was given committed."""
 
 
 PASSPHRASE_ENV = "RAFTCHAT_PASSPHRASE"
@@ -220,11 +227,17 @@ async def run_join(options: JoinOptions) -> int:
     except LaunchError as error:
         print(f"raftchat join: {error}", file=sys.stderr)
         return 1
+    not_committed = 0
     try:
         if options.headless:
-            from raftchat.frontends.headless import run_headless
+            from raftchat.frontends.headless import END_OF_INPUT_TIMEOUT_S, run_headless
 
-            await run_headless(node, install_signals=install_stop_signals)
+            timeout = options.commit_timeout_s
+            not_committed = await run_headless(
+                node,
+                install_signals=install_stop_signals,
+                end_of_input_timeout_s=END_OF_INPUT_TIMEOUT_S if timeout is None else timeout,
+            )
         else:
             from raftchat.tui.app import run_app
 
@@ -234,4 +247,4 @@ async def run_join(options: JoinOptions) -> int:
         await node.stop()
         if server is not None:
             await server.close()
-    return 0
+    return EXIT_NOT_COMMITTED if not_committed else 0
