@@ -24,9 +24,7 @@ SIZE = (110, 32)
 TUI_CLOCK_START = 100.0
 
 
-def make_app(
-    node: FakeChatNode, clock: ManualClock | None = None, **config: object
-) -> RaftChatApp:
+def make_app(node: FakeChatNode, clock: ManualClock | None = None, **config: object) -> RaftChatApp:
     clock = clock or ManualClock(TUI_CLOCK_START)
     return RaftChatApp(
         node,
