@@ -23,6 +23,7 @@ from raftchat.node.api import (
     Event,
     MemberInfo,
     MembersEvent,
+    MissingVoter,
     NoticeEvent,
     StatusEvent,
     validate_chat_text,
@@ -178,6 +179,49 @@ class FakeChatNode:
     def set_status(self, **changes: object) -> StatusEvent:
         """Change status fields and publish the new StatusEvent."""
         return self._set_status(**changes)
+
+    def lose_quorum(
+        self, missing: Sequence[tuple[str, str, int | None]], *, needed: int, reachable: int
+    ) -> StatusEvent:
+        """The channel cannot commit: no leader, and ``missing`` (node id, nick, seconds
+        silent) are out of reach; the status says so, as a real node's would."""
+        absent = tuple(MissingVoter(*entry) for entry in missing)
+        heard = [
+            "never heard from" if voter.silent_s is None else f"last heard {voter.silent_s} s ago"
+            for voter in absent
+        ]
+        names = [f"{v.nick} ({h})" for v, h in zip(absent, heard, strict=True)]
+        wanted = needed - reachable
+        waiting = names[0] if len(names) == 1 else ", ".join(names[:-1])
+        if len(names) > 1:  # as the node words it: all of them, either of them, or k of them
+            if wanted >= len(names) or wanted == 1:
+                waiting += (" and " if wanted >= len(names) else " or ") + names[-1]
+            else:
+                waiting = f"{wanted} of " + ", ".join(names)
+        total = len(self._status.voters)
+        return self._set_status(
+            state="pre_candidate",
+            leader=None,
+            quorum_problem=(
+                f"no leader: waiting for {waiting} \u2014 the channel needs "
+                f"{needed} of {total} voters; {reachable} reachable"
+            ),
+            missing_voters=absent,
+            voters_needed=needed,
+            voters_reachable=reachable,
+        )
+
+    def regain_quorum(self, leader: str | None = None) -> StatusEvent:
+        """A leader is known again: commits are possible, the problem is gone."""
+        return self._set_status(
+            state="follower" if leader and leader != self._node_id else "leader",
+            leader=leader or self._node_id,
+            term=self._status.term + 1,
+            quorum_problem=None,
+            missing_voters=(),
+            voters_needed=None,
+            voters_reachable=None,
+        )
 
     def set_members(self, members: Sequence[MemberInfo]) -> None:
         self._members = tuple(members)

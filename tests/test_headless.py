@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -17,6 +18,7 @@ from raftchat.node.api import (
     ErrorEvent,
     Event,
     MembersEvent,
+    MissingVoter,
     NoticeEvent,
     StatusEvent,
 )
@@ -152,6 +154,66 @@ def test_printer_writes_one_json_object_per_line_and_skips_unchanged_status() ->
     assert [e["event"] for e in events] == ["status", "status", "message"]
     assert events[2]["text"] == "bell\x07\nnext"
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+
+
+def cannot_commit(silent_s: int | None = 6, nick: str = "bob") -> StatusEvent:
+    """The status of a node whose only other voter crashed."""
+    return replace(
+        status("pre_candidate"),
+        leader=None,
+        quorum_problem=(
+            f"no leader: waiting for {nick} (last heard {silent_s} s ago) \u2014 "
+            "the channel needs 2 of 2 voters; 1 reachable"
+        ),
+        missing_voters=(MissingVoter("n2", nick, silent_s),),
+        voters_needed=2,
+        voters_reachable=1,
+    )
+
+
+def test_status_line_says_why_the_channel_cannot_commit() -> None:
+    line = event_line(cannot_commit())
+    assert line == {
+        "event": "status",
+        "node_id": "n1",
+        "state": "candidate",
+        "term": 2,
+        "leader": None,
+        "voters": ["n1", "n2"],
+        "learners": ["n3"],
+        "commit_index": 3,
+        "last_index": 4,
+        "snapshot_index": 0,
+        "quorum_problem": (
+            "no leader: waiting for bob (last heard 6 s ago) \u2014 "
+            "the channel needs 2 of 2 voters; 1 reachable"
+        ),
+        "voters_needed": 2,
+        "voters_reachable": 1,
+        "missing_voters": [{"node_id": "n2", "nick": "bob", "silent_s": 6}],
+    }
+    never = event_line(cannot_commit(silent_s=None))
+    assert never is not None and never["missing_voters"][0]["silent_s"] is None
+
+
+def test_printer_shows_the_quorum_problem_appear_change_and_go() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    printer.print_event(status())
+    printer.print_event(cannot_commit(silent_s=4))
+    printer.print_event(cannot_commit(silent_s=4))  # unchanged: not printed again
+    printer.print_event(cannot_commit(silent_s=5, nick="b\u00f6b\x1b[2J"))
+    printer.print_event(status())
+    text = out.getvalue()
+    assert text.isascii() and "\x1b" not in text
+    events = [json.loads(line) for line in text.splitlines()]
+    assert ["quorum_problem" in e for e in events] == [False, True, True, False]
+    assert [e.get("missing_voters") for e in events] == [
+        None,
+        [{"node_id": "n2", "nick": "bob", "silent_s": 4}],
+        [{"node_id": "n2", "nick": "b\u00f6b\x1b[2J", "silent_s": 5}],
+        None,
+    ]
 
 
 @pytest.mark.parametrize(

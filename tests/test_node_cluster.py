@@ -237,6 +237,43 @@ async def test_node_joining_after_compaction_receives_a_snapshot(
     assert snapshot is not None and snapshot.meta.index > 0
 
 
+async def test_survivor_of_two_says_it_waits_for_the_crashed_member(cluster: Cluster) -> None:
+    """SIGKILL one of two voters: the other cannot commit, and its status says whom it
+    waits for (by nick) and how many voters the channel needs; once the member is back,
+    the problem is gone."""
+    alice = await cluster.add("alice")
+    await alice.wait_for(NodeProcess.is_voter, what="alice founding the channel")
+    bob = await cluster.add("bob")
+    await cluster.wait_all(lambda n: n.status and len(n.status["voters"]) == 2, "two voters")
+    # bob proposes his nick once he is a member, but headless mode prints nothing to tell
+    # when that committed: a message of his is the sign that alice knows his nick.
+    bob.send("hello from bob")
+    await alice.wait_for(lambda n: "hello from bob" in n.texts(), what="bob's message")
+    bob.kill()
+    alice.send("anyone there?")
+
+    def names_bob(node: NodeProcess) -> dict | None:
+        status = node.status or {}
+        missing = status.get("missing_voters") or []
+        return status if [voter["nick"] for voter in missing] == ["bob"] else None
+
+    status = await alice.wait_for(names_bob, 20, "a status naming bob as the missing voter")
+    assert status["leader"] is None
+    problem = status["quorum_problem"]
+    assert problem.startswith("no leader: waiting for bob (last heard "), problem
+    assert problem.endswith("the channel needs 2 of 2 voters; 1 reachable"), problem
+    assert (status["voters_needed"], status["voters_reachable"]) == (2, 1)
+    (missing,) = status["missing_voters"]
+    assert missing["node_id"] == bob.node_id
+    assert isinstance(missing["silent_s"], int) and missing["silent_s"] >= 0
+    assert not alice.acks(), "nothing can commit without bob"
+
+    await bob.restart()
+    await alice.wait_for(lambda n: len(n.acks()) == 1, what="the held message committing")
+    assert "quorum_problem" not in (alice.status or {})
+    assert alice.status and alice.status["leader"] is not None
+
+
 @pytest.mark.parametrize(
     ("size", "who", "how"),
     [

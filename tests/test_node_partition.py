@@ -5,6 +5,7 @@ from again. In-process nodes, so the test can block traffic through their meshes
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from support.waiting import wait_until
 
 from raftchat.net.signaling.server import RunningServer
 from raftchat.node import Node, RuntimeTuning
+from raftchat.node.api import NoticeEvent
 from raftchat.settings import Settings
 from raftchat.storage import Storage
 
@@ -65,6 +67,7 @@ async def test_silent_member_is_removed_after_member_timeout_and_readded_when_he
     )
     victim = next(n for n in nodes if n is not leader)
     others = [n for n in nodes if n is not victim]
+    queues = [node.subscribe() for node in others]
     for node in others:
         assert node.mesh is not None and victim.mesh is not None
         block(node.mesh, victim.node_id)
@@ -76,6 +79,20 @@ async def test_silent_member_is_removed_after_member_timeout_and_readded_when_he
         "the victim removed",
     )
     assert victim.node_id in await present(server), "presence never said it left"
+    # Every member says why it went: still present, so removed for its silence.
+    notices: list[list[str]] = [[] for _ in others]
+
+    def removal_notices() -> bool:
+        for queue, texts in zip(queues, notices, strict=True):
+            while not queue.empty():
+                event = queue.get_nowait()
+                if isinstance(event, NoticeEvent) and event.kind == "leave":
+                    texts.append(event.text)
+        return all(notices)
+
+    await wait_until(removal_notices, WAIT_S, "the removal notices")
+    for (text,) in notices:  # the member timeout (2 s), or longer since heard here
+        assert re.fullmatch(rf"{victim.nick} was removed: not heard from for [2-9] s", text)
     message_id = leader.send_chat("without the victim")
     await wait_until(
         lambda: all("without the victim" in [m.text for m in n.chat.history()] for n in others),

@@ -520,6 +520,34 @@ async def test_status_bar_shows_signaling_channel_nick_and_leader() -> None:
         await wait_until(lambda: "leader none" in widget_text(bar), pilot=pilot)
 
 
+async def test_a_banner_above_the_input_says_why_messages_cannot_commit() -> None:
+    node = FakeChatNode()
+    node.set_status(voters=("n1", "n2"), state="follower", leader="n2")
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        banner = app.query_one("#quorum-banner", Static)
+        assert not banner.display, "no banner while commits are possible"
+        await type_line(pilot, "anyone there?")
+        node.lose_quorum([("n2", "bob", 6)], needed=2, reachable=1)
+        await wait_until(lambda: banner.display, pilot=pilot, what="the quorum banner")
+        text = widget_text(banner)
+        assert "no leader: waiting for bob (last heard 6 s ago)" in text
+        assert "the channel needs 2 of 2 voters; 1 reachable" in text
+        chat_input = app.query_one(ChatInput)
+        assert banner.region.bottom <= chat_input.region.y, "just above the input"
+        assert banner.region.height == 1, "one line"
+        # Styled as a warning by the stylesheet (app.tcss), not inline.
+        warning = app.get_css_variables()
+        assert banner.styles.background.hex == warning["warning-muted"].upper()[:7]
+        assert banner.has_class("-visible") and not banner.styles.inline.get_rules()
+        # The pending message stays pending; the banner follows the status.
+        assert app.chat_log.pending
+        node.lose_quorum([("n2", "[red]bob", None)], needed=2, reachable=1)
+        await wait_until(lambda: "[red]bob (never heard from)" in widget_text(banner), pilot=pilot)
+        node.regain_quorum("n2")
+        await wait_until(lambda: not banner.display, pilot=pilot, what="the banner gone")
+
+
 class StuckLeaveNode(FakeChatNode):
     """A node whose leave() never finishes (e.g. the network is gone)."""
 

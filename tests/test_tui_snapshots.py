@@ -36,3 +36,17 @@ def test_chat_with_stats_pane(snap_compare) -> None:
 def test_chat_with_members_pane(snap_compare) -> None:
     app = demo_app(show_stats=False, show_members=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=type_pending_message)
+
+
+def test_chat_when_the_channel_cannot_commit(snap_compare) -> None:
+    """A crashed voter: the message stays pending and a banner above the input says why."""
+    app = demo_app(show_stats=False, show_members=False)
+
+    async def lose_quorum(pilot: Pilot) -> None:
+        await type_pending_message(pilot)
+        pilot.app.node.lose_quorum(
+            [("b7e210", "bob", 9), ("c04d5a", "carol", 14)], needed=2, reachable=1
+        )
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=lose_quorum)

@@ -6,7 +6,9 @@ is the grammar. Output, nothing else on stdout:
 
 - ``{"event":"status","node_id","state","term","leader","voters","learners",
   "commit_index","last_index","snapshot_index"}`` whenever one of these changes (index changes are
-  reported at most every few hundred milliseconds, not once per message);
+  reported at most every few hundred milliseconds, not once per message), with
+  ``"quorum_problem","voters_needed","voters_reachable","missing_voters"`` added while the
+  channel cannot commit;
 - ``{"event":"message","index","id","nick","text","ts"}`` for each committed chat
   message in log order, including the history a joining node receives;
 - ``{"event":"ack","id","index"}`` when this node's own message is committed;
@@ -112,6 +114,14 @@ def event_line(event: Event) -> dict[str, Any] | None:
                 line[name] = list(value) if isinstance(value, tuple) else value
             # PreVote is a phase of candidacy; scripts see the four Raft states.
             line["state"] = _STATE_ALIASES.get(event.state, event.state)
+            if event.quorum_problem is not None:
+                line["quorum_problem"] = event.quorum_problem
+                line["voters_needed"] = event.voters_needed
+                line["voters_reachable"] = event.voters_reachable
+                line["missing_voters"] = [
+                    {"node_id": voter.node_id, "nick": voter.nick, "silent_s": voter.silent_s}
+                    for voter in event.missing_voters
+                ]
             return line
         case ChatMessageEvent():
             return {

@@ -116,6 +116,17 @@ def validate_nick(nick: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class MissingVoter:
+    """A voter this node cannot reach while the channel cannot commit."""
+
+    node_id: str
+    nick: str
+    """How notices name it: its nick, or ``user-<start of its id>`` while none is known."""
+    silent_s: int | None
+    """Whole seconds since anything last came from it to this node; None if nothing ever did."""
+
+
+@dataclass(frozen=True, slots=True)
 class StatusEvent:
     """The node's Raft state: what the stats pane and ``status`` JSON events show."""
 
@@ -136,6 +147,18 @@ class StatusEvent:
     counters: Mapping[str, int] = field(default_factory=dict)
     """Monotonic counters, see :data:`COUNTER_NAMES`."""
     signaling_state: SignalingState = "connecting"
+    quorum_problem: str | None = None
+    """Why the channel cannot commit now and what would fix it, in a sentence for people
+    (``"no leader: waiting for bob (last heard 6 s ago) — the channel needs 2 of 2 voters;
+    1 reachable"``); None while commits are possible. Set when no leader has been known
+    for longer than an election timeout, or when this node leads but hears from fewer
+    voters than a quorum."""
+    missing_voters: tuple[MissingVoter, ...] = ()
+    """The voters this node cannot reach, while ``quorum_problem`` is set."""
+    voters_needed: int | None = None
+    """Voters a commit needs (a majority), while ``quorum_problem`` is set."""
+    voters_reachable: int | None = None
+    """Voters this node reaches, itself included, while ``quorum_problem`` is set."""
     type: Literal["status"] = "status"
 
 

@@ -1,7 +1,24 @@
 """What the front ends see: the node's state and the chat, as :mod:`raftchat.node.api` events.
 
-Pure builders (core status and chat state in, events out) and a small fan-out to the
-subscribed front ends, which publishes status and member lists only when they changed.
+Builders (core status, chat state and what the node knows of its peers' liveness in,
+events out; the time is a parameter) and a small fan-out to the subscribed front ends,
+which publishes status and member lists only when they changed.
+
+Saying what is happening:
+
+- **Quorum.** When the channel cannot commit — no leader known for longer than an
+  election timeout, or this node leads but hears from fewer voters than a quorum — the
+  status says why, which voters this node cannot reach (by nick, with how long since it
+  last heard from them) and how many are needed (:func:`assess_quorum`).
+- **Names.** Membership notices name members by nick. A newcomer's nick usually
+  commits just after its join (it proposes it once it is a member): a notice about a
+  member whose nick is not known yet is held until the nick arrives, at most
+  :data:`NICK_WAIT_S`, then shown with a short id (``user-3f2a``).
+- **Why a member went.** Every node applies the same log, so whether a member asked to
+  leave before it was removed is known alike everywhere ("bob left"). Otherwise this
+  node says what it saw: the member vanished from the signaling server's presence
+  ("bob disconnected"), or nothing came from it for a while ("bob was removed: not
+  heard from for 31 s"), or it still talked to this node and the leader lost it.
 """
 
 from __future__ import annotations
@@ -9,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from raftchat import chat
 from raftchat.net import LinkInfo
@@ -18,9 +36,12 @@ from raftchat.node.api import (
     Event,
     MemberInfo,
     MembersEvent,
+    MissingVoter,
     NoticeEvent,
+    NoticeKind,
     StatusEvent,
 )
+from raftchat.node.membership import Liveness
 from raftchat.raft import Role, Status
 
 STATE_NAMES = {
@@ -31,6 +52,13 @@ STATE_NAMES = {
     Role.LEARNER: "learner",
 }
 _LINK_STATES = {"connecting": "connecting", "open": "connected", "failed": "failed"}
+
+NICK_WAIT_S = 3.0
+"""How long a notice about a member whose nick is not known yet waits for the nick."""
+MIN_REACHABLE_WINDOW_S = 2.5
+"""A voter counts as reachable if something came from it this recently (or within two
+election timeouts, if longer): links ping every second, and voters without a leader
+exchange votes at least every two election timeouts."""
 
 
 class Subscribers:
@@ -65,20 +93,154 @@ class Subscribers:
             self.publish(MembersEvent(members))
 
 
-class NodeView:
-    """How one node names things for people: its own nick, others' from the chat state."""
+def short_name(node_id: str) -> str:
+    """A member whose nick is not known: ``user-3f2a``, like the default nick."""
+    return f"user-{node_id[:4]}"
 
-    def __init__(self, node_id: str, nick: str) -> None:
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{int(seconds)} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
+
+
+def _last_heard(silent_s: int | None) -> str:
+    return "never heard from" if silent_s is None else f"last heard {_duration(silent_s)} ago"
+
+
+def _either(names: list[str], wanted: int) -> str:
+    """``bob``, ``bob and carol`` (all wanted), ``bob or carol`` (one), ``2 of a, b, c``."""
+    if len(names) == 1:
+        return names[0]
+    if wanted >= len(names):
+        return ", ".join(names[:-1]) + " and " + names[-1]
+    if wanted == 1:
+        return ", ".join(names[:-1]) + " or " + names[-1]
+    return f"{wanted} of " + ", ".join(names)
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumReport:
+    """Why the channel cannot commit, as :class:`~raftchat.node.api.StatusEvent` shows it."""
+
+    problem: str
+    missing: tuple[MissingVoter, ...]
+    needed: int
+    reachable: int
+
+
+def assess_quorum(
+    status: Status,
+    liveness: Liveness,
+    election_timeout_s: float,
+    name: Callable[[str], str],
+) -> QuorumReport:
+    """Which voters this node reaches, and the sentence saying what the channel waits for.
+
+    A voter is reachable if its link is open and something came from it within
+    :data:`MIN_REACHABLE_WINDOW_S` (two election timeouts, if longer); this node, if a
+    voter, always is. Says nothing of *whether* there is a problem: see
+    :meth:`NodeView.quorum_report`.
+    """
+    self_id = status.node_id
+    voters = status.configuration.voters
+    window = max(MIN_REACHABLE_WINDOW_S, 2 * election_timeout_s)
+    reachable = 0
+    missing = []
+    for voter in voters:
+        silence = liveness.silence(voter)
+        if voter == self_id or (
+            voter in liveness.open_links and silence is not None and silence <= window
+        ):
+            reachable += 1
+        else:
+            missing.append(
+                MissingVoter(voter, name(voter), None if silence is None else int(silence))
+            )
+    missing.sort(key=lambda voter: (voter.nick, voter.node_id))
+    needed = len(voters) // 2 + 1
+    described = [f"{voter.nick} ({_last_heard(voter.silent_s)})" for voter in missing]
+    if reachable < needed:
+        lead = "cannot commit" if status.role is Role.LEADER else "no leader"
+        problem = (
+            f"{lead}: waiting for {_either(described, needed - reachable)} \u2014 the channel "
+            f"needs {needed} of {len(voters)} voters; {reachable} reachable"
+        )
+    else:
+        problem = (
+            f"no leader yet: an election is under way \u2014 {reachable} of {len(voters)} "
+            f"voters reachable, {needed} needed"
+        )
+        if described:
+            problem += "; unreachable: " + ", ".join(described)
+    return QuorumReport(problem, tuple(missing), needed, reachable)
+
+
+def removal_text(
+    name: str, node_id: str, *, own: bool, requested: bool, liveness: Liveness | None
+) -> str:
+    """The notice for a member removed from the configuration.
+
+    ``requested``: a leave request of the member was applied since it joined (the same on
+    every node): it left. Otherwise this node says what it saw: the member vanished from
+    the signaling server's presence (the leader removes such a member after a short
+    grace), or it is still listed there, so the leader removed it for silence (the member
+    timeout; more if this node has not heard from it for longer).
+    """
+    if requested:
+        return f"{name} left"
+    if own:
+        return f"{name} (this node) was removed from the channel"
+    if liveness is None:
+        return f"{name} was removed"
+    if liveness.present is not None and node_id not in liveness.present:
+        return f"{name} disconnected"
+    timeout = liveness.member_timeout_s
+    silence = liveness.silence(node_id)
+    recent = min(MIN_REACHABLE_WINDOW_S, timeout / 2)
+    if node_id in liveness.open_links and silence is not None and silence <= recent:
+        return f"{name} was removed: the leader had not heard from it for {_duration(timeout)}"
+    return f"{name} was removed: not heard from for {_duration(max(silence or 0.0, timeout))}"
+
+
+@dataclass(slots=True)
+class _HeldNotice:
+    node_id: str
+    kind: NoticeKind
+    rest: str
+    """The text after the member's name."""
+    ts: float
+
+
+class NodeView:
+    """How one node names things for people: its own nick, others' from the chat state.
+
+    It also keeps what the notices and the status need to remember: notices waiting for
+    a nick, members whose leave request was applied, and whether the status reports a
+    quorum problem.
+    """
+
+    def __init__(self, node_id: str, nick: str, *, nick_wait_s: float = NICK_WAIT_S) -> None:
         self.node_id = node_id
         self.nick = nick
+        self.nick_wait_s = nick_wait_s
+        self._held: list[_HeldNotice] = []
+        self._leave_requested: set[str] = set()
+        self._quorum_shown = False
 
     def nick_of(self, chat_state: chat.ChatState, node_id: str) -> str:
         return self.nick if node_id == self.node_id else (chat_state.nick_of(node_id) or "")
 
     def name(self, chat_state: chat.ChatState, node_id: str) -> str:
-        """A member as notices show it: nick and short id, or the id alone."""
-        nick = self.nick_of(chat_state, node_id)
-        return f"{nick} ({node_id[:6]})" if nick else node_id
+        """A member as notices show it: its nick (with the start of its id when another
+        member uses the same nick), or ``user-3f2a`` while no nick is known."""
+        if node_id == self.node_id:
+            return self.nick
+        if chat_state.nick_of(node_id):
+            return chat_state.display_name(node_id)
+        return short_name(node_id)
 
     def status_event(
         self,
@@ -89,6 +251,8 @@ class NodeView:
         messages_dropped: int,
         stopped: bool,
         signaling_state: str,
+        chat_state: chat.ChatState | None = None,
+        liveness: Liveness | None = None,
     ) -> StatusEvent:
         sent, received = status.messages_sent, status.messages_received
         counters = {
@@ -102,6 +266,9 @@ class NodeView:
             "messages_dropped": messages_dropped,
         }
         state = "stopped" if stopped else STATE_NAMES[status.role]
+        report = None
+        if not stopped and chat_state is not None and liveness is not None:
+            report = self.quorum_report(status, chat_state, liveness, election_timeout_ms / 1000)
         return StatusEvent(
             node_id=self.node_id,
             state=state,  # type: ignore[arg-type]
@@ -116,7 +283,44 @@ class NodeView:
             election_timeout_ms=float(election_timeout_ms),
             counters=counters,
             signaling_state=signaling_state,  # type: ignore[arg-type]
+            quorum_problem=report.problem if report else None,
+            missing_voters=report.missing if report else (),
+            voters_needed=report.needed if report else None,
+            voters_reachable=report.reachable if report else None,
         )
+
+    def quorum_report(
+        self,
+        status: Status,
+        chat_state: chat.ChatState,
+        liveness: Liveness,
+        election_timeout_s: float,
+    ) -> QuorumReport | None:
+        """Why the channel cannot commit, or None while it can (as far as this node knows).
+
+        A problem: this node leads but reaches fewer voters than a quorum, or it has known
+        no leader for longer than an election timeout. Once reported, the problem stays
+        until a leader is known again (a leader that steps down for want of a quorum goes
+        on reporting it without a gap).
+        """
+        configuration = status.configuration
+        if self.node_id not in configuration.members or not configuration.voters:
+            self._quorum_shown = False  # not a member (yet): nothing to wait for
+            return None
+        if status.leader and status.leader != self.node_id:
+            self._quorum_shown = False
+            return None
+        report = assess_quorum(
+            status, liveness, election_timeout_s, lambda node_id: self.name(chat_state, node_id)
+        )
+        if status.leader:  # this node leads
+            shown = report.reachable < report.needed
+        else:
+            since = liveness.leaderless_since
+            waited = since is not None and liveness.now - since > election_timeout_s
+            shown = self._quorum_shown or waited
+        self._quorum_shown = shown
+        return report if shown else None
 
     def members_info(
         self, status: Status, chat_state: chat.ChatState, links: Mapping[str, LinkInfo]
@@ -153,23 +357,90 @@ class NodeView:
             action=message.action,
         )
 
-    def notice_for(self, chat_state: chat.ChatState, event: chat.ChatEvent) -> NoticeEvent | None:
-        """The notice a membership or nick event shows, if any."""
-        now = time.time()
+    def notices_for(
+        self,
+        chat_state: chat.ChatState,
+        event: chat.ChatEvent,
+        liveness: Liveness | None = None,
+        now: float | None = None,
+    ) -> list[NoticeEvent]:
+        """The notices a membership or nick event shows now (none, or notices it held).
+
+        ``liveness`` says what this node saw of a member that is removed; ``now`` is the
+        wall clock (epoch seconds)."""
+        now = time.time() if now is None else now
         match event:
-            case chat.NickChanged(old=old, new=new) if old:
-                return NoticeEvent("nick", f"{old} is now known as {new}", now)
-            case chat.MemberJoined():
+            case chat.NickChanged(client_id=client_id, old=old, new=new):
+                self._leave_requested.discard(client_id)  # it is still here
+                notices = self._release(chat_state, lambda held: held.node_id == client_id)
+                if old:
+                    notices.append(NoticeEvent("nick", f"{old} is now known as {new}", now))
+                return notices
+            case chat.MessageApplied(client_id=client_id):
+                self._leave_requested.discard(client_id)
+            case chat.LeaveRequested(client_id=client_id):
+                self._leave_requested.add(client_id)
+            case chat.MemberJoined(node_id=node_id):
+                self._leave_requested.discard(node_id)
                 role = "voter" if event.voter else "learner"
-                name = self.name(chat_state, event.node_id)
-                return NoticeEvent("join", f"{name} joined as {role}", now)
-            case chat.MemberLeft():
-                return NoticeEvent("leave", f"{self.name(chat_state, event.node_id)} left", now)
-            case chat.MemberRoleChanged():
+                return self._named(chat_state, node_id, "join", f" joined as {role}", now)
+            case chat.MemberRoleChanged(node_id=node_id):
                 role = "voter" if event.voter else "learner"
-                text = f"{self.name(chat_state, event.node_id)} is now a {role}"
-                return NoticeEvent("info", text, now)
-        return None
+                return self._named(chat_state, node_id, "info", f" is now a {role}", now)
+            case chat.MemberLeft(node_id=node_id):
+                requested = node_id in self._leave_requested
+                self._leave_requested.discard(node_id)
+                notices = self._release(
+                    chat_state, lambda held: held.node_id == node_id, named=False
+                )
+                text = removal_text(
+                    self.name(chat_state, node_id),
+                    node_id,
+                    own=node_id == self.node_id,
+                    requested=requested,
+                    liveness=liveness,
+                )
+                notices.append(NoticeEvent("leave", text, now))
+                return notices
+        return []
+
+    def due_notices(
+        self, chat_state: chat.ChatState, now: float | None = None
+    ) -> list[NoticeEvent]:
+        """Held notices whose nick did not come within ``nick_wait_s``: shown with a short id."""
+        now = time.time() if now is None else now
+        if not self._held:
+            return []
+        late = {held.node_id for held in self._held if now - held.ts >= self.nick_wait_s}
+        return self._release(chat_state, lambda held: held.node_id in late, named=False)
+
+    def _named(
+        self, chat_state: chat.ChatState, node_id: str, kind: NoticeKind, rest: str, now: float
+    ) -> list[NoticeEvent]:
+        """A notice about ``node_id``, or none yet if its nick is not known (held)."""
+        if node_id == self.node_id or chat_state.nick_of(node_id):
+            return [NoticeEvent(kind, self.name(chat_state, node_id) + rest, now)]
+        self._held.append(_HeldNotice(node_id, kind, rest, now))
+        return []
+
+    def _release(
+        self,
+        chat_state: chat.ChatState,
+        which: Callable[[_HeldNotice], bool],
+        *,
+        named: bool = True,
+    ) -> list[NoticeEvent]:
+        """Held notices matching ``which``, in the order they were held (``named``: only if
+        the member's nick is known by now)."""
+        released, kept = [], []
+        for held in self._held:
+            if which(held) and (not named or chat_state.nick_of(held.node_id)):
+                name = self.name(chat_state, held.node_id)
+                released.append(NoticeEvent(held.kind, name + held.rest, held.ts))
+            else:
+                kept.append(held)
+        self._held = kept
+        return released
 
     def leader_notice(self, chat_state: chat.ChatState, leader: str, term: int) -> NoticeEvent:
         name = "this node" if leader == self.node_id else self.name(chat_state, leader)

@@ -9,6 +9,7 @@ configuration change to make now, decided by the pure rule in
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from raftchat.net import LinkInfo, LinkState
@@ -31,6 +32,28 @@ class MembershipPolicy:
     """A leader reconnects to a member it has not heard from this long."""
 
 
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """What one node knows of its peers' liveness at ``now`` (monotonic seconds): what the
+    status's quorum report and the removal notices are made of (:mod:`raftchat.node.events`)."""
+
+    now: float
+    last_contact: Mapping[NodeId, float]
+    """When anything last came from each peer: a Raft message, or any frame on its link
+    (links ping every second, so peers that exchange no Raft messages count too)."""
+    open_links: frozenset[NodeId]
+    present: frozenset[NodeId] | None
+    """Peers the signaling server lists now; None while this node is not connected to it."""
+    leaderless_since: float | None
+    """Since when this node has known no leader; None while it knows one."""
+    member_timeout_s: float
+
+    def silence(self, peer: NodeId) -> float | None:
+        """Seconds since anything came from ``peer``; None if nothing ever did."""
+        heard = self.last_contact.get(peer)
+        return None if heard is None else max(0.0, self.now - heard)
+
+
 class MembershipTracker:
     """Presence and liveness of the channel's peers, as one node sees them."""
 
@@ -48,11 +71,47 @@ class MembershipTracker:
         self.removed_unreachable: dict[NodeId, float] = {}
         """Peers removed for silence, and when: not re-added until heard from again."""
         self.link_reset_at: dict[NodeId, float] = {}
+        self.last_contact: dict[NodeId, float] = {}
+        """When anything (a Raft message or a link frame) last came from each peer: only
+        shown to people, never used to decide a change."""
+        self._frames_seen: dict[NodeId, int] = {}
+        self.leaderless_since: float | None = None
 
     # --- facts in -------------------------------------------------------------------
 
     def heard_from(self, peer: NodeId, now: float) -> None:
         self.last_heard[peer] = now
+        self.last_contact[peer] = now
+
+    def links_seen(self, links: Mapping[NodeId, LinkInfo], now: float) -> None:
+        """Take in the links' counters (polled): a peer whose link received a frame since
+        the last look (its pings included) was in contact."""
+        for peer, info in links.items():
+            if info.frames_received != self._frames_seen.get(peer, 0):
+                self._frames_seen[peer] = info.frames_received
+                self.last_contact[peer] = now
+
+    def liveness(
+        self,
+        now: float,
+        leader: NodeId,
+        signaling_connected: bool,
+        links: Mapping[NodeId, LinkInfo],
+    ) -> Liveness:
+        """The facts as of ``now``: ``leader`` is the leader this node knows ("" if none),
+        ``links`` the links' latest states."""
+        if leader:
+            self.leaderless_since = None
+        elif self.leaderless_since is None:
+            self.leaderless_since = now
+        return Liveness(
+            now=now,
+            last_contact=dict(self.last_contact),
+            open_links=frozenset(p for p, info in links.items() if info.state == LinkState.OPEN),
+            present=self.present if signaling_connected else None,
+            leaderless_since=self.leaderless_since,
+            member_timeout_s=self.policy.member_timeout_s,
+        )
 
     def presence_changed(
         self, peers: frozenset[NodeId], members: frozenset[NodeId], now: float

@@ -39,7 +39,7 @@ from raftchat.node.api import (
 )
 from raftchat.node.compaction import CompactionSchedule
 from raftchat.node.events import NodeView, Subscribers
-from raftchat.node.membership import MembershipPolicy, MembershipTracker
+from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
 from raftchat.node.proposals import ProposalKind, ProposalTracker
 from raftchat.node.ticker import LazyTicker
 from raftchat.raft import (
@@ -179,6 +179,8 @@ class Node:
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._election_timeout_ms = settings.election_timeout_min_ms
+        self._nick_due = False
+        """This node became a member: propose its nick if the channel does not know it."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mesh: Mesh | None = None
         self._signaling: SignalingClient | None = None
@@ -448,8 +450,14 @@ class Node:
                 self._adapt_election_timeout()
             if now - last_status >= self.tuning.status_interval_s:
                 last_status = now
+                if self._mesh is not None:
+                    self.membership.links_seen(self._mesh.links(), now)
                 self._publish_status()
                 self._publish_members()
+                for notice in self.view.due_notices(self.chat):
+                    self._publish(notice)
+            if self._nick_due:
+                self._propose_nick_if_unknown()
             if self._held_ready is not None:
                 self._schedule_drain()
 
@@ -571,6 +579,7 @@ class Node:
             snapshot.meta.index, configuration.voters, configuration.learners
         )
         self._publish(NoticeEvent("info", "caught up from a snapshot", time.time()))
+        self._nick_due = True
         self._restore_client_serials()
         # Only what front ends have not seen: a member that fell behind keeps a view
         # whose indices only grow (history() has the rest).
@@ -653,11 +662,28 @@ class Node:
                 self.membership.leave_requested(event.client_id)
                 if own:
                     self._leave_committed.set()
+            case chat.MemberJoined() if event.node_id == self.node_id:
+                self._nick_due = True
             case chat.MemberLeft() if event.node_id == self.node_id:
                 self._removed.set()
-        notice = self.view.notice_for(self.chat, event)
-        if notice is not None:
+        liveness = self._liveness() if isinstance(event, chat.MemberLeft) else None
+        for notice in self.view.notices_for(self.chat, event, liveness):
             self._publish(notice)
+
+    def _propose_nick_if_unknown(self) -> None:
+        """Once a member and caught up, propose this node's nick if the channel has none
+        for it, so the others name it (in its join notice too) before it says anything."""
+        if self._closing or self.node_id not in self.core.configuration.members:
+            return
+        if self.chat.last_applied_index < self.core.status().commit_index:
+            return  # the nick may be in what is still to apply
+        self._nick_due = False
+        carry_nick = ("message", "nick")
+        if self.chat.nick_of(self.node_id) or any(
+            proposal.kind in carry_nick for proposal in self.proposals.pending.values()
+        ):
+            return
+        self._propose_command(chat.NickChange(self.nick), "nick")
 
     def _acknowledge(self, serial: int, index: int) -> None:
         proposal = self.proposals.acknowledge(serial)
@@ -812,7 +838,13 @@ class Node:
             messages_dropped=sum(self._malformed.values()) + sum(self._spoofed.values()),
             stopped=self._stopped.is_set(),
             signaling_state=self._signaling_state,
+            chat_state=self.chat,
+            liveness=self._liveness(),
         )
+
+    def _liveness(self) -> Liveness:
+        connected = self._signaling_state == "connected"
+        return self.membership.liveness(time.monotonic(), self.core.leader, connected, self._links)
 
     def _members_info(self) -> tuple[MemberInfo, ...]:
         return self.view.members_info(self.core.status(), self.chat, self._links)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -24,6 +25,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Input, Static
 
+from raftchat.chat.textsafety import sanitize_text
 from raftchat.frontends.commands import TUI_COMMANDS, InputProblem, RunCommand, SendText
 from raftchat.node.api import (
     AckEvent,
@@ -130,6 +132,7 @@ class RaftChatApp(App[None]):
             with VerticalScroll(id="side"):
                 yield MembersPane(id="members")
                 yield StatsPane(id="stats")
+        yield Static(id="quorum-banner")
         yield Static(id="input-error")
         yield ChatInput(
             id="input",
@@ -266,6 +269,13 @@ class RaftChatApp(App[None]):
     def _show_status(self, status: StatusEvent) -> None:
         self._status = status
         self._refresh_status_views()
+        self._show_quorum_problem(status.quorum_problem)
+
+    def _show_quorum_problem(self, problem: str | None) -> None:
+        """The banner above the input: why messages cannot commit now (hidden otherwise)."""
+        banner = self.query_one("#quorum-banner", Static)
+        banner.update(Text("\u26a0 " + sanitize_text(problem)) if problem else "")
+        banner.set_class(bool(problem), "-visible")
 
     def _refresh_status_views(self) -> None:
         """Status bar and stats pane: they name the leader by nick, so members matter too."""
