@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -25,10 +29,21 @@ class RawPeer:
         self.token = ""
 
     @classmethod
-    async def connect(cls, base_url: str, channel: str) -> RawPeer:
-        session = aiohttp.ClientSession()
+    async def connect(
+        cls,
+        base_url: str,
+        channel: str,
+        *,
+        source: str | None = None,
+        heartbeat: float | None = None,
+    ) -> RawPeer:
+        """A WebSocket from ``source`` (a loopback address such as 127.0.0.2, so that tests
+        can play several client addresses; default 127.0.0.1). With ``heartbeat`` the
+        client library pings the server that often (and answers its pings, as always)."""
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        session = aiohttp.ClientSession(connector=connector)
         try:
-            ws = await session.ws_connect(f"{base_url}/channels/{channel}/ws")
+            ws = await session.ws_connect(f"{base_url}/channels/{channel}/ws", heartbeat=heartbeat)
         except BaseException:
             await session.close()
             raise
@@ -42,9 +57,12 @@ class RawPeer:
         peer_id: str | None = None,
         token: str | None = None,
         role: str | None = None,
+        *,
+        source: str | None = None,
+        heartbeat: float | None = None,
     ) -> tuple[RawPeer, dict[str, Any]]:
         """Connect, say hello (with ``role`` if given) and return the peer with its welcome."""
-        peer = await cls.connect(base_url, channel)
+        peer = await cls.connect(base_url, channel, source=source, heartbeat=heartbeat)
         peer.peer_id = peer_id or new_peer_id()
         peer.token = token or new_token()
         hello = {"type": "hello", "peer_id": peer.peer_id, "token": peer.token}
@@ -63,6 +81,9 @@ class RawPeer:
 
     async def send_bytes(self, data: bytes) -> None:
         await self.ws.send_bytes(data)
+
+    async def keepalive(self) -> None:
+        await self.send_json({"type": "keepalive"})
 
     async def signal(self, to: str, payload: dict[str, Any]) -> None:
         await self.send_json({"type": "signal", "to": to, "payload": payload})
@@ -97,10 +118,13 @@ class RawPeer:
         await self.session.close()
 
 
-async def assert_server_serves(base_url: str, channel: str = "healthy-check") -> None:
-    """Two fresh peers can join, see each other and exchange a signal."""
-    first, _ = await RawPeer.join(base_url, channel)
-    second, welcome = await RawPeer.join(base_url, channel)
+async def assert_server_serves(
+    base_url: str, channel: str = "healthy-check", *, source: str | None = None
+) -> None:
+    """Two fresh peers (from ``source``, see RawPeer.connect) can join, see each other and
+    exchange a signal."""
+    first, _ = await RawPeer.join(base_url, channel, source=source)
+    second, welcome = await RawPeer.join(base_url, channel, source=source)
     try:
         assert first.peer_id in welcome["peers"]
         assert await first.recv() == {"type": "peer_joined", "peer_id": second.peer_id}
@@ -110,6 +134,71 @@ async def assert_server_serves(base_url: str, channel: str = "healthy-check") ->
     finally:
         await first.close()
         await second.close()
+
+
+class StuckPeer:
+    """A hand-made WebSocket client that says hello, reads its welcome, then never reads
+    again (asyncio stops reading its socket once its buffer is full, and the kernel's small
+    receive buffer fills next): what the server sends it piles up."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.peer_id = new_peer_id()
+
+    @classmethod
+    async def join(cls, port: int, channel: str, source: str) -> StuckPeer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /channels/{channel}/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        peer = cls(reader, writer)
+        hello = {"type": "hello", "peer_id": peer.peer_id, "token": new_token()}
+        writer.write(cls._text_frame(json.dumps(hello).encode()))
+        welcome = await reader.readexactly(2)
+        length = welcome[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+        assert json.loads(await reader.readexactly(length))["type"] == "welcome"
+        return peer
+
+    @staticmethod
+    def _text_frame(payload: bytes) -> bytes:
+        mask = os.urandom(4)
+        if len(payload) < 126:
+            head = bytes([0x81, 0x80 | len(payload)])
+        else:
+            head = bytes([0x81, 0x80 | 126]) + len(payload).to_bytes(2, "big")
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        return head + mask + masked
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+async def get_metrics(base_url: str) -> dict[str, float]:
+    """``GET /metrics`` parsed: ``name`` or ``name{label="value"}`` -> value."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base_url}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await response.text()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
 
 
 class RecordingListener:

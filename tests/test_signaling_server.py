@@ -14,7 +14,9 @@ from support.clocks import ManualClock
 from support.waiting import wait_until
 
 from raftchat.limits import PEER_ID_PATTERN
+from raftchat.net.signaling.connection import Connection, QueueBudget
 from raftchat.net.signaling.protocol import (
+    ERROR_HEADER,
     ROLES,
     ErrorCode,
     Hello,
@@ -278,12 +280,14 @@ async def test_too_many_channels_and_connections() -> None:
         await other.expect_closed()
         await other.close()
         second, _ = await RawPeer.join(server.url, "one")
-        third = await RawPeer.connect(server.url, "one")
-        await third.expect_error("server_full")
-        await third.expect_closed()
-        await third.close()
+        # The third socket is refused before it is a WebSocket: HTTP 503 naming the code.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await RawPeer.connect(server.url, "one")
+        assert refused.value.status == 503
+        assert refused.value.headers[ERROR_HEADER] == "server_full"
         await second.close()
         await wait_until(lambda: len(server.server.state.connections) == 1, what="second to go")
+        await wait_until(lambda: len(server.server.guard.open) == 1, what="its socket to go")
         third, _ = await RawPeer.join(server.url, "one")
         for peer in (first, third):
             await peer.close()
@@ -348,22 +352,54 @@ class _FakeTransport:
         self.closed = True
 
 
-async def test_slow_consumer_is_disconnected_without_blocking_senders() -> None:
+def _stuck_connection(config: ServerConfig, budget: QueueBudget | None = None):
     from types import SimpleNamespace
 
-    from raftchat.net.signaling.server import _Connection
-
-    config = ServerConfig(send_queue_frames=3, close_timeout=0.05)
     ws = _StuckWebSocket()
     transport = _FakeTransport()
     request = SimpleNamespace(remote="127.0.0.1", transport=transport)
-    conn = _Connection(ws, request, config, now=0.0)  # type: ignore[arg-type]
+    conn = Connection(ws, request, config, now=0.0, budget=budget)  # type: ignore[arg-type]
+    return conn, ws, transport
+
+
+async def test_slow_consumer_is_disconnected_without_blocking_senders() -> None:
+    config = ServerConfig(max_frame_bytes=1000, send_queue_bytes=3000, close_timeout=0.05)
+    conn, ws, transport = _stuck_connection(config)
     for number in range(10):
-        conn.send(f"frame {number}")  # never blocks, even though nothing is written
+        conn.send(f"frame {number} " + "x" * 990)  # never blocks, even though nothing is written
     assert conn.closing
+    assert conn.queued_bytes < 200  # what it did not read is dropped, only the error is left
     await wait_until(lambda: transport.closed, what="stuck connection aborted")
     await conn.close()
-    assert ws.sent == ["frame 0"]  # the first write is the one stuck
+    # The dropped frames were never written: the error is the first write (and it is stuck).
+    assert [json.loads(text)["code"] for text in ws.sent] == ["slow_consumer"]
+    assert conn.queued_bytes == 0 and conn.budget.total == 0
+
+
+async def test_the_longest_queue_goes_when_all_queues_together_are_too_long() -> None:
+    config = ServerConfig(
+        max_frame_bytes=1000,
+        send_queue_bytes=4000,
+        max_queued_bytes_total=5000,
+        close_timeout=0.05,
+    )
+    budget = QueueBudget(config.max_queued_bytes_total)
+    small, _, _ = _stuck_connection(config, budget)
+    large, _, large_transport = _stuck_connection(config, budget)
+    frame = "y" * 1000
+    for _ in range(2):
+        small.send(frame)
+    for _ in range(4):
+        large.send(frame)
+    assert budget.total <= 5000
+    assert large.closing and not small.closing
+    small.send(frame)  # the others keep being served
+    assert not small.closing
+    await wait_until(lambda: large_transport.closed, what="the longest queue closed")
+    for conn in (small, large):
+        conn._abort()
+        await conn.close()
+    assert budget.total == 0
 
 
 # ------------------------------------------------------------------ identity
@@ -426,11 +462,7 @@ async def test_reconnect_with_token_replaces_half_dead_socket(server: RunningSer
     # The watcher saw no churn: the next frame it gets is the relayed signal.
     await new.signal(watcher.peer_id, {"hi": 1})
     assert await watcher.recv() == {"type": "signal", "from": new.peer_id, "payload": {"hi": 1}}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{server.url}/channels/replace/peers") as response,
-    ):
-        assert sorted(await response.json()) == sorted([old.peer_id, watcher.peer_id])
+    assert server.peers("replace") == {old.peer_id, watcher.peer_id}
     for peer in (old, new, watcher):
         await peer.close()
     await assert_server_serves(server.url)
@@ -556,17 +588,10 @@ async def test_http_endpoints(server: RunningServer) -> None:
     alice, _ = await RawPeer.join(server.url, "web")
     bob, _ = await RawPeer.join(server.url, "web")
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.url}/channels/WEB/peers") as response:
-            assert response.status == 200
-            assert sorted(await response.json()) == sorted([alice.peer_id, bob.peer_id])
-        async with session.get(f"{server.url}/channels/empty/peers") as response:
-            assert await response.json() == []
-        async with session.get(f"{server.url}/channels/bad.name/peers") as response:
-            assert response.status == 400
-            assert (await response.json())["error"] == "invalid_channel"
         async with session.get(f"{server.url}/healthz") as response:
             health = await response.json()
-            assert health == {"ok": True, "channels": 1, "peers": 2, "connections": 2}
+            assert health == {"ok": True, "channels": 1, "peers": 2, "connections": 2, "sockets": 3}
+            assert response.headers["Connection"] == "close"  # one request per connection
         names = set()
         for _ in range(3):
             async with session.post(f"{server.url}/channels") as response:
@@ -576,6 +601,37 @@ async def test_http_endpoints(server: RunningServer) -> None:
         assert len(names) == 3
     await alice.close()
     await bob.close()
+
+
+async def peer_list(base_url: str, channel: str, credentials: str | None) -> tuple[int, object]:
+    headers = {"Authorization": f"Bearer {credentials}"} if credentials is not None else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base_url}/channels/{channel}/peers", headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_peer_list_only_for_peers_of_the_channel(server: RunningServer) -> None:
+    alice, _ = await RawPeer.join(server.url, "web")
+    bob, _ = await RawPeer.join(server.url, "web")
+    outsider, _ = await RawPeer.join(server.url, "elsewhere")
+    status, body = await peer_list(server.url, "WEB", f"{alice.peer_id}:{alice.token}")
+    assert status == 200 and sorted(body) == sorted([alice.peer_id, bob.peer_id])
+    refusals = [
+        ("web", None),  # anonymous
+        ("web", f"{alice.peer_id}:{new_token()}"),  # a wrong token
+        ("web", f"{outsider.peer_id}:{outsider.token}"),  # a peer of another channel
+        ("empty", f"{alice.peer_id}:{alice.token}"),  # a channel that does not exist
+        ("web", "garbage"),
+    ]
+    answers = [await peer_list(server.url, channel, cred) for channel, cred in refusals]
+    assert {status for status, _ in answers} == {403}
+    assert len({str(body) for _, body in answers}) == 1  # nothing tells them apart
+    assert (await peer_list(server.url, "bad.name", None))[0] == 400
+    await alice.close()
+    await bob.close()
+    await outsider.close()
 
 
 async def test_close_tells_peers_the_server_is_going_away() -> None:

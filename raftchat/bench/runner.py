@@ -24,6 +24,7 @@ from raftchat.bench.errors import BenchError
 from raftchat.bench.options import BenchOptions
 from raftchat.bench.report import build_result, format_table
 from raftchat.bench.scenarios import SCENARIO_FUNCTIONS, BenchContext
+from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.server import start_server
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class ProgressPrinter:
 async def run_bench(options: BenchOptions, progress: ProgressPrinter) -> dict[str, Any]:
     """Every selected scenario in order; a failing one is recorded and the rest still run."""
     started = time.perf_counter()
-    server = await start_server(LOOPBACK, 0)
+    server = await start_server(LOOPBACK, 0, ServerConfig.one_machine())
     root = Path(tempfile.mkdtemp(prefix="raftchat-bench-"))
     ctx = BenchContext(server.url, root, options, progress)
     results: dict[str, Any] = {}

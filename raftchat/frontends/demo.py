@@ -25,6 +25,7 @@ from pathlib import Path
 
 from raftchat.frontends.launch import JoinOptions, run_join
 from raftchat.frontends.node_process import headless_join_command, spawn_headless_node
+from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.server import RunningServer, start_server
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ async def _chatter(peers: list[DemoPeer], interval: float, rng: random.Random) -
 async def run_demo(options: DemoOptions) -> int:
     """The whole demo; returns the exit status."""
     channel = f"demo-{secrets.token_hex(3)}"
-    server = await start_server("127.0.0.1", 0)
+    server = await start_server("127.0.0.1", 0, ServerConfig.one_machine())
     peers: list[DemoPeer] = []
     chatter: asyncio.Task[None] | None = None
     with tempfile.TemporaryDirectory(prefix="raftchat-demo-") as tmp:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from raftchat.limits import MAX_NICK_CHARS
 from raftchat.net.ice import loopback_address_of
 from raftchat.net.signaling.client import SignalingError, server_is_up
+from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.protocol import ProtocolError, normalize_channel
 from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.node import Node
@@ -158,7 +159,7 @@ async def ensure_server(settings: Settings, explicit: bool) -> RunningServer | N
         )
     port = urlsplit(url).port or 80
     try:
-        server = await start_server(host, port)
+        server = await start_server(host, port, ServerConfig.one_machine())
     except OSError as error:
         raise LaunchError(f"cannot start an embedded signaling server: {error}") from None
     logger.info("started an embedded signaling server at %s", server.url)

@@ -18,6 +18,7 @@ from raftchat.net.signaling.client import (
     SignalingListener,
     server_is_up,
 )
+from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.protocol import (
     ErrorCode,
     ProtocolError,
@@ -26,7 +27,7 @@ from raftchat.net.signaling.protocol import (
     new_token,
     normalize_channel,
 )
-from raftchat.net.signaling.server import RunningServer, ServerConfig, run_server, start_server
+from raftchat.net.signaling.server import RunningServer, run_server, start_server
 
 __all__ = [
     "ClientConfig",

@@ -4,7 +4,9 @@ It connects to the signaling server's WebSocket, says hello, tracks the set of o
 (and the roles they announce) and hands relayed payloads to a listener. When the server
 goes away it reconnects in the background with exponential backoff and jitter and then
 reports the fresh peer set. The role this node announces (``set_role``) goes into every
-hello, so it survives reconnects.
+hello, so it survives reconnects. While connected it sends a ``keepalive`` frame whenever
+it has sent nothing for ``keepalive_interval`` seconds, so the server does not drop it as
+idle (see ``protocol``).
 
 It never blocks or raises into its callers while the server is away: ``send_signal``
 returns False and the last known peer set is kept (peers already linked over WebRTC keep
@@ -27,6 +29,8 @@ import aiohttp
 
 from raftchat.net.signaling.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
+    ERROR_HEADER,
+    KEEPALIVE_INTERVAL,
     ROLES,
     WS_PATH_TEMPLATE,
     ErrorCode,
@@ -38,6 +42,7 @@ from raftchat.net.signaling.protocol import (
     RelayedSignal,
     Welcome,
     encode_hello,
+    encode_keepalive,
     encode_role,
     encode_signal_request,
     is_valid_peer_id,
@@ -112,6 +117,9 @@ class ClientConfig:
     """Fraction of each pause that is random, so peers do not all come back at once."""
     heartbeat_interval: float = 15.0
     """WebSocket ping interval; a server that misses its pong counts as gone."""
+    keepalive_interval: float = KEEPALIVE_INTERVAL
+    """Longest silence towards the server: a ``keepalive`` frame is sent after it (the
+    server drops a peer silent for its ``idle_timeout``)."""
     send_timeout: float = 5.0
     """A send_signal that cannot be written within this gives up and returns False."""
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
@@ -207,6 +215,9 @@ class SignalingClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._last_sent = 0.0
+        "When a frame last went to the server (loop time)."
         self._closed = False
         self.failed_reconnects = 0
         """Reconnect attempts that failed since start (for status displays and tests)."""
@@ -327,6 +338,13 @@ class SignalingClient:
                     await ws.close()
                     raise
         except aiohttp.WSServerHandshakeError as exc:
+            code = exc.headers.get(ERROR_HEADER) if exc.headers else None
+            if exc.status == 503 and code:
+                raise ServerRejectedError(
+                    code,
+                    f"signaling server refused us: {code} (HTTP 503; server "
+                    f"{self.server_url}, channel {self.channel!r})",
+                ) from None
             raise _ServerGone(
                 f"{self.ws_url} is not a raftchat signaling endpoint (HTTP {exc.status})"
             ) from None
@@ -335,6 +353,10 @@ class SignalingClient:
         except TimeoutError:
             raise _ServerGone(f"no answer within {self.config.connect_timeout} s") from None
         self._ws = ws
+        self._last_sent = asyncio.get_running_loop().time()
+        self._keepalive_task = asyncio.create_task(
+            self._keep_alive(ws), name=f"signaling-keepalive-{self.peer_id}"
+        )
         self._announced_role = hello_role
         self._peers = welcome.peers - {self.peer_id}
         self._peer_roles = _present_roles(welcome.roles, self._peers)
@@ -423,6 +445,7 @@ class SignalingClient:
                     logger.warning("ignoring unexpected %s frame from server", msg.type.name)
         finally:
             self._ws = None
+            await self._stop_keepalive()
             await ws.close()
         logger.info("signaling server connection lost (code %s)", ws.close_code)
         return None
@@ -454,6 +477,25 @@ class SignalingClient:
 
     # ------------------------------------------------------------ helpers
 
+    async def _keep_alive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send a keepalive whenever nothing went to the server for keepalive_interval."""
+        loop = asyncio.get_running_loop()
+        interval = self.config.keepalive_interval
+        while self._ws is ws and not ws.closed:
+            due = self._last_sent + interval
+            if loop.time() < due:
+                await asyncio.sleep(due - loop.time())
+                continue
+            if not await self._send(encode_keepalive(), "keepalive"):
+                self._last_sent = loop.time()  # not connected now: try again later
+
+    async def _stop_keepalive(self) -> None:
+        task, self._keepalive_task = self._keepalive_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _send(self, text: str, what: str) -> bool:
         """Write one frame if connected; False if it could not be written now."""
         ws = self._ws
@@ -465,6 +507,7 @@ class SignalingClient:
         except (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError) as exc:
             logger.info("%s not sent: %s", what, exc)
             return False
+        self._last_sent = asyncio.get_running_loop().time()
         return True
 
     def _announce_role(self) -> None:
@@ -506,6 +549,7 @@ class SignalingClient:
             logger.exception("signaling listener %s raised", method)
 
     async def _shutdown(self) -> None:
+        await self._stop_keepalive()
         ws, self._ws = self._ws, None
         if ws is not None:
             with contextlib.suppress(Exception):

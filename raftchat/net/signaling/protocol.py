@@ -9,6 +9,7 @@ Client to server::
                                                               "role" is optional
     {"type": "role", "role": ROLE}                            change the role, after hello
     {"type": "signal", "to": ID, "payload": {...}}            relay an opaque object to a peer
+    {"type": "keepalive"}                                     "still here", after hello
 
 Server to client::
 
@@ -23,6 +24,20 @@ Server to client::
 
 A fatal error is followed by the server closing the socket. Unknown extra fields in a frame
 are ignored (so newer clients can add some); a ``from`` field sent by a client is ignored.
+
+Liveness: a joined client must send *some* frame at least every ``KEEPALIVE_INTERVAL``
+seconds, a ``keepalive`` when it has nothing else to say (the server does not answer it).
+A peer silent for the server's ``idle_timeout`` (by default three intervals) is dropped
+with the fatal error ``idle_timeout`` and reported as gone to the others. WebSocket pings
+do not count: a client library answers them on its own, so they only prove the TCP
+connection is up, not that a raftchat client is behind it. A connection must say hello
+within the server's ``hello_timeout`` however many pings it answers.
+
+Refusals before the WebSocket exists: a client address that holds too many connections,
+or a server that holds too many, gets an HTTP ``503`` whose ``ERROR_HEADER`` header (and
+JSON body ``{"error": CODE, "message": TEXT}``) names the code, ``too_many_connections`` or
+``server_full``. Every other limit of the server (``ServerConfig``) answers with an
+error frame.
 
 A ROLE is one of ``ROLES``: the peer's place in the channel's Raft cluster as it says itself
 ("voter", "learner", or "none" for not a member yet). Roles are *hints*: the server passes
@@ -54,6 +69,12 @@ ROLES = frozenset({"voter", "learner", "none"})
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024
 """Largest text frame (UTF-8 bytes) either side accepts; SDP offers are a few KiB."""
 
+KEEPALIVE_INTERVAL = 20.0
+"""Seconds a joined client may go without sending a frame; it sends ``keepalive``."""
+
+ERROR_HEADER = "X-Raftchat-Error"
+"""HTTP header naming the error code of a refusal answered before any WebSocket."""
+
 WS_PATH_TEMPLATE = "/channels/{channel}/ws"
 
 
@@ -61,6 +82,7 @@ class FrameType(StrEnum):
     HELLO = "hello"
     ROLE = "role"
     SIGNAL = "signal"
+    KEEPALIVE = "keepalive"
     WELCOME = "welcome"
     PEER_JOINED = "peer_joined"
     PEER_ROLE = "peer_role"
@@ -85,9 +107,14 @@ class ErrorCode(StrEnum):
     INVALID_CHANNEL = "invalid_channel"
     ID_TAKEN = "id_taken"
     CHANNEL_FULL = "channel_full"
+    TOO_MANY_PEERS_FROM_ADDRESS = "too_many_peers_from_address"  # in this channel
     TOO_MANY_CHANNELS = "too_many_channels"
-    SERVER_FULL = "server_full"
+    TOO_MANY_CHANNELS_FROM_ADDRESS = "too_many_channels_from_address"
+    JOIN_RATE_LIMITED = "join_rate_limited"  # too many hellos from this address lately
+    SERVER_FULL = "server_full"  # too many connections (HTTP 503)
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # from this address (HTTP 503)
     HELLO_TIMEOUT = "hello_timeout"
+    IDLE_TIMEOUT = "idle_timeout"  # no frame (not even a keepalive) for too long
     REPLACED = "replaced"  # the same peer connected again from elsewhere
     SLOW_CONSUMER = "slow_consumer"  # did not read its frames: closed
     SHUTTING_DOWN = "shutting_down"
@@ -99,9 +126,14 @@ FATAL_ERROR_CODES = frozenset(
         ErrorCode.INVALID_CHANNEL,
         ErrorCode.ID_TAKEN,
         ErrorCode.CHANNEL_FULL,
+        ErrorCode.TOO_MANY_PEERS_FROM_ADDRESS,
         ErrorCode.TOO_MANY_CHANNELS,
+        ErrorCode.TOO_MANY_CHANNELS_FROM_ADDRESS,
+        ErrorCode.JOIN_RATE_LIMITED,
         ErrorCode.SERVER_FULL,
+        ErrorCode.TOO_MANY_CONNECTIONS,
         ErrorCode.HELLO_TIMEOUT,
+        ErrorCode.IDLE_TIMEOUT,
         ErrorCode.REPLACED,
         ErrorCode.SLOW_CONSUMER,
         ErrorCode.SHUTTING_DOWN,
@@ -186,6 +218,11 @@ class SignalRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Keepalive:
+    """A joined client says it is still there."""
+
+
+@dataclass(frozen=True, slots=True)
 class Welcome:
     channel: str
     peer_id: str
@@ -226,7 +263,7 @@ class ErrorFrame:
     fatal: bool
 
 
-ClientFrame = Hello | RoleUpdate | SignalRequest
+ClientFrame = Hello | RoleUpdate | SignalRequest | Keepalive
 ServerFrame = Welcome | PeerJoined | PeerRole | PeerLeft | RelayedSignal | ErrorFrame
 
 
@@ -307,6 +344,8 @@ def parse_client_frame(text: str) -> ClientFrame:
         return RoleUpdate(_role_field(obj))
     if frame_type == FrameType.SIGNAL:
         return SignalRequest(_peer_id_field(obj, "to"), _payload_field(obj))
+    if frame_type == FrameType.KEEPALIVE:
+        return Keepalive()
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame_type[:40]!r}")
 
 
@@ -355,6 +394,10 @@ def encode_hello(peer_id: str, token: str, role: str | None = None) -> str:
 
 def encode_role(role: str) -> str:
     return _dump({"type": FrameType.ROLE, "role": role})
+
+
+def encode_keepalive() -> str:
+    return _dump({"type": FrameType.KEEPALIVE})
 
 
 def encode_signal_request(to: str, payload: dict[str, Any]) -> str:
