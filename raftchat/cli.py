@@ -12,9 +12,6 @@ from raftchat import __version__
 from raftchat.frontends.commands import HEADLESS_COMMANDS
 from raftchat.frontends.logs import configure_logging, log_file_path
 
-DEFAULT_SERVER_HOST = "127.0.0.1"
-DEFAULT_SERVER_PORT = 8765
-
 
 def _log_level(verbose: bool, default: int) -> int:
     return logging.DEBUG if verbose else default
@@ -41,12 +38,35 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` for ``serve --set``; the value is read as in config.toml (a number,
+    ``true``, ``["a", "b"]``), else taken as a string."""
+    import tomllib
+
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed: object = tomllib.loads(f"value = {value}")["value"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
 def _serve(args: argparse.Namespace) -> int:
     from raftchat.net.signaling.server import run_server
+    from raftchat.settings import ConfigError, load_server_settings
 
     configure_logging(_log_level(args.verbose, logging.INFO))
+    overrides: dict[str, object] = dict(args.set)
+    overrides.update(host=args.host, port=args.port)
     try:
-        run_server(args.host, args.port)
+        settings = load_server_settings(Path(args.config) if args.config else None, overrides)
+    except ConfigError as error:
+        print(f"raftchat serve: {error}", file=sys.stderr)
+        return 2
+    try:
+        run_server(settings.host, settings.port, settings.limits)
     except OSError as exc:
         print(f"raftchat serve: {exc}", file=sys.stderr)
         return 1
@@ -170,10 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser(
-        "serve", help="run a signaling server", description="Run a signaling server."
+        "serve",
+        help="run a signaling server",
+        description="Run a signaling server. Its address and limits come from the [server] "
+        "table of the config file, then from these flags (docs/configuration.md).",
     )
-    serve.add_argument("--host", default=DEFAULT_SERVER_HOST, help="address to listen on")
-    serve.add_argument("--port", type=int, default=DEFAULT_SERVER_PORT, help="port to listen on")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8765)")
+    serve.add_argument("--config", help="settings file (default: the user config dir)")
+    serve.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a limit, as in the [server] table, e.g. --set max_connections=8192 (repeatable)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     serve.set_defaults(handler=_serve)
 

@@ -10,6 +10,9 @@ Layout: identity, network and cluster keys at the top level; every timer in a
 ``[timers]`` table; one ``[[ice_servers]]`` table per STUN/TURN server. Keys
 have the names of the :class:`Settings` fields (the ``[timers]`` ones without
 the table prefix). Relative paths in the file are relative to the file's folder.
+The ``[server]`` table is for ``raftchat serve`` (:func:`load_server_settings`): its
+address and the signaling server's limits, keys named as the
+:class:`~raftchat.net.signaling.config.ServerConfig` fields; ``join`` ignores it.
 
 The channel passphrase should not be in this file: name an environment
 variable (``passphrase_env``) or a file holding it (``passphrase_file``).
@@ -70,11 +73,13 @@ import platformdirs
 from raftchat import APP_NAME
 from raftchat.limits import nick_problem
 from raftchat.net.ice import IceServer
+from raftchat.net.signaling.config import ServerConfig
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE_NAME = "config.toml"
 TIMERS_TABLE = "timers"
+SERVER_TABLE = "server"
 ICE_SERVER_KEYS = ("urls", "username", "credential")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMAND_LINE = "command line"
@@ -455,8 +460,7 @@ def load_settings(
         raise ConfigError(f"{prefix}: {exc}", exc.keys) from None
 
 
-def _read_file(path: Path) -> dict[str, object]:
-    """The file's settings, parsed and validated, keyed by field name."""
+def _read_document(path: Path) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -466,11 +470,18 @@ def _read_file(path: Path) -> dict[str, object]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        document = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _read_file(path: Path) -> dict[str, object]:
+    """The file's settings, parsed and validated, keyed by field name."""
+    document = _read_document(path)
     flat: dict[str, object] = {}
     for key, value in document.items():
+        if key == SERVER_TABLE:
+            continue  # raftchat serve's (load_server_settings)
         if key == TIMERS_TABLE:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: {TIMERS_TABLE} must be a table ([{TIMERS_TABLE}])")
@@ -507,6 +518,89 @@ def _did_you_mean(key: str, known: Iterable[str]) -> str:
     if matches:
         return f"; did you mean {matches[0]!r}?"
     return f"; known keys: {', '.join(sorted(known))}"
+
+
+# --- raftchat serve ---------------------------------------------------------------------
+
+DEFAULT_SERVER_HOST = "127.0.0.1"
+DEFAULT_SERVER_PORT = 8765
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What ``raftchat serve`` runs: where it listens and the server's limits."""
+
+    host: str = DEFAULT_SERVER_HOST
+    port: int = DEFAULT_SERVER_PORT
+    limits: ServerConfig = field(default_factory=ServerConfig)
+
+
+def _server_value(name: str, value: object) -> object:
+    """A ``[server]`` value in the form the field needs, or raise :class:`_BadValue`."""
+    if name == "host":
+        if type(value) is not str or not value.strip():
+            raise _BadValue('a host name or address such as "0.0.0.0"', value)
+        return value
+    if name == "port":
+        return _integer(1, 65_535)(value)
+    if name == "exempt_addresses":
+        if type(value) is not list:
+            raise _BadValue('a list of IP addresses such as ["127.0.0.1"]', value)
+        return tuple(_ip_address(item) for item in value)
+    kind = ServerConfig.numeric_fields()[name]
+    if kind is int:
+        if type(value) is not int or value < 1:
+            raise _BadValue("a positive integer", value)
+        return value
+    ok = type(value) in (int, float) and math.isfinite(value) and value > 0  # type: ignore[arg-type]
+    if not ok:
+        raise _BadValue("a positive number", value)
+    return float(value)  # type: ignore[arg-type]
+
+
+def server_setting_names() -> list[str]:
+    """The keys of the ``[server]`` table (also the names ``raftchat serve --set`` takes)."""
+    return ["host", "port", *ServerConfig.numeric_fields(), "exempt_addresses"]
+
+
+def load_server_settings(
+    path: Path | None = None, overrides: Mapping[str, object] | None = None
+) -> ServerSettings:
+    """``raftchat serve``'s settings: the ``[server]`` table of the config file (``path``,
+    else :func:`default_config_path` if it exists) with ``overrides`` (key → value, e.g.
+    from flags; None values ignored) on top. Raises :class:`ConfigError`."""
+    explicit = path is not None
+    path = path if path is not None else default_config_path()
+    known = server_setting_names()
+    values: dict[str, object] = {}
+
+    def take(name: str, value: object, source: str) -> None:
+        if name not in known:
+            hint = _did_you_mean(name, known)
+            raise ConfigError(f"{source}: unknown key {SERVER_TABLE}.{name}{hint}")
+        try:
+            values[name] = _server_value(name, value)
+        except _BadValue as bad:
+            raise ConfigError(
+                f"{source}: {SERVER_TABLE}.{name} must be {bad.expected}, got {_show(bad.value)}"
+            ) from None
+
+    if explicit or path.exists():
+        table = _read_document(path).get(SERVER_TABLE, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {SERVER_TABLE} must be a table ([{SERVER_TABLE}])")
+        for name, value in table.items():
+            take(name, value, str(path))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            take(name, value, _COMMAND_LINE)
+    host = values.pop("host", DEFAULT_SERVER_HOST)
+    port = values.pop("port", DEFAULT_SERVER_PORT)
+    try:
+        limits = ServerConfig(**values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"{SERVER_TABLE}: {exc}".replace("ServerConfig.", "")) from None
+    return ServerSettings(str(host), int(port), limits)  # type: ignore[arg-type]
 
 
 # --- helpers the node uses -----------------------------------------------------------

@@ -11,14 +11,18 @@ import pytest
 
 import raftchat.settings as settings_module
 from raftchat.net.ice import IceServer
+from raftchat.net.signaling.config import ServerConfig
 from raftchat.settings import (
     ConfigError,
+    ServerSettings,
     Settings,
     adaptive_election_timeout_ms,
     default_config_path,
     election_timeout_range_ms,
+    load_server_settings,
     load_settings,
     resolve_passphrase,
+    server_setting_names,
 )
 
 
@@ -314,3 +318,65 @@ def test_adaptive_range_keeps_the_factor_ratio() -> None:
     assert election_timeout_range_ms(settings, []) == (500, 1000)
     assert election_timeout_range_ms(settings, [100.0]) == (1000, 1500)
     assert election_timeout_range_ms(settings, [300.0]) == (3000, 4500)
+
+
+# --- raftchat serve: the [server] table -------------------------------------------
+
+
+def test_server_table_sets_the_signaling_server_and_join_ignores_it(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        nick = "ada"
+
+        [server]
+        host = "0.0.0.0"
+        port = 9000
+        max_connections_per_address = 16
+        idle_timeout = 90
+        exempt_addresses = ["10.0.0.1", "::1"]
+        """,
+    )
+    server = load_server_settings(path)
+    assert (server.host, server.port) == ("0.0.0.0", 9000)
+    assert server.limits.max_connections_per_address == 16
+    assert server.limits.idle_timeout == 90.0
+    assert server.limits.exempt_addresses == ("10.0.0.1", "::1")
+    assert server.limits.max_channels == ServerConfig().max_channels  # the rest: defaults
+    assert load_settings(path).nick == "ada"
+    flags = load_server_settings(path, {"port": 9100, "max_channels": 10, "host": None})
+    assert (flags.host, flags.port, flags.limits.max_channels) == ("0.0.0.0", 9100, 10)
+
+
+def test_every_server_limit_has_a_key() -> None:
+    from dataclasses import fields
+
+    assert {f.name for f in fields(ServerConfig)} <= set(server_setting_names())
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("max_connections = 0", "server.max_connections must be a positive integer, got 0"),
+        ("max_connections = 1.5", "server.max_connections must be a positive integer"),
+        ("idle_timeout = -1", "server.idle_timeout must be a positive number, got -1"),
+        ("idle_timeout = 'long'", 'server.idle_timeout must be a positive number, got "long"'),
+        ("port = 70000", "server.port must be an integer between 1 and 65535"),
+        ("exempt_addresses = 'x'", "server.exempt_addresses must be a list of IP addresses"),
+        ("exempt_addresses = ['nope']", 'must be an IP address such as "127.0.0.1"'),
+        ("max_conections = 5", "unknown key server.max_conections; did you mean"),
+        ("send_queue_bytes = 1000", "send_queue_bytes must be >= 2 * max_frame_bytes"),
+    ],
+)
+def test_server_table_errors_name_the_key(tmp_path: Path, table: str, expected: str) -> None:
+    path = write(tmp_path, f"[server]\n{table}\n")
+    with pytest.raises(ConfigError) as info:
+        load_server_settings(path)
+    assert expected in str(info.value)
+
+
+def test_missing_default_file_means_default_server_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "nowhere"))
+    assert load_server_settings() == ServerSettings()
