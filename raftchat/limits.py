@@ -1,4 +1,5 @@
-"""Every naming and size rule of raftchat, defined once: nicks, chat text, channel names, node ids.
+"""Every naming and size rule of raftchat, defined once: nicks, chat text, channel names, node ids,
+and how strong a channel passphrase must be.
 
 Each rule is a constant (or a few) and a ``*_problem(value)`` function that returns why a
 value breaks the rule, or None if it is fine. The chat state machine applies these rules to
@@ -118,3 +119,40 @@ def node_id_problem(node_id: object, what: str = "node id") -> str | None:
     if not NODE_ID_PATTERN.fullmatch(node_id):
         return f"{what} must use only the characters A-Z, a-z, 0-9, '_' and '-'"
     return None
+
+
+MIN_PASSPHRASE_SCORE = 3
+"""Weakest channel passphrase accepted, on zxcvbn's scale of 0 to 4: 3 means about 10^8
+guesses or more. An attacker gets one online guess per handshake a member takes part in,
+and members throttle those per peer and per address, so this is far out of reach; a
+dictionary word, a name or a keyboard pattern is not."""
+
+ZXCVBN_MAX_CHARS = 72
+"""zxcvbn estimates at most this many characters; a longer passphrase is judged by its start."""
+
+PASSPHRASE_ADVICE = (
+    "use four or five random words (e.g. 'orbit lantern velvet cactus'), or a long sentence "
+    "only you would write"
+)
+
+
+def passphrase_problem(passphrase: str, context: tuple[str, ...] = ()) -> str | None:
+    """Why ``passphrase`` is too weak for a private channel, with advice, or None.
+
+    The strength is zxcvbn's estimate (dictionary words, names, dates, keyboard patterns,
+    l33t substitutions and repeats are cheap to guess); ``context`` holds words an attacker
+    knows anyway (the channel name, the nick), which count as guessed.
+    """
+    from zxcvbn import zxcvbn
+
+    result = zxcvbn(passphrase[:ZXCVBN_MAX_CHARS], user_inputs=list(context))
+    if result["score"] >= MIN_PASSPHRASE_SCORE:
+        return None
+    feedback = result.get("feedback") or {}
+    hints = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])]
+    detail = " ".join(hint.rstrip(".") + "." for hint in hints if hint)
+    guesses = result.get("guesses_log10", 0.0)
+    return (
+        f"the passphrase is too weak (guessed in about 10^{guesses:.0f} tries; at least "
+        f"10^8 are needed). {detail + ' ' if detail else ''}To fix it, {PASSPHRASE_ADVICE}"
+    )

@@ -71,7 +71,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from raftchat import APP_NAME
-from raftchat.limits import nick_problem
+from raftchat.limits import nick_problem, passphrase_problem
 from raftchat.net.ice import IceServer
 from raftchat.net.signaling.config import ServerConfig
 
@@ -118,6 +118,9 @@ class Settings:
     """File whose content (trailing newline stripped) is the channel passphrase."""
     passphrase: str | None = field(default=None, repr=False)
     """The channel passphrase itself; prefer ``passphrase_env`` or ``passphrase_file``."""
+    allow_weak_passphrase: bool = False
+    """Accept a passphrase weaker than :data:`~raftchat.limits.MIN_PASSPHRASE_SCORE` (for a
+    channel whose members already use one); refused with advice otherwise."""
     max_voters: int = 5
     """Members beyond this many stay learners (they get every message but do not vote):
     more voters make each commit wait for more peers."""
@@ -312,6 +315,7 @@ _SPECS: dict[str, _Spec] = {
     "passphrase_env": _Spec(None, _optional(_env_name)),
     "passphrase_file": _Spec(None, _optional(_path), is_path=True),
     "passphrase": _Spec(None, _optional(_secret)),
+    "allow_weak_passphrase": _Spec(None, _boolean),
     "max_voters": _Spec(None, _integer(1, 9)),
     "compaction_threshold": _Spec(None, _integer(1, 100_000_000)),
     "catchup_entries": _Spec(None, _integer(0, 100_000_000)),
@@ -606,8 +610,56 @@ def load_server_settings(
 # --- helpers the node uses -----------------------------------------------------------
 
 
-def resolve_passphrase(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
-    """The channel passphrase from wherever the settings say, or None if there is none."""
+PRIVATE_MODE_BITS = 0o077
+"""Permission bits for the group and others: a secret file must have none of them."""
+
+
+def check_private_file(path: Path) -> str | None:
+    """Why the file at ``path`` is not private to its owner (readable or writable by the
+    group or others), or None; as ssh treats a private key."""
+    if os.name != "posix":
+        return None
+    mode = path.stat().st_mode
+    if mode & PRIVATE_MODE_BITS:
+        return (
+            f"{path} can be read by other users (mode {mode & 0o777:o}); make it private "
+            f"with: chmod 600 {path}"
+        )
+    return None
+
+
+def resolve_passphrase(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    context: Iterable[str] = (),
+) -> str | None:
+    """The channel passphrase from wherever the settings say, or None if there is none.
+
+    A passphrase file readable by other users is refused, and so is a weak passphrase
+    (:func:`~raftchat.limits.passphrase_problem`, with ``context`` such as the channel name
+    and nick counting as known to an attacker) unless ``allow_weak_passphrase`` is set.
+    """
+    value = _read_passphrase(settings, environ)
+    if value is not None:
+        check_passphrase_strength(settings, value, context)
+    return value
+
+
+def check_passphrase_strength(settings: Settings, passphrase: str, context: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` with advice if ``passphrase`` is too weak (and weak ones
+    are not allowed)."""
+    if settings.allow_weak_passphrase:
+        return
+    problem = passphrase_problem(passphrase, tuple(context))
+    if problem:
+        raise ConfigError(
+            f"{problem}. (A channel whose members already share a weak passphrase: set "
+            "allow_weak_passphrase = true in the config file.)",
+            ("passphrase",),
+        )
+
+
+def _read_passphrase(settings: Settings, environ: Mapping[str, str] | None) -> str | None:
     if settings.passphrase is not None:
         return settings.passphrase
     if settings.passphrase_env is not None:
@@ -621,11 +673,14 @@ def resolve_passphrase(settings: Settings, environ: Mapping[str, str] | None = N
         return value
     if settings.passphrase_file is not None:
         try:
+            problem = check_private_file(settings.passphrase_file)
             value = settings.passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(
                 f"passphrase_file: cannot read {settings.passphrase_file}: {exc}"
             ) from None
+        if problem:
+            raise ConfigError(f"passphrase_file: {problem}")
         if not value:
             raise ConfigError(f"passphrase_file: {settings.passphrase_file} is empty")
         return value

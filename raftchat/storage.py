@@ -15,6 +15,12 @@ contiguous and that the hard state agrees with it: damaged data is reported as
 One directory per node per channel holds the database and a lock file. An exclusive
 ``flock`` on the lock file keeps a second process off the same directory (two processes
 writing one Raft log would break Raft's safety).
+
+The data is private, as ssh treats its keys: the data root and every channel directory are
+mode 0700 and every file in a channel directory 0600 (the database holds the node's
+reconnect token). This is checked on every open, and a mode found wider is narrowed with
+a warning naming the path; a directory or file of another user that others can read is
+refused.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ SCHEMA_VERSION = 1
 DB_FILENAME = "raftchat.sqlite3"
 LOCK_FILENAME = "raftchat.lock"
 DIR_MODE = 0o700
+FILE_MODE = 0o600
+_OTHERS = 0o077
+"""Permission bits of the group and others: private data has none of them."""
 
 _T = TypeVar("_T")
 
@@ -147,13 +156,15 @@ def default_data_root() -> Path:
 
 
 def channel_data_dir(channel: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The directory holding this node's state for ``channel``, created mode 0700 if missing.
+    """The directory holding this node's state for ``channel``, made private (mode 0700)
+    like the data root above it.
 
     It is ``<data_dir>/<channel>/``, with ``data_dir`` defaulting to :func:`default_data_root`,
     so one data dir can serve several channels.
     """
     validate_channel_name(channel)
     root = Path(data_dir) if data_dir is not None else default_data_root()
+    _make_private_dir(root)  # other users must not even see which channels there are
     directory = root / channel
     _make_private_dir(directory)
     return directory
@@ -169,11 +180,60 @@ def _make_private_dir(directory: Path) -> None:
             f"cannot create data dir {directory}: {exc.strerror or exc};"
             " choose a writable directory with --data-dir"
         ) from exc
+    _make_private(directory, DIR_MODE)
     if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
         raise StorageAccessError(
             f"data dir {directory} is not writable by this user;"
             " fix its permissions or choose another with --data-dir"
         )
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """Narrow ``path`` to ``mode`` if the group or others have any access, with a warning."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise StorageAccessError(f"cannot read the mode of {path}: {exc.strerror or exc}") from exc
+    current = info.st_mode & 0o777
+    if not current & _OTHERS:
+        return
+    if info.st_uid != os.geteuid():
+        raise StorageAccessError(
+            f"{path} belongs to another user and others can read it (mode {current:o});"
+            " choose a folder of your own with --data-dir"
+        )
+    try:
+        path.chmod(mode)
+    except OSError as exc:
+        raise StorageAccessError(
+            f"{path} can be read by other users (mode {current:o}) and cannot be made"
+            f" private: {exc.strerror or exc}; fix it with: chmod {mode:o} {path}"
+        ) from exc
+    logger.warning(
+        "%s could be read by other users (mode %o); made it private (mode %o)",
+        path,
+        current,
+        mode,
+    )
+
+
+def _make_files_private(directory: Path) -> None:
+    """Narrow every regular file in ``directory`` (database, WAL, lock) to mode 0600."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                _make_private(Path(entry.path), FILE_MODE)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` (if missing) with mode 0600, before SQLite creates it 0644."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+    except OSError as exc:
+        raise StorageAccessError(
+            f"cannot create {path}: {exc.strerror or exc};"
+            " fix the data dir's permissions or choose another with --data-dir"
+        ) from exc
 
 
 class _DirLock:
@@ -331,8 +391,11 @@ class Storage:
         lock = _DirLock(directory)
         connection: sqlite3.Connection | None = None
         try:
+            _make_files_private(directory)
+            _create_private_file(directory / DB_FILENAME)
             connection = _connect(directory / DB_FILENAME, options)
             _ensure_schema(connection, directory / DB_FILENAME, channel)
+            _make_files_private(directory)  # the WAL files SQLite made meanwhile
             storage = cls(connection, lock, directory, channel)
         except BaseException:
             if connection is not None:

@@ -158,3 +158,37 @@ def test_bad_ice_flags_are_clear_errors(tmp_path: Path, options: dict, expected:
     config.write_text("")
     with pytest.raises(LaunchError, match=expected):
         resolve_settings(JoinOptions("room", config_path=config, **options))
+
+
+def test_a_weak_passphrase_from_the_environment_is_refused_with_advice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from raftchat.frontends.launch import JoinOptions, LaunchError, resolve_channel_passphrase
+    from raftchat.settings import Settings
+
+    options = JoinOptions(channel="team", ask_passphrase=True)
+    monkeypatch.setenv("RAFTCHAT_PASSPHRASE", "team2024")
+    with pytest.raises(LaunchError, match="the passphrase is too weak") as info:
+        resolve_channel_passphrase(options, Settings())
+    assert "random words" in str(info.value)
+    monkeypatch.setenv("RAFTCHAT_PASSPHRASE", "orbit lantern velvet cactus")
+    assert resolve_channel_passphrase(options, Settings()) == "orbit lantern velvet cactus"
+
+
+async def test_join_refuses_a_passphrase_file_others_can_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("orbit lantern velvet cactus\n")
+    secret.chmod(0o644)
+    code, out, err = await join(
+        "room",
+        "--headless",
+        "--server",
+        f"http://127.0.0.1:{free_port()}",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--passphrase-file",
+        str(secret),
+    )
+    assert code == 1 and out == ""
+    assert f"{secret} can be read by other users (mode 644)" in err
+    assert f"chmod 600 {secret}" in err

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 def private_node(name: str, root: Path, server: RunningServer, passphrase: str) -> NodeProcess:
     secret = root / f"{name}.passphrase"
     secret.write_text(passphrase + "\n")
+    secret.chmod(0o600)  # a passphrase file others can read is refused
     return NodeProcess(
         name,
         "private-room",
@@ -30,7 +31,7 @@ async def test_wrong_passphrase_is_refused_and_members_keep_chatting(
 ) -> None:
     alice = private_node("alice", tmp_path, server, "correct horse battery staple")
     bob = private_node("bob", tmp_path, server, "correct horse battery staple")
-    mallory = private_node("mallory", tmp_path, server, "tr0ub4dor&3")
+    mallory = private_node("mallory", tmp_path, server, "tr0ub4dor&3 mallory")
     nodes = [alice, bob, mallory]
     try:
         await alice.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import raftchat.settings as settings_module
+from raftchat.limits import passphrase_problem
 from raftchat.net.ice import IceServer
 from raftchat.net.signaling.config import ServerConfig
 from raftchat.settings import (
@@ -274,13 +275,22 @@ def test_direct_construction_is_validated() -> None:
 # --- passphrase -----------------------------------------------------------------
 
 
+STRONG = "orbit lantern velvet cactus"
+
+
+def private_file(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
 def test_resolve_passphrase(tmp_path: Path) -> None:
     assert resolve_passphrase(Settings()) is None
-    assert resolve_passphrase(Settings(passphrase="p1")) == "p1"
-    assert resolve_passphrase(Settings(passphrase_env="RC_PASS"), {"RC_PASS": "p2"}) == "p2"
-    secret = tmp_path / "secret.txt"
-    secret.write_text("p3\n", encoding="utf-8")
-    assert resolve_passphrase(Settings(passphrase_file=secret)) == "p3"
+    assert resolve_passphrase(Settings(passphrase=STRONG + " 1")) == STRONG + " 1"
+    env = {"RC_PASS": STRONG + " 2"}
+    assert resolve_passphrase(Settings(passphrase_env="RC_PASS"), env) == STRONG + " 2"
+    secret = private_file(tmp_path / "secret.txt", STRONG + " 3\n")
+    assert resolve_passphrase(Settings(passphrase_file=secret)) == STRONG + " 3"
 
 
 def test_resolve_passphrase_errors(tmp_path: Path) -> None:
@@ -288,10 +298,45 @@ def test_resolve_passphrase_errors(tmp_path: Path) -> None:
         resolve_passphrase(Settings(passphrase_env="RC_PASS"), {})
     with pytest.raises(ConfigError, match="passphrase_file: cannot read"):
         resolve_passphrase(Settings(passphrase_file=tmp_path / "absent"))
-    empty = tmp_path / "empty"
-    empty.write_text("\n", encoding="utf-8")
+    empty = private_file(tmp_path / "empty", "\n")
     with pytest.raises(ConfigError, match="is empty"):
         resolve_passphrase(Settings(passphrase_file=empty))
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_passphrase_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text(STRONG, encoding="utf-8")
+    secret.chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        resolve_passphrase(Settings(passphrase_file=secret))
+    message = str(info.value)
+    assert f"{secret} can be read by other users (mode {mode:o})" in message
+    assert f"chmod 600 {secret}" in message
+    assert STRONG not in message
+
+
+@pytest.mark.parametrize(
+    "weak", ["password123", "hunter2", "letmein!", "qwertyuiop", "team-room", "Summer2024"]
+)
+def test_a_weak_passphrase_is_refused_with_advice(weak: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_passphrase(Settings(passphrase_env="P"), {"P": weak}, context=("team-room",))
+    message = str(info.value)
+    assert message.startswith("the passphrase is too weak")
+    assert "random words" in message and "allow_weak_passphrase" in message
+    assert weak not in message
+    allowed = Settings(passphrase_env="P", allow_weak_passphrase=True)
+    assert resolve_passphrase(allowed, {"P": weak}) == weak
+
+
+def test_strength_is_judged_by_zxcvbn_with_the_context() -> None:
+    assert passphrase_problem("correct horse battery staple") is None
+    assert passphrase_problem("kx8#Vq2!mZ7p") is None
+    assert passphrase_problem("a" * 200) is not None  # long is not strong
+    assert passphrase_problem("x" * 80 + "orbit lantern velvet cactus") is not None
+    assert passphrase_problem("lantern-velvet-9", ()) is None
+    assert passphrase_problem("lantern-velvet-9", ("lantern-velvet",)) is not None
 
 
 # --- adaptive election timeout ----------------------------------------------------

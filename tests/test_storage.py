@@ -188,6 +188,58 @@ def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
         channel_data_dir(CHANNEL, blocker)
 
 
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_everything_is_private_even_with_a_lax_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "data"
+        store = Storage.open_channel(CHANNEL, root)
+        store.save(HardState(term=1, commit=0), [])
+    finally:
+        os.umask(old)
+    assert mode_of(root) == 0o700 and mode_of(store.directory) == 0o700
+    files = sorted(p.name for p in store.directory.iterdir())
+    assert DB_FILENAME in files and "raftchat.lock" in files
+    assert {p.name: mode_of(p) for p in store.directory.iterdir()} == dict.fromkeys(files, 0o600)
+    store.close()
+
+
+def test_wider_modes_are_fixed_on_every_start_with_a_warning(tmp_path: Path, caplog) -> None:
+    root = tmp_path / "data"
+    store = Storage.open_channel(CHANNEL, root)
+    store.close()
+    root.chmod(0o755)
+    store.directory.chmod(0o755)
+    database = store.directory / DB_FILENAME
+    database.chmod(0o644)
+    with caplog.at_level("WARNING", logger="raftchat.storage"):
+        store = Storage.open_channel(CHANNEL, root)
+    store.close()
+    assert (mode_of(root), mode_of(store.directory), mode_of(database)) == (0o700, 0o700, 0o600)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    for path, mode in ((root, "755"), (store.directory, "755"), (database, "644")):
+        assert any(
+            m.startswith(f"{path} could be read by other users (mode {mode})") for m in warnings
+        )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="raftchat.storage"):
+        Storage.open_channel(CHANNEL, root).close()
+    assert not caplog.records  # nothing to fix the second time
+
+
+def test_a_readable_folder_of_another_user_is_refused(tmp_path: Path, monkeypatch) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    monkeypatch.setattr(os, "geteuid", lambda: shared.stat().st_uid + 1)
+    with pytest.raises(StorageAccessError, match="belongs to another user and others can read it"):
+        channel_data_dir(CHANNEL, shared)
+    assert mode_of(shared) == 0o755  # not ours to change
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_unwritable_data_dir(tmp_path: Path) -> None:
     locked = tmp_path / "locked"

@@ -27,7 +27,13 @@ from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.protocol import ProtocolError, normalize_channel
 from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.node import Node
-from raftchat.settings import ConfigError, Settings, load_settings, resolve_passphrase
+from raftchat.settings import (
+    ConfigError,
+    Settings,
+    check_passphrase_strength,
+    load_settings,
+    resolve_passphrase,
+)
 from raftchat.storage import Storage, StorageError
 
 logger = logging.getLogger(__name__)
@@ -70,11 +76,15 @@ PASSPHRASE_ENV = "RAFTCHAT_PASSPHRASE"
 
 
 def resolve_channel_passphrase(options: JoinOptions, settings: Settings) -> str | None:
-    """The channel passphrase: flags first, then the config file's source, else None."""
+    """The channel passphrase: flags first, then the config file's source, else None.
+
+    A weak one is refused with advice (unless ``allow_weak_passphrase``), and so is a
+    passphrase file that other users can read."""
+    context = (options.channel, settings.nick)
     if options.ask_passphrase:
         from_env = os.environ.get(PASSPHRASE_ENV)
         if from_env:
-            return from_env
+            return _strong_enough(settings, from_env, context)
         try:
             entered = getpass.getpass(f"passphrase for channel {options.channel}: ")
         except (EOFError, OSError) as error:
@@ -84,11 +94,19 @@ def resolve_channel_passphrase(options: JoinOptions, settings: Settings) -> str 
             ) from None
         if not entered:
             raise LaunchError("the passphrase must not be empty")
-        return entered
+        return _strong_enough(settings, entered, context)
     try:
-        return resolve_passphrase(settings)
+        return resolve_passphrase(settings, context=context)
     except ConfigError as error:
         raise LaunchError(str(error)) from None
+
+
+def _strong_enough(settings: Settings, passphrase: str, context: tuple[str, ...]) -> str:
+    try:
+        check_passphrase_strength(settings, passphrase, context)
+    except ConfigError as error:
+        raise LaunchError(str(error)) from None
+    return passphrase
 
 
 def resolve_settings(options: JoinOptions) -> Settings:
