@@ -223,7 +223,12 @@ class Network:
             await peer.mesh.close()
         if isinstance(self.relay, InterceptingRelay):
             await self.relay.close()
-        await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+        await wait_until(
+            lambda: not pending_tasks(),
+            5,
+            "tasks to finish after close",
+            details=lambda: "\n".join(repr(task) for task in pending_tasks()),
+        )
 
 
 @pytest.fixture
@@ -370,20 +375,77 @@ async def test_interception_of_a_private_channel_is_detected_and_reported(interc
     assert a.received == {} and b.received == {}
 
 
-async def test_guessing_through_many_invented_peers_is_throttled(net):
-    settings = {"max_wrong_passphrase_per_minute": 1.0}
+async def test_guessing_through_many_invented_peers_is_throttled_by_address(net):
+    settings = {
+        "failed_handshakes_per_address_per_minute": 1.0,
+        "failed_handshakes_per_peer_per_minute": 100.0,
+    }
     a = net.add("a", "members only", **settings)
     b = net.add("b", "members only", **settings)
     await wait_until(lambda: all_open([a, b]))
     first = net.add("m1", "guess one")
     await wait_until(lambda: link_error(a, "m1") == AuthErrorKind.WRONG_PASSPHRASE, 10)
-    # The next invented peer gets no handshake at all: no guess is spent.
+    # The next invented peer from that address gets no handshake at all: no guess is spent.
     second = net.add("m2", "guess two")
     await wait_until(lambda: link_error(a, "m2") == AuthErrorKind.THROTTLED, 10, "throttled")
-    assert "guessing" in a.mesh.links()["m2"].auth_error
+    assert "from address 127.0.0.1" in a.mesh.links()["m2"].auth_error
     assert second.mesh.links()["a"].auth_error_kind != AuthErrorKind.WRONG_PASSPHRASE
     assert first.received == {} and second.received == {}
     await assert_members_talk(a, b)
+    # A member from that address that proved the passphrase before still gets back in.
+    a.mesh.reset_link("b")
+    await wait_until(lambda: a.mesh.links()["b"].connects == 2, 15, "b back in")
+    await assert_members_talk(a, b)
+    # (Peers from other addresses are not affected: test_the_guess_throttle_is_per_...)
+
+
+class _RejectAtOnce(Handshake):
+    """An attacker that answers every handshake with REJECT(wrong_passphrase) at once,
+    without running SPAKE2: it learns nothing, and must not lock anyone else out."""
+
+    def start(self) -> bytes:
+        super().start()
+        return encode_reject(AuthErrorKind.WRONG_PASSPHRASE)
+
+
+async def test_a_reject_costs_the_peer_that_sends_it_not_the_others(net, monkeypatch):
+    import raftchat.net.link as link_module
+
+    def handshake(**kwargs):
+        kind = _RejectAtOnce if kwargs["self_id"] == "m" else Handshake
+        return kind(**kwargs)
+
+    monkeypatch.setattr(link_module, "Handshake", handshake)
+    settings = {
+        "failed_handshakes_per_peer_per_minute": 1.0,
+        "failed_handshakes_per_address_per_minute": 100.0,
+    }
+    a = net.add("a", "members only", **settings)
+    net.add("m", "members only", **settings)  # it even knows the passphrase
+    await wait_until(lambda: a.mesh.links()["m"].auth_failures >= 1, 10, "m's REJECT")
+    assert a.mesh.links()["m"].auth_error_kind == AuthErrorKind.WRONG_PASSPHRASE
+    await wait_until(lambda: link_error(a, "m") == AuthErrorKind.THROTTLED, 10, "m throttled")
+    assert "peer m failed the channel handshake" in a.mesh.links()["m"].auth_error
+    # Its budget is spent, the node's is not: a newcomer from the same address gets in.
+    c = net.add("c", "members only", **settings)
+    await wait_until(lambda: all_open([a, c]), 15, "the newcomer admitted")
+    await assert_members_talk(a, c)
+
+
+def test_the_guess_throttle_is_per_peer_and_per_address():
+    from raftchat.net.guess_throttle import GuessThrottle
+
+    throttle = GuessThrottle(per_peer_per_minute=2, per_address_per_minute=3)
+    for _ in range(2):
+        assert throttle.refusal("m", "192.0.2.1", 0.0) is None
+        throttle.charge("m", "192.0.2.1", 0.0)
+    assert "peer m" in throttle.refusal("m", "192.0.2.1", 0.0)
+    assert throttle.refusal("x", "198.51.100.9", 0.0) is None  # nobody else pays
+    throttle.charge("m2", "192.0.2.1", 0.0)  # a new id from the same address
+    assert "address 192.0.2.1" in throttle.refusal("m3", "192.0.2.1", 0.0)
+    throttle.vouch("member")
+    assert throttle.refusal("member", "192.0.2.1", 0.0) is None
+    assert throttle.refusal("m", "192.0.2.1", 30.0) is None  # one a minute comes back
 
 
 async def assert_members_talk(a: Peer, b: Peer) -> None:

@@ -88,8 +88,9 @@ class AuthErrorKind(enum.StrEnum):
     TIMEOUT = "timeout"
     "The peer did not finish the handshake in time."
     THROTTLED = "throttled"
-    """Too many wrong-passphrase handshakes in this channel lately (someone may be
-    guessing): no new handshake is started until the budget refills."""
+    """This peer, or its address, failed too many handshakes lately (someone may be
+    guessing): no new handshake with it starts until its budget refills. Other peers are
+    not affected (``net/guess_throttle.py``)."""
 
 
 _REJECT_CODES = list(AuthErrorKind)

@@ -12,7 +12,9 @@ queue, and any frame but a handshake frame that arrives before is dropped. Only 
 does the link become OPEN. A failed handshake, or a peer that keeps sending frames
 that are malformed, out of turn or over the rate limits (``net/inbound_limits.py``),
 fails the link with a longer backoff (``auth_retry_*``), during which that peer's
-offers are ignored.
+offers are ignored. In a private channel a failed handshake is also charged to the peer
+and to its address (``net/guess_throttle.py``): when either budget is spent, no handshake
+with that peer starts until it refills, while every other peer is unaffected.
 
 Glare is avoided by rule: the peer with the smaller id always offers. The
 answerer never offers; when it wants a new connection it sends a ``restart``
@@ -40,14 +42,23 @@ from typing import Any
 from raftchat.net import framing
 from raftchat.net.auth import AuthError, AuthErrorKind, Handshake, encode_reject
 from raftchat.net.engines.base import Engine, EngineError, PeerConnection
+from raftchat.net.guess_throttle import GuessThrottle, remote_address
 from raftchat.net.inbound_limits import InboundLimits
 from raftchat.net.link_info import LinkInfo, LinkState
 from raftchat.net.link_signals import SIGNAL_ANSWER, SIGNAL_OFFER, SIGNAL_RESTART, SignalSender
 from raftchat.net.mesh_config import MeshConfig
-from raftchat.net.rate_limit import TokenBucket
 from raftchat.net.send_queue import SendQueue
 
 logger = logging.getLogger(__name__)
+
+_NOT_A_GUESS = frozenset(
+    {
+        AuthErrorKind.THROTTLED,  # no handshake was started
+        AuthErrorKind.PASSPHRASE_REQUIRED,  # an open and a private node: no passphrase tried
+        AuthErrorKind.PEER_HAS_NO_PASSPHRASE,
+    }
+)
+"""Handshake failures that are not charged to the peer's guess budget."""
 
 
 class Link:
@@ -65,7 +76,7 @@ class Link:
         signaling: SignalSender,
         deliver: Callable[[str, bytes], None],
         notify: Callable[[Link], None],
-        guess_budget: TokenBucket | None = None,
+        guess_throttle: GuessThrottle | None = None,
     ) -> None:
         self.self_id = self_id
         self.peer = peer
@@ -76,8 +87,10 @@ class Link:
         self._signaling = signaling
         self._deliver = deliver
         self._notify = notify
-        self._guess_budget = guess_budget
-        "Shared by the mesh's links: wrong-passphrase handshakes allowed over all peers."
+        self._guess_throttle = guess_throttle
+        "Shared by the mesh's links: failed handshakes allowed per peer and per address."
+        self._remote_address: str | None = None
+        "Where the open connection comes from, as the guess throttle counts it."
         self._loop = asyncio.get_running_loop()
 
         self.state = LinkState.CONNECTING
@@ -438,6 +451,7 @@ class Link:
         self._authenticated = False
         pair = connection.selected_pair()
         self._candidate_types = (pair.local_type, pair.remote_type) if pair else (None, None)
+        self._remote_address = remote_address(pair)
         self._start_handshake(connection)
 
     def frame_received(self, connection: PeerConnection, frame: bytes | str) -> None:
@@ -473,13 +487,10 @@ class Link:
             logger.exception("link %s: cannot read the DTLS certificates", self.peer)
             self._fail(f"cannot read the DTLS certificates ({exc!r})")
             return
-        if self._guessing_throttled():
+        refusal = self._guessing_throttled()
+        if refusal is not None:
             self._auth_failed(
-                AuthError(
-                    AuthErrorKind.THROTTLED,
-                    f"too many wrong-passphrase handshakes in channel {self._config.channel!r} "
-                    f"lately (someone may be guessing it); peer {self.peer} must wait",
-                )
+                AuthError(AuthErrorKind.THROTTLED, f"channel {self._config.channel!r}: {refusal}")
             )
             return
         self._handshake = Handshake(
@@ -493,13 +504,11 @@ class Link:
         logger.debug("link %s: data channel open, authenticating", self.peer)
         self._send_control(framing.encode_auth(self._handshake.start()))
 
-    def _guessing_throttled(self) -> bool:
-        """Whether the mesh's wrong-passphrase budget is spent (no new handshake now)."""
-        return (
-            self._config.passphrase is not None
-            and self._guess_budget is not None
-            and self._guess_budget.available(self._loop.time()) < 1
-        )
+    def _guessing_throttled(self) -> str | None:
+        """Why this peer (or its address) may not start a handshake now, or None."""
+        if self._config.passphrase is None or self._guess_throttle is None:
+            return None
+        return self._guess_throttle.refusal(self.peer, self._remote_address, self._loop.time())
 
     def _on_auth(self, payload: bytes) -> None:
         handshake = self._handshake
@@ -522,6 +531,8 @@ class Link:
             self._on_authenticated()
 
     def _on_authenticated(self) -> None:
+        if self._config.passphrase is not None and self._guess_throttle is not None:
+            self._guess_throttle.vouch(self.peer)
         self._authenticated = True
         self._auth_error = None
         self._auth_failures = 0
@@ -542,8 +553,14 @@ class Link:
         self._flush()
 
     def _auth_failed(self, error: AuthError) -> None:
-        if error.kind == AuthErrorKind.WRONG_PASSPHRASE and self._guess_budget is not None:
-            self._guess_budget.take(self._loop.time())
+        if (
+            self._config.passphrase is not None
+            and self._guess_throttle is not None
+            and error.kind not in _NOT_A_GUESS
+        ):
+            # The failure is the peer's (a wrong guess, a REJECT, garbage, silence): it
+            # costs the peer and its address, never the other peers' handshakes.
+            self._guess_throttle.charge(self.peer, self._remote_address, self._loop.time())
         self._auth_error = error
         self._auth_failures += 1
         logger.warning("link %s: handshake failed: %s", self.peer, error.message)

@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from raftchat.net.engines import Engine, default_engine
+from raftchat.net.guess_throttle import GuessThrottle
 from raftchat.net.link import Link
 from raftchat.net.link_info import LinkInfo
 from raftchat.net.link_signals import SIGNAL_OFFER, SignalSender, signal_problem
 from raftchat.net.mesh_config import MeshConfig
-from raftchat.net.rate_limit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +72,11 @@ class Mesh:
         "Signals dropped because they were not valid mesh payloads."
         self.refused_offers = 0
         "Offers from unknown peers dropped because ``max_links`` links exist."
-        self._guess_budget = TokenBucket(
-            self.config.max_wrong_passphrase_per_minute / 60,
-            max(1.0, self.config.max_wrong_passphrase_per_minute),
-            self._loop.time(),
+        self._guess_throttle = GuessThrottle(
+            self.config.failed_handshakes_per_peer_per_minute,
+            self.config.failed_handshakes_per_address_per_minute,
         )
-        "Wrong-passphrase handshakes, over all links (see max_wrong_passphrase_per_minute)."
+        "Failed handshakes per peer and per address (``net/guess_throttle.py``)."
         self._timer = self._loop.call_later(self.config.maintenance_interval, self._maintain)
 
     # --- presence and signaling -----------------------------------------------------
@@ -177,7 +176,7 @@ class Mesh:
             self._signaling,
             deliver=self._deliver,
             notify=self._notify,
-            guess_budget=self._guess_budget,
+            guess_throttle=self._guess_throttle,
         )
         self._links[peer] = link
         self._notify(link)

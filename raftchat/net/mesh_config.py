@@ -95,10 +95,13 @@ class MeshConfig:
     "...forgiven at this rate, so a rare bad frame is never fatal."
     max_links: int = 256
     "Most peers linked at once; offers from further unknown peers are dropped."
-    max_wrong_passphrase_per_minute: float = 20.0
-    """Wrong-passphrase handshakes tolerated per minute over *all* peers. Each is one
-    online guess; the per-peer backoff alone would not stop a signaling server that
-    keeps inventing new peers. Beyond it, no new handshake starts until it refills."""
+    failed_handshakes_per_peer_per_minute: float = 5.0
+    """Failed handshakes (each one online guess at the passphrase) tolerated per minute
+    from one peer id, in bursts of as many; beyond, no new handshake with that peer starts
+    until its budget refills. Other peers are not affected (``net/guess_throttle.py``)."""
+    failed_handshakes_per_address_per_minute: float = 20.0
+    """The same for all peers connecting from one address, so that inventing new peer ids
+    gains nothing; waived for a peer id that authenticated before."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
@@ -144,7 +147,8 @@ class MeshConfig:
             if not self.channel:
                 raise ValueError("a passphrase needs the channel name (MeshConfig.channel)")
         for name in (
-            "max_wrong_passphrase_per_minute",
+            "failed_handshakes_per_peer_per_minute",
+            "failed_handshakes_per_address_per_minute",
             "auth_retry_initial",
             "inbound_frames_per_second",
             "inbound_messages_per_second",
