@@ -546,7 +546,7 @@ def _server_value(name: str, value: object) -> object:
             raise _BadValue('a host name or address such as "0.0.0.0"', value)
         return value
     if name == "port":
-        return _integer(1, 65_535)(value)
+        return _integer(0, 65_535)(value)  # 0: any free port (the log line names it)
     if name == "exempt_addresses":
         if type(value) is not list:
             raise _BadValue('a list of IP addresses such as ["127.0.0.1"]', value)

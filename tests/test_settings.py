@@ -406,7 +406,7 @@ def test_every_server_limit_has_a_key() -> None:
         ("max_connections = 1.5", "server.max_connections must be a positive integer"),
         ("idle_timeout = -1", "server.idle_timeout must be a positive number, got -1"),
         ("idle_timeout = 'long'", 'server.idle_timeout must be a positive number, got "long"'),
-        ("port = 70000", "server.port must be an integer between 1 and 65535"),
+        ("port = 70000", "server.port must be an integer between 0 and 65535"),
         ("exempt_addresses = 'x'", "server.exempt_addresses must be a list of IP addresses"),
         ("exempt_addresses = ['nope']", 'must be an IP address such as "127.0.0.1"'),
         ("max_conections = 5", "unknown key server.max_conections; did you mean"),
