@@ -11,7 +11,6 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from support.nodes import Cluster, NodeProcess, write_config
 
@@ -42,11 +41,10 @@ class Signaling:
         return f"http://127.0.0.1:{self.port}"
 
     async def peers(self, channel: str) -> set[str]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.url}/channels/{channel}/peers") as response,
-        ):
-            return set(await response.json())
+        """Who the server says is present (asked in process: the HTTP peer list is only
+        for the channel's peers)."""
+        assert self.server is not None
+        return self.server.peers(channel)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from mesh_utils import block, unblock
 from support.waiting import wait_until
@@ -52,11 +51,9 @@ async def nodes(tmp_path: Path, server: RunningServer) -> AsyncIterator[list[Nod
 
 
 async def present(server: RunningServer) -> set[str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{server.url}/channels/{CHANNEL}/peers") as response,
-    ):
-        return set(await response.json())
+    """Who the server says is present (asked in process: the HTTP peer list is only for
+    the channel's peers)."""
+    return server.peers(CHANNEL)
 
 
 async def test_silent_member_is_removed_after_member_timeout_and_readded_when_heard(
