@@ -22,7 +22,7 @@ from signaling_utils import (
 from support.clocks import ManualClock
 from support.waiting import wait_until
 
-from raftchat.net.signaling.addresses import address_key
+from raftchat.net.signaling.addresses import Addresses, address_key
 from raftchat.net.signaling.client import ClientConfig, ServerRejectedError, SignalingClient
 from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.protocol import ERROR_HEADER, new_peer_id, new_token
@@ -374,3 +374,20 @@ async def test_metrics_are_prometheus_text_without_names() -> None:
         assert metrics["raftchat_signaling_websockets"] == 1
         assert metrics["raftchat_signaling_open_connections"] >= 1
         await peer.close()
+
+
+def test_remembered_join_budgets_are_bounded() -> None:
+    """An address that leaves with its join budget spent is remembered (so leaving does
+    not refill it), but only the most recent max_tracked_addresses of them."""
+    config = ServerConfig(max_tracked_addresses=100, join_burst_per_address=1)
+    addresses = Addresses(config)
+    for n in range(1000):
+        usage = addresses.of(f"10.0.{n // 250}.{n % 250}", now=0.0)
+        assert usage.joins.take(0.0)
+        addresses.release(usage, now=0.0)
+    assert len(addresses) == 100
+    recent = addresses.of("10.0.3.249", now=0.0)  # the last one: still spent
+    assert not recent.joins.take(0.0)
+    # One whose budget refilled is forgotten at once: nothing is kept for free.
+    addresses.release(recent, now=3600.0)
+    assert len(addresses) == 99
