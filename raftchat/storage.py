@@ -12,6 +12,12 @@ Every stored row carries a CRC32 over its fields, and ``load`` also checks that 
 contiguous and that the hard state agrees with it: damaged data is reported as
 :class:`StorageCorruptError` naming the file and the entry, never handed back silently.
 
+The meta table also names the cluster the log belongs to (see
+:class:`~raftchat.raft.ClusterIdentity`) and, while this node merges the history of a
+cluster that lost to another into it, the merge queue: the committed messages still to
+be proposed there. Starting a merge replaces the Raft state by the queue in one
+transaction, so a crash leaves either the old cluster's log or the queue, never neither.
+
 One directory per node per channel holds the database and a lock file. An exclusive
 ``flock`` on the lock file keeps a second process off the same directory (two processes
 writing one Raft log would break Raft's safety).
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
@@ -34,7 +41,7 @@ import sqlite3
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -44,6 +51,7 @@ import platformdirs
 from raftchat.limits import channel_name_problem, node_id_problem
 from raftchat.raft import (
     NO_NODE,
+    ClusterIdentity,
     CodecError,
     Entry,
     EntryKind,
@@ -57,8 +65,10 @@ from raftchat.raft import (
 logger = logging.getLogger(__name__)
 
 APP_NAME = "raftchat"
-SCHEMA_VERSION = 1
-"""Layout version of the database, kept in SQLite's ``user_version`` header field."""
+SCHEMA_VERSION = 2
+"""Layout version of the database, kept in SQLite's ``user_version`` header field.
+Version 2 added the cluster identity (meta) and the merge queue; version 1 databases
+are migrated when opened (:func:`legacy_cluster_identity`)."""
 DB_FILENAME = "raftchat.sqlite3"
 LOCK_FILENAME = "raftchat.lock"
 DIR_MODE = 0o700
@@ -136,6 +146,38 @@ class PersistedState:
         if self.entries:
             return self.entries[-1].index
         return self.snapshot.meta.index if self.snapshot else 0
+
+
+@dataclass(frozen=True, slots=True)
+class MergeItem:
+    """One committed message of a cluster that lost a merge, to propose into the survivor."""
+
+    message_id: str
+    data: bytes
+    """The encoded chat command that carries it (opaque here)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMerge:
+    """A merge this node has not finished: where the history came from, what is left."""
+
+    source: ClusterIdentity
+    items: list[MergeItem]
+    """In the order to propose them (the source's log order)."""
+
+
+def legacy_cluster_identity(channel: str) -> ClusterIdentity:
+    """The identity of a cluster whose log predates cluster identities.
+
+    Derived from the channel name alone, because that is the one input every member of
+    such a cluster is sure to still have: the founding entry may be compacted away on
+    some members and not on others, and snapshots end at different indexes. Founded
+    "at 0", so it is older than any cluster founded since and survives a merge with one.
+    Two clusters of one channel that were already apart before the upgrade share it and
+    are not told apart (as before).
+    """
+    digest = hashlib.sha256(b"raftchat legacy cluster\0" + channel.encode()).hexdigest()
+    return ClusterIdentity(founded_ms=0, cluster_id=digest[:32])
 
 
 # --- data dir --------------------------------------------------------------------------
@@ -330,6 +372,22 @@ CREATE TABLE entries (
     checksum INTEGER NOT NULL);
 """
 
+_SCHEMA_V2 = """
+CREATE TABLE merge_queue (
+    position INTEGER PRIMARY KEY, message_id TEXT NOT NULL, data BLOB NOT NULL,
+    checksum INTEGER NOT NULL);
+"""
+"""Added by version 2 (the rest of version 2 lives in meta)."""
+
+_CLUSTER_KEYS = ("cluster_founded_ms", "cluster_id")
+_MERGE_SOURCE_KEYS = ("merge_source_founded_ms", "merge_source_id")
+
+
+def _merge_item_checksum(position: int, message_id: str, data: bytes) -> int:
+    header = struct.pack("<qI", position, len(message_id))
+    return zlib.crc32(data, zlib.crc32(message_id.encode(), zlib.crc32(header)))
+
+
 _INSERT_ENTRY = (
     "INSERT INTO entries (idx, term, kind, data, client_id, serial, checksum)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -367,6 +425,7 @@ class Storage:
                 f"data dir {directory} belongs to channel {meta.get('channel')!r},"
                 f" not {channel!r}; use another --data-dir for this channel"
             )
+        self._cluster = self._identity(meta, _CLUSTER_KEYS)
         self._closed = False
         self._refresh_cache()
 
@@ -452,6 +511,117 @@ class Storage:
     @property
     def hard_state(self) -> HardState:
         return self._hard_state
+
+    @property
+    def cluster(self) -> ClusterIdentity | None:
+        """The cluster this node's log belongs to; None before it founded or joined one."""
+        return self._cluster
+
+    # -- cluster identity and merging ---------------------------------------------------
+
+    def set_cluster(self, cluster: ClusterIdentity | None) -> None:
+        """Record which cluster the log belongs to (founded, joined, or left to merge)."""
+        with self._mutex:
+            self._check_open()
+            self._run(
+                lambda: self._transaction(lambda: self._write_identity(_CLUSTER_KEYS, cluster))
+            )
+            self._cluster = cluster
+
+    def pending_merge(self) -> PendingMerge | None:
+        """The merge this node has not finished, verified; None if there is none."""
+        with self._mutex:
+            self._check_open()
+            return self._run(self._read_pending_merge)
+
+    def begin_merge(self, source: ClusterIdentity, items: Sequence[MergeItem]) -> None:
+        """Leave the cluster ``source`` to join another, in one transaction: the queue
+        becomes ``items`` and the Raft state (hard state, log, snapshot, cluster) is gone,
+        so the node starts over as a newcomer with the history it must merge."""
+        with self._mutex:
+            self._check_open()
+
+            def write() -> None:
+                self._conn.execute("DELETE FROM merge_queue")
+                self._conn.executemany(
+                    "INSERT INTO merge_queue (position, message_id, data, checksum)"
+                    " VALUES (?, ?, ?, ?)",
+                    [
+                        (position, item.message_id, item.data,
+                         _merge_item_checksum(position, item.message_id, item.data))
+                        for position, item in enumerate(items)
+                    ],
+                )  # fmt: skip
+                self._write_identity(_MERGE_SOURCE_KEYS, source)
+                self._write_identity(_CLUSTER_KEYS, None)
+                self._conn.execute("DELETE FROM entries")
+                self._conn.execute("DELETE FROM snapshot")
+                self._conn.execute("DELETE FROM hard_state")
+
+            self._run(lambda: self._transaction(write))
+            self._cluster = None
+            self._refresh_cache()
+
+    def merged(self, message_ids: Iterable[str]) -> None:
+        """These queued messages are committed in the survivor: drop them from the queue."""
+        ids = [(message_id,) for message_id in message_ids]
+        if not ids:
+            return
+        with self._mutex:
+            self._check_open()
+            self._run(
+                lambda: self._transaction(
+                    lambda: self._conn.executemany(
+                        "DELETE FROM merge_queue WHERE message_id = ?", ids
+                    )
+                )
+            )
+
+    def finish_merge(self) -> None:
+        """The survivor has committed everything: forget the merge."""
+        with self._mutex:
+            self._check_open()
+
+            def write() -> None:
+                self._conn.execute("DELETE FROM merge_queue")
+                self._write_identity(_MERGE_SOURCE_KEYS, None)
+
+            self._run(lambda: self._transaction(write))
+
+    def _read_pending_merge(self) -> PendingMerge | None:
+        meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        source = self._identity(meta, _MERGE_SOURCE_KEYS)
+        if source is None:
+            return None
+        items = []
+        rows = self._conn.execute(
+            "SELECT position, message_id, data, checksum FROM merge_queue ORDER BY position"
+        ).fetchall()
+        for position, message_id, data, checksum in rows:
+            try:
+                valid = checksum == _merge_item_checksum(position, message_id, data)
+            except (TypeError, AttributeError, struct.error):
+                valid = False
+            if not valid:
+                raise self._corrupt(f"merge queue item {position} fails its checksum")
+            items.append(MergeItem(message_id, data))
+        return PendingMerge(source, items)
+
+    def _write_identity(self, keys: tuple[str, str], cluster: ClusterIdentity | None) -> None:
+        self._conn.executemany("DELETE FROM meta WHERE key = ?", [(key,) for key in keys])
+        if cluster is not None:
+            self._conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                list(zip(keys, (str(cluster.founded_ms), cluster.cluster_id), strict=True)),
+            )
+
+    def _identity(self, meta: dict[str, str], keys: tuple[str, str]) -> ClusterIdentity | None:
+        founded, cluster_id = (meta.get(key) for key in keys)
+        if founded is None and cluster_id is None:
+            return None
+        if founded is None or not founded.isdigit() or node_id_problem(cluster_id or ""):
+            raise self._corrupt(f"the cluster identity ({keys[1]}) is malformed")
+        return ClusterIdentity(int(founded), cluster_id or "")
 
     # -- reading ------------------------------------------------------------------------
 
@@ -844,6 +1014,9 @@ def _ensure_schema(connection: sqlite3.Connection, path: Path, channel: str) -> 
             )
         if version == SCHEMA_VERSION:
             return
+        if version == 1:
+            _migrate_from_1(connection, channel)
+            return
         tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables:
             raise StorageCorruptError(
@@ -852,7 +1025,7 @@ def _ensure_schema(connection: sqlite3.Connection, path: Path, channel: str) -> 
             )
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + _SCHEMA_V2).split(";"):
                 if statement.strip():
                     connection.execute(statement)
             connection.executemany(
@@ -871,6 +1044,32 @@ def _ensure_schema(connection: sqlite3.Connection, path: Path, channel: str) -> 
             raise
     except sqlite3.Error as exc:
         raise _translate_error(exc, path) from exc
+
+
+def _migrate_from_1(connection: sqlite3.Connection, channel: str) -> None:
+    """Version 1 to 2, in one transaction: add the merge queue, and give a database that
+    holds a cluster's state that cluster's identity (:func:`legacy_cluster_identity`)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA_V2.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        has_state = any(
+            connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+            for table in ("hard_state", "entries", "snapshot")
+        )
+        if has_state:
+            legacy = legacy_cluster_identity(channel)
+            connection.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                list(zip(_CLUSTER_KEYS, (str(legacy.founded_ms), legacy.cluster_id), strict=True)),
+            )
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}

@@ -106,6 +106,7 @@ def test_status_line_has_exactly_the_documented_fields() -> None:
         "commit_index": 3,
         "last_index": 4,
         "snapshot_index": 0,
+        "cluster": None,
     }
 
 
@@ -184,6 +185,7 @@ def test_status_line_says_why_the_channel_cannot_commit() -> None:
         "commit_index": 3,
         "last_index": 4,
         "snapshot_index": 0,
+        "cluster": None,
         "quorum_problem": (
             "no leader: waiting for bob (last heard 6 s ago) \u2014 "
             "the channel needs 2 of 2 voters; 1 reachable"

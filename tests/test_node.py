@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.clusters import introduce
 
 from raftchat import chat
 from raftchat.node import Node, RuntimeTuning
@@ -452,6 +453,7 @@ async def test_ticks_that_fell_due_are_given_before_a_message(node: Node) -> Non
     node.ticker.anchor(loop)
     node.ticker.origin = loop.time() - 0.3  # 30 ticks of 10 ms, none given yet
     node.ticker.deadline = 40
+    introduce(node, "leader")
     node._on_frame("leader", codec.encode(heartbeat("leader", 1)))
     assert node.ticker.given >= 30
     assert node.core._election_elapsed == 0  # the heartbeat came after the ticks

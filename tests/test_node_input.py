@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.clusters import TEST_CLUSTER, introduce
 
 from raftchat.node import Node
 from raftchat.raft import codec
@@ -34,6 +35,8 @@ def test_message_claiming_another_sender_is_dropped_and_counted(node: Node) -> N
 
 
 def test_message_from_the_peer_it_names_reaches_the_core(node: Node) -> None:
+    node.cluster_gate.cluster = TEST_CLUSTER
+    introduce(node, "bob")
     node._on_frame("bob", codec.encode(RequestVote("bob", 7, 0, 0)))
     assert received_votes(node) == 1
     assert node.status().counters["messages_dropped"] == 0

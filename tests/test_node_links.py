@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from support.clusters import introduce
 from support.nodes import Cluster, NodeProcess
 
 from raftchat.net.signaling.server import start_server
@@ -137,6 +138,7 @@ def replicate_configuration(node: Node, configuration: Configuration, index: int
     """The leader v1 appends a configuration entry to the node's log."""
     entry = Entry(index, 1, EntryKind.CONFIG, encode_configuration(configuration))
     message = AppendEntries("v1", 1, index - 1, 1 if index > 1 else 0, (entry,), index)
+    introduce(node, "v1")
     node._on_frame("v1", codec.encode(message))
     node._drain()
 
@@ -227,6 +229,7 @@ def test_restarted_learner_links_to_everyone_until_a_leader_speaks(tmp_path: Pat
         restarted._on_presence(VOTERS | LEARNERS)
         assert mesh.peers == VOTERS | LEARNERS
         heartbeat = AppendEntries("v1", 1, 1, 1, (), 1)
+        introduce(restarted, "v1")
         restarted._on_frame("v1", codec.encode(heartbeat))
         restarted._drain()
         assert mesh.peers == VOTERS

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.clusters import introduce
 
 from raftchat import chat
 from raftchat.node import Node
@@ -57,6 +58,7 @@ def replicate(node: Node, entry: Entry) -> None:
     """The leader appends ``entry`` to the node's log and commits it; the node applies it."""
     previous = entry.index - 1
     message = AppendEntries(LEADER, 1, previous, 1 if previous else 0, (entry,), entry.index)
+    introduce(node, LEADER)
     node._on_frame(LEADER, codec.encode(message))
     node._drain()
 

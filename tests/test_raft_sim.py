@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from raftchat.raft.client_order import ClientOrder
 
 from raftchat.raft import NO_NODE, AppendEntries, HardState, RaftCore
 from raftchat.raft import core as core_module
+from raftchat.raft.client_order import ClientOrder
 from raftchat.raft.sim import MemoryStorage, Simulation, format_failure, main, run_seeds
 
 SEEDS = int(os.environ.get("RAFTCHAT_SIM_SEEDS", "150"))

@@ -114,6 +114,7 @@ def event_line(event: Event) -> dict[str, Any] | None:
                 line[name] = list(value) if isinstance(value, tuple) else value
             # PreVote is a phase of candidacy; scripts see the four Raft states.
             line["state"] = _STATE_ALIASES.get(event.state, event.state)
+            line["cluster"] = event.cluster_id
             if event.quorum_problem is not None:
                 line["quorum_problem"] = event.quorum_problem
                 line["voters_needed"] = event.voters_needed

@@ -56,6 +56,7 @@ COUNTER_NAMES = (
     "snapshots_sent",
     "snapshots_received",
     "messages_dropped",
+    "other_cluster_dropped",
 )
 """Counters a StatusEvent normally carries; a node may add others."""
 
@@ -146,6 +147,9 @@ class StatusEvent:
     """The election timeout in force now (it adapts to measured round-trip times)."""
     counters: Mapping[str, int] = field(default_factory=dict)
     """Monotonic counters, see :data:`COUNTER_NAMES`."""
+    cluster_id: str | None = None
+    """The cluster this node's log belongs to (its id); None before it founded or joined
+    one, and while it is leaving one to merge into another."""
     signaling_state: SignalingState = "connecting"
     quorum_problem: str | None = None
     """Why the channel cannot commit now and what would fix it, in a sentence for people

@@ -42,7 +42,7 @@ from raftchat.node.api import (
     StatusEvent,
 )
 from raftchat.node.membership import Liveness
-from raftchat.raft import Role, Status
+from raftchat.raft import ClusterIdentity, Role, Status
 
 STATE_NAMES = {
     Role.FOLLOWER: "follower",
@@ -250,6 +250,8 @@ class NodeView:
         election_timeout_ms: int,
         messages_dropped: int,
         stopped: bool,
+        other_cluster_dropped: int = 0,
+        cluster: ClusterIdentity | None = None,
         signaling_state: str,
         chat_state: chat.ChatState | None = None,
         liveness: Liveness | None = None,
@@ -264,6 +266,7 @@ class NodeView:
             "snapshots_sent": status.snapshots_sent,
             "snapshots_received": status.snapshots_installed,
             "messages_dropped": messages_dropped,
+            "other_cluster_dropped": other_cluster_dropped,
         }
         state = "stopped" if stopped else STATE_NAMES[status.role]
         report = None
@@ -282,6 +285,7 @@ class NodeView:
             snapshot_index=status.snapshot_index,
             election_timeout_ms=float(election_timeout_ms),
             counters=counters,
+            cluster_id=cluster.cluster_id if cluster is not None else None,
             signaling_state=signaling_state,  # type: ignore[arg-type]
             quorum_problem=report.problem if report else None,
             missing_voters=report.missing if report else (),

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raftchat import chat
-from raftchat.net import LinkInfo, Mesh, MeshConfig, SignalingClient
+from raftchat.net import LinkInfo, LinkState, Mesh, MeshConfig, SignalingClient
 from raftchat.node.api import (
     AckEvent,
     ChatMessageEvent,
@@ -37,12 +37,20 @@ from raftchat.node.api import (
     validate_chat_text,
     validate_nick,
 )
+from raftchat.node.cluster import (
+    NODE_CODEC,
+    ClusterGate,
+    ClusterHello,
+    hello,
+    new_cluster_identity,
+)
 from raftchat.node.compaction import CompactionSchedule
 from raftchat.node.events import NodeView, Subscribers
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
 from raftchat.node.proposals import ProposalKind, ProposalTracker
 from raftchat.node.ticker import LazyTicker
 from raftchat.raft import (
+    ClusterIdentity,
     ConfigurationChanged,
     Entry,
     EntryKind,
@@ -199,6 +207,10 @@ class Node:
         if snapshot is not None:
             configuration = snapshot.meta.configuration
             self.chat.apply_membership(applied, configuration.voters, configuration.learners)
+        self.cluster_gate = ClusterGate(self.node_id)
+        self.cluster_gate.cluster = self.core.configuration.cluster or storage.cluster
+        self._hellos_sent: dict[str, int] = {}
+        """Per peer, the link connection (``LinkInfo.connects``) this node said hello on."""
         self._restore_client_serials()
         self.proposals = ProposalTracker(
             self.node_id,
@@ -286,7 +298,9 @@ class Node:
         await self._signaling.start()
         if self._is_blank() and not self._signaling.peers:
             logger.info("first node of channel %s: starting a one-node cluster", self.channel)
-            self.core.bootstrap()
+            cluster = new_cluster_identity(time.time_ns() // 1_000_000)
+            self._join_cluster(cluster)
+            self.core.bootstrap(cluster)
         elif self._is_blank():
             logger.info("channel %s has peers: waiting to be added", self.channel)
         self._tasks = [
@@ -358,7 +372,7 @@ class Node:
 
     def _on_frame(self, peer: str, data: bytes) -> None:
         try:
-            message = codec.decode(data)
+            message = NODE_CODEC.decode(data)
         except codec.CodecError as error:
             self._malformed[peer] = self._malformed.get(peer, 0) + 1
             logger.debug("dropped malformed frame from %s: %s", peer, error)
@@ -368,9 +382,48 @@ class Node:
             logger.warning("dropped message from %s claiming to be %s", peer, message.sender)
             return
         self.membership.heard_from(peer, time.monotonic())
+        if type(message) is ClusterHello:
+            self.cluster_gate.heard_hello(message)
+            return
+        gate = self.cluster_gate
+        if not gate.admit(peer, message, self._open_peers()):
+            return
+        joined = gate.adopts(peer)
+        if joined is not None:
+            logger.info("joining cluster %s (added by %s)", joined.cluster_id[:8], peer)
+            self._join_cluster(joined)
         self.ticker.catch_up()
         self.core.step(message)
         self._schedule_drain()
+
+    # --- cluster identity ---------------------------------------------------------------
+
+    def _open_peers(self) -> frozenset[str]:
+        return frozenset(peer for peer, info in self._links.items() if info.state == LinkState.OPEN)
+
+    def _join_cluster(self, cluster: ClusterIdentity | None) -> None:
+        """Belong to ``cluster`` from now on (founded or joined), durably, and tell the peers."""
+        self.cluster_gate.cluster = cluster
+        if self._storage.cluster != cluster:
+            try:
+                self._storage.set_cluster(cluster)
+            except StorageError as error:
+                self._storage_failed(None, error)
+                return
+        self._hellos_sent.clear()
+        for peer, info in self._links.items():
+            self._say_hello(peer, info)
+
+    def _say_hello(self, peer: str, info: LinkInfo) -> None:
+        """Tell ``peer`` this node's cluster: first on every new connection, before any
+        Raft message (urgent, so nothing queued overtakes it)."""
+        if info.state != LinkState.OPEN or self._hellos_sent.get(peer) == info.connects:
+            return
+        mesh = self._mesh
+        if mesh is not None and mesh.send(
+            peer, NODE_CODEC.encode(hello(self.node_id, self.cluster_gate.cluster)), True
+        ):
+            self._hellos_sent[peer] = info.connects
 
     # SignalingListener: presence, relayed signals, connection state.
 
@@ -427,6 +480,7 @@ class Node:
 
     def _on_link_change(self, peer: str, info: LinkInfo) -> None:
         self._links[peer] = info
+        self._say_hello(peer, info)
         if info.auth_error and self._auth_errors.get(peer) != info.auth_error:
             self._publish(ErrorEvent(info.auth_error))  # e.g. a wrong passphrase
         if info.auth_error:
@@ -515,9 +569,9 @@ class Node:
         self.core.advance(ready)
         return True
 
-    def _storage_failed(self, ready: Ready, error: StorageError) -> None:
+    def _storage_failed(self, ready: Ready | None, error: StorageError) -> None:
         """A full disk holds ``ready`` for a retry; any other failure stops the node."""
-        if isinstance(error, StorageFullError):
+        if isinstance(error, StorageFullError) and ready is not None:
             self._held_ready = ready
             self._publish(ErrorEvent(f"cannot store the log, retrying: {error}"))
             return
@@ -531,7 +585,7 @@ class Node:
         mesh = self._mesh
         if mesh is not None:
             for to, message in messages:
-                mesh.send(to, codec.encode(message), is_urgent(message))
+                mesh.send(to, NODE_CODEC.encode(message), is_urgent(message))
 
     def _act(self, ready: Ready) -> None:
         self._send(ready.messages)
@@ -697,7 +751,17 @@ class Node:
                     self._update_links()  # a learner that knows no leader links to everyone
                 if leader:
                     self._publish(self.view.leader_notice(self.chat, leader, event.term))
-            case ConfigurationChanged():
+            case ConfigurationChanged(configuration=configuration):
+                cluster = configuration.cluster
+                if cluster is not None and cluster != self.cluster_gate.cluster:
+                    if self.cluster_gate.cluster is None:
+                        self._join_cluster(cluster)
+                    else:
+                        logger.error(
+                            "the log names cluster %s, this node belongs to %s",
+                            cluster.cluster_id,
+                            self.cluster_gate.cluster.cluster_id,
+                        )
                 self._update_links()
                 self._publish_status()
             case RoleChanged(role=Role.LEADER):
@@ -714,11 +778,12 @@ class Node:
         status = self.core.status()
         if status.role is not Role.LEADER or self._closing:
             return
+        joinable = self.cluster_gate.joinable(self._links)
         decision = self.membership.next_change(
             status,
             self._signaling.peers if self._signaling else frozenset(),
             self._signaling_state == "connected",
-            self._links,
+            {peer: info for peer, info in self._links.items() if peer in joinable},
             now,
         )
         if decision is None:
@@ -836,6 +901,8 @@ class Node:
             applied_index=self.chat.last_applied_index,
             election_timeout_ms=self._election_timeout_ms,
             messages_dropped=sum(self._malformed.values()) + sum(self._spoofed.values()),
+            other_cluster_dropped=self.cluster_gate.dropped,
+            cluster=self.cluster_gate.cluster,
             stopped=self._stopped.is_set(),
             signaling_state=self._signaling_state,
             chat_state=self.chat,

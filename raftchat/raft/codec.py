@@ -3,7 +3,9 @@
 A frame is one msgpack array ``[PROTOCOL_VERSION, type_tag, field values...]``; the tag is
 the message type's position in ``MESSAGE_TYPES`` and the fields follow the dataclass order.
 Nested values: an Entry is an array of its fields, a Configuration is
-``[sorted voters, sorted learners]``, an EntryKind is its integer value.
+``[sorted voters, sorted learners, founded_ms, cluster_id]`` (the last two only when it
+names its cluster; logs written before clusters had an identity hold
+``[voters, learners]``), an EntryKind is its integer value.
 
 Decoding trusts nothing: every field of every message is checked against its type hint
 (integers in ``[0, 2**63)`` and never bools, node ids short printable ASCII, bounded text
@@ -30,11 +32,18 @@ from typing import Any
 
 import msgpack
 
-from raftchat.raft.messages import MESSAGE_TYPES, Configuration, Entry, EntryKind, Message
+from raftchat.raft.messages import (
+    MESSAGE_TYPES,
+    ClusterIdentity,
+    Configuration,
+    Entry,
+    EntryKind,
+    Message,
+)
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_UINT63 = 2**63 - 1
 """Largest integer any field may hold (SQLite and other peers use signed 64-bit integers)."""
 
@@ -201,10 +210,20 @@ def _members_checker(limits: CodecLimits) -> Checker:
 
 def _configuration_checker(limits: CodecLimits) -> Checker:
     members = _members_checker(limits)
+    cluster_id = _node_id_checker(limits, allow_empty=False)
+    founded_ms = _int_checker()
 
     def check(value: Any) -> Configuration:
-        if type(value) is not list or len(value) != 2:
-            raise _Invalid(f"expected [voters, learners], got {_describe(value)}")
+        if type(value) is not list or len(value) not in (2, 4):
+            raise _Invalid(
+                f"expected [voters, learners(, founded_ms, cluster_id)], got {_describe(value)}"
+            )
+        cluster = None
+        if len(value) == 4:
+            try:
+                cluster = ClusterIdentity(founded_ms(value[2]), cluster_id(value[3]))
+            except _Invalid as exc:
+                raise _Invalid(f"cluster: {exc}") from None
         try:
             voters = members(value[0])
         except _Invalid as exc:
@@ -215,13 +234,17 @@ def _configuration_checker(limits: CodecLimits) -> Checker:
             raise _Invalid(f"learners: {exc}") from None
         if voters & learners:
             raise _Invalid(f"{sorted(voters & learners)[0]!r} is both a voter and a learner")
-        return Configuration(voters=voters, learners=learners)
+        return Configuration(voters=voters, learners=learners, cluster=cluster)
 
     return check
 
 
-def _encode_configuration_value(configuration: Configuration) -> list[list[str]]:
-    return [sorted(configuration.voters), sorted(configuration.learners)]
+def _encode_configuration_value(configuration: Configuration) -> list[Any]:
+    value: list[Any] = [sorted(configuration.voters), sorted(configuration.learners)]
+    cluster = configuration.cluster
+    if cluster is not None:
+        value += [cluster.founded_ms, cluster.cluster_id]
+    return value
 
 
 # --- per-type specs ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ wire and the snapshot metadata use).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from .codec import decode_configuration
 from .messages import Configuration, Entry, EntryKind, NodeId
@@ -90,14 +91,16 @@ def with_learner(current: Configuration, node_id: NodeId) -> Configuration:
     if node_id in current.members:
         kind = "voter" if node_id in current.voters else "learner"
         raise ConfigurationChangeError(Reason.ALREADY_MEMBER.format(node=node_id, kind=kind))
-    return Configuration(voters=current.voters, learners=current.learners | {node_id})
+    return replace(current, learners=current.learners | {node_id})
 
 
 def with_learner_promoted(current: Configuration, node_id: NodeId) -> Configuration:
     """``current`` with the learner ``node_id`` turned into a voter."""
     if node_id not in current.learners:
         raise ConfigurationChangeError(Reason.NOT_A_LEARNER.format(node=node_id))
-    return Configuration(voters=current.voters | {node_id}, learners=current.learners - {node_id})
+    return replace(
+        current, voters=current.voters | {node_id}, learners=current.learners - {node_id}
+    )
 
 
 def without_member(current: Configuration, node_id: NodeId) -> Configuration:
@@ -106,4 +109,6 @@ def without_member(current: Configuration, node_id: NodeId) -> Configuration:
         raise ConfigurationChangeError(Reason.NOT_A_MEMBER.format(node=node_id))
     if current.voters == {node_id}:
         raise ConfigurationChangeError(Reason.LAST_VOTER.format(node=node_id))
-    return Configuration(voters=current.voters - {node_id}, learners=current.learners - {node_id})
+    return replace(
+        current, voters=current.voters - {node_id}, learners=current.learners - {node_id}
+    )

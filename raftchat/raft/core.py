@@ -42,6 +42,7 @@ from .messages import (
     NO_NODE,
     AppendEntries,
     AppendEntriesResponse,
+    ClusterIdentity,
     Configuration,
     Entry,
     EntryKind,
@@ -198,17 +199,19 @@ class RaftCore:
 
     # --- public: lifecycle ------------------------------------------------------
 
-    def bootstrap(self) -> None:
-        """Start a brand-new channel: a one-node cluster with this node as its voter.
+    def bootstrap(self, cluster: ClusterIdentity | None = None) -> None:
+        """Found a new cluster: a one-node cluster with this node as its voter.
 
-        Only valid on a node with no state at all; it becomes leader at once.
+        Only valid on a node with no state at all; it becomes leader at once. ``cluster``
+        (chosen by the caller: the core has no clock and no randomness of its own) goes
+        into the first configuration entry, so every member and every snapshot names it.
         """
         if self.term != 0 or self.log.last_index != 0 or self._configurations.current.members:
             raise RaftError(
                 f"bootstrap needs a node without any state; {self.id} has term {self.term} "
                 f"and last index {self.log.last_index}"
             )
-        configuration = Configuration(voters=frozenset({self.id}))
+        configuration = Configuration(voters=frozenset({self.id}), cluster=cluster)
         self.term = 1
         entry = Entry(
             index=1, term=1, kind=EntryKind.CONFIG, data=encode_configuration(configuration)

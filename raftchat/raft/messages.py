@@ -46,11 +46,28 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterIdentity:
+    """Which cluster a log belongs to: fixed when the cluster is founded, never changed.
+
+    Two clusters can serve one channel (a newcomer founded one while the members were
+    away); their logs must never be mixed. ``founded_ms`` is the founder's wall clock
+    (Unix milliseconds), ``cluster_id`` 32 random hex digits.
+    """
+
+    founded_ms: int
+    cluster_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Configuration:
-    """Cluster membership: voters count toward quorum; learners only receive the log."""
+    """Cluster membership: voters count toward quorum; learners only receive the log.
+
+    ``cluster`` rides along so every CONFIG entry and every snapshot names the cluster
+    (None in logs written before clusters had an identity)."""
 
     voters: frozenset[NodeId] = field(default_factory=frozenset)
     learners: frozenset[NodeId] = field(default_factory=frozenset)
+    cluster: ClusterIdentity | None = None
 
     @property
     def members(self) -> frozenset[NodeId]:
