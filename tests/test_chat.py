@@ -382,7 +382,7 @@ def corrupt(edit) -> bytes:  # type: ignore[no-untyped-def]
         (busy_state().snapshot()[:-3], "not valid msgpack"),
         (msgpack.packb({"v": 1}), "non-empty array"),
         (corrupt(lambda s: s.__setitem__(0, 99)), "version"),
-        (corrupt(lambda s: s.pop()), "8 fields"),
+        (corrupt(lambda s: s.pop()), "9 fields"),
         (corrupt(lambda s: s.__setitem__(1, -1)), "last applied index"),
         (corrupt(lambda s: s.__setitem__(2, "1")), "invalid command count"),
         (corrupt(lambda s: s.__setitem__(4, ["n2", "n1"])), "sorted"),
@@ -395,7 +395,8 @@ def corrupt(edit) -> bytes:  # type: ignore[no-untyped-def]
         (corrupt(lambda s: s[7].reverse()), "history indexes must increase"),
         (corrupt(lambda s: s[7][0].__setitem__(4, "\x07bell")), "control character"),
         (corrupt(lambda s: s[7][0].__setitem__(5, 1.0)), "timestamp"),
-        (corrupt(lambda s: s[7][0].pop()), "7 fields"),
+        (corrupt(lambda s: s[7][0].pop()), "8 fields"),
+        (corrupt(lambda s: s.__setitem__(8, [["c1", -1]])), "merge count"),
         (corrupt(lambda s: s.__setitem__(7, {})), "history must be a list"),
     ],
 )

@@ -119,6 +119,7 @@ def test_events_serialize_to_json_lines() -> None:
         "text": "hi",
         "ts": 1.5,
         "action": False,
+        "merged": False,
     }
     assert event_to_json(AckEvent("n1:1", 8)) == {"type": "ack", "id": "n1:1", "index": 8}
     members = event_to_json(MembersEvent((MemberInfo("n1", "al", "leader", "self"),)))

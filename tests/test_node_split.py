@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from support.nodes import Cluster, NodeProcess
 from support.waiting import wait_until
+from unmerging_node import through_launcher
 
 from raftchat import chat
+from raftchat.bench import process
 from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.raft import (
     ClusterIdentity,
@@ -76,10 +78,22 @@ def prepare_rival_clusters(root: Path, names: list[str], messages: int) -> dict[
     return ids
 
 
+@pytest.fixture
+def nodes_that_never_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start the node processes through tests/unmerging_node.py."""
+    join_command = process.headless_join_command
+    monkeypatch.setattr(
+        process,
+        "headless_join_command",
+        lambda *args, **kwargs: through_launcher(join_command(*args, **kwargs)),
+    )
+
+
 def dropped_other_cluster(node: NodeProcess) -> bool:
     return "it belongs to cluster" in node.stderr_tail(200)
 
 
+@pytest.mark.usefixtures("nodes_that_never_merge")
 async def test_two_clusters_of_one_channel_never_exchange_entries(cluster: Cluster) -> None:
     names = ["ada", "cyd"]
     prepare_rival_clusters(cluster.root, names, messages=3)
@@ -89,7 +103,61 @@ async def test_two_clusters_of_one_channel_never_exchange_entries(cluster: Clust
             lambda node=node: dropped_other_cluster(node), 30, f"{node.name} dropping traffic"
         )
     for node in nodes:
+        assert "merging disabled" in node.stderr_tail(200)
         assert node.texts() == [f"{node.name}-{k}" for k in range(3)]
         assert node.leader is None  # its votes went to another cluster: no quorum
     clusters = {node.status["cluster"] for node in nodes}
     assert len(clusters) == 2 and None not in clusters
+
+
+def since_reset(node: NodeProcess) -> list[dict]:
+    """What the node printed after its last ``reset`` line (all of it if none)."""
+    output = node.output
+    resets = [i for i, event in enumerate(output) if event["event"] == "reset"]
+    return output[resets[-1] + 1 :] if resets else output
+
+
+def channel_log(node: NodeProcess) -> list[tuple[int, str, str, str]]:
+    return [
+        (event["index"], event["id"], event["nick"], event["text"])
+        for event in since_reset(node)
+        if event["event"] == "message"
+    ]
+
+
+async def send_and_wait(node: NodeProcess, texts: list[str]) -> None:
+    for text in texts:
+        node.send(text)
+    await node.wait_for(lambda n: len(n.acks()) >= len(texts), what=f"{len(texts)} acks")
+
+
+async def test_newcomer_alone_in_an_empty_channel_merges_into_the_members_history(
+    cluster: Cluster,
+) -> None:
+    """ada is alone, sends 5 messages and quits; cyd comes while nobody is there, founds a
+    cluster of its own and sends 5; ada comes back: one channel, 10 messages, each once."""
+    ada = await cluster.add("ada")
+    await send_and_wait(ada, [f"ada-{k}" for k in range(5)])
+    ada.quit()
+    assert await ada.wait_exit() == 0
+    cyd = await cluster.add("cyd")
+    await send_and_wait(cyd, [f"cyd-{k}" for k in range(5)])
+    before = channel_log(cyd)
+    await ada.restart()
+    await cyd.wait_for(
+        lambda n: any(e["event"] == "reset" for e in n.output), what="a reset (merge)"
+    )
+    assert [e["reason"] for e in cyd.output if e["event"] == "reset"] == ["merge"]
+    for node in (ada, cyd):
+        await node.wait_for(lambda n: len(channel_log(n)) >= 10, what="10 messages")
+    log = channel_log(ada)
+    assert channel_log(cyd) == log
+    assert [text for _, _, _, text in log] == [f"ada-{k}" for k in range(5)] + [
+        f"cyd-{k}" for k in range(5)
+    ]
+    assert len({message_id for _, message_id, _, _ in log}) == 10
+    # The merged messages keep their ids and nicks.
+    assert [(i, n, t) for _, i, n, t in log[5:]] == [(i, n, t) for _, i, n, t in before]
+    merged = [e for e in since_reset(cyd) if e["event"] == "message" and e.get("merged")]
+    assert [e["text"] for e in merged] == [f"cyd-{k}" for k in range(5)]
+    assert {node.status["cluster"] for node in (ada, cyd)} == {ada.status["cluster"]}

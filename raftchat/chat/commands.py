@@ -1,9 +1,10 @@
 """The commands a client proposes and their wire form.
 
 The ``data`` of a NORMAL log entry is one command, :class:`ChatMessage`,
-:class:`NickChange` or :class:`Leave`, encoded by :func:`encode_command` as a msgpack
-array ``[version, tag, *fields]``. The entry also carries the client session
-(``client_id``, ``serial``); the client id is the node id of the sender.
+:class:`NickChange`, :class:`Leave`, :class:`MergedMessage` or :class:`MergeDone`,
+encoded by :func:`encode_command` as a msgpack array ``[version, tag, *fields]``. The
+entry also carries the client session (``client_id``, ``serial``); the client id is the
+node id of the sender.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from raftchat.chat.rules import (
     DEFAULT_LIMITS,
     ChatLimits,
     action_problem,
+    client_id_problem,
     nick_problem,
+    serial_problem,
     text_problem,
     timestamp_problem,
 )
+from raftchat.limits import node_id_problem
 from raftchat.raft.codec import packer
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,8 @@ COMMAND_VERSION = 1
 _TAG_MESSAGE = 0
 _TAG_NICK = 1
 _TAG_LEAVE = 2
+_TAG_MERGED = 3
+_TAG_MERGE_DONE = 4
 
 
 class InvalidCommandError(ValueError):
@@ -65,7 +71,40 @@ class Leave:
     """
 
 
-Command = ChatMessage | NickChange | Leave
+@dataclass(frozen=True, slots=True)
+class MergedMessage:
+    """A committed message of a cluster that lost a merge (two clusters of one channel
+    met), proposed into the survivor by one of that cluster's members: with its original
+    author, serial, nick, text and time, so it keeps its id and shows as written.
+
+    Applied once per message id: every member of the losing cluster may propose it, and
+    a proposer that restarted proposes again what it cannot know was committed."""
+
+    source: str
+    """The id of the cluster it was committed in."""
+    client_id: str
+    """The author's node id (not the proposer's: that one is the entry's client id)."""
+    serial: int
+    nick: str
+    text: str
+    ts: int
+    action: bool = False
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.client_id}:{self.serial}"
+
+
+@dataclass(frozen=True, slots=True)
+class MergeDone:
+    """The proposer has proposed every message it had to merge from cluster ``source``;
+    applying it tells how many of them the channel took."""
+
+    source: str
+    """The id of the cluster the messages came from."""
+
+
+Command = ChatMessage | NickChange | Leave | MergedMessage | MergeDone
 
 
 def _check_command(command: Command, limits: ChatLimits) -> None:
@@ -80,6 +119,18 @@ def _check_command(command: Command, limits: ChatLimits) -> None:
         problem = nick_problem(command.nick, limits)
     elif isinstance(command, Leave):
         problem = None
+    elif isinstance(command, MergedMessage):
+        problem = (
+            node_id_problem(command.source, what="cluster id")
+            or client_id_problem(command.client_id)
+            or serial_problem(command.serial)
+            or nick_problem(command.nick, limits)
+            or text_problem(command.text, limits)
+            or timestamp_problem(command.ts)
+            or action_problem(command.action)
+        )
+    elif isinstance(command, MergeDone):
+        problem = node_id_problem(command.source, what="cluster id")
     else:
         problem = f"not a chat command: {type(command).__name__}"
     if problem:
@@ -100,6 +151,19 @@ def encode_command(command: Command, limits: ChatLimits = DEFAULT_LIMITS) -> byt
         ]
     elif isinstance(command, NickChange):
         fields = [_TAG_NICK, command.nick]
+    elif isinstance(command, MergedMessage):
+        fields = [
+            _TAG_MERGED,
+            command.source,
+            command.client_id,
+            command.serial,
+            command.nick,
+            command.text,
+            command.ts,
+            command.action,
+        ]
+    elif isinstance(command, MergeDone):
+        fields = [_TAG_MERGE_DONE, command.source]
     else:
         fields = [_TAG_LEAVE]
     return packer().pack([COMMAND_VERSION, *fields])
@@ -137,6 +201,14 @@ def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> Command:
         if fields:
             raise InvalidCommandError(f"leave request takes no fields, got {len(fields)}")
         command = Leave()
+    elif tag == _TAG_MERGED and type(tag) is int:
+        if len(fields) != 7:
+            raise InvalidCommandError(f"merged message needs 7 fields, got {len(fields)}")
+        command = MergedMessage(*fields)
+    elif tag == _TAG_MERGE_DONE and type(tag) is int:
+        if len(fields) != 1:
+            raise InvalidCommandError(f"merge done needs 1 field, got {len(fields)}")
+        command = MergeDone(*fields)
     else:
         raise InvalidCommandError(f"unknown command tag {tag!r}")
     _check_command(command, limits)

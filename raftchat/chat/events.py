@@ -22,6 +22,29 @@ class MessageApplied:
     text: str
     ts: int
     action: bool
+    merged: bool = False
+    """Written in another cluster of the channel and merged into this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class MergedDuplicate:
+    """A merged message the channel already has (same id): dropped. ``proposer`` is the
+    node that proposed it."""
+
+    index: int
+    message_id: str
+    proposer: str
+
+
+@dataclass(frozen=True, slots=True)
+class MergeCompleted:
+    """A member finished merging the history of cluster ``source``; ``count`` of its
+    messages were new to the channel since the last such report (0: nothing new)."""
+
+    index: int
+    source: str
+    proposer: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,4 +120,6 @@ ChatEvent = (
     | MemberJoined
     | MemberLeft
     | MemberRoleChanged
+    | MergedDuplicate
+    | MergeCompleted
 )

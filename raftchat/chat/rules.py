@@ -49,7 +49,7 @@ class ChatLimits:
     @property
     def max_command_bytes(self) -> int:
         """Upper bound of an encoded command (UTF-8 is at most 4 bytes per character)."""
-        return 4 * (self.max_text_chars + self.max_nick_chars) + 64
+        return 4 * (self.max_text_chars + self.max_nick_chars) + 192  # ids, serial, ts
 
 
 DEFAULT_LIMITS = ChatLimits()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import msgpack
@@ -25,13 +25,15 @@ from raftchat.chat.rules import (
     timestamp_problem,
 )
 from raftchat.chat.sessions import SessionTable
+from raftchat.limits import node_id_problem
 from raftchat.raft.codec import packer
 from raftchat.raft.messages import NodeId
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_VERSION = 1
-"""First element of every encoded snapshot."""
+SNAPSHOT_VERSION = 2
+"""First element of every encoded snapshot. Version 2 added whether each message was
+merged from another cluster, and the merge counts; version 1 snapshots still read."""
 
 
 class ChatSnapshotError(ValueError):
@@ -50,6 +52,8 @@ class SnapshotContents:
     sessions: SessionTable
     history: Iterable[MessageApplied]
     """Messages in log order (the newest ones, as many as the state keeps)."""
+    merged_counts: Mapping[str, int]
+    """Per source cluster id, merged messages applied since its last MergeDone."""
 
 
 def encode_snapshot(contents: SnapshotContents) -> bytes:
@@ -59,7 +63,8 @@ def encode_snapshot(contents: SnapshotContents) -> bytes:
         for client_id, session in contents.sessions.items()
     ]
     history = [
-        [m.index, m.client_id, m.serial, m.nick, m.text, m.ts, m.action] for m in contents.history
+        [m.index, m.client_id, m.serial, m.nick, m.text, m.ts, m.action, m.merged]
+        for m in contents.history
     ]
     return packer().pack(
         [
@@ -71,6 +76,7 @@ def encode_snapshot(contents: SnapshotContents) -> bytes:
             sorted(contents.learners),
             sessions,
             history,
+            sorted([source, count] for source, count in contents.merged_counts.items()),
         ]
     )
 
@@ -87,6 +93,7 @@ class _SnapshotReader:
     def __init__(self, limits: ChatLimits) -> None:
         self.limits = limits
         self.last_applied_index = 0
+        self.version = SNAPSHOT_VERSION
 
     def read(self, data: bytes) -> SnapshotContents:
         if type(data) is not bytes:
@@ -98,11 +105,15 @@ class _SnapshotReader:
             raise ChatSnapshotError(f"chat snapshot is not valid msgpack: {detail}") from None
         if type(items) is not list or not items:
             raise ChatSnapshotError("chat snapshot must be a non-empty array")
-        if items[0] != SNAPSHOT_VERSION or type(items[0]) is not int:
-            raise ChatSnapshotError(f"unknown chat snapshot version {items[0]!r}")
-        if len(items) != 8:
-            raise ChatSnapshotError(f"chat snapshot needs 8 fields, got {len(items)}")
-        _, last_applied, invalid, duplicates, voters, learners, sessions, history = items
+        version = items[0]
+        if version not in (1, SNAPSHOT_VERSION) or type(version) is not int:
+            raise ChatSnapshotError(f"unknown chat snapshot version {version!r}")
+        self.version = version
+        fields = 8 if version == 1 else 9
+        if len(items) != fields:
+            raise ChatSnapshotError(f"chat snapshot needs {fields} fields, got {len(items)}")
+        _, last_applied, invalid, duplicates, voters, learners, sessions, history = items[:8]
+        merged_counts = self._read_merged_counts(items[8] if version > 1 else [])
         self.last_applied_index = self._count(last_applied, "last applied index")
         invalid_commands = self._count(invalid, "invalid command count")
         duplicates_dropped = self._count(duplicates, "duplicate count")
@@ -118,7 +129,20 @@ class _SnapshotReader:
             learner_ids,
             self._read_sessions(sessions),
             self._read_history(history),
+            merged_counts,
         )
+
+    def _read_merged_counts(self, value: object) -> dict[str, int]:
+        if type(value) is not list:
+            raise ChatSnapshotError("chat snapshot: merge counts must be a list")
+        counts: dict[str, int] = {}
+        for record in value:
+            if type(record) is not list or len(record) != 2 or type(record[0]) is not str:
+                raise ChatSnapshotError("chat snapshot: a merge count must be [cluster, count]")
+            if node_id_problem(record[0]) or record[0] in counts:
+                raise ChatSnapshotError("chat snapshot: bad cluster id in the merge counts")
+            counts[record[0]] = self._count(record[1], "merge count")
+        return counts
 
     def _count(self, value: object, what: str) -> int:
         if type(value) is not int or not 0 <= value <= MAX_UINT64:
@@ -188,10 +212,12 @@ class _SnapshotReader:
             raise ChatSnapshotError("chat snapshot: history must be a list")
         messages: list[MessageApplied] = []
         previous_index = 0
+        fields = 7 if self.version == 1 else 8
         for record in history:
-            if type(record) is not list or len(record) != 7:
-                raise ChatSnapshotError("chat snapshot: a history record needs 7 fields")
-            index, client_id, serial, nick, text, ts, action = record
+            if type(record) is not list or len(record) != fields:
+                raise ChatSnapshotError(f"chat snapshot: a history record needs {fields} fields")
+            index, client_id, serial, nick, text, ts, action = record[:7]
+            merged = record[7] if fields == 8 else False
             self._index(index, "history index")
             if index <= previous_index:
                 raise ChatSnapshotError("chat snapshot: history indexes must increase")
@@ -203,12 +229,21 @@ class _SnapshotReader:
                 or text_problem(text, self.limits)
                 or timestamp_problem(ts)
                 or action_problem(action)
+                or action_problem(merged)
             )
             if problem:
                 raise ChatSnapshotError(f"chat snapshot: history entry {index}: {problem}")
             messages.append(
                 MessageApplied(
-                    index, f"{client_id}:{serial}", client_id, serial, nick, text, ts, action
+                    index,
+                    f"{client_id}:{serial}",
+                    client_id,
+                    serial,
+                    nick,
+                    text,
+                    ts,
+                    action,
+                    merged,
                 )
             )
         return messages

@@ -6,7 +6,14 @@ import logging
 from collections import deque
 from collections.abc import Iterable
 
-from raftchat.chat.commands import ChatMessage, InvalidCommandError, Leave, decode_command
+from raftchat.chat.commands import (
+    ChatMessage,
+    InvalidCommandError,
+    Leave,
+    MergedMessage,
+    MergeDone,
+    decode_command,
+)
 from raftchat.chat.events import (
     ChatEvent,
     DuplicateDropped,
@@ -15,6 +22,8 @@ from raftchat.chat.events import (
     MemberJoined,
     MemberLeft,
     MemberRoleChanged,
+    MergeCompleted,
+    MergedDuplicate,
     MessageApplied,
     NickChanged,
 )
@@ -42,6 +51,11 @@ class ChatState:
         self.history_limit = history_limit
         self._last_applied_index = 0
         self._history: deque[MessageApplied] = deque(maxlen=history_limit)
+        self._message_ids: set[str] = set()
+        """The ids of the messages in the history window: a merged message is applied
+        only if its id is not among them."""
+        self._merged_counts: dict[str, int] = {}
+        """Per source cluster, merged messages applied since its last MergeDone."""
         self._sessions = SessionTable(limits.max_sessions, limits.serials_remembered)
         self._voters: frozenset[NodeId] = frozenset()
         self._learners: frozenset[NodeId] = frozenset()
@@ -72,6 +86,10 @@ class ChatState:
     def history(self) -> list[MessageApplied]:
         """The latest ``history_limit`` messages, in log order."""
         return list(self._history)
+
+    def has_message(self, message_id: str) -> bool:
+        """Whether the message with this id is in the history window."""
+        return message_id in self._message_ids
 
     def nick_of(self, client_id: str) -> str | None:
         """The client's current nick (empty if it never sent a valid one), or None if the
@@ -123,6 +141,13 @@ class ChatState:
         if isinstance(command, Leave):
             self._record_serial(entry, nick=old_nick)
             return [LeaveRequested(entry.index, entry.client_id)]
+        if isinstance(command, MergedMessage):
+            self._record_serial(entry, nick=old_nick)
+            return [self._apply_merged(entry, command)]
+        if isinstance(command, MergeDone):
+            self._record_serial(entry, nick=old_nick)
+            count = self._merged_counts.pop(command.source, 0)
+            return [MergeCompleted(entry.index, command.source, entry.client_id, count)]
         events: list[ChatEvent] = []
         if command.nick != old_nick:
             events.append(NickChanged(entry.index, entry.client_id, old_nick, command.nick))
@@ -138,9 +163,37 @@ class ChatState:
                 command.ts,
                 command.action,
             )
-            self._history.append(message)
+            self._remember(message)
             events.append(message)
         return events
+
+    def _apply_merged(self, entry: Entry, command: MergedMessage) -> ChatEvent:
+        """A message from another cluster's history, unless the channel already has it."""
+        message_id = command.message_id
+        if message_id in self._message_ids:
+            self.duplicates_dropped += 1
+            return MergedDuplicate(entry.index, message_id, entry.client_id)
+        message = MessageApplied(
+            entry.index,
+            message_id,
+            command.client_id,
+            command.serial,
+            command.nick,
+            command.text,
+            command.ts,
+            command.action,
+            merged=True,
+        )
+        self._remember(message)
+        self._merged_counts[command.source] = self._merged_counts.get(command.source, 0) + 1
+        return message
+
+    def _remember(self, message: MessageApplied) -> None:
+        history = self._history
+        if len(history) == history.maxlen:
+            self._message_ids.discard(history[0].id)
+        history.append(message)
+        self._message_ids.add(message.id)
 
     def _invalid(self, entry: Entry, reason: str) -> InvalidCommand:
         self.invalid_commands += 1
@@ -189,6 +242,7 @@ class ChatState:
                 self._learners,
                 self._sessions,
                 self._history,
+                self._merged_counts,
             )
         )
 
@@ -209,5 +263,7 @@ class ChatState:
         state.duplicates_dropped = contents.duplicates_dropped
         state._voters, state._learners = contents.voters, contents.learners
         state._sessions = contents.sessions
-        state._history.extend(contents.history)
+        for message in contents.history:
+            state._remember(message)
+        state._merged_counts = dict(contents.merged_counts)
         return state

@@ -49,6 +49,7 @@ from raftchat.node.api import (
     ChatMessageEvent,
     ErrorEvent,
     Event,
+    ResetEvent,
     StatusEvent,
 )
 
@@ -133,11 +134,14 @@ def event_line(event: Event) -> dict[str, Any] | None:
                 "text": event.text,
                 "ts": event.ts,
                 **({"action": True} if event.action else {}),
+                **({"merged": True} if event.merged else {}),
             }
         case AckEvent():
             return {"event": "ack", "id": event.id, "index": event.index}
         case ErrorEvent():
             return {"event": "error", "message": event.message}
+        case ResetEvent():
+            return {"event": "reset", "reason": event.reason}
     return None
 
 
@@ -173,7 +177,8 @@ def _message_json(event: ChatMessageEvent) -> str | None:
         + _quote(event.text)
         + ',"ts":'
         + float.__repr__(ts)
-        + (',"action":true}' if event.action else "}")
+        + (',"action":true' if event.action else "")
+        + (',"merged":true}' if event.merged else "}")
     )
 
 

@@ -183,6 +183,8 @@ class ChatMessageEvent:
     """Sender's clock when sending, epoch seconds."""
     action: bool = False
     """True for ``/me`` actions ("* alice waves")."""
+    merged: bool = False
+    """Written in another part of the channel that split off and merged back since."""
     type: Literal["message"] = "message"
 
 
@@ -235,7 +237,21 @@ class ErrorEvent:
     type: Literal["error"] = "error"
 
 
-Event = StatusEvent | ChatMessageEvent | AckEvent | NoticeEvent | MembersEvent | ErrorEvent
+@dataclass(frozen=True, slots=True)
+class ResetEvent:
+    """Forget every message shown: the node's history was replaced. The channel's history
+    in its new order follows as ChatMessageEvents (as for a node that just joined).
+
+    ``reason`` is ``"merge"``: this node's part of the channel split off from an older
+    one (a newcomer founded it while the members were away) and now merges into it."""
+
+    reason: Literal["merge"]
+    type: Literal["reset"] = "reset"
+
+
+Event = (
+    StatusEvent | ChatMessageEvent | AckEvent | NoticeEvent | MembersEvent | ErrorEvent | ResetEvent
+)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:

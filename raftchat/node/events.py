@@ -222,9 +222,12 @@ class NodeView:
     quorum problem.
     """
 
-    def __init__(self, node_id: str, nick: str, *, nick_wait_s: float = NICK_WAIT_S) -> None:
+    def __init__(
+        self, node_id: str, nick: str, *, nick_wait_s: float = NICK_WAIT_S, channel: str = ""
+    ) -> None:
         self.node_id = node_id
         self.nick = nick
+        self.channel = channel
         self.nick_wait_s = nick_wait_s
         self._held: list[_HeldNotice] = []
         self._leave_requested: set[str] = set()
@@ -359,6 +362,7 @@ class NodeView:
             text=message.text,
             ts=message.ts / 1000,
             action=message.action,
+            merged=message.merged,
         )
 
     def notices_for(
@@ -388,6 +392,10 @@ class NodeView:
                 self._leave_requested.discard(node_id)
                 role = "voter" if event.voter else "learner"
                 return self._named(chat_state, node_id, "join", f" joined as {role}", now)
+            case chat.MergeCompleted(count=count) if count:
+                noun, verb = ("message", "was") if count == 1 else ("messages", "were")
+                text = f"{count} {noun} from an earlier split of #{self.channel} {verb} merged"
+                return [NoticeEvent("info", text, now)]
             case chat.MemberRoleChanged(node_id=node_id):
                 role = "voter" if event.voter else "learner"
                 return self._named(chat_state, node_id, "info", f" is now a {role}", now)

@@ -21,7 +21,7 @@ from raftchat.raft import ProposalOutcome, RequestResult, RequestStatus
 
 logger = logging.getLogger(__name__)
 
-ProposalKind = Literal["message", "nick", "leave"]
+ProposalKind = Literal["message", "nick", "leave", "merge"]
 
 Submit = Callable[[bytes, int, int], RequestResult]
 """``submit(data, serial, prev_serial)``: propose to the core now."""

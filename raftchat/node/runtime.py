@@ -33,6 +33,7 @@ from raftchat.node.api import (
     Event,
     MemberInfo,
     NoticeEvent,
+    ResetEvent,
     StatusEvent,
     validate_chat_text,
     validate_nick,
@@ -43,10 +44,12 @@ from raftchat.node.cluster import (
     ClusterHello,
     hello,
     new_cluster_identity,
+    survivor,
 )
 from raftchat.node.compaction import CompactionSchedule
 from raftchat.node.events import NodeView, Subscribers
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
+from raftchat.node.merge import MergeProgress, merge_items
 from raftchat.node.proposals import ProposalKind, ProposalTracker
 from raftchat.node.ticker import LazyTicker
 from raftchat.raft import (
@@ -152,7 +155,7 @@ class Node:
         self._server_url = server_url or settings.server_url
         self._rng = rng or random.Random()
         nick = validate_nick(nick or settings.nick or f"user-{storage.node_id[:4]}")
-        self.view = NodeView(storage.node_id, nick)
+        self.view = NodeView(storage.node_id, nick, channel=storage.channel)
         self.subscribers = Subscribers()
         self.membership = MembershipTracker(
             storage.node_id,
@@ -211,6 +214,12 @@ class Node:
         self.cluster_gate.cluster = self.core.configuration.cluster or storage.cluster
         self._hellos_sent: dict[str, int] = {}
         """Per peer, the link connection (``LinkInfo.connects``) this node said hello on."""
+        pending_merge = storage.pending_merge()
+        self._merge = MergeProgress(pending_merge) if pending_merge else None
+        """The history of a cluster this node left, still to merge into its new one."""
+        self._survivor_seen: ClusterIdentity | None = None
+        """The older cluster met, which this node must leave its own for (once it can)."""
+        self._merges_told: set[ClusterIdentity] = set()
         self._restore_client_serials()
         self.proposals = ProposalTracker(
             self.node_id,
@@ -384,6 +393,7 @@ class Node:
         self.membership.heard_from(peer, time.monotonic())
         if type(message) is ClusterHello:
             self.cluster_gate.heard_hello(message)
+            self._consider_merge()
             return
         gate = self.cluster_gate
         if not gate.admit(peer, message, self._open_peers()):
@@ -512,6 +522,10 @@ class Node:
                     self._publish(notice)
             if self._nick_due:
                 self._propose_nick_if_unknown()
+            if self._survivor_seen is not None:
+                self._consider_merge()
+            if self._merge is not None:
+                self._advance_merge(now)
             if self._held_ready is not None:
                 self._schedule_drain()
 
@@ -698,6 +712,8 @@ class Node:
             )
 
     def _on_chat_event(self, event: chat.ChatEvent) -> None:
+        if self._merge is not None:
+            self._merge_applied(event)
         own = getattr(event, "client_id", None) == self.node_id
         match event:
             case chat.MessageApplied():
@@ -857,6 +873,131 @@ class Node:
             return
         while self.core.role is Role.LEADER:
             await asyncio.sleep(tick)
+
+    # --- merging two clusters of the channel -----------------------------------------
+
+    def _consider_merge(self) -> None:
+        """Another cluster of this channel is linked: if it survives, leave this one for it
+        (now, or as soon as everything committed here is applied)."""
+        gate = self.cluster_gate
+        mine = gate.cluster
+        if mine is None or self._closing or self._stopped.is_set():
+            return
+        others = gate.foreign(self._open_peers())
+        if not others:
+            return
+        winner = survivor(others | {mine})
+        if winner == mine:
+            for other in others - self._merges_told:
+                self._merges_told.add(other)
+                logger.info(
+                    "met cluster %s of channel %s: it will merge into this one",
+                    other.cluster_id[:8],
+                    self.channel,
+                )
+            self._survivor_seen = None
+            return
+        self._survivor_seen = winner
+        if (
+            self._writing is not None
+            or self._held_ready is not None
+            or self.chat.last_applied_index < self.core.status().commit_index
+        ):
+            return  # the housekeeping loop tries again
+        self._begin_merge(mine, winner)
+
+    def _begin_merge(self, mine: ClusterIdentity, winner: ClusterIdentity) -> None:
+        """Leave cluster ``mine`` for ``winner``: keep the committed history as the merge
+        queue, drop the Raft state (one transaction), start over as a newcomer."""
+        logger.warning(
+            "channel %s is split: cluster %s (this node's) merges into the older cluster %s",
+            self.channel,
+            mine.cluster_id[:8],
+            winner.cluster_id[:8],
+        )
+        unfinished = list(self._merge.queue.values()) if self._merge is not None else []
+        items = merge_items(self.chat.history(), mine, unfinished)
+        try:
+            self._storage.begin_merge(mine, items)
+            pending = self._storage.pending_merge()
+        except StorageError as error:
+            self._storage_failed(None, error)
+            return
+        assert pending is not None
+        self._survivor_seen = None
+        self._merge = MergeProgress(pending)
+        self.core = RaftCore(
+            self._raft_settings(self._election_timeout_ms), PersistentState(), self._rng
+        )
+        self.chat = self._restore_chat(None)
+        self.compaction.clear()
+        self._published_through = 0
+        for future in list(self._reads.values()):
+            if not future.done():
+                future.set_exception(NodeError("the channel's history was replaced"))
+        self._reads.clear()
+        self._read_waiters.clear()
+        self._nick_due = True
+        self._publish(ResetEvent("merge"))
+        self._join_cluster(None)
+        self.ticker.retick_if_sooner()
+        self._update_links()
+        self._publish_status()
+        self._schedule_drain()
+
+    def _advance_merge(self, now: float) -> None:
+        """Once a caught-up member of a cluster, propose what the merge queue holds that the
+        channel lacks; once it is all in, say so."""
+        merge = self._merge
+        assert merge is not None
+        status = self.core.status()
+        if (
+            self._closing
+            or self.cluster_gate.cluster is None
+            or self.node_id not in status.configuration.members
+            or not status.leader
+            or self.chat.last_applied_index < status.commit_index
+        ):
+            return
+        if not merge.proposed:
+            merge.proposed = True
+            self._merged(merge.take_present(self.chat.has_message))
+            logger.info(
+                "merging %d messages from cluster %s", len(merge), merge.source.cluster_id[:8]
+            )
+            for item in merge.queue.values():
+                self.proposals.propose(item.data, "merge", now)
+        if not merge.queue and not merge.done_proposed:
+            merge.done_proposed = True
+            for source in sorted(merge.sources):
+                command = chat.encode_command(chat.MergeDone(source))
+                self.proposals.propose(command, "merge", now)
+
+    def _merged(self, message_ids: list[str]) -> None:
+        """These queued messages are in the channel now: off the durable queue."""
+        if not message_ids:
+            return
+        try:
+            self._storage.merged(message_ids)
+        except StorageError as error:
+            self._storage_failed(None, error)
+
+    def _merge_applied(self, event: chat.ChatEvent) -> None:
+        """Follow what the channel applied: queued messages that arrived, and the end."""
+        merge = self._merge
+        assert merge is not None
+        match event:
+            case chat.MessageApplied(id=message_id) | chat.MergedDuplicate(message_id=message_id):
+                if merge.committed(message_id):
+                    self._merged([message_id])
+            case chat.MergeCompleted(proposer=proposer) if proposer == self.node_id:
+                if merge.done_proposed and not merge.queue:
+                    logger.info("merge from cluster %s done", merge.source.cluster_id[:8])
+                    self._merge = None
+                    try:
+                        self._storage.finish_merge()
+                    except StorageError as error:
+                        self._storage_failed(None, error)
 
     # --- timers -----------------------------------------------------------------------
 

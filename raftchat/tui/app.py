@@ -37,6 +37,7 @@ from raftchat.node.api import (
     MemberInfo,
     MembersEvent,
     NoticeEvent,
+    ResetEvent,
     StatusEvent,
     validate_chat_text,
     validate_nick,
@@ -204,10 +205,25 @@ class RaftChatApp(App[None]):
                     self._refresh_status_views()
             elif isinstance(event, ErrorEvent):
                 self._add_notice("error", event.message)
+            elif isinstance(event, ResetEvent):
+                self._reset_history()
             else:
                 logger.warning("ignoring unknown node event %r", event)
         if committed:
             self.chat_log.add_records(committed)
+
+    def _reset_history(self) -> None:
+        """The node's history was replaced (its part of the channel merges into another):
+        drop what is shown but own messages still on their way; the new history follows."""
+        pending = list(self.chat_log.pending)
+        self.chat_log.clear()
+        for record in pending:
+            self.chat_log.add_pending(record)
+        self._add_notice(
+            "info",
+            "this part of the channel split off while its members were away and now merges"
+            " into the older part: the channel's history follows in its order",
+        )
 
     def _on_chat_message(self, event: ChatMessageEvent) -> ChatRecord:
         self._committed_since_sample += 1

@@ -1,0 +1,92 @@
+"""Merging the history of a cluster that lost to another of the same channel.
+
+When this node's cluster meets an older one (:func:`~raftchat.node.cluster.survivor`),
+the node keeps its node id but leaves its cluster: it stores its committed messages as
+the merge queue and drops its Raft state in one transaction
+(:meth:`~raftchat.storage.Storage.begin_merge`), and starts over as a newcomer that the
+survivor's leader adds. Once it is a member that has applied what it was sent, it
+proposes every queued message the survivor lacks as a
+:class:`~raftchat.chat.MergedMessage` (original author, serial, nick, text and time), in
+the original order; the chat state machine applies each id once, whichever member of
+the old cluster proposes it. A queued message leaves the queue only once the survivor
+has it (applied there, by anyone), so a node that stops mid-merge goes on after a
+restart. When the queue is empty the node proposes a :class:`~raftchat.chat.MergeDone`
+per source cluster, which makes every member say how many messages were merged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+
+from raftchat import chat
+from raftchat.raft import ClusterIdentity
+from raftchat.storage import MergeItem, PendingMerge
+
+logger = logging.getLogger(__name__)
+
+
+def merge_items(
+    history: Iterable[chat.MessageApplied],
+    source: ClusterIdentity,
+    unfinished: Sequence[MergeItem] = (),
+) -> list[MergeItem]:
+    """The queue for leaving cluster ``source``: its committed ``history`` in log order,
+    then what an ``unfinished`` earlier merge still had to propose (it is not in this
+    history yet), each message id once."""
+    items: OrderedDict[str, MergeItem] = OrderedDict()
+    for message in history:
+        command = chat.MergedMessage(
+            source.cluster_id,
+            message.client_id,
+            message.serial,
+            message.nick,
+            message.text,
+            message.ts,
+            message.action,
+        )
+        items[message.id] = MergeItem(message.id, chat.encode_command(command))
+    for item in unfinished:
+        items.setdefault(item.message_id, item)
+    return list(items.values())
+
+
+class MergeProgress:
+    """A merge this node has begun and not finished: the queue and how far it got."""
+
+    def __init__(self, pending: PendingMerge) -> None:
+        self.source = pending.source
+        self.queue: OrderedDict[str, MergeItem] = OrderedDict(
+            (item.message_id, item) for item in pending.items
+        )
+        self.sources = {pending.source.cluster_id} | {
+            _source_of(item) for item in pending.items
+        } - {""}
+        """Every cluster whose messages are in the queue: one MergeDone each."""
+        self.total = len(self.queue)
+        self.proposed = False
+        """The queue was proposed (in this run: after a restart it is proposed again)."""
+        self.done_proposed = False
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def take_present(self, has_message: Callable[[str], bool]) -> list[str]:
+        """Drop the queued messages the channel already has (``has_message(id)``); their ids."""
+        present = [message_id for message_id in self.queue if has_message(message_id)]
+        for message_id in present:
+            del self.queue[message_id]
+        return present
+
+    def committed(self, message_id: str) -> bool:
+        """The channel applied this message (proposed by anyone): True if it was queued."""
+        return self.queue.pop(message_id, None) is not None
+
+
+def _source_of(item: MergeItem) -> str:
+    try:
+        command = chat.decode_command(item.data)
+    except chat.InvalidCommandError:
+        return ""
+    return command.source if isinstance(command, chat.MergedMessage) else ""
