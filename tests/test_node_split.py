@@ -161,3 +161,61 @@ async def test_newcomer_alone_in_an_empty_channel_merges_into_the_members_histor
     merged = [e for e in since_reset(cyd) if e["event"] == "message" and e.get("merged")]
     assert [e["text"] for e in merged] == [f"cyd-{k}" for k in range(5)]
     assert {node.status["cluster"] for node in (ada, cyd)} == {ada.status["cluster"]}
+
+
+async def split_history(cluster: Cluster, names: list[str], count: int = 5) -> list[NodeProcess]:
+    """Each of ``names`` in turn comes to the empty channel, founds a cluster, sends
+    ``count`` messages; all but the last leave again."""
+    nodes = []
+    for position, name in enumerate(names):
+        node = await cluster.add(name)
+        await send_and_wait(node, [f"{name}-{k}" for k in range(count)])
+        if position < len(names) - 1:
+            node.quit()
+            assert await node.wait_exit() == 0
+        nodes.append(node)
+    return nodes
+
+
+def assert_one_history(nodes: list[NodeProcess], expected_texts: set[str]) -> list:
+    log = channel_log(nodes[0])
+    for node in nodes[1:]:
+        assert channel_log(node) == log, f"{node.name} disagrees with {nodes[0].name}"
+    texts = [text for _, _, _, text in log]
+    assert sorted(texts) == sorted(expected_texts), "every message exactly once"
+    assert len({message_id for _, message_id, _, _ in log}) == len(log)
+    return log
+
+
+async def test_messages_sent_on_both_sides_during_a_merge_each_arrive_once(
+    cluster: Cluster,
+) -> None:
+    ada, cyd = await split_history(cluster, ["ada", "cyd"])
+    await ada.restart()
+    for k in range(5, 10):
+        ada.send(f"ada-{k}")
+        cyd.send(f"cyd-{k}")
+    await ada.wait_for(lambda n: len(n.acks()) >= 5, what="ada's 5 new messages committed")
+    await cyd.wait_for(lambda n: len(n.acks()) >= 10, what="all of cyd's messages committed")
+    for node in (ada, cyd):
+        await node.wait_for(lambda n: len(channel_log(n)) >= 20, what="20 messages")
+    expected = {f"{name}-{k}" for name in ("ada", "cyd") for k in range(10)}
+    log = assert_one_history([ada, cyd], expected)
+    ada_texts = [text for _, _, nick, text in log if nick == "ada"]
+    assert ada_texts == [f"ada-{k}" for k in range(10)], "the survivor's order holds"
+
+
+async def test_three_way_split_becomes_one_channel(cluster: Cluster) -> None:
+    """ada, then bob, then cyd each found a cluster alone; the oldest (ada's) survives."""
+    ada, bob, cyd = await split_history(cluster, ["ada", "bob", "cyd"])
+    await ada.restart()
+    await bob.restart()
+    expected = {f"{name}-{k}" for name in ("ada", "bob", "cyd") for k in range(5)}
+    for node in (ada, bob, cyd):
+        await node.wait_for(lambda n: len(channel_log(n)) >= 15, what="15 messages")
+    log = assert_one_history([ada, bob, cyd], expected)
+    assert [text for _, _, _, text in log[:5]] == [f"ada-{k}" for k in range(5)]
+    for name in ("bob", "cyd"):
+        own = [text for _, _, nick, text in log if nick == name]
+        assert own == [f"{name}-{k}" for k in range(5)], f"{name}'s messages in order"
+    assert len({node.status["cluster"] for node in (ada, bob, cyd)}) == 1

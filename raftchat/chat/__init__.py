@@ -30,8 +30,10 @@ Client sessions
 
     Sessions are bounded (:attr:`ChatLimits.max_sessions`): beyond the cap the
     least recently active client is forgotten. A forgotten client retrying an
-    old serial would be applied twice; with the cap far above the number of
-    members (at most a few dozen are active at once) a client is only
+    old serial is still dropped while the message is in the history window (a
+    message id is applied once), and would be applied twice beyond it; with
+    the cap far above the number of members (at most a few dozen are active at
+    once) a client is only
     forgotten after thousands of other clients were active since its last
     proposal, long after any retry of it. Keeping every client ever seen is
     not bounded: each new install of the app is a new node id.

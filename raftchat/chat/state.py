@@ -51,9 +51,10 @@ class ChatState:
         self.history_limit = history_limit
         self._last_applied_index = 0
         self._history: deque[MessageApplied] = deque(maxlen=history_limit)
-        self._message_ids: set[str] = set()
-        """The ids of the messages in the history window: a merged message is applied
-        only if its id is not among them."""
+        self._message_ids: dict[str, int] = {}
+        """The ids of the messages in the history window, with their index: a message
+        (merged, or a retry of one that was merged meanwhile) is applied only if its id
+        is not among them."""
         self._merged_counts: dict[str, int] = {}
         """Per source cluster, merged messages applied since its last MergeDone."""
         self._sessions = SessionTable(limits.max_sessions, limits.serials_remembered)
@@ -148,6 +149,14 @@ class ChatState:
             self._record_serial(entry, nick=old_nick)
             count = self._merged_counts.pop(command.source, 0)
             return [MergeCompleted(entry.index, command.source, entry.client_id, count)]
+        message_id = f"{entry.client_id}:{entry.serial}"
+        if isinstance(command, ChatMessage) and message_id in self._message_ids:
+            # Merged in from the sender's earlier cluster already (the sender retried it
+            # after leaving that cluster): the channel has it once.
+            self._record_serial(entry, nick=old_nick)
+            self.duplicates_dropped += 1
+            original = self._message_ids[message_id]
+            return [DuplicateDropped(entry.index, entry.client_id, entry.serial, original)]
         events: list[ChatEvent] = []
         if command.nick != old_nick:
             events.append(NickChanged(entry.index, entry.client_id, old_nick, command.nick))
@@ -191,9 +200,9 @@ class ChatState:
     def _remember(self, message: MessageApplied) -> None:
         history = self._history
         if len(history) == history.maxlen:
-            self._message_ids.discard(history[0].id)
+            self._message_ids.pop(history[0].id, None)
         history.append(message)
-        self._message_ids.add(message.id)
+        self._message_ids[message.id] = message.index
 
     def _invalid(self, entry: Entry, reason: str) -> InvalidCommand:
         self.invalid_commands += 1
