@@ -182,11 +182,11 @@ def test_gate_admits_only_its_own_cluster_and_counts_the_rest() -> None:
     gate = ClusterGate("me")
     gate.cluster = TEST_CLUSTER
     vote = RequestVote("x", 3, 0, 0)
-    assert not gate.admit("x", vote, {"x"})  # no hello yet
+    assert not gate.admit("x", vote, lambda: {"x"})  # no hello yet
     gate.heard_hello(ClusterHello("x", OTHER.cluster_id, OTHER.founded_ms))
-    assert not gate.admit("x", vote, {"x"})
+    assert not gate.admit("x", vote, lambda: {"x"})
     gate.heard_hello(ClusterHello("y", TEST_CLUSTER.cluster_id, TEST_CLUSTER.founded_ms))
-    assert gate.admit("y", RequestVote("y", 3, 0, 0), {"x", "y"})
+    assert gate.admit("y", RequestVote("y", 3, 0, 0), lambda: {"x", "y"})
     assert gate.dropped == 2
     assert gate.joinable({"x", "y", "z"}) == {"y"}
     assert gate.foreign({"x", "y"}) == {OTHER}
@@ -197,10 +197,10 @@ def test_a_blank_node_joins_only_the_cluster_that_would_survive() -> None:
     gate.heard_hello(hello("old", TEST_CLUSTER))
     gate.heard_hello(hello("young", OTHER))
     append = AppendEntries("young", 2, 0, 0, (), 0)
-    assert not gate.admit("young", append, {"old", "young"})
-    assert gate.admit("young", append, {"young"})  # the older one is gone
-    assert not gate.admit("old", RequestVote("old", 2, 0, 0), {"old"})  # only a leader adds
-    assert gate.admit("old", AppendEntries("old", 2, 0, 0, (), 0), {"old", "young"})
+    assert not gate.admit("young", append, lambda: {"old", "young"})
+    assert gate.admit("young", append, lambda: {"young"})  # the older one is gone
+    assert not gate.admit("old", RequestVote("old", 2, 0, 0), lambda: {"old"})  # only a leader adds
+    assert gate.admit("old", AppendEntries("old", 2, 0, 0, (), 0), lambda: {"old", "young"})
     assert gate.adopts("old") == TEST_CLUSTER
 
 

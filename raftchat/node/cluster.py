@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from raftchat.raft import (
@@ -90,7 +90,10 @@ class ClusterGate:
         self._logged: set[tuple[NodeId, ClusterIdentity | None]] = set()
 
     def heard_hello(self, message: ClusterHello) -> None:
-        self.peer_clusters[message.sender] = message.cluster
+        cluster = message.cluster
+        # This node's own identity object when it is the same cluster: ``admit`` (once per
+        # frame) then mostly compares by identity.
+        self.peer_clusters[message.sender] = self.cluster if cluster == self.cluster else cluster
 
     def joinable(self, peers: Iterable[NodeId]) -> frozenset[NodeId]:
         """The ``peers`` this node's cluster may add: they said they belong to none, or
@@ -110,24 +113,28 @@ class ClusterGate:
                 found.add(cluster)
         return found
 
-    def admit(self, peer: NodeId, message: Message, open_peers: Iterable[NodeId]) -> bool:
+    def admit(
+        self, peer: NodeId, message: Message, open_peers: Callable[[], Iterable[NodeId]]
+    ) -> bool:
         """Whether ``message`` from ``peer`` may reach the Raft core.
 
         A node in a cluster takes messages only from peers of the same cluster. A node in
         none takes the leader's AppendEntries or InstallSnapshot that adds it to a cluster
         (:meth:`adopts`), and only from the cluster that would survive among the ones it
-        is linked to: it joins the one everybody ends up in."""
-        known = peer in self.peer_clusters
+        is linked to (``open_peers()``): it joins the one everybody ends up in."""
+        mine = self.cluster
         theirs = self.peer_clusters.get(peer)
-        if not known:
+        if theirs is mine and mine is not None:
+            return True  # the hot path: a peer of this node's cluster
+        if peer not in self.peer_clusters:
             admitted = False
-        elif self.cluster is not None:
-            admitted = theirs == self.cluster
+        elif mine is not None:
+            admitted = theirs == mine
         else:
             admitted = (
                 theirs is not None
                 and isinstance(message, AppendEntries | InstallSnapshot)
-                and theirs == survivor(self.foreign(open_peers) | {theirs})
+                and theirs == survivor(self.foreign(open_peers()) | {theirs})
             )
         if not admitted:
             self._drop(peer, theirs, message)

@@ -396,7 +396,7 @@ class Node:
             self._consider_merge()
             return
         gate = self.cluster_gate
-        if not gate.admit(peer, message, self._open_peers()):
+        if not gate.admit(peer, message, self._open_peers):
             return
         joined = gate.adopts(peer)
         if joined is not None:
