@@ -24,6 +24,8 @@ from raftchat.raft import (
     Role,
 )
 from raftchat.raft.sim import MemoryStorage, SessionStateMachine
+from raftchat.raft.sim.witness_node import MemoryWitnessStorage
+from raftchat.raft.witness import WitnessCore, WitnessSettings
 
 DropRule = Callable[[NodeId, NodeId, Message], bool]
 
@@ -47,6 +49,15 @@ class NodeHarness:
     events: list[Event] = field(default_factory=list)
 
 
+@dataclass
+class WitnessHarness:
+    node_id: NodeId
+    settings: WitnessSettings
+    core: WitnessCore | None
+    storage: MemoryWitnessStorage = field(default_factory=MemoryWitnessStorage)
+    received: list[Message] = field(default_factory=list)
+
+
 class Cluster:
     """Nodes plus a message queue. ``ids`` start as voters unless told otherwise."""
 
@@ -59,6 +70,7 @@ class Cluster:
     ) -> None:
         self.seed = seed
         self.nodes: dict[NodeId, NodeHarness] = {}
+        self.witnesses: dict[NodeId, WitnessHarness] = {}
         self.queue: list[tuple[NodeId, NodeId, Message]] = []
         self.drop_rules: list[DropRule] = []
         self.delivered: list[tuple[NodeId, NodeId, Message]] = []
@@ -77,6 +89,19 @@ class Cluster:
         harness.core = RaftCore(settings, harness.storage.state(), self._rng(node_id))
         self.nodes[node_id] = harness
         return harness
+
+    def add_witness_node(self, node_id: NodeId) -> WitnessHarness:
+        """A witness process (not yet in the configuration: see ``Cluster.change``)."""
+        timeout = self._overrides.get("election_timeout_ticks", 10)
+        settings = WitnessSettings(node_id, election_timeout_ticks=int(timeout))
+        harness = WitnessHarness(node_id, settings, WitnessCore(settings))
+        self.witnesses[node_id] = harness
+        return harness
+
+    def witness(self, node_id: NodeId) -> WitnessCore:
+        core = self.witnesses[node_id].core
+        assert core is not None, f"witness {node_id} is down"
+        return core
 
     def _rng(self, node_id: NodeId) -> random.Random:
         return random.Random(f"{self.seed}:{node_id}:{len(self.delivered)}")
@@ -141,11 +166,32 @@ class Cluster:
             harness.events.extend(ready.events)
             core.advance(ready)
 
+    def process_witness(self, node_id: NodeId) -> None:
+        """Handle the witness's Ready: persist, then send."""
+        harness = self.witnesses[node_id]
+        core = harness.core
+        if core is None:
+            return
+        while core.has_ready():
+            ready = core.ready()
+            harness.storage.persist(ready)
+            for to, message in ready.messages:
+                self.queue.append((node_id, to, message))
+            core.advance(ready)
+
     def deliver_one(self) -> bool:
         if not self.queue:
             return False
         sender, to, message = self.queue.pop(0)
         if any(rule(sender, to, message) for rule in self.drop_rules):
+            return True
+        if to in self.witnesses:
+            witness = self.witnesses[to]
+            if witness.core is not None:
+                self.delivered.append((sender, to, message))
+                witness.received.append(message)
+                witness.core.step(message)
+                self.process_witness(to)
             return True
         harness = self.nodes.get(to)
         if harness is None or harness.core is None:
@@ -169,6 +215,10 @@ class Cluster:
                 if core is not None:
                     core.tick()
                     self.process(node_id)
+            if nodes is None:
+                for witness in self.witnesses.values():
+                    if witness.core is not None:
+                        witness.core.tick()
             self.deliver_all()
 
     def settle(self, max_ticks: int = 200) -> None:
@@ -178,7 +228,7 @@ class Cluster:
             leader = self.leader()
             if leader is not None:
                 commit = self.core(leader).log.commit
-                members = self.core(leader).configuration.members
+                members = self.core(leader).configuration.members - set(self.witnesses)
                 if (
                     all(self.core(n).log.applied >= commit for n in members if n in self.up())
                     and not self.queue
@@ -240,10 +290,15 @@ class Cluster:
 
     def crash(self, node_id: NodeId) -> None:
         """Stop the node; what it had not persisted is gone."""
-        self.nodes[node_id].core = None
+        harness = self.witnesses.get(node_id) or self.nodes[node_id]
+        harness.core = None
         self.queue = [item for item in self.queue if node_id not in (item[0], item[1])]
 
     def restart(self, node_id: NodeId) -> None:
+        if node_id in self.witnesses:
+            witness = self.witnesses[node_id]
+            witness.core = WitnessCore(witness.settings, witness.storage.state())
+            return
         harness = self.nodes[node_id]
         state = harness.storage.state()
         harness.machine = SessionStateMachine()

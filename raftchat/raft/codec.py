@@ -2,10 +2,15 @@
 
 A frame is one msgpack array ``[PROTOCOL_VERSION, type_tag, field values...]``; the tag is
 the message type's position in ``MESSAGE_TYPES`` and the fields follow the dataclass order.
-Nested values: an Entry is an array of its fields, a Configuration is
-``[sorted voters, sorted learners, founded_ms, cluster_id]`` (the last two only when it
-names its cluster; logs written before clusters had an identity hold
-``[voters, learners]``), an EntryKind is its integer value.
+Nested values: an Entry is an array of its fields, an EntryKind is its integer value, and a
+Configuration is, in the oldest format that can hold it (both are read, so configurations
+stored in logs and snapshots stay readable):
+
+- format 1, without witnesses: ``[sorted voters, sorted learners]``, followed by
+  ``founded_ms, cluster_id`` when it names its cluster (logs written before clusters had
+  an identity hold the pair alone);
+- format 2, with witnesses: ``[2, sorted voters, sorted learners, sorted witnesses]``,
+  followed by ``founded_ms, cluster_id`` in the same way.
 
 Decoding trusts nothing: every field of every message is checked against its type hint
 (integers in ``[0, 2**63)`` and never bools, node ids short printable ASCII, bounded text
@@ -208,39 +213,67 @@ def _members_checker(limits: CodecLimits) -> Checker:
     return check
 
 
+CONFIGURATION_FORMAT = 2
+"""The configuration encoding written when there are witnesses (see the module docstring)."""
+_CONFIGURATION_FORMS = (
+    "[voters, learners(, founded_ms, cluster_id)] or"
+    f" [{CONFIGURATION_FORMAT}, voters, learners, witnesses(, founded_ms, cluster_id)]"
+)
+
+
 def _configuration_checker(limits: CodecLimits) -> Checker:
     members = _members_checker(limits)
     cluster_id = _node_id_checker(limits, allow_empty=False)
     founded_ms = _int_checker()
 
+    def member_set(value: Any, what: str) -> frozenset[str]:
+        try:
+            return members(value)
+        except _Invalid as exc:
+            raise _Invalid(f"{what}: {exc}") from None
+
     def check(value: Any) -> Configuration:
-        if type(value) is not list or len(value) not in (2, 4):
+        if type(value) is not list or not value:
+            raise _Invalid(f"expected {_CONFIGURATION_FORMS}, got {_describe(value)}")
+        if type(value[0]) is list:  # format 1
+            if len(value) not in (2, 4):
+                raise _Invalid(f"expected {_CONFIGURATION_FORMS}, got {_describe(value)}")
+            witnesses: frozenset[str] = frozenset()
+            sets, identity = value[:2], value[2:]
+        elif type(value[0]) is int and value[0] == CONFIGURATION_FORMAT:
+            if len(value) not in (4, 6):
+                raise _Invalid(f"expected {_CONFIGURATION_FORMS}, got {_describe(value)}")
+            witnesses = member_set(value[3], "witnesses")
+            sets, identity = value[1:3], value[4:]
+        else:
             raise _Invalid(
-                f"expected [voters, learners(, founded_ms, cluster_id)], got {_describe(value)}"
+                f"unknown configuration format {_describe(value[0])}:"
+                f" expected {_CONFIGURATION_FORMS}"
             )
         cluster = None
-        if len(value) == 4:
+        if identity:
             try:
-                cluster = ClusterIdentity(founded_ms(value[2]), cluster_id(value[3]))
+                cluster = ClusterIdentity(founded_ms(identity[0]), cluster_id(identity[1]))
             except _Invalid as exc:
                 raise _Invalid(f"cluster: {exc}") from None
-        try:
-            voters = members(value[0])
-        except _Invalid as exc:
-            raise _Invalid(f"voters: {exc}") from None
-        try:
-            learners = members(value[1])
-        except _Invalid as exc:
-            raise _Invalid(f"learners: {exc}") from None
+        voters = member_set(sets[0], "voters")
+        learners = member_set(sets[1], "learners")
         if voters & learners:
             raise _Invalid(f"{sorted(voters & learners)[0]!r} is both a voter and a learner")
-        return Configuration(voters=voters, learners=learners, cluster=cluster)
+        if not witnesses <= voters:
+            raise _Invalid(f"witness {sorted(witnesses - voters)[0]!r} is not a voter")
+        return Configuration(voters, learners, cluster, witnesses)
 
     return check
 
 
 def _encode_configuration_value(configuration: Configuration) -> list[Any]:
-    value: list[Any] = [sorted(configuration.voters), sorted(configuration.learners)]
+    voters, learners = sorted(configuration.voters), sorted(configuration.learners)
+    value: list[Any]
+    if configuration.witnesses:
+        value = [CONFIGURATION_FORMAT, voters, learners, sorted(configuration.witnesses)]
+    else:
+        value = [voters, learners]
     cluster = configuration.cluster
     if cluster is not None:
         value += [cluster.founded_ms, cluster.cluster_id]

@@ -88,9 +88,7 @@ class ConfigurationChangeError(ValueError):
 
 def with_learner(current: Configuration, node_id: NodeId) -> Configuration:
     """``current`` with ``node_id`` added as a learner (it must not be a member yet)."""
-    if node_id in current.members:
-        kind = "voter" if node_id in current.voters else "learner"
-        raise ConfigurationChangeError(Reason.ALREADY_MEMBER.format(node=node_id, kind=kind))
+    _require_newcomer(current, node_id)
     return replace(current, learners=current.learners | {node_id})
 
 
@@ -103,12 +101,40 @@ def with_learner_promoted(current: Configuration, node_id: NodeId) -> Configurat
     )
 
 
+def with_witness(current: Configuration, node_id: NodeId) -> Configuration:
+    """``current`` with ``node_id`` added as a witness (a voter at once: it needs no data,
+    so catching it up is cheap, and it must count the moment it joins)."""
+    _require_newcomer(current, node_id)
+    return replace(
+        current, voters=current.voters | {node_id}, witnesses=current.witnesses | {node_id}
+    )
+
+
 def without_member(current: Configuration, node_id: NodeId) -> Configuration:
-    """``current`` without ``node_id`` (a voter or a learner; never the last voter)."""
+    """``current`` without ``node_id`` (any member; never the last voter that can lead)."""
     if node_id not in current.members:
         raise ConfigurationChangeError(Reason.NOT_A_MEMBER.format(node=node_id))
-    if current.voters == {node_id}:
+    if not current.member_voters - {node_id}:
         raise ConfigurationChangeError(Reason.LAST_VOTER.format(node=node_id))
     return replace(
-        current, voters=current.voters - {node_id}, learners=current.learners - {node_id}
+        current,
+        voters=current.voters - {node_id},
+        learners=current.learners - {node_id},
+        witnesses=current.witnesses - {node_id},
     )
+
+
+def without_witness(current: Configuration, node_id: NodeId) -> Configuration:
+    """``current`` without the witness ``node_id``."""
+    if node_id not in current.witnesses:
+        raise ConfigurationChangeError(Reason.NOT_A_WITNESS.format(node=node_id))
+    return without_member(current, node_id)
+
+
+def _require_newcomer(current: Configuration, node_id: NodeId) -> None:
+    if node_id in current.members:
+        if node_id in current.witnesses:
+            kind = "witness"
+        else:
+            kind = "voter" if node_id in current.voters else "learner"
+        raise ConfigurationChangeError(Reason.ALREADY_MEMBER.format(node=node_id, kind=kind))

@@ -34,7 +34,9 @@ from .configuration import (
     ConfigurationHistory,
     with_learner,
     with_learner_promoted,
+    with_witness,
     without_member,
+    without_witness,
 )
 from .counters import Counters
 from .log import LogError, RaftLog
@@ -82,6 +84,7 @@ from .ready import (
 from .reasons import Reason
 from .request_tracker import RequestTracker
 from .settings import RaftSettings
+from .witness_feed import metadata_snapshot, strip_payloads, witness_send_limit
 
 logger = logging.getLogger(__name__)
 
@@ -325,8 +328,16 @@ class RaftCore:
         return self._change_configuration(node_id, with_learner_promoted)
 
     def remove(self, node_id: NodeId) -> RequestResult:
-        """Remove a voter or learner (the leader itself included)."""
+        """Remove a voter, learner or witness (the leader itself included)."""
         return self._change_configuration(node_id, without_member)
+
+    def add_witness(self, node_id: NodeId) -> RequestResult:
+        """Add a witness: a voter that never leads and gets entries without their data."""
+        return self._change_configuration(node_id, with_witness)
+
+    def remove_witness(self, node_id: NodeId) -> RequestResult:
+        """Remove a witness (refused for any other member)."""
+        return self._change_configuration(node_id, without_witness)
 
     def transfer_leadership(self, target: NodeId) -> RequestResult:
         """Hand leadership to ``target``: catch it up, then send it TimeoutNow."""
@@ -334,6 +345,8 @@ class RaftCore:
             return self._rejected(Reason.NOT_LEADER)
         if target == self.id:
             return self._rejected(Reason.ALREADY_LEADER.format(node=target))
+        if target in self._configurations.current.witnesses:
+            return self._rejected(Reason.WITNESS_CANNOT_LEAD.format(node=target))
         if target not in self._configurations.current.voters or target not in self._progress:
             return self._rejected(Reason.NOT_A_VOTER.format(node=target))
         if self._transfer_target == target:
@@ -453,6 +466,8 @@ class RaftCore:
             self._storage_last_index = last.index
             if self.role is Role.LEADER and self._maybe_commit():
                 self._broadcast_commit()
+            if self._configurations.current.witnesses:
+                self._feed_witnesses()  # they wait for what the leader stores
         if ready.committed_entries:
             log.applied = max(log.applied, ready.committed_entries[-1].index)
 
@@ -591,6 +606,8 @@ class RaftCore:
         and its log may be the only one that can win.
         """
         configs = self._configurations
+        if self.id in configs.current.witnesses:
+            return False  # a witness is never run as a RaftCore; if it is, it never leads
         if self.id in configs.current.voters:
             return True
         commit = self.log.commit
@@ -742,9 +759,10 @@ class RaftCore:
                 self._become_follower(self.term, NO_NODE)
                 return
             for progress in self._progress.values():
-                progress.recent_active = False
+                progress.end_round()
             if self._transfer_target:
                 self._abort_transfer(Reason.TRANSFER_TIMED_OUT)
+            self._feed_witnesses()  # a member presumed dead now lets them get more
         if self._heartbeat_elapsed >= self.settings.heartbeat_ticks:
             self._heartbeat_elapsed = 0
             self._heartbeat_seq += 1
@@ -824,9 +842,15 @@ class RaftCore:
             # ``next`` ran past our log (a stale hint): probe from what we have.
             progress.next = log.last_index + 1
             prev, prev_term = log.last_index, log.last_term
-        entries = log.slice(progress.next, log.last_index + 1, self.settings.max_append_bytes)
+        end = log.last_index + 1
+        witness = peer in self._configurations.current.witnesses
+        if witness:
+            end = min(end, self._witness_limit() + 1)
+        entries = log.slice(progress.next, end, self.settings.max_append_bytes)
         if not entries and not allow_empty:
             return False
+        if witness:
+            entries = strip_payloads(entries)
         self._send(
             peer,
             AppendEntries(
@@ -847,6 +871,9 @@ class RaftCore:
         snapshot = self.log.snapshot
         if progress.snapshot_index != snapshot.meta.index:
             progress.become_snapshot(snapshot.meta.index)
+        if peer in self._configurations.current.witnesses:
+            self._send(peer, metadata_snapshot(self.id, self.term, snapshot.meta))
+            return
         offset = progress.snapshot_offset
         end = offset + self.settings.snapshot_chunk_bytes
         self._send(
@@ -907,6 +934,8 @@ class RaftCore:
                     progress.become_probe()
                 if self._maybe_commit():
                     self._broadcast_commit()
+                if m.sender not in self._configurations.current.witnesses:
+                    self._feed_witnesses()
                 if (
                     self._transfer_target == m.sender
                     and progress.match == self.log.last_index
@@ -940,6 +969,21 @@ class RaftCore:
         progress.become_probe()
         progress.next = next_index
         self._send_append(m.sender)
+
+    def _witness_limit(self) -> int:
+        return witness_send_limit(
+            self.id, self.log.stable_index, self._configurations.current, self._progress
+        )
+
+    def _feed_witnesses(self) -> None:
+        """Send witnesses the entries the send limit now allows (see :mod:`.witness_feed`)."""
+        if self.role is not Role.LEADER:
+            return
+        for witness in self._configurations.current.witnesses:
+            progress = self._progress.get(witness)
+            if progress is not None and progress.state is ProgressState.REPLICATE:
+                while self._send_append(witness, allow_empty=False):
+                    pass
 
     def _maybe_commit(self) -> bool:
         voters = self._configurations.current.voters
@@ -976,7 +1020,8 @@ class RaftCore:
         successors = [
             peer
             for peer, progress in sorted(self._progress.items())
-            if peer in self._configurations.current.voters and progress.match == self.log.last_index
+            if peer in self._configurations.current.member_voters
+            and progress.match == self.log.last_index
         ]
         if successors:
             self._send(successors[0], TimeoutNow(self.id, self.term))

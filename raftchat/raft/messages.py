@@ -63,15 +63,32 @@ class Configuration:
     """Cluster membership: voters count toward quorum; learners only receive the log.
 
     ``cluster`` rides along so every CONFIG entry and every snapshot names the cluster
-    (None in logs written before clusters had an identity)."""
+    (None in logs written before clusters had an identity).
+
+    Witnesses are voters too (quorums count them like any voter), but a witness never
+    leads and holds only the (index, term) of entries, never their data: a tie-breaker
+    vote, so that a channel of two members survives losing one.
+    """
 
     voters: frozenset[NodeId] = field(default_factory=frozenset)
     learners: frozenset[NodeId] = field(default_factory=frozenset)
     cluster: ClusterIdentity | None = None
+    witnesses: frozenset[NodeId] = field(default_factory=frozenset)
+    """The voters that are witnesses (a subset of ``voters``)."""
+
+    def __post_init__(self) -> None:
+        if not self.witnesses <= self.voters:
+            extra = sorted(self.witnesses - self.voters)
+            raise ValueError(f"witnesses must be voters: {extra} are not")
 
     @property
     def members(self) -> frozenset[NodeId]:
         return self.voters | self.learners
+
+    @property
+    def member_voters(self) -> frozenset[NodeId]:
+        """The voters that hold the whole log and may lead (every voter but the witnesses)."""
+        return self.voters - self.witnesses
 
     def quorum(self) -> int:
         return len(self.voters) // 2 + 1

@@ -31,6 +31,8 @@ class Progress:
     """Last entry index of each AppendEntries sent in REPLICATE state, oldest first."""
     recent_active: bool = False
     """Heard from it since the last CheckQuorum round."""
+    was_active: bool = True
+    """Heard from it in the round before (True for a new follower: a round of grace)."""
     heartbeat_ack: int = 0
     """Highest heartbeat round it echoed in this term."""
     match_at_last_heartbeat: int = -1
@@ -44,6 +46,16 @@ class Progress:
     """Bytes of it the follower confirmed holding."""
     snapshot_idle_rounds: int = 0
     """Heartbeat rounds without a snapshot response; the chunk is re-sent after one."""
+
+    @property
+    def lately_active(self) -> bool:
+        """Heard from within the last full CheckQuorum round: not presumed dead."""
+        return self.recent_active or self.was_active
+
+    def end_round(self) -> None:
+        """A CheckQuorum round ended: start counting what is heard afresh."""
+        self.was_active = self.recent_active
+        self.recent_active = False
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT:

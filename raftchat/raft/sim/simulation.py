@@ -14,6 +14,7 @@ from .clients import SimClient, SimRead
 from .invariants import SafetyChecks, Violation
 from .models import SessionStateMachine, SimNode
 from .network import Network
+from .witnesses import WitnessDriver, witness_mode
 
 
 @dataclass
@@ -41,6 +42,10 @@ class SimResult:
     messages: int
     acked: int
     reads: int
+    witness: str = ""
+    """How the run used a witness: "pair", "spare" or "" (none)."""
+    headline_ticks: int = -1
+    """Pair runs: ticks from a member's death to its removal being committed (-1: none)."""
 
     @property
     def ok(self) -> bool:
@@ -56,6 +61,9 @@ class Simulation:
         self.rng = random.Random(seed)
         rng = self.rng
         self.node_count = nodes if nodes is not None else rng.randint(1, 7)
+        mode = witness_mode(seed, nodes)
+        if mode == "pair":
+            self.node_count = 2
         loss = rng.choice([0.0, 0.01, 0.05, 0.1])
         duplication = rng.choice([0.0, 0.01, 0.05])
         max_delay = rng.choice([1, 4, 12, 30])
@@ -94,6 +102,7 @@ class Simulation:
         self.reads_checked = 0
         self.reads: dict[int, SimRead] = {}
         self.next_read_id = 1
+        self.witness = WitnessDriver(self, mode) if mode is not None else None
         ids = [f"n{i}" for i in range(self.node_count + self.settings.spare_nodes)]
         self.nodes: dict[NodeId, SimNode] = {}
         for node_id in ids:
@@ -182,6 +191,7 @@ class Simulation:
 
     def _process_ready(self, node: SimNode, core: RaftCore) -> None:
         while core.has_ready():
+            self._check_new_leader(node, core)  # before its first entry is stored
             ready = core.ready()
             if ready.early_messages:
                 for to, message in ready.early_messages:
@@ -191,6 +201,8 @@ class Simulation:
                     self._trace("stuck writing", node.node_id)
                     return
             self.checks.persist(node, ready)
+            if self.witness is not None:
+                self.witness.member_persisted(node.storage, ready)
             for to, message in ready.messages:
                 self._send(node.node_id, to, message)
             if ready.snapshot is not None:
@@ -209,11 +221,16 @@ class Simulation:
                     else:
                         read.index = read_state.index
             core.advance(ready)
+        self._check_new_leader(node, core)
+        if self.witness is not None:
+            self.witness.member_processed(node)
+        if self.reads:
+            self._serve_reads(node)
+
+    def _check_new_leader(self, node: SimNode, core: RaftCore) -> None:
         if core.role is Role.LEADER and node.checked_leader_term != core.term:
             node.checked_leader_term = core.term
             self.checks.leader(node)
-        if self.reads:
-            self._serve_reads(node)
 
     def _serve_reads(self, node: SimNode) -> None:
         for read in list(self.reads.values()):
@@ -269,12 +286,21 @@ class Simulation:
             self._submit(client, serials)
 
     def _send(self, sender: NodeId, to: NodeId, message: Message) -> None:
+        if self.witness is not None and not self.witness.sent(sender, to, message):
+            return
         self.network.send(sender, to, message, self.faults_on)
 
     def _deliver_due(self) -> None:
         for sender, to, message in self.network.due():
-            node = self.nodes[to]
-            if node.core is None or (self.faults_on and (sender, to) in self.network.blocked):
+            if self.faults_on and (sender, to) in self.network.blocked:
+                continue
+            node = self.nodes.get(to)
+            if node is None:
+                if self.witness is not None:
+                    self._trace_message(sender, to, message)
+                    self.witness.deliver(sender, message)
+                continue
+            if node.core is None:
                 continue
             self._trace_message(sender, to, message)
             node.core.step(message)
@@ -318,7 +344,7 @@ class Simulation:
         if not network.partition_until and rng.random() < self.partition_rate:
             leader = self._leader()
             leader_id = leader.node_id if leader is not None else None
-            network.partition(list(self.nodes), leader_id, self.now)
+            network.partition(self._ids(), leader_id, self.now)
         if rng.random() < self.crash_rate:
             up = [n for n in self.nodes.values() if n.core is not None]
             if up:
@@ -327,6 +353,8 @@ class Simulation:
             if node.core is None and self.now >= node.down_until:
                 self._start(node)
                 self._trace("restart", node.node_id)
+        if self.witness is not None:
+            self.witness.faults()
         leader = self._leader()
         if leader is not None and leader.core is not None:
             if rng.random() < self.churn_rate:
@@ -340,6 +368,8 @@ class Simulation:
                     self._process(leader)
 
     def _churn(self, leader: SimNode) -> None:
+        if self.witness is not None and self.witness.churn(leader):
+            return
         rng = self.rng
         core = leader.core
         assert core is not None
@@ -474,9 +504,15 @@ class Simulation:
                 if quiet and (core.has_ready() or before != (core.role, core.term, core.leader)):
                     self._fail(f"{node.node_id}: a tick before ticks_until_due() acted")
                 self._process(node)
+        if self.witness is not None:
+            self.witness.tick()
         for _ in range(self.settings.steps_per_tick):
             self.network.step_time += 1
             self._deliver_due()
+
+    def _ids(self) -> list[NodeId]:
+        """Every node's id, the witness's included."""
+        return list(self.nodes) + (self.witness.ids if self.witness is not None else [])
 
     def _setup(self) -> None:
         """Bootstrap the first node, then add and promote the initial voters."""
@@ -505,6 +541,8 @@ class Simulation:
             self._tick()
         if pending:
             self._fail(f"setup could not add {pending}")
+        if self.witness is not None and len(self.voter_ids) % 2 == 0:
+            self.witness.add_to_configuration(100)
 
     def _settled(self) -> bool:
         leader = self._leader()
@@ -517,6 +555,8 @@ class Simulation:
         if core.log.term(commit) != core.term:
             return False
         for member in core.configuration.members | {leader.node_id}:
+            if member not in self.nodes:
+                continue  # the witness: it applies nothing
             other = self.nodes[member].core
             if other is None or other.log.applied < commit:
                 return False
@@ -539,6 +579,8 @@ class Simulation:
             for node in self.nodes.values():
                 if node.core is None:
                     self._start(node)
+            if self.witness is not None and self.witness.node.core is None:
+                self.witness.start()
             for _ in range(self.settings.heal_ticks):
                 if self._settled():
                     break
@@ -547,6 +589,8 @@ class Simulation:
             else:
                 self._fail(self._liveness_report())
             self._final_checks()
+            if self.witness is not None and self.witness.mode == "pair":
+                self.witness.headline()
         except Violation as violation:
             violations.append(str(violation))
         return SimResult(
@@ -558,10 +602,20 @@ class Simulation:
             messages=self.network.messages,
             acked=self.acked_count,
             reads=self.reads_checked,
+            witness=self.witness.mode if self.witness is not None else "",
+            headline_ticks=self.witness.headline_ticks if self.witness is not None else -1,
         )
 
     def _liveness_report(self) -> str:
         parts = [f"liveness: not settled {self.settings.heal_ticks} ticks after faults stopped"]
+        parts.extend(self._statuses())
+        pending = [(c.client_id, list(c.pending)) for c in self.clients if c.outstanding]
+        parts.append(f"pending proposals: {pending}; pending reads: {len(self.reads)}")
+        return "\n  ".join(parts)
+
+    def _statuses(self) -> list[str]:
+        """One line per running node: role, term, log positions and configuration."""
+        parts = []
         for node in self.nodes.values():
             core = node.core
             if core is not None:
@@ -572,15 +626,18 @@ class Simulation:
                     f"applied={status.applied_index} last={status.last_index} "
                     f"voters={sorted(status.configuration.voters)} "
                     f"learners={sorted(status.configuration.learners)}"
+                    f" witnesses={sorted(status.configuration.witnesses)}"
                 )
-        pending = [(c.client_id, list(c.pending)) for c in self.clients if c.outstanding]
-        parts.append(f"pending proposals: {pending}; pending reads: {len(self.reads)}")
-        return "\n  ".join(parts)
+        if self.witness is not None:
+            parts.append(self.witness.status())
+        return parts
 
     def _final_checks(self) -> None:
         leader = self._leader()
         assert leader is not None and leader.core is not None
         for member in leader.core.configuration.members:
+            if member not in self.nodes:
+                continue  # the witness
             machine = self.nodes[member].machine
             for client_id, serial in self.acked.items():
                 if machine.sessions.get(client_id, 0) < serial:
