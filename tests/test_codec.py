@@ -52,7 +52,8 @@ integers = st.one_of(st.integers(0, 1000), st.integers(0, MAX_UINT63))
 def configurations(draw: st.DrawFn) -> Configuration:
     voters = draw(st.frozensets(node_ids, max_size=6))
     learners = draw(st.frozensets(node_ids, max_size=4)) - voters
-    return Configuration(voters=voters, learners=learners)
+    witnesses = draw(st.frozensets(st.sampled_from(sorted(voters)), max_size=2)) if voters else ()
+    return Configuration(voters=voters, learners=learners, witnesses=frozenset(witnesses))
 
 
 def field_strategy(name: str, hint: Any) -> st.SearchStrategy:
@@ -277,6 +278,14 @@ REJECTED = {
     "config duplicate": (packed(snapshot_wire([["a", "a"], []])), "appears twice"),
     "config empty id": (packed(snapshot_wire([[""], []])), r"voters: expected a node id"),
     "config bad id type": (packed(snapshot_wire([[], [7]])), r"learners: expected a node id"),
+    "config witness not a voter": (
+        packed(snapshot_wire([2, ["a"], ["b"], ["b"]])),
+        "witness 'b' is not a voter",
+    ),
+    "config unknown format": (packed(snapshot_wire([3, ["a"], [], []])), r"expected \[voters"),
+    "config bool format": (packed(snapshot_wire([True, ["a"], [], []])), r"expected \[voters"),
+    "config float format": (packed(snapshot_wire([2.0, ["a"], [], []])), "unknown configuration"),
+    "config bad witness": (packed(snapshot_wire([2, ["a"], [], [""]])), r"witnesses: expected"),
     "deep nesting": (b"\x91" * 100_000 + b"\xc0", "not a valid msgpack frame"),
     "huge declared array": (b"\xdd\xff\xff\xff\xff", "not a valid msgpack frame"),
     "huge declared bytes": (b"\xc6\xff\xff\xff\xff", "not a valid msgpack frame"),
@@ -359,6 +368,29 @@ def test_encode_refuses_unknown_objects() -> None:
 def test_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="max_entries must be a positive int"):
         CodecLimits(max_entries=0)
+
+
+def test_a_configuration_without_witnesses_keeps_the_format_written_before_them() -> None:
+    """Configurations in logs and snapshots stored before witnesses existed read as they
+    were, and one without a witness is still written the old way."""
+    stored = packed([["a", "b"], ["c"]])
+    configuration = Configuration(frozenset({"a", "b"}), frozenset({"c"}))
+    assert decode_configuration(stored) == configuration
+    assert encode_configuration(configuration) == stored
+
+
+def test_a_configuration_with_witnesses_is_written_in_format_2() -> None:
+    configuration = Configuration(frozenset({"a", "b", "w"}), frozenset({"c"}), frozenset({"w"}))
+    data = encode_configuration(configuration)
+    assert msgpack.unpackb(data) == [2, ["a", "b", "w"], ["c"], ["w"]]
+    assert decode_configuration(data) == configuration
+    snapshot = InstallSnapshot("a", 3, 10, 2, configuration, 0, b"", True)
+    assert decode(encode(snapshot)) == snapshot
+
+
+def test_a_witness_must_be_a_voter() -> None:
+    with pytest.raises(ValueError, match="witnesses must be voters"):
+        Configuration(frozenset({"a"}), witnesses=frozenset({"w"}))
 
 
 def test_configuration_helpers_reject_garbage() -> None:

@@ -79,3 +79,117 @@ def test_newcomer_waits_for_an_open_link() -> None:
     assert next_change(unreachable_newcomer) is None
     linked = view({"a"}, present=frozenset({"a", "b"}), connected=frozenset({"b"}))
     assert next_change(linked) == Change("add_learner", "b", "joined the channel")
+
+
+# --- the witness --------------------------------------------------------------------------
+
+
+def witness_view(
+    voters: set[str], witnesses: set[str] = frozenset(), **kwargs: object
+) -> MembershipView:
+    """A view whose configuration has ``witnesses`` among its voters."""
+    defaults: dict[str, object] = {
+        "self_id": "a",
+        "present": frozenset(voters),
+        "signaling_connected": True,
+        "witness_available": "w",
+    }
+    defaults.update(kwargs)
+    configuration = Configuration(
+        frozenset(voters | set(witnesses)), frozenset(), frozenset(witnesses)
+    )
+    return MembershipView(configuration=configuration, **defaults)  # type: ignore[arg-type]
+
+
+def test_a_witness_joins_two_members():
+    assert next_change(witness_view({"a", "b"})) == Change(
+        "add_witness", "w", "the member voters are even"
+    )
+
+
+def test_no_witness_for_one_or_three_members_nor_when_none_is_offered():
+    assert next_change(witness_view({"a"})) is None
+    assert next_change(witness_view({"a", "b", "c"})) is None
+    assert next_change(witness_view({"a", "b"}, witness_available=None)) is None
+
+
+def test_a_witness_joins_four_members_and_stays_with_two():
+    assert next_change(witness_view({"a", "b", "c", "d"})) == Change(
+        "add_witness", "w", "the member voters are even"
+    )
+    assert next_change(witness_view({"a", "b"}, {"w"})) is None
+
+
+def test_the_witness_leaves_once_the_member_voters_are_odd():
+    change = next_change(witness_view({"a", "b", "c"}, {"w"}))
+    assert change == Change("remove_witness", "w", "the member voters are odd")
+    alone = next_change(witness_view({"a"}, {"w"}))
+    assert alone is not None and alone.kind == "remove_witness"
+
+
+def test_a_dead_member_goes_first_then_the_witness():
+    dead = next_change(witness_view({"a", "b"}, {"w"}, unreachable=frozenset({"b"})))
+    assert dead is not None and (dead.kind, dead.node_id) == ("remove", "b")
+
+
+def test_a_witness_joins_before_a_removal_that_would_leave_two_members():
+    view = witness_view({"a", "b", "c"}, unreachable=frozenset({"c"}))
+    assert next_change(view) == Change("add_witness", "w", "the member voters are even")
+    later = witness_view({"a", "b", "c"}, {"w"}, unreachable=frozenset({"c"}))
+    removal = next_change(later)
+    assert removal is not None and (removal.kind, removal.node_id) == ("remove", "c")
+
+
+def test_a_promotion_to_three_members_comes_before_the_witness_leaves():
+    configuration = Configuration(
+        frozenset({"a", "b", "w"}), frozenset({"c"}), witnesses=frozenset({"w"})
+    )
+    view = MembershipView(
+        "a",
+        configuration,
+        present=frozenset({"a", "b", "c"}),
+        signaling_connected=True,
+        caught_up=frozenset({"c"}),
+        witness_available="w",
+    )
+    assert next_change(view) == Change("promote", "c", "caught up")
+
+
+def test_a_witness_the_server_no_longer_offers_is_replaced():
+    old = witness_view({"a", "b"}, {"w"}, witness_available="w2")
+    assert next_change(old) == Change(
+        "remove_witness", "w", "the signaling server no longer holds it"
+    )
+    assert next_change(witness_view({"a", "b"}, witness_available="w2")) == Change(
+        "add_witness", "w2", "the member voters are even"
+    )
+
+
+def test_a_signaling_outage_keeps_the_witness():
+    outage = witness_view(
+        {"a", "b"}, {"w"}, present=frozenset(), signaling_connected=False, witness_available=None
+    )
+    assert next_change(outage) is None
+
+
+def test_the_witness_is_never_added_as_a_learner():
+    view = witness_view({"a", "b"}, {"w"}, present=frozenset({"a", "b", "w"}))
+    assert next_change(view) is None
+    not_yet = witness_view({"a", "b"}, present=frozenset({"a", "b", "w"}))
+    assert next_change(not_yet) == Change("add_witness", "w", "the member voters are even")
+
+
+def test_max_voters_counts_members_only():
+    configuration = Configuration(
+        frozenset({"a", "b", "w"}), frozenset({"c"}), witnesses=frozenset({"w"})
+    )
+    view = MembershipView(
+        "a",
+        configuration,
+        present=frozenset({"a", "b", "c"}),
+        signaling_connected=True,
+        caught_up=frozenset({"c"}),
+        max_voters=3,
+        witness_available="w",
+    )
+    assert next_change(view) == Change("promote", "c", "caught up")

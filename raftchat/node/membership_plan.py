@@ -15,7 +15,11 @@ policy here is pure and conservative:
   or when nothing was heard from it for ``member_timeout`` (the paper's open
   question of removing unresponsive nodes without the server's help);
 - the leader never removes itself here: a leaving leader first hands over
-  leadership, then asks the new leader to remove it.
+  leadership, then asks the new leader to remove it;
+- a witness (a vote the signaling server holds, see :mod:`raftchat.raft.witness`)
+  joins while the member voters are even (2, 4), so that two members survive losing
+  one, and leaves once they are odd; it joins before a member voter leaves when that
+  would leave them even, and a witness the server no longer offers is replaced.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Literal
 
 from raftchat.raft import Configuration, NodeId
 
-ChangeKind = Literal["add_learner", "promote", "remove"]
+ChangeKind = Literal["add_learner", "promote", "remove", "add_witness", "remove_witness"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class MembershipView:
     """Peers with an open (authenticated) link; None: not known, take presence as is.
     A newcomer is only added once the leader can talk to it, so a peer that fails the
     channel's passphrase check never becomes a member."""
+    witness_available: NodeId | None = None
+    """The witness the signaling server offers for the channel (None: none offered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +65,14 @@ class Change:
 
 def next_change(view: MembershipView) -> Change | None:
     """The one configuration change to make now, or None if the cluster is as it should be."""
-    voters = view.configuration.voters
-    learners = view.configuration.learners
+    configuration = view.configuration
+    voters = configuration.member_voters
+    learners = configuration.learners
+    witnesses = configuration.witnesses
     members = voters | learners
 
     newcomers = view.present - members - view.departing - view.unreachable - {view.self_id}
+    newcomers -= witnesses | {view.witness_available}
     if view.connected is not None:
         newcomers &= view.connected
     if newcomers:
@@ -85,9 +94,39 @@ def next_change(view: MembershipView) -> Change | None:
     promotable = (learners & view.caught_up) - set(leaving)
     if promotable and len(voters) < view.max_voters:
         return Change("promote", min(promotable), "caught up")
+    witness_change = _witness_change(view, voters, witnesses, leaving_voters=set(leaving) & voters)
+    if witness_change is not None:
+        return witness_change
     if leaving:
         node = min(leaving, key=lambda n: (n in voters, n))
         return Change("remove", node, leaving[node])
+    if witnesses and len(voters) % 2 == 1:
+        return Change("remove_witness", min(witnesses), "the member voters are odd")
+    return None
+
+
+def _witness_change(
+    view: MembershipView,
+    voters: frozenset[NodeId],
+    witnesses: frozenset[NodeId],
+    leaving_voters: set[NodeId],
+) -> Change | None:
+    """Replace a witness that is gone; add one while the member voters are even (or will
+    be once a leaving voter is removed). Removing one for odd voters waits for removals."""
+    gone = {
+        witness
+        for witness in witnesses
+        if witness in view.unreachable
+        or (view.signaling_connected and witness != view.witness_available)
+    }
+    if gone:
+        return Change("remove_witness", min(gone), "the signaling server no longer holds it")
+    available = view.witness_available
+    if witnesses or available is None or available in view.unreachable | view.configuration.members:
+        return None
+    after_removals = len(voters) - (1 if leaving_voters else 0)
+    if after_removals >= 2 and after_removals % 2 == 0:
+        return Change("add_witness", available, "the member voters are even")
     return None
 
 

@@ -357,16 +357,7 @@ class WitnessCore:
                 own = log.term(entry.index)
                 if own == entry.term:
                     continue
-                if own is not None:
-                    if entry.index <= self.commit:
-                        logger.error(
-                            "%s: ignoring AppendEntries from %s: it would overwrite committed"
-                            " entry %d",
-                            self.id,
-                            m.sender,
-                            entry.index,
-                        )
-                        return
+                if own is not None:  # a conflict (never at or below the commit: see above)
                     del log.terms[entry.index - log.snapshot.index - 1 :]
                     log.stable_index = min(log.stable_index, entry.index - 1)
                 log.terms.append(entry.term)
