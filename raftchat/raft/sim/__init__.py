@@ -24,6 +24,11 @@ reads. After every step it checks:
 
 Then faults stop and the cluster must elect a leader, commit every pending
 proposal and bring every member up to date within a bounded number of ticks.
+
+Some seeds run a witness too (:mod:`.witnesses`): faults, churn and checks of
+its own (log matching on (index, term), it never leads, it never gets a
+payload), and with two members a last check: one member dies for good, and the
+survivor must lead and remove it within a bound.
 A violation prints the seed and the last events; the last line printed is
 ``seeds=N violations=V``. Replay one schedule with ``--seed S --seeds 1``.
 """
