@@ -4,8 +4,9 @@ Feed a :class:`RaftCore` ticks, peers' messages and local requests; take its wor
 from :meth:`RaftCore.ready` (see :mod:`raftchat.raft.ready` for the order to do it
 in) and hand it back with :meth:`RaftCore.advance`. Messages travel as bytes made
 by :func:`encode` and read back by :func:`decode`. Nothing here touches a clock, a
-socket or a file. ``python -m raftchat.raft.sim`` runs the deterministic fault
-simulator.
+socket or a file. A :class:`WitnessCore` is the small core of a witness: a voter
+that never leads and keeps only the (index, term) of entries. ``python -m
+raftchat.raft.sim`` runs the deterministic fault simulator.
 """
 
 from .codec import CodecError, decode, decode_configuration, encode, encode_configuration
@@ -52,6 +53,15 @@ from .ready import (
 )
 from .reasons import Reason
 from .settings import RaftSettings
+from .witness import (
+    LogPosition,
+    WitnessCore,
+    WitnessError,
+    WitnessHardState,
+    WitnessReady,
+    WitnessSettings,
+    WitnessState,
+)
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -70,6 +80,7 @@ __all__ = [
     "InstallSnapshot",
     "InstallSnapshotResponse",
     "LeaderChanged",
+    "LogPosition",
     "Message",
     "NodeId",
     "PeerProgress",
@@ -95,6 +106,12 @@ __all__ = [
     "Status",
     "TimeoutNow",
     "TransferAborted",
+    "WitnessCore",
+    "WitnessError",
+    "WitnessHardState",
+    "WitnessReady",
+    "WitnessSettings",
+    "WitnessState",
     "decode",
     "decode_configuration",
     "encode",
