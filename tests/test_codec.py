@@ -30,6 +30,7 @@ from raftchat.raft.messages import (
     MESSAGE_TYPES,
     AppendEntries,
     AppendEntriesResponse,
+    ClusterIdentity,
     Configuration,
     Entry,
     EntryKind,
@@ -48,12 +49,16 @@ node_ids = st.text(node_id_chars, min_size=1, max_size=64)
 integers = st.one_of(st.integers(0, 1000), st.integers(0, MAX_UINT63))
 
 
+cluster_ids = st.text(st.sampled_from("0123456789abcdef"), min_size=1, max_size=32)
+
+
 @st.composite
 def configurations(draw: st.DrawFn) -> Configuration:
     voters = draw(st.frozensets(node_ids, max_size=6))
     learners = draw(st.frozensets(node_ids, max_size=4)) - voters
     witnesses = draw(st.frozensets(st.sampled_from(sorted(voters)), max_size=2)) if voters else ()
-    return Configuration(voters=voters, learners=learners, witnesses=frozenset(witnesses))
+    cluster = draw(st.none() | st.builds(ClusterIdentity, integers, cluster_ids))
+    return Configuration(voters, learners, cluster, frozenset(witnesses))
 
 
 def field_strategy(name: str, hint: Any) -> st.SearchStrategy:
@@ -380,10 +385,15 @@ def test_a_configuration_without_witnesses_keeps_the_format_written_before_them(
 
 
 def test_a_configuration_with_witnesses_is_written_in_format_2() -> None:
-    configuration = Configuration(frozenset({"a", "b", "w"}), frozenset({"c"}), frozenset({"w"}))
+    voters, learners, witnesses = frozenset({"a", "b", "w"}), frozenset({"c"}), frozenset({"w"})
+    configuration = Configuration(voters, learners, witnesses=witnesses)
     data = encode_configuration(configuration)
     assert msgpack.unpackb(data) == [2, ["a", "b", "w"], ["c"], ["w"]]
     assert decode_configuration(data) == configuration
+    named = Configuration(voters, learners, ClusterIdentity(1700, "c0ffee"), witnesses)
+    named_data = encode_configuration(named)
+    assert msgpack.unpackb(named_data) == [2, ["a", "b", "w"], ["c"], ["w"], 1700, "c0ffee"]
+    assert decode_configuration(named_data) == named
     snapshot = InstallSnapshot("a", 3, 10, 2, configuration, 0, b"", True)
     assert decode(encode(snapshot)) == snapshot
 

@@ -96,7 +96,7 @@ def witness_view(
     }
     defaults.update(kwargs)
     configuration = Configuration(
-        frozenset(voters | set(witnesses)), frozenset(), frozenset(witnesses)
+        frozenset(voters | set(witnesses)), witnesses=frozenset(witnesses)
     )
     return MembershipView(configuration=configuration, **defaults)  # type: ignore[arg-type]
 
