@@ -61,7 +61,13 @@ def message(text: str = "hello", nick: str = "ada", ts: int = 1_700_000_000_000)
     ],
 )
 def test_command_round_trip(command: ChatMessage | NickChange) -> None:
-    assert decode_command(encode_command(command)) == command
+    assert decode_command(encode_command(command)) == (command, 0)
+    assert decode_command(encode_command(command, prev_serial=41)) == (command, 41)
+
+
+def test_encode_rejects_a_bad_prev_serial() -> None:
+    with pytest.raises(InvalidCommandError, match="previous serial"):
+        encode_command(NickChange("ada"), prev_serial=-1)
 
 
 @pytest.mark.parametrize(
@@ -110,8 +116,12 @@ def pack(*items: object) -> bytes:
         (pack(1, 0, "ada", "hi", 1, False) + b"\x00", "not valid msgpack"),
         (msgpack.packb({"nick": "ada"}), "array"),
         (pack(1), "array"),
-        (pack(2, 0, "ada", "hi", 1, False), "version"),
+        (pack(2, 0), "array"),
+        (pack(3, 0, 0, "ada", "hi", 1, False), "version"),
         (pack(True, 0, "ada", "hi", 1, False), "version"),
+        (pack(2, -1, 0, "ada", "hi", 1, False), "previous serial"),
+        (pack(2, "1", 0, "ada", "hi", 1, False), "previous serial"),
+        (pack(2, 0, 0, "ada", "hi", 1), "4 fields"),
         (pack(1, 9, "ada"), "unknown command tag"),
         (pack(1, 0, "ada", "hi", 1), "4 fields"),
         (pack(1, 1, "ada", "extra"), "1 field"),
@@ -132,10 +142,11 @@ def test_decode_rejects_malformed_bytes(data: bytes, fragment: str) -> None:
 @given(st.binary(max_size=64))
 def test_decode_arbitrary_bytes_only_raises_invalid_command(data: bytes) -> None:
     try:
-        command = decode_command(data)
+        command, prev_serial = decode_command(data)
     except InvalidCommandError:
         return
-    assert decode_command(encode_command(command)) == command
+    again = encode_command(command, prev_serial=prev_serial)
+    assert decode_command(again) == (command, prev_serial)
 
 
 # --- applying -----------------------------------------------------------------
@@ -429,6 +440,9 @@ entry_specs = st.lists(
         st.integers(min_value=-1, max_value=3),  # serial step relative to the client's last
         st.sampled_from(["ada", "bob", "cy"]),
         st.text(alphabet="ab\n\x1b ", min_size=0, max_size=6),
+        st.sampled_from([None, "none", "last", "behind"]),
+        # The serial a command follows: None writes the first version (no prev_serial);
+        # otherwise no predecessor, the client's last drawn serial, or one behind it.
     ),
     max_size=60,
 )
@@ -438,7 +452,7 @@ def build_log(specs: list) -> list[tuple[Entry, tuple[list[str], list[str]] | No
     """Turn drawn specs into log entries, with a configuration for membership entries."""
     serials: dict[str, int] = {}
     log: list[tuple[Entry, tuple[list[str], list[str]] | None]] = []
-    for position, (kind, client, step, nick, text) in enumerate(specs, start=1):
+    for position, (kind, client, step, nick, text, follows) in enumerate(specs, start=1):
         if kind in ("noop", "config", "membership"):
             entry_kind = EntryKind.NOOP if kind == "noop" else EntryKind.CONFIG
             members = None
@@ -446,12 +460,16 @@ def build_log(specs: list) -> list[tuple[Entry, tuple[list[str], list[str]] | No
                 members = (CLIENTS[: 1 + step % 3], CLIENTS[3 : 3 + step % 2])
             log.append((Entry(position, 1, entry_kind), members))
             continue
-        serial = max(0, serials.get(client, 0) + step)
-        serials[client] = max(serials.get(client, 0), serial)
+        last = serials.get(client, 0)
+        serial = max(0, last + step)
+        serials[client] = max(last, serial)
+        header = [1]
+        if follows is not None:
+            header = [2, {"none": 0, "last": last, "behind": max(0, last - 1)}[follows]]
         if kind == "message":
-            data = msgpack.packb([1, 0, nick, text, position, False])
+            data = msgpack.packb([*header, 0, nick, text, position, False])
         elif kind == "nick":
-            data = msgpack.packb([1, 1, nick])
+            data = msgpack.packb([*header, 1, nick])
         else:
             data = text.encode()
         log.append((Entry(position, 1, EntryKind.NORMAL, data, client, serial), None))
@@ -493,7 +511,7 @@ def test_apply_and_snapshot_are_deterministic(specs: list, data: st.DataObject) 
 def test_leave_request_round_trips_and_is_applied_once() -> None:
     from raftchat.chat import Leave, LeaveRequested
 
-    assert decode_command(encode_command(Leave())) == Leave()
+    assert decode_command(encode_command(Leave())) == (Leave(), 0)
     state = ChatState()
     leave = encode_command(Leave())
     first = state.apply(Entry(index=1, term=1, data=leave, client_id="node-a", serial=1))

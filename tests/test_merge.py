@@ -118,7 +118,7 @@ def test_the_queue_is_the_history_then_what_an_earlier_merge_left() -> None:
     left = [MergeItem("cyd:9", b"already in the history"), MergeItem("bob:2", b"left over")]
     items = merge_items(history, YOUNG, left)
     assert [item.message_id for item in items] == ["ada:1", "cyd:9", "bob:2"]
-    command = chat.decode_command(items[1].data)
+    command, _ = chat.decode_command(items[1].data)
     assert command == chat.MergedMessage(YOUNG.cluster_id, "cyd", 9, "cyd", "two", 20, True)
     assert items[2].data == b"left over"
 

@@ -1,7 +1,9 @@
 """The node runtime without the network: applying entries, acknowledgements, re-proposals.
 
 Entries are applied the way the Ready loop applies committed ones, so these tests pin
-down what a sender is told, whatever the order the leader appended its proposals in.
+down what a sender is told, whatever the order the leader appended its proposals in: the
+chat session applies them once each, in the order sent, and the node resends what it
+dropped.
 """
 
 from __future__ import annotations
@@ -61,65 +63,6 @@ def drain(queue: asyncio.Queue[Event]) -> list[Event]:
     return events
 
 
-def test_own_message_is_acknowledged_once_with_its_index(node: Node) -> None:
-    queue = node.subscribe()
-    message_id = node.send_chat("hello")
-    serial = int(message_id.split(":")[1])
-    entry = committed(node, 1, serial)
-    node._apply(entry)
-    node._apply(Entry(2, 1, EntryKind.NORMAL, entry.data, node.node_id, serial))  # a retry
-    events = drain(queue)
-    assert [e for e in events if isinstance(e, AckEvent)] == [AckEvent(message_id, 1)]
-    assert [e.index for e in events if isinstance(e, ChatMessageEvent)] == [1]
-    assert not node.proposals.pending
-
-
-def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its_id(
-    node: Node,
-) -> None:
-    queue = node.subscribe()
-    first_id = node.send_chat("first")
-    second_id = node.send_chat("second")
-    first, second = (int(i.split(":")[1]) for i in (first_id, second_id))
-    first_data = node.proposals.pending[first].data
-    # A leader that did not know this client let the second commit without the first:
-    # the session will drop the first's serial, so it is proposed again at once.
-    node._apply(committed(node, 1, second))
-    (pending,) = node.proposals.pending.values()
-    assert pending.serial > second and pending.message_id == first_id
-    node._apply(Entry(2, 1, EntryKind.NORMAL, first_data, node.node_id, first))  # late retry
-    assert list(node.proposals.pending) == [pending.serial], "dropped, and not proposed yet again"
-    node._apply(committed(node, 3, pending.serial))
-    events = drain(queue)
-    acks = [e for e in events if isinstance(e, AckEvent)]
-    assert acks == [AckEvent(second_id, 1), AckEvent(first_id, 3)]
-    texts = [e.text for e in events if isinstance(e, ChatMessageEvent)]
-    assert texts == ["second", "first"]
-
-
-async def test_nick_change_is_applied_and_no_longer_pending(node: Node) -> None:
-    await node.set_nick("grace")
-    (serial,) = node.proposals.pending
-    node._apply(committed(node, 1, serial))
-    assert node.chat.nick_of(node.node_id) == "grace"
-    assert not node.proposals.pending
-
-
-def test_leave_request_marks_the_leave_committed(node: Node) -> None:
-    node._propose_command(chat.Leave(), "leave")
-    (serial,) = node.proposals.pending
-    node._apply(committed(node, 1, serial))
-    assert node._leave_committed.is_set()
-    assert node.node_id in node.membership.departing
-
-
-def test_status_reports_the_effective_election_timeout(node: Node) -> None:
-    status = node.status()
-    assert status.node_id == node.node_id
-    assert status.election_timeout_ms == Settings().election_timeout_min_ms
-    assert status.state == "follower"
-
-
 class RecordingMesh:
     """Stands in for the mesh: records what the node sends, decoded."""
 
@@ -147,6 +90,71 @@ def recording(node: Node) -> RecordingMesh:
     mesh = RecordingMesh()
     node._mesh = mesh  # type: ignore[assignment]
     return mesh
+
+
+def test_own_message_is_acknowledged_once_with_its_index(node: Node) -> None:
+    queue = node.subscribe()
+    message_id = node.send_chat("hello")
+    serial = int(message_id.split(":")[1])
+    entry = committed(node, 1, serial)
+    node._apply(entry)
+    node._apply(Entry(2, 1, EntryKind.NORMAL, entry.data, node.node_id, serial))  # a retry
+    events = drain(queue)
+    assert [e for e in events if isinstance(e, AckEvent)] == [AckEvent(message_id, 1)]
+    assert [e.index for e in events if isinstance(e, ChatMessageEvent)] == [1]
+    assert not node.proposals.pending
+
+
+def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its_id(
+    node: Node, recording: RecordingMesh
+) -> None:
+    queue = node.subscribe()
+    first_id = node.send_chat("first")
+    second_id = node.send_chat("second")
+    first, second = (serial_of(i) for i in (first_id, second_id))
+    first_data = node.proposals.pending[first].data
+    # A restart whose clock stepped back: the previous run left a higher serial of ours in
+    # the log. The session drops our serials below it, so they are proposed again at once.
+    earlier = chat.encode_command(chat.ChatMessage("ada", "earlier", 0))
+    node._apply(Entry(1, 1, EntryKind.NORMAL, earlier, node.node_id, second + 1_000))
+    again = list(node.proposals.pending.values())
+    assert [p.message_id for p in again] == [first_id, second_id]
+    assert all(p.serial > second + 1_000 for p in again)
+    node._apply(Entry(2, 1, EntryKind.NORMAL, first_data, node.node_id, first))  # late copy
+    assert list(node.proposals.pending) == [p.serial for p in again], "not proposed yet again"
+    node.core.step(heartbeat("leader", 1))  # a leader takes them (in order, re-encoded)
+    node._drain()
+    assert recording.forwarded("leader") == [p.serial for p in again]
+    node._apply(committed(node, 3, again[0].serial))
+    node._apply(committed(node, 4, again[1].serial))
+    events = drain(queue)
+    acks = [e for e in events if isinstance(e, AckEvent)]
+    assert acks == [AckEvent(first_id, 3), AckEvent(second_id, 4)]
+    texts = [e.text for e in events if isinstance(e, ChatMessageEvent)]
+    assert texts == ["earlier", "first", "second"]
+
+
+async def test_nick_change_is_applied_and_no_longer_pending(node: Node) -> None:
+    await node.set_nick("grace")
+    (serial,) = node.proposals.pending
+    node._apply(committed(node, 1, serial))
+    assert node.chat.nick_of(node.node_id) == "grace"
+    assert not node.proposals.pending
+
+
+def test_leave_request_marks_the_leave_committed(node: Node) -> None:
+    node._propose_command(chat.Leave(), "leave")
+    (serial,) = node.proposals.pending
+    node._apply(committed(node, 1, serial))
+    assert node._leave_committed.is_set()
+    assert node.node_id in node.membership.departing
+
+
+def test_status_reports_the_effective_election_timeout(node: Node) -> None:
+    status = node.status()
+    assert status.node_id == node.node_id
+    assert status.election_timeout_ms == Settings().election_timeout_min_ms
+    assert status.state == "follower"
 
 
 def test_proposal_made_while_an_older_one_is_held_waits_behind_it(
@@ -257,8 +265,9 @@ def test_own_messages_inside_an_installed_snapshot_are_acknowledged_not_proposed
 
 
 def forwarded_prev(mesh: RecordingMesh, to: str) -> list[tuple[int, int]]:
+    """(serial, prev_serial) of each proposal forwarded to ``to``."""
     return [
-        (m.serial, m.prev_serial)
+        (m.serial, chat.decode_command(m.data)[1])
         for t, m in mesh.sent
         if t == to and isinstance(m, ForwardProposal)
     ]
@@ -284,53 +293,60 @@ def test_each_proposal_names_its_unacknowledged_predecessor(
     assert forwarded_prev(recording, "leader")[-1] == (later, 0)
 
 
-def test_out_of_order_refusal_resends_every_proposal_after_resume_after_once_in_order(
+def commit(node: Node, entries: list[Entry], term: int = 1) -> None:
+    """The leader replicates ``entries`` and commits them: the node applies them."""
+    previous = entries[0].index - 1
+    previous_term = term if previous else 0
+    node.core.step(
+        AppendEntries("leader", term, previous, previous_term, tuple(entries), entries[-1].index)
+    )
+    node._drain()
+
+
+def test_out_of_order_drop_resends_every_proposal_after_the_last_applied_once_in_order(
     node: Node, recording: RecordingMesh
 ) -> None:
+    queue = node.subscribe()
     node.core.step(heartbeat("leader", 1))
     node._drain()
-    serials = [serial_of(node.send_chat(f"m{i}")) for i in range(4)]
+    ids = [node.send_chat(f"m{i}") for i in range(4)]
+    serials = [serial_of(message_id) for message_id in ids]
     node._drain()
-    # The leader lost the second: it refuses the third and the fourth (in that order).
-    for serial in serials[2:]:
-        node.core.step(
-            ProposalResult(
-                "leader",
-                1,
-                node.node_id,
-                serial,
-                error="out of order",
-                leader="leader",
-                out_of_order=True,
-                resume_after=serials[0],
-            )
-        )
-        node._drain()
+    # The leader lost the second: it committed the first, third and fourth.
+    first = committed(node, 1, serials[0])
+    third, fourth = committed(node, 2, serials[2]), committed(node, 3, serials[3])
+    commit(node, [first])
+    commit(node, [third])  # dropped: resend everything after the first, once, in order
+    commit(node, [fourth])  # dropped too, but a copy sent before that resend
     assert recording.forwarded("leader") == [*serials, *serials[1:]]
     assert forwarded_prev(recording, "leader")[4:] == [
-        (serials[1], serials[0]),
+        (serials[1], 0),  # the first is applied: nothing to name
         (serials[2], serials[1]),
         (serials[3], serials[2]),
     ]
+    commit(node, [committed(node, i, s) for i, s in enumerate(serials[1:], 4)])
+    events = drain(queue)
+    assert [e.text for e in events if isinstance(e, ChatMessageEvent)] == ["m0", "m1", "m2", "m3"]
+    acks = [e for e in events if isinstance(e, AckEvent)]
+    indices = (1, 4, 5, 6)
+    assert acks == [AckEvent(i, index) for i, index in zip(ids, indices, strict=True)]
+    assert not node.proposals.pending
 
 
-def test_duplicate_answer_is_not_resent_and_waits_for_apply(
+async def test_a_nick_change_dropped_out_of_order_is_resent_not_forgotten(
     node: Node, recording: RecordingMesh
 ) -> None:
     node.core.step(heartbeat("leader", 1))
     node._drain()
-    message_id = node.send_chat("hello")
-    serial = serial_of(message_id)
+    message = serial_of(node.send_chat("hello"))
+    await node.set_nick("grace")
+    (nick,) = [s for s in node.proposals.pending if s != message]
     node._drain()
-    node.core.step(
-        ProposalResult("leader", 1, node.node_id, serial, error="already", duplicate=True)
-    )
-    node._drain()
-    assert recording.forwarded("leader") == [serial]
-    queue = node.subscribe()
-    node._apply(committed(node, 1, serial))
-    assert [e for e in drain(queue) if isinstance(e, AckEvent)] == [AckEvent(message_id, 1)]
-    assert not node.proposals.pending
+    commit(node, [committed(node, 1, nick)])  # the message before it was lost
+    assert nick in node.proposals.pending and node.chat.nick_of(node.node_id) is None
+    assert recording.forwarded("leader") == [message, nick, message, nick]
+    commit(node, [committed(node, 2, message), committed(node, 3, nick)])
+    assert not node.proposals.pending and node.chat.nick_of(node.node_id) == "grace"
 
 
 def test_votes_handover_and_results_are_urgent_and_replication_is_not() -> None:

@@ -28,7 +28,7 @@ from raftchat.raft import (
     encode_configuration,
 )
 from raftchat.raft.log import ENTRY_OVERHEAD_BYTES
-from raftchat.raft.sim import MemoryStorage
+from raftchat.raft.sim import MemoryStorage, client_command
 
 
 def two_voter_state(node_id: str) -> PersistentState:
@@ -344,19 +344,33 @@ def test_forwarded_proposal_fails_when_the_leader_never_answers():
     assert not outcome.committed and outcome.error == Reason.TIMED_OUT
 
 
-def test_leader_dedupes_a_retried_proposal_and_the_state_machine_drops_duplicates():
+def test_leader_appends_a_retry_again_and_the_state_machine_drops_the_copy():
+    """Sessions are the state machine's: the core appends what it is given."""
     cluster = Cluster("abc")
     first = cluster.core("a").propose(b"m", "client", 1)
     retry = cluster.core("a").propose(b"m", "client", 1)
-    assert retry.index == first.index
+    assert retry.status is RequestStatus.APPENDED and retry.index == first.index + 1
     cluster.process("a")
     cluster.settle()
-    late_retry = cluster.propose("a", b"m", "client", 1)  # after commit: still in the log
-    assert late_retry.status is RequestStatus.APPENDED and late_retry.index == first.index
+    late_retry = cluster.propose("a", b"m", "client", 1)
+    assert late_retry.status is RequestStatus.APPENDED and late_retry.index > retry.index
     cluster.settle()
     for node in "abc":
         machine = cluster.nodes[node].machine
-        assert machine.sessions == {"client": 1} and machine.duplicates == 0  # applied once
+        assert machine.sessions == {"client": 1} and machine.duplicates == 2  # applied once
+
+
+def test_leader_appends_a_clients_proposals_as_given_and_leaves_order_to_the_session():
+    cluster = Cluster("a")
+    core = cluster.core("a")
+    for serial, prev_serial in ((1, 0), (3, 2), (2, 1), (3, 2)):
+        result = core.propose(client_command(prev_serial, b"x"), "c", serial)
+        assert result.status is RequestStatus.APPENDED
+    cluster.process("a")
+    applied = [e.serial for e in cluster.nodes["a"].applied if e.client_id == "c"]
+    assert applied == [1, 3, 2, 3]
+    machine = cluster.nodes["a"].machine
+    assert machine.sessions == {"c": 3} and machine.out_of_order == 1
 
 
 # --- compaction, restart, status ----------------------------------------------------

@@ -12,8 +12,9 @@ import pytest
 
 from raftchat.raft import NO_NODE, AppendEntries, HardState, RaftCore
 from raftchat.raft import core as core_module
-from raftchat.raft.client_order import ClientOrder
 from raftchat.raft.sim import MemoryStorage, Simulation, format_failure, main, run_seeds
+from raftchat.raft.sim import models as sim_models
+from raftchat.raft.sim import simulation as sim_simulation
 
 SEEDS = int(os.environ.get("RAFTCHAT_SIM_SEEDS", "150"))
 
@@ -96,11 +97,33 @@ def test_detects_entries_applied_before_they_are_persisted():
         storage.persist(Ready(entries=[Entry(3, 1)]))
 
 
-def test_detects_client_proposals_appended_out_of_order(monkeypatch):
-    """Without the leader's order check, a lost forwarded proposal is overtaken by the
-    next one of the same client: the per-sender FIFO check must catch it."""
-    monkeypatch.setattr(ClientOrder, "check", lambda self, *args: None)
+def test_detects_client_proposals_applied_out_of_order(monkeypatch):
+    """Without the session's order rule, a lost forwarded proposal is overtaken by the next
+    one of the same client: the per-sender FIFO check must catch it."""
+    monkeypatch.setattr(sim_models, "prev_serial_of", lambda data: 0)
     failures = run_seeds(200, stop_at_first=True)
     assert failures, "the simulator missed a client whose proposals applied out of order"
     print(format_failure(failures[0]))
     assert "applied after" in failures[0].violations[0]
+
+
+def test_detects_a_client_acknowledged_when_its_proposal_commits_as_a_dropped_copy(
+    monkeypatch,
+):
+    """A committed outcome says where the entry is, not that the session applied it: an
+    entry dropped as out of order is committed too. Acknowledging on commit must be caught."""
+
+    def ack_on_commit(self, node, outcome):
+        client = self.client_by_id.get(outcome.client_id)
+        if client is None or client.node != node.node_id or outcome.serial not in client.pending:
+            return
+        if outcome.committed:
+            self._ack(client, outcome.serial, outcome.index)
+        else:
+            self._hold(client, 1)
+
+    monkeypatch.setattr(sim_simulation.Simulation, "_on_outcome", ack_on_commit)
+    failures = run_seeds(300, stop_at_first=True)
+    assert failures, "the simulator missed an acknowledgement of a proposal never applied"
+    print(format_failure(failures[0]))
+    assert "never applied" in failures[0].violations[0]

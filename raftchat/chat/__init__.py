@@ -6,27 +6,38 @@ deterministic (no clock, no randomness, no dict-order surprises) and two states
 fed the same entries produce byte-identical snapshots.
 
 Commands
-    The ``data`` of a NORMAL log entry is one command (:mod:`raftchat.chat.commands`).
-    The entry also carries the client session (``client_id``, ``serial``); the
-    client id is the node id of the sender.
+    The ``data`` of a NORMAL log entry is one command (:mod:`raftchat.chat.commands`)
+    with the serial it follows in its client's run (``prev_serial``). The entry also
+    carries the client session (``client_id``, ``serial``); the client id is the node id
+    of the sender.
 
 Malformed commands
     A command that does not decode or breaks :class:`ChatLimits` is applied as a
     no-op: it yields :class:`InvalidCommand`, is counted and logged, and still
     uses up its serial, so every node does exactly the same thing.
 
-Client sessions
-    A client numbers its proposals with increasing serials (1, 2, 3, ...) and
-    retries a proposal with the *same* serial after a leader change. A serial
-    at or below the last applied serial of that client is a duplicate: it is
-    dropped with :class:`DuplicateDropped`, pointing at the index where the
-    original was applied (0 when that is no longer known). For this to never
-    drop a message that was not applied, a client must let serial ``n + 1``
-    commit only after serial ``n``: send proposals in serial order and, after
-    a leader change, re-send every unacknowledged one in serial order before
-    any new one. A restarted client must continue above every serial it may
-    have proposed before (not only above :meth:`ChatState.last_serial`, since
-    proposals still in flight may commit later).
+Client sessions: exactly once, in the order sent
+    The state machine is the one place that knows client sessions; the consensus
+    core appends what a leader is given, retries and copies included. A client
+    numbers its proposals with increasing serials (1, 2, 3, ...), retries a proposal
+    with the *same* serial, and names in each the previous serial of its run
+    (``prev_serial``; 0 for the first of a run, and once the previous one is known
+    applied). Serial ``s`` of client ``c`` is applied only if
+
+    - ``s`` is above the last applied serial of ``c``; otherwise it is a duplicate,
+      dropped with :class:`DuplicateDropped` pointing at the index where the original
+      was applied (0 when that is no longer known);
+    - and ``prev_serial`` is 0 or that last applied serial; otherwise an earlier
+      proposal of the run is missing (lost on the way, or behind in the log), and it is
+      dropped with :class:`OutOfOrderDropped` naming the last applied serial: the client
+      sends every proposal after it again, in order.
+
+    So one sender's messages are shown in the order sent, each once, whatever the
+    leaders appended. A client restarted with a new run starts it with ``prev_serial``
+    0 above every serial it may have proposed before (not only above
+    :meth:`ChatState.last_serial`, since proposals still in flight may commit later);
+    one that starts below (its clock stepped back) sees its first proposals dropped as
+    duplicates and proposes them again above the last applied serial.
 
     Sessions are bounded (:attr:`ChatLimits.max_sessions`): beyond the cap the
     least recently active client is forgotten. A forgotten client retrying an
@@ -66,6 +77,7 @@ from raftchat.chat.events import (
     MergedDuplicate,
     MessageApplied,
     NickChanged,
+    OutOfOrderDropped,
 )
 from raftchat.chat.rules import DEFAULT_LIMITS, ChatLimits, nick_problem, text_problem
 from raftchat.chat.snapshot import SNAPSHOT_VERSION, ChatSnapshotError
@@ -97,6 +109,7 @@ __all__ = [
     "MessageApplied",
     "NickChange",
     "NickChanged",
+    "OutOfOrderDropped",
     "decode_command",
     "encode_command",
     "nick_problem",

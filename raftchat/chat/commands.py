@@ -2,9 +2,15 @@
 
 The ``data`` of a NORMAL log entry is one command, :class:`ChatMessage`,
 :class:`NickChange`, :class:`Leave`, :class:`MergedMessage` or :class:`MergeDone`,
-encoded by :func:`encode_command` as a msgpack array ``[version, tag, *fields]``. The
-entry also carries the client session (``client_id``, ``serial``); the client id is the
-node id of the sender.
+encoded by :func:`encode_command` as a msgpack array ``[version, prev_serial, tag,
+*fields]``: ``prev_serial`` is the client's previous serial in this run (0 for the first
+of a run, or once the previous one is known applied), which the client session checks to
+keep the client's commands in the order sent. The entry carries the rest of the session
+(``client_id``, ``serial``); the client id is the node id of the sender.
+
+Version 1 (``[1, tag, *fields]``, no ``prev_serial``) is what earlier releases wrote; such
+entries stay in users' logs and still decode, with ``prev_serial`` 0, so they apply as
+they always did.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from raftchat.chat.rules import (
     action_problem,
     client_id_problem,
     nick_problem,
+    prev_serial_problem,
     serial_problem,
     text_problem,
     timestamp_problem,
@@ -29,8 +36,10 @@ from raftchat.raft.codec import packer
 
 logger = logging.getLogger(__name__)
 
-COMMAND_VERSION = 1
+COMMAND_VERSION = 2
 """First element of every encoded command; a node rejects versions it does not know."""
+_VERSION_WITHOUT_PREV_SERIAL = 1
+"""Commands written before ``prev_serial`` existed: decoded with ``prev_serial`` 0."""
 
 _TAG_MESSAGE = 0
 _TAG_NICK = 1
@@ -137,10 +146,16 @@ def _check_command(command: Command, limits: ChatLimits) -> None:
         raise InvalidCommandError(problem)
 
 
-def encode_command(command: Command, limits: ChatLimits = DEFAULT_LIMITS) -> bytes:
-    """The bytes to propose. Raises :class:`InvalidCommandError` for a command that every
-    node would reject, so bad input is refused before it reaches the log."""
+def encode_command(
+    command: Command, limits: ChatLimits = DEFAULT_LIMITS, *, prev_serial: int = 0
+) -> bytes:
+    """The bytes to propose, following the client's serial ``prev_serial``. Raises
+    :class:`InvalidCommandError` for a command that every node would reject, so bad input
+    is refused before it reaches the log."""
     _check_command(command, limits)
+    problem = prev_serial_problem(prev_serial)
+    if problem:
+        raise InvalidCommandError(problem)
     if isinstance(command, ChatMessage):
         fields: list[object] = [
             _TAG_MESSAGE,
@@ -166,11 +181,14 @@ def encode_command(command: Command, limits: ChatLimits = DEFAULT_LIMITS) -> byt
         fields = [_TAG_MERGE_DONE, command.source]
     else:
         fields = [_TAG_LEAVE]
-    return packer().pack([COMMAND_VERSION, *fields])
+    return packer().pack([COMMAND_VERSION, prev_serial, *fields])
 
 
-def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> Command:
-    """Strictly decode a command; raises :class:`InvalidCommandError` saying what is wrong."""
+def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> tuple[Command, int]:
+    """Strictly decode a command (either version) and the serial it follows in its
+    client's run (``prev_serial``; 0 lets any higher serial follow). Raises
+    :class:`InvalidCommandError` saying what is wrong. A plain pair: every node makes
+    one for every entry it applies."""
     if type(data) is not bytes:
         raise InvalidCommandError(f"command must be bytes, got {type(data).__name__}")
     if len(data) > limits.max_command_bytes:
@@ -184,9 +202,24 @@ def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> Command:
     except Exception as exc:
         raise InvalidCommandError(f"not valid msgpack: {exc or type(exc).__name__}") from None
     if type(items) is not list or len(items) < 2:
-        raise InvalidCommandError("command must be an array [version, tag, ...]")
-    version, tag, *fields = items
-    if version != COMMAND_VERSION or type(version) is not int:
+        raise InvalidCommandError("command must be an array [version, prev_serial, tag, ...]")
+    version = items[0]
+    if type(version) is not int:
+        raise InvalidCommandError(f"unknown command version {version!r}")
+    if version == COMMAND_VERSION and len(items) > 2:
+        prev_serial = items[1]
+        problem = prev_serial_problem(prev_serial)
+        if problem:
+            raise InvalidCommandError(problem)
+        tag = items[2]
+        fields = items[3:]
+    elif version == _VERSION_WITHOUT_PREV_SERIAL:
+        prev_serial = 0
+        tag = items[1]
+        fields = items[2:]
+    elif version == COMMAND_VERSION:
+        raise InvalidCommandError("command must be an array [version, prev_serial, tag, ...]")
+    else:
         raise InvalidCommandError(f"unknown command version {version!r}")
     command: Command
     if tag == _TAG_MESSAGE and type(tag) is int:
@@ -212,4 +245,4 @@ def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> Command:
     else:
         raise InvalidCommandError(f"unknown command tag {tag!r}")
     _check_command(command, limits)
-    return command
+    return command, prev_serial

@@ -59,13 +59,27 @@ class NickChanged:
 
 @dataclass(frozen=True, slots=True)
 class DuplicateDropped:
-    """A retried (or out-of-order older) serial; ``original_index`` is where the original
-    was applied, 0 if no longer known."""
+    """A serial at or below its client's last applied one (a retry, or a copy the leader
+    was given twice); ``original_index`` is where the original was applied, 0 if not known
+    (no longer remembered, or never applied: a run that started below the last serial)."""
 
     index: int
     client_id: str
     serial: int
     original_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfOrderDropped:
+    """A serial whose predecessor in its client's run has not been applied (it was lost on
+    the way, or is still behind in the log): dropped, so a sender's commands apply in the
+    order sent. The client sends every command after ``last_serial`` (its last applied
+    serial) again, in order."""
+
+    index: int
+    client_id: str
+    serial: int
+    last_serial: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +129,7 @@ ChatEvent = (
     MessageApplied
     | NickChanged
     | DuplicateDropped
+    | OutOfOrderDropped
     | InvalidCommand
     | LeaveRequested
     | MemberJoined

@@ -76,6 +76,13 @@ def serial_problem(serial: object) -> str | None:
     return None
 
 
+def prev_serial_problem(prev_serial: object) -> str | None:
+    """Why ``prev_serial`` (the serial a command follows; 0 for none) is not acceptable."""
+    if type(prev_serial) is not int or not 0 <= prev_serial <= MAX_UINT64:
+        return f"previous serial must be a non-negative integer, got {prev_serial!r}"
+    return None
+
+
 def timestamp_problem(ts: object) -> str | None:
     if type(ts) is not int or not 0 <= ts <= MAX_INT64:
         return f"timestamp must be a non-negative integer (Unix ms), got {ts!r}"

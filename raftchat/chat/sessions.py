@@ -1,9 +1,11 @@
 """Client sessions: each client's nick and latest serials, and who uses which nick.
 
 A client numbers its proposals with increasing serials; the session remembers the
-latest (serial, index) pairs so a retried serial is dropped as a duplicate that
-points at its original. Sessions are bounded: beyond the cap the least recently
-active client is forgotten (see :mod:`raftchat.chat` for why that is safe).
+latest (serial, index) pairs: the last applied serial decides what applies next (the
+rule is in :class:`~raftchat.chat.state.ChatState`), and a retried serial is dropped as
+a duplicate that points at its original. Sessions are bounded: beyond the cap the
+least recently active client is forgotten (see :mod:`raftchat.chat` for why that is
+safe).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from raftchat.chat.events import (
     MergedDuplicate,
     MessageApplied,
     NickChanged,
+    OutOfOrderDropped,
 )
 from raftchat.chat.rules import DEFAULT_LIMITS, ChatLimits, client_id_problem, serial_problem
 from raftchat.chat.sessions import SessionTable
@@ -102,7 +103,8 @@ class ChatState:
         return self._sessions.nicks()
 
     def last_serial(self, client_id: str) -> int:
-        """The highest serial applied for the client (0 if unknown)."""
+        """The highest serial applied (or used up by an invalid command) for the client; 0
+        if unknown."""
         return self._sessions.last_serial(client_id)
 
     def display_name(self, client_id: str, nick: str | None = None) -> str:
@@ -125,20 +127,28 @@ class ChatState:
         return self._apply_normal(entry)
 
     def _apply_normal(self, entry: Entry) -> list[ChatEvent]:
+        """The client session rule: serial ``s`` of a client applies only above the
+        client's last applied serial (else it is a duplicate) and right after the serial it
+        names as its predecessor, unless it names none (else it is out of order)."""
         problem = client_id_problem(entry.client_id) or serial_problem(entry.serial)
         if problem:
             return [self._invalid(entry, problem)]
         session = self._sessions.get(entry.client_id)
-        if session is not None and entry.serial <= session.last_serial:
+        last_serial, old_nick = (session.last_serial, session.nick) if session else (0, "")
+        if entry.serial <= last_serial:
+            assert session is not None  # serials are positive: the client is known
             self.duplicates_dropped += 1
             original = next((i for s, i in session.recent if s == entry.serial), 0)
             return [DuplicateDropped(entry.index, entry.client_id, entry.serial, original)]
-        old_nick = session.nick if session else ""
         try:
-            command = decode_command(entry.data, self.limits)
+            command, prev_serial = decode_command(entry.data, self.limits)
         except InvalidCommandError as exc:
+            # It cannot say which serial it follows: it uses up its serial where it is.
             self._record_serial(entry, nick=old_nick)
             return [self._invalid(entry, str(exc))]
+        if prev_serial and prev_serial != last_serial:
+            logger.debug("entry %d: %s#%d out of order", entry.index, entry.client_id, entry.serial)
+            return [OutOfOrderDropped(entry.index, entry.client_id, entry.serial, last_serial)]
         if isinstance(command, Leave):
             self._record_serial(entry, nick=old_nick)
             return [LeaveRequested(entry.index, entry.client_id)]

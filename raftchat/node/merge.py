@@ -86,7 +86,7 @@ class MergeProgress:
 
 def _source_of(item: MergeItem) -> str:
     try:
-        command = chat.decode_command(item.data)
+        command, _ = chat.decode_command(item.data)
     except chat.InvalidCommandError:
         return ""
     return command.source if isinstance(command, chat.MergedMessage) else ""

@@ -1,12 +1,14 @@
 """The node's own proposals, from ``send_chat`` until they are applied: a pure tracker.
 
-Every proposal gets the next serial of this client. The leader appends a client's
-proposals only in serial order, so the tracker keeps them in order through leader
-changes, refusals and retries: it submits new ones while fewer than ``window`` are
-unacknowledged, holds the rest (and everything behind a refused one) in order, resends
-from where a leader says it lost track, and proposes again under a fresh serial what a
-later serial of ours overtook (the chat session would drop it). It never touches a
-clock, a loop or the core: the runtime gives it ``submit`` and the time.
+Every proposal gets the next serial of this client and names the previous one
+(``prev_serial``) while that is not known applied: the chat session applies a client's
+commands only in that order (:mod:`raftchat.chat`). The tracker keeps them in order
+through leader changes, refusals and retries: it submits new ones while fewer than
+``window`` are unacknowledged, holds the rest (and everything behind a refused one) in
+order, resends everything after our last applied serial when the session drops one of
+ours as out of order, and proposes again under a fresh serial what a later serial of
+ours overtook (the session drops it as a duplicate). It never touches a clock, a loop or
+the core: the runtime gives it ``submit`` and the time.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from raftchat.chat import Command, encode_command
 from raftchat.raft import ProposalOutcome, RequestResult, RequestStatus
 
 logger = logging.getLogger(__name__)
 
 ProposalKind = Literal["message", "nick", "leave", "merge"]
 
-Submit = Callable[[bytes, int, int], RequestResult]
-"""``submit(data, serial, prev_serial)``: propose to the core now."""
+Submit = Callable[[bytes, int], RequestResult]
+"""``submit(data, serial)``: propose to the core now."""
 
 
 @dataclass(slots=True)
@@ -32,7 +35,10 @@ class Proposal:
     """An own proposal not yet known to be applied."""
 
     serial: int
+    command: Command
+    prev_serial: int
     data: bytes
+    """``command`` encoded following ``prev_serial``."""
     sent_at: float
     kind: ProposalKind
     message_id: str
@@ -64,26 +70,32 @@ class ProposalTracker:
         """Serials of pending proposals not submitted to the current leader (there was
         none, or it refused): always the newest ones, a suffix of ``pending``. While
         any is held, new proposals are held behind it, so serial n+1 is never proposed
-        before n (the chat session drops a serial below the client's last applied one)."""
+        before n (it would only be dropped as out of order)."""
         self._resumed: tuple[int, int] = (-1, -1)
-        """(resume_after, last serial sent again) of the last out-of-order refusal acted
-        on: refusals of copies sent before that resend are answered by it already."""
+        """(resume_after, last serial sent again) of the last out-of-order drop acted on:
+        drops of copies sent before that resend are answered by it already."""
         self.resume_due: tuple[int, int] | None = None
-        """An out-of-order refusal of a local proposal (this node leads), acted on in
-        the runtime's next round (not from inside the submission that got it)."""
+        """(serial, our last applied serial) of the latest out-of-order drop of ours,
+        acted on at the end of the round that applied it."""
 
     def __bool__(self) -> bool:
         return bool(self.pending)
 
     # --- new proposals --------------------------------------------------------------
 
-    def propose(self, data: bytes, kind: ProposalKind, now: float) -> str:
-        """Track and submit (or hold) a new proposal; return its message id."""
-        self.serial += 1
-        proposal = Proposal(self.serial, data, now, kind, f"{self.client_id}:{self.serial}")
-        self.pending[proposal.serial] = proposal
+    def propose(self, command: Command, kind: ProposalKind, now: float) -> str:
+        """Track and submit (or hold) a new proposal; return its message id. Raises
+        :class:`~raftchat.chat.InvalidCommandError` (tracking nothing) for a command every
+        node would refuse."""
+        serial = self.serial + 1
+        prev_serial = self._prev_serial(serial)
+        data = encode_command(command, prev_serial=prev_serial)
+        self.serial = serial
+        message_id = f"{self.client_id}:{serial}"
+        proposal = Proposal(serial, command, prev_serial, data, now, kind, message_id)
+        self.pending[serial] = proposal
         self._enqueue(proposal, now)
-        return proposal.message_id
+        return message_id
 
     def _enqueue(self, proposal: Proposal, now: float) -> None:
         """Submit a proposal newer than every pending one, or hold it behind held ones.
@@ -96,44 +108,48 @@ class ProposalTracker:
             self.held.append(proposal.serial)
 
     def _prev_serial(self, serial: int) -> int:
-        """What the leader must hold before ``serial``: the previous proposal while it is
-        unacknowledged; 0 once it is applied (nothing can overtake it any more: this also
-        keeps a client the leader forgot from being refused forever) and for the first."""
+        """What the session must have applied before ``serial``: the previous proposal
+        while it is unacknowledged; 0 once it is applied (nothing can overtake it any more:
+        this also keeps a client the session forgot from being dropped forever) and for
+        the first."""
         return serial - 1 if serial - 1 in self.pending else 0
 
     def _submit(self, proposal: Proposal, now: float) -> bool:
         """Propose now; False if the core refused it (no leader known, ...)."""
         proposal.sent_at = now
         serial = proposal.serial
-        result = self._submit_to_core(proposal.data, serial, self._prev_serial(serial))
+        prev_serial = self._prev_serial(serial)
+        if prev_serial != proposal.prev_serial:  # its predecessor was applied meanwhile
+            proposal.prev_serial = prev_serial
+            proposal.data = encode_command(proposal.command, prev_serial=prev_serial)
+        result = self._submit_to_core(proposal.data, serial)
         if result.status is RequestStatus.REJECTED:
             logger.debug("proposal %d held: %s", serial, result.error)
-            if result.out_of_order and self.resume_due is None:
-                self.resume_due = (serial, result.resume_after)
             return False
         return True
 
     # --- retries ----------------------------------------------------------------------
 
-    def take_resume_due(self, now: float) -> None:
-        """Act on an out-of-order refusal noted during a submission."""
-        if self.resume_due is not None:
-            serial, resume_after = self.resume_due
-            self.resume_due = None
-            self.resume(serial, resume_after, now)
+    def out_of_order(self, serial: int, last_applied_serial: int) -> None:
+        """The session dropped our ``serial`` as out of order: an earlier proposal of ours
+        is missing before it, and ``last_applied_serial`` is the last one applied. Acted
+        on once the round's entries are applied (:meth:`after_round`)."""
+        self.resume_due = (serial, last_applied_serial)
 
     def resume(self, serial: int, resume_after: int, now: float) -> None:
-        """The leader refused ``serial``: its log lacks an earlier proposal of ours, and
-        holds our serials up to ``resume_after``. Send every pending proposal after that
-        again, in serial order (and nothing else). Refusals of the copies sent before
-        this resend say the same thing and are skipped; if the resent ones are lost as
-        well, the retry timer or the next leader change sends everything again."""
+        """Our ``serial`` was dropped as out of order, and our serials up to
+        ``resume_after`` are applied. Send every pending proposal after that again, in
+        serial order (and nothing else). Drops of the copies sent before this resend say
+        the same thing and are skipped; if the resent ones are lost as well, the retry
+        timer or the next leader change sends everything again."""
+        if serial not in self.pending:
+            return  # a later copy of it applied, or it was proposed again already
         if self._resumed[0] == resume_after and serial <= self._resumed[1]:
             return
         serials = [s for s in self.pending if s > resume_after]
         if not serials:
             return
-        logger.debug("leader misses proposals after %d: resending %d", resume_after, len(serials))
+        logger.debug("dropped out of order after %d: resending %d", resume_after, len(serials))
         self._resumed = (resume_after, serials[-1])
         self._resubmit(serials, now)
 
@@ -185,44 +201,36 @@ class ProposalTracker:
         leader_known: bool,
         now: float,
     ) -> None:
-        """Retry what a round of the core says failed, in serial order, once the core knows
-        the current leader: a new leader gets everything unacknowledged; otherwise the
-        failed ones go again, and held ones go once the leader takes proposals again.
-        An out-of-order refusal names where to resume: that resend covers the failed ones."""
-        failed, refused = self._failed_serials(outcomes)
+        """Retry what a round says failed, in serial order, once the core knows the current
+        leader: a new leader gets everything unacknowledged; otherwise an out-of-order drop
+        applied in the round resends everything after our last applied serial (which
+        covers the failed ones), else the failed ones go again, and held ones go once the
+        leader takes proposals again."""
+        failed = self._failed_serials(outcomes)
+        resume, self.resume_due = self.resume_due, None
         if new_leader:
             self.resend_all(now)
-        elif refused:
-            for serial, resume_after in refused:
-                self.resume(serial, resume_after, now)
+        elif resume is not None:
+            self.resume(*resume, now)
         elif failed:
             self._resubmit([s for s in failed if not self.held or s < self.held[0]], now)
         elif self.held and leader_known:
             self._resubmit_held(now)
 
-    def _failed_serials(
-        self, outcomes: Iterable[ProposalOutcome]
-    ) -> tuple[list[int], list[tuple[int, int]]]:
-        """Own pending proposals not known to be committed: those to retry, in serial order,
-        and the out-of-order refusals as (serial, resume_after). A duplicate (already in
-        the leader's log) is neither: it is acknowledged when applied."""
-        failed = []
-        refused = []
-        for outcome in outcomes:
-            if (
-                outcome.committed
-                or outcome.duplicate
-                or outcome.client_id != self.client_id
-                or outcome.serial not in self.pending
-            ):
-                continue
-            if outcome.out_of_order:
-                refused.append((outcome.serial, outcome.resume_after))
-            else:
-                failed.append(outcome)
+    def _failed_serials(self, outcomes: Iterable[ProposalOutcome]) -> list[int]:
+        """Own pending proposals not known to be committed, to retry in serial order. A
+        committed one waits for its entry to be applied: the session says what it made
+        of it."""
+        failed = [
+            outcome
+            for outcome in outcomes
+            if not outcome.committed
+            and outcome.client_id == self.client_id
+            and outcome.serial in self.pending
+        ]
         if failed:
             logger.debug("%d proposal(s) failed (%s); retrying", len(failed), failed[0].error)
-        return sorted(outcome.serial for outcome in failed), refused
+        return sorted(outcome.serial for outcome in failed)
 
     # --- applied ----------------------------------------------------------------------
 
@@ -231,11 +239,12 @@ class ProposalTracker:
         return self.pending.pop(serial, None)
 
     def applied_own_entry(self, serial: int, last_applied_serial: int, now: float) -> None:
-        """An entry of ours at ``serial`` was applied: a nick change or leave request took
-        effect (a message is acknowledged by the chat event), and anything a later serial
-        overtook is proposed again."""
+        """An entry of ours at ``serial`` was applied, and ``last_applied_serial`` is our
+        last serial the session holds now: if that is ``serial``, a nick change or leave
+        request took effect (a message is acknowledged by the chat event); anything a
+        later serial overtook is proposed again."""
         proposal = self.pending.get(serial)
-        if proposal is not None and proposal.kind != "message":
+        if proposal is not None and proposal.kind != "message" and serial == last_applied_serial:
             del self.pending[serial]
         self._repropose_overtaken(last_applied_serial, now)
 
@@ -244,12 +253,12 @@ class ProposalTracker:
         drops them): propose them again under fresh serials, oldest first. O(1) unless one
         was overtaken.
 
-        The leader appends a client's proposals only in order, so this takes a leader
-        whose log already held a higher serial of ours than a pending proposal: after a
-        restart whose clock-derived serials start below serials of the previous run still
-        in the log (the clock stepped back), or for a client the leader had forgotten. The
-        re-proposed message then commits after later ones, and its committed id differs
-        from the one ``propose`` returned (the ack still carries the returned id)."""
+        The session applies a run's proposals only in order, so this takes a higher serial
+        of ours applied before a pending proposal of another run: after a restart whose
+        clock-derived serials start below serials of the previous run still in the log
+        (the clock stepped back). The re-proposed message then commits after those, and
+        its committed id differs from the one ``propose`` returned (the ack still carries
+        the returned id)."""
         while self.pending:
             oldest = next(iter(self.pending.values()))
             if oldest.serial >= last_applied_serial:

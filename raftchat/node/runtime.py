@@ -220,7 +220,6 @@ class Node:
         self._survivor_seen: ClusterIdentity | None = None
         """The older cluster met, which this node must leave its own for (once it can)."""
         self._merges_told: set[ClusterIdentity] = set()
-        self._restore_client_serials()
         self.proposals = ProposalTracker(
             self.node_id,
             self._submit,
@@ -370,12 +369,12 @@ class Node:
     def _propose_command(self, command: chat.Command, kind: ProposalKind) -> str:
         if self._stopped.is_set():
             raise NodeError("the node has stopped")
-        return self.proposals.propose(chat.encode_command(command), kind, time.monotonic())
+        return self.proposals.propose(command, kind, time.monotonic())
 
-    def _submit(self, data: bytes, serial: int, prev_serial: int) -> RequestResult:
+    def _submit(self, data: bytes, serial: int) -> RequestResult:
         """The proposal tracker's way into the core."""
         self.ticker.catch_up()
-        result = self.core.propose(data, self.node_id, serial, prev_serial)
+        result = self.core.propose(data, self.node_id, serial)
         self._schedule_drain()
         return result
 
@@ -540,7 +539,6 @@ class Node:
         self._drain_scheduled = False
         if self._stopped.is_set() or self._writing is not None:
             return  # the deferred write drains again when it is done
-        self.proposals.take_resume_due(time.monotonic())
         for _ in range(64):
             ready, self._held_ready = self._held_ready, None
             if ready is None:
@@ -648,7 +646,6 @@ class Node:
         )
         self._publish(NoticeEvent("info", "caught up from a snapshot", time.time()))
         self._nick_due = True
-        self._restore_client_serials()
         # Only what front ends have not seen: a member that fell behind keeps a view
         # whose indices only grow (history() has the rest).
         for message in self.chat.history():
@@ -667,14 +664,6 @@ class Node:
                 self._publish(AckEvent(proposal.message_id, index))
         if settled.leave_applied:
             self._leave_committed.set()
-
-    def _restore_client_serials(self) -> None:
-        """Tell the core each client's last applied serial (after restoring the chat from a
-        snapshot), so a leader keeps the order of clients whose entries were compacted."""
-        chat_state = self.chat
-        self.core.restore_client_serials(
-            {client_id: chat_state.last_serial(client_id) for client_id in chat_state.nicks()}
-        )
 
     def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
         if snapshot is None or not snapshot.data:
@@ -725,6 +714,8 @@ class Node:
                     self._acknowledge(event.serial, event.original_index)
                 # Otherwise it never applied and was overtaken by a later serial of ours:
                 # ``_apply`` proposes it again.
+            case chat.OutOfOrderDropped() if own:
+                self.proposals.out_of_order(event.serial, event.last_serial)
             case chat.InvalidCommand() if own:
                 self.proposals.acknowledge(event.serial)
                 self._publish(ErrorEvent(f"message refused by the channel: {event.reason}"))
@@ -966,12 +957,16 @@ class Node:
                 "merging %d messages from cluster %s", len(merge), merge.source.cluster_id[:8]
             )
             for item in merge.queue.values():
-                self.proposals.propose(item.data, "merge", now)
+                try:
+                    command, _ = chat.decode_command(item.data)
+                except chat.InvalidCommandError as error:
+                    logger.warning("merge item %s unreadable: %s", item.message_id, error)
+                    continue
+                self.proposals.propose(command, "merge", now)
         if not merge.queue and not merge.done_proposed:
             merge.done_proposed = True
             for source in sorted(merge.sources):
-                command = chat.encode_command(chat.MergeDone(source))
-                self.proposals.propose(command, "merge", now)
+                self.proposals.propose(chat.MergeDone(source), "merge", now)
 
     def _merged(self, message_ids: list[str]) -> None:
         """These queued messages are in the channel now: off the durable queue."""

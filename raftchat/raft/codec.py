@@ -48,7 +48,7 @@ from raftchat.raft.messages import (
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 MAX_UINT63 = 2**63 - 1
 """Largest integer any field may hold (SQLite and other peers use signed 64-bit integers)."""
 

@@ -10,24 +10,25 @@ CheckQuorum, a no-op at the start of each term, commitment by counting
 replicas of current-term entries only, pipelined and size-bounded
 AppendEntries with probe/replicate/snapshot follower states, fast back-off
 with conflict term/index hints, single-server membership changes that take
-effect when appended, learners, leadership transfer, ReadIndex, chunked
-InstallSnapshot and client sessions (client id + serial).
+effect when appended, learners, leadership transfer, ReadIndex and chunked
+InstallSnapshot. Client sessions (exactly once, in the order sent) are the state
+machine's: the core appends what a leader is given, and uses a proposal's
+(client id, serial) only to tell the proposer the outcome.
 
 The protocol itself lives here; the bookkeeping it leans on has modules of its
 own: :mod:`.log` and :mod:`.progress` (the log, and the leader's view of each
 follower), :mod:`.configuration` and :mod:`.quorum` (membership and majorities),
-:mod:`.read_only` (ReadIndex), :mod:`.client_order` (each client's proposals in
-serial order) and :mod:`.request_tracker` (requests waiting for their outcome).
+:mod:`.read_only` (ReadIndex) and :mod:`.request_tracker` (requests waiting for their
+outcome).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from . import quorum
-from .client_order import ClientOrder
 from .codec import encode_configuration
 from .configuration import (
     ConfigurationChangeError,
@@ -100,7 +101,6 @@ class RaftCore:
     """One Raft node's consensus state. Not thread-safe; drive it from one place."""
 
     __slots__ = (
-        "_client_order",
         "_configurations",
         "_counters",
         "_election_elapsed",
@@ -160,7 +160,6 @@ class RaftCore:
             snapshot.meta.index, snapshot.meta.configuration
         )
         self._configurations.observe(self.log.entries_after_snapshot())
-        self._client_order = ClientOrder(self.id, self.log)
         self.role = Role.FOLLOWER
         self.leader: NodeId = NO_NODE
 
@@ -275,32 +274,25 @@ class RaftCore:
         except LogError as error:
             logger.error("%s: ignoring %s from %s: %s", self.id, name, sender, error)
 
-    def propose(
-        self, data: bytes, client_id: str = "", serial: int = 0, prev_serial: int = 0
-    ) -> RequestResult:
+    def propose(self, data: bytes, client_id: str = "", serial: int = 0) -> RequestResult:
         """Propose application data. On a follower it is forwarded to the leader.
 
-        With a client id, the leader keeps each client's proposals in order: it appends
-        serial ``serial`` only right after ``prev_serial`` (the client's previous proposal
-        in this run; 0 for the first of a run, which may follow anything). A proposal whose
-        predecessor is missing is refused with ``resume_after`` set; one already in the log
-        is not appended again (status DUPLICATE, or APPENDED at its index when known).
+        The leader appends it as given, a retry or a copy as well: dropping duplicates and
+        keeping a client's order is the state machine's work. ``client_id``/``serial`` go
+        into the entry and name the proposal in its :class:`ProposalOutcome`.
         """
         if len(data) > self.settings.max_proposal_bytes:
             return self._rejected(
                 Reason.TOO_LARGE.format(size=len(data), limit=self.settings.max_proposal_bytes)
             )
         if self.role is Role.LEADER:
-            result = self._propose_as_leader(data, client_id, serial, prev_serial)
+            result = self._propose_as_leader(data, client_id, serial)
             if result.status is RequestStatus.APPENDED:
                 self._track_commit(result.index, result.term, client_id, serial)
             return result
         if not self.leader:
             return self._rejected(Reason.NO_LEADER)
-        self._send(
-            self.leader,
-            ForwardProposal(self.id, self.term, client_id, serial, bytes(data), prev_serial),
-        )
+        self._send(self.leader, ForwardProposal(self.id, self.term, client_id, serial, bytes(data)))
         self._counters.proposals_forwarded += 1
         deadline = self._ticks + self.settings.effective_request_timeout
         self._requests.proposal_forwarded(client_id, serial, deadline)
@@ -378,18 +370,8 @@ class RaftCore:
         term = self.log.term(index)
         assert term is not None
         meta = SnapshotMeta(index=index, term=term, configuration=self._configurations.at(index))
-        self._client_order.remember_compacted(
-            self.log.slice(self.log.first_index, index + 1, 1 << 62)
-        )
         self._pending_compaction = self.log.compact(index, data, meta)
-        self._client_order.rebuild()
         self._configurations.compact_to(index)
-
-    def restore_client_serials(self, serials: Mapping[str, int]) -> None:
-        """The state machine's last applied serial per client, after it was restored from a
-        snapshot (at start, or from ``Ready.snapshot``): lets the leader keep the order of
-        clients whose entries were compacted away. Safe to call with any applied state."""
-        self._client_order.restore(serials)
 
     # --- public: output ---------------------------------------------------------
 
@@ -426,8 +408,6 @@ class RaftCore:
             self._emitted_through = committed[-1].index
             if self._requests.awaiting_commit:
                 self._requests.resolve_committed(committed, self.leader, self._outcomes)
-            if self._client_order.has_uncommitted:
-                self._client_order.committed(committed)
         persisted = self._persisted_hard_state
         early, messages = _split_early(
             self._outbox, hard_state.term == persisted.term and hard_state.vote == persisted.vote
@@ -719,7 +699,6 @@ class RaftCore:
             self._answer_read(origin, request_id, 0, Reason.LEADERSHIP_LOST)
         self._needs_broadcast = False
         self._progress = {}
-        self._client_order.stop_leading()
 
     def _become_leader(self) -> None:
         self._set_role(Role.LEADER)
@@ -1032,29 +1011,16 @@ class RaftCore:
     def _rejected(self, error: str) -> RequestResult:
         return RequestResult(RequestStatus.REJECTED, error=error, leader=self.leader)
 
-    def _propose_as_leader(
-        self, data: bytes, client_id: str, serial: int, prev_serial: int
-    ) -> RequestResult:
+    def _propose_as_leader(self, data: bytes, client_id: str, serial: int) -> RequestResult:
         if self._transfer_target:
             return RequestResult(
                 RequestStatus.REJECTED, error=Reason.TRANSFERRING, leader=self._transfer_target
             )
-        if client_id:
-            known = self._client_order.appended_at(client_id, serial)
-            if known is not None:
-                return RequestResult(
-                    RequestStatus.APPENDED, index=known[0], term=known[1], leader=self.id
-                )
-            answer = self._client_order.check(client_id, serial, prev_serial)
-            if answer is not None:
-                return answer
         uncommitted = self.log.last_index - self.log.commit
         if uncommitted >= self.settings.max_uncommitted_entries:
             return self._rejected(Reason.TOO_MANY_UNCOMMITTED.format(count=uncommitted))
         index = self.log.last_index + 1
         self._append([Entry(index, self.term, EntryKind.NORMAL, bytes(data), client_id, serial)])
-        if client_id:
-            self._client_order.appended(client_id, serial, index, self.term)
         self._counters.proposals_appended += 1
         self._needs_broadcast = True
         return RequestResult(RequestStatus.APPENDED, index=index, term=self.term, leader=self.id)
@@ -1097,7 +1063,6 @@ class RaftCore:
         self._observe_appended(entries)
 
     def _observe_appended(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
-        self._client_order.observe(entries)
         if self._configurations.observe(entries):
             self._configuration_changed()
 
@@ -1132,7 +1097,7 @@ class RaftCore:
             if len(m.data) > limit:
                 result = self._rejected(Reason.TOO_LARGE.format(size=len(m.data), limit=limit))
             else:
-                result = self._propose_as_leader(m.data, m.client_id, m.serial, m.prev_serial)
+                result = self._propose_as_leader(m.data, m.client_id, m.serial)
         else:
             result = self._rejected(Reason.NOT_LEADER if self.leader else Reason.NO_LEADER)
         self._send(
@@ -1146,34 +1111,16 @@ class RaftCore:
                 entry_term=result.term,
                 error=result.error,
                 leader=result.leader or self.leader,
-                out_of_order=result.out_of_order,
-                resume_after=result.resume_after,
-                duplicate=result.status is RequestStatus.DUPLICATE,
             ),
         )
 
     def _handle_proposal_result(self, m: ProposalResult) -> None:
         if not self._requests.proposal_answered(m.client_id, m.serial):
             return
-        if m.duplicate:
-            self._outcomes.append(
-                ProposalOutcome(
-                    m.client_id, m.serial, error=Reason.DUPLICATE, leader=m.leader, duplicate=True
-                )
-            )
-            return
         if m.error or m.index <= 0:
             error = m.error or Reason.NOT_LEADER
-            self._outcomes.append(
-                ProposalOutcome(
-                    m.client_id,
-                    m.serial,
-                    error=error,
-                    leader=m.leader,
-                    out_of_order=m.out_of_order,
-                    resume_after=m.resume_after,
-                )
-            )
+            outcome = ProposalOutcome(m.client_id, m.serial, error=error, leader=m.leader)
+            self._outcomes.append(outcome)
             return
         self._track_commit(m.index, m.entry_term, m.client_id, m.serial)
 
@@ -1259,7 +1206,6 @@ class RaftCore:
                     new = entries[conflict - first :]
                     if conflict <= log.last_index:
                         log.truncate_and_append(new)
-                        self._client_order.rebuild()
                         if self._configurations.truncate_from(conflict):
                             self._configuration_changed()
                     else:
@@ -1326,7 +1272,6 @@ class RaftCore:
                 SnapshotMeta(index, m.last_included_term, m.configuration), bytes(incoming[2])
             )
             log.restore(snapshot)
-            self._client_order.forget_log()
             self._configurations.reset(index, m.configuration)
             self._configuration_changed()
             self._pending_install = snapshot

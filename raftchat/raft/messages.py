@@ -35,7 +35,8 @@ class EntryKind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One log entry. ``client_id``/``serial`` let the state machine drop duplicates."""
+    """One log entry. ``client_id``/``serial`` name a client's proposal: the state machine
+    keeps its client sessions by them, the core only reports outcomes by them."""
 
     index: int
     term: int
@@ -209,9 +210,6 @@ class ForwardProposal:
     client_id: str
     serial: int
     data: bytes
-    prev_serial: int = 0
-    """The client's previous serial in this run (0: the first of a run, any serial may
-    follow). The leader appends only in order: after ``prev_serial`` itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,13 +224,6 @@ class ProposalResult:
     entry_term: int = 0
     error: str = ""
     leader: NodeId = NO_NODE
-    out_of_order: bool = False
-    """Refused because the proposal's ``prev_serial`` is not in the leader's log."""
-    resume_after: int = 0
-    """With ``out_of_order``: the client's last serial in the leader's log (0 if none).
-    Every proposal after it must be sent again, in order."""
-    duplicate: bool = False
-    """The serial is already in the leader's log (not appended again): wait for it to apply."""
 
 
 @dataclass(frozen=True, slots=True)

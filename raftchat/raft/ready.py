@@ -15,8 +15,7 @@ The Ready contract (the runtime's loop)::
         #    then fsync (not needed when only the commit index changed: it is
         #    volatile in Raft, and a lower one after a power loss is safe).
         # 2. send ready.messages (only now: they may promise what step 1 stored).
-        # 3. if ready.snapshot: restore the state machine from ready.snapshot.data,
-        #    then core.restore_client_serials(<its last serial per client>).
+        # 3. if ready.snapshot: restore the state machine from ready.snapshot.data.
         # 4. apply ready.committed_entries in order.
         # 5. serve ready.read_states once applied index >= read_state.index.
         # 6. report ready.proposal_outcomes and react to ready.events.
@@ -64,11 +63,7 @@ class RequestStatus(Enum):
     PENDING = "pending"
     """A read waiting for the leader to confirm its leadership; see ``Ready.read_states``."""
     REJECTED = "rejected"
-    """Refused now: ``error`` says why, ``leader`` hints where to go instead; with
-    ``resume_after`` set, the client's earlier proposals are missing (see RequestResult)."""
-    DUPLICATE = "duplicate"
-    """The (client id, serial) is already in the leader's log: not appended again; it
-    applies (or is dropped as a duplicate) in its place."""
+    """Refused now: ``error`` says why, ``leader`` hints where to go instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +75,6 @@ class RequestResult:
     term: int = 0
     error: str = ""
     leader: NodeId = NO_NODE
-    out_of_order: bool = False
-    """Refused because the proposal's ``prev_serial`` is not the client's last serial in
-    the leader's log, which is ``resume_after`` (0: none of the client's serials)."""
-    resume_after: int = 0
-    """With ``out_of_order``: send every proposal after this serial again, in order."""
 
     @property
     def ok(self) -> bool:
@@ -96,12 +86,9 @@ class ProposalOutcome:
     """Final word on a proposal made or forwarded by this node.
 
     ``error == ""``: committed at ``index`` (its entry is in this or an earlier
-    Ready's ``committed_entries``). Otherwise it is not known to be committed:
-    retrying with the same client id and serial is safe, duplicates are dropped
-    when applied. Two errors say more: ``out_of_order`` means the leader refused it
-    because earlier proposals of the client are missing from its log —
-    send every proposal after ``resume_after`` again, in serial order; ``duplicate``
-    means it is already in the leader's log — nothing to resend, wait for it to apply.
+    Ready's ``committed_entries``; whether it takes effect there is the state
+    machine's word). Otherwise it is not known to be committed: retrying with the
+    same client id and serial is safe, the state machine drops duplicates.
     """
 
     client_id: str
@@ -110,9 +97,6 @@ class ProposalOutcome:
     term: int = 0
     error: str = ""
     leader: NodeId = NO_NODE
-    out_of_order: bool = False
-    resume_after: int = 0
-    duplicate: bool = False
 
     @property
     def committed(self) -> bool:

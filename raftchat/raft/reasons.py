@@ -33,11 +33,6 @@ class Reason:
     TIMED_OUT = "no answer from the leader in time; retry (duplicates are dropped)"
     OVERWRITTEN = "the entry was replaced after a leader change; retry (duplicates are dropped)"
     UNKNOWN = "the outcome is covered by a snapshot and unknown; retry (duplicates are dropped)"
-    OUT_OF_ORDER = (
-        "proposal {serial} of client {client} follows serial {prev}, but the client's last "
-        "serial in the leader's log is {last}; send every proposal after {last} again, in order"
-    )
-    DUPLICATE = "already in the leader's log; it applies in its place (nothing to resend)"
     TRANSFER_TIMED_OUT = "the target did not take over within an election timeout"
     TRANSFER_SUPERSEDED = "another transfer was requested"
     TRANSFER_TARGET_REMOVED = "the target left the configuration"

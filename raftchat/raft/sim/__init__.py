@@ -7,16 +7,19 @@ symmetric, asymmetric and leader-isolating partitions; crashes (dropping
 whatever was not persisted) and restarts from storage; membership churn
 (including removing the leader); leadership transfers; compaction and
 snapshot installs; clients that pipeline proposals through their node with
-``prev_serial`` (forwarded ones sometimes lost), resend them in order with the
-same (client id, serial), and restart when their node crashes; and ReadIndex
-reads. After every step it checks:
+``prev_serial`` (forwarded ones sometimes lost), learn from what their node
+applies (applied, duplicate, out of order: the chat's session rule, in a small
+copy in :class:`SessionStateMachine`), resend in order with the same (client
+id, serial), and restart when their node crashes; and ReadIndex reads. After
+every step it checks:
 
 - at most one leader per term;
 - log matching (a hash chain over each node's persisted log);
 - leader completeness (a new leader holds every committed entry);
 - state machine safety (equal state at equal applied index) and committed
   entries never change;
-- each acknowledged proposal is applied exactly once, in client order;
+- each acknowledged proposal is applied exactly once (at one index; a
+  duplicate is acknowledged only if its original was applied), in client order;
 - per-sender FIFO: each client's applied serials follow one another without a
   hole (serial n + 1 right after n), except where the client started a new run
   (a restart, proposing with ``prev_serial`` 0);
@@ -34,7 +37,14 @@ A violation prints the seed and the last events; the last line printed is
 """
 
 from .invariants import Violation
-from .models import MemoryStorage, SessionStateMachine, SimNode, StorageError
+from .models import (
+    MemoryStorage,
+    SessionStateMachine,
+    SimNode,
+    StorageError,
+    client_command,
+    prev_serial_of,
+)
 from .runner import format_failure, main, run_seeds
 from .simulation import SimResult, SimSettings, Simulation
 
@@ -47,7 +57,9 @@ __all__ = [
     "Simulation",
     "StorageError",
     "Violation",
+    "client_command",
     "format_failure",
     "main",
+    "prev_serial_of",
     "run_seeds",
 ]

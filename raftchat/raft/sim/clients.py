@@ -10,7 +10,8 @@ from ..messages import NodeId
 @dataclass
 class SimClient:
     """A chat client as the runtime is one: it proposes through one node, several
-    proposals in flight, each naming the previous one of its run (``prev_serial``)."""
+    proposals in flight, each naming the previous one of its run (``prev_serial``) for the
+    session rule of the state machine."""
 
     client_id: str
     window: int = 1
@@ -21,13 +22,13 @@ class SimClient:
     run_first: int = 1
     """The first serial of the current run: proposed with ``prev_serial`` 0."""
     pending: dict[int, bytes] = field(default_factory=dict)
-    """Unacknowledged proposals, in serial order."""
+    """Payloads of unacknowledged proposals, in serial order."""
     held: bool = False
     """A proposal was refused: send every pending one again (in order) at ``retry_at``."""
     retry_at: int = 0
     sent_at: int = 0
     resumed: tuple[int, int] = (-1, -1)
-    """(resume_after, last serial resent) of the last out-of-order refusal handled."""
+    """(resume_after, last serial resent) of the last out-of-order drop handled."""
 
     @property
     def outstanding(self) -> bool:

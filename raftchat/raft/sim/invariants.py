@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..messages import Entry
 from ..ready import Ready
-from .models import SimNode, StorageError, chain_digest
+from .models import SimNode, StorageError, Verdict, chain_digest
 
 
 class Violation(Exception):
@@ -26,6 +26,8 @@ class SafetyChecks:
         self.max_committed = 0
         self.state_at: dict[int, bytes] = {}
         """Applied index -> state machine digest there."""
+        self.applied_at: dict[tuple[str, int], int] = {}
+        """(client id, serial) -> the index where the session rule applied it."""
 
     def persist(self, node: SimNode, ready: Ready) -> None:
         """Store ``ready`` on the node and extend its chain: log matching holds."""
@@ -73,8 +75,9 @@ class SafetyChecks:
         if len(chain) - 1 + node.chain_base_index != storage.last_index:
             raise Violation(f"{node.node_id}: chain bookkeeping out of step with storage")
 
-    def apply(self, node: SimNode, entry: Entry) -> None:
-        """Apply a committed entry on the node: the same entry and the same state everywhere."""
+    def apply(self, node: SimNode, entry: Entry) -> Verdict | None:
+        """Apply a committed entry on the node: the same entry and the same state everywhere,
+        and a client's proposal applied at one index only."""
         digest = _chain(node, entry.index)
         if digest is None:
             raise Violation(f"{node.node_id}: applied entry {entry.index} that is not persisted")
@@ -82,12 +85,20 @@ class SafetyChecks:
         if known != digest:
             raise Violation(f"{node.node_id}: committed entry {entry.index} differs between nodes")
         self.max_committed = max(self.max_committed, entry.index)
-        node.machine.apply(entry)
-        if node.machine.out_of_order:
-            raise Violation(f"{node.node_id}: {node.machine.out_of_order[0]}")
+        verdict = node.machine.apply(entry)
+        if node.machine.fifo_breaks:
+            raise Violation(f"{node.node_id}: {node.machine.fifo_breaks[0]}")
         state = node.machine.digest
         if self.state_at.setdefault(entry.index, state) != state:
             raise Violation(f"{node.node_id}: state machine differs at index {entry.index}")
+        if verdict == "applied":
+            key = (entry.client_id, entry.serial)
+            first = self.applied_at.setdefault(key, entry.index)
+            if first != entry.index:
+                raise Violation(
+                    f"{node.node_id}: {key[0]}#{key[1]} applied twice, at {first} and {entry.index}"
+                )
+        return verdict
 
     def installed(self, node: SimNode, index: int) -> None:
         """The node restored its state machine from a snapshot ending at ``index``."""

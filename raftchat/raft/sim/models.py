@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..core import RaftCore
 from ..messages import Entry, EntryKind, HardState, NodeId, Snapshot
@@ -66,11 +67,30 @@ def chain_digest(previous: bytes, *parts: object) -> bytes:
     return hasher.digest()
 
 
-class SessionStateMachine:
-    """A replicated state machine with client sessions: a duplicate (client, serial) is dropped.
+Verdict = Literal["applied", "duplicate", "out of order"]
+"""What the session rule made of a client's entry."""
 
-    It also checks per-sender FIFO: an applied serial must directly follow the client's
-    last one, unless it is in ``run_starts`` (the first proposal of a client run).
+
+def client_command(prev_serial: int, payload: bytes) -> bytes:
+    """The data of a simulated client's proposal: the serial it follows, then the payload."""
+    return b"%d|%s" % (prev_serial, payload)
+
+
+def prev_serial_of(data: bytes) -> int:
+    """The serial a proposal follows (0, following anything, for data of another form)."""
+    head, separator, _ = data.partition(b"|")
+    return int(head) if separator and head.isdigit() else 0
+
+
+class SessionStateMachine:
+    """A replicated state machine with client sessions, under the chat's session rule:
+    serial ``s`` of a client applies only above the client's last applied serial (else a
+    duplicate) and, unless it follows no serial (``prev_serial`` 0), right after the one it
+    names (else out of order). ``raft/`` may not import the chat, so this is a small copy
+    of its rule (:class:`raftchat.chat.ChatState`), kept to the lines above.
+
+    Apart from the rule it checks per-sender FIFO: an applied serial must directly follow
+    the client's last one, unless it is in ``run_starts`` (the first proposal of a run).
     """
 
     def __init__(self, run_starts: set[tuple[str, int]] | None = None) -> None:
@@ -79,25 +99,34 @@ class SessionStateMachine:
         self.sessions: dict[str, int] = {}
         self.digest = b""
         self.duplicates = 0
-        self.out_of_order: list[str] = []
+        self.out_of_order = 0
+        self.fifo_breaks: list[str] = []
 
-    def apply(self, entry: Entry) -> None:
+    def apply(self, entry: Entry) -> Verdict | None:
+        """Apply the next entry; for a client's entry, what the session rule made of it."""
         if entry.index != self.index + 1:
             raise StorageError(f"applied {entry.index} right after {self.index}")
         self.index = entry.index
         if entry.kind != EntryKind.NORMAL:
-            return
+            return None
+        verdict: Verdict | None = None
         if entry.client_id:
             last = self.sessions.get(entry.client_id, 0)
             if entry.serial <= last:
                 self.duplicates += 1
-                return
+                return "duplicate"
+            prev_serial = prev_serial_of(entry.data)
+            if prev_serial and prev_serial != last:
+                self.out_of_order += 1
+                return "out of order"
             if entry.serial != last + 1 and (entry.client_id, entry.serial) not in self.run_starts:
-                self.out_of_order.append(
+                self.fifo_breaks.append(
                     f"client {entry.client_id} serial {entry.serial} applied after {last}"
                 )
             self.sessions[entry.client_id] = entry.serial
+            verdict = "applied"
         self.digest = chain_digest(self.digest, entry.client_id, entry.serial, entry.data)
+        return verdict
 
     def snapshot(self) -> bytes:
         body = {"index": self.index, "sessions": self.sessions, "digest": self.digest.hex()}
@@ -126,7 +155,3 @@ class SimNode:
     checked_leader_term: int = -1
     writing: bool = False
     """Sent its early AppendEntries and is stuck before storing them: it crashes next."""
-
-    def restore_sessions(self) -> None:
-        assert self.core is not None
-        self.core.restore_client_serials(self.machine.sessions)

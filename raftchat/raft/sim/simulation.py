@@ -7,12 +7,12 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..core import RaftCore
-from ..messages import AppendEntries, InstallSnapshot, Message, NodeId, RequestVote
+from ..messages import AppendEntries, Entry, InstallSnapshot, Message, NodeId, RequestVote
 from ..ready import ProposalOutcome, RequestStatus, Role
 from ..settings import RaftSettings
 from .clients import SimClient, SimRead
 from .invariants import SafetyChecks, Violation
-from .models import SessionStateMachine, SimNode
+from .models import SessionStateMachine, SimNode, Verdict, client_command
 from .network import Network
 from .witnesses import WitnessDriver, witness_mode
 
@@ -134,7 +134,6 @@ class Simulation:
             node.machine.restore(state.snapshot.data)
         rng = random.Random(f"{self.seed}/{node.node_id}/{self.now}")
         node.core = RaftCore(node.settings, state, rng)
-        node.restore_sessions()
         self._process(node)
 
     def _crash(self, node: SimNode, torn: bool) -> None:
@@ -208,9 +207,11 @@ class Simulation:
             if ready.snapshot is not None:
                 node.machine.restore(ready.snapshot.data)
                 self.checks.installed(node, ready.snapshot.meta.index)
-                node.restore_sessions()
+                self._settle_after_snapshot(node)
             for entry in ready.committed_entries:
-                self.checks.apply(node, entry)
+                verdict = self.checks.apply(node, entry)
+                if verdict is not None:
+                    self._on_applied(node, entry, verdict)
             for outcome in ready.proposal_outcomes:
                 self._on_outcome(node, outcome)
             for read_state in ready.read_states:
@@ -247,28 +248,41 @@ class Simulation:
                         )
 
     def _on_outcome(self, node: SimNode, outcome: ProposalOutcome) -> None:
+        """A failed proposal is retried; a committed one waits for its node to apply it
+        (the session rule decides whether it takes effect there)."""
         client = self.client_by_id.get(outcome.client_id)
         if client is None or client.node != node.node_id or outcome.serial not in client.pending:
             return
-        if outcome.committed:
-            self._ack(client, outcome.serial, outcome.index)
-        elif outcome.duplicate:
-            self._on_duplicate(node, client, outcome.serial)
-        elif outcome.out_of_order:
-            self._resume(client, outcome.serial, outcome.resume_after)
-        else:
+        if not outcome.committed:
             self._hold(client, 1)
 
+    def _on_applied(self, node: SimNode, entry: Entry, verdict: Verdict) -> None:
+        """What the client's node applied tells it what happened, as in the runtime: applied
+        or a duplicate of an applied one (acknowledged), or out of order (resume)."""
+        client = self.client_by_id.get(entry.client_id)
+        if client is None or client.node != node.node_id or entry.serial not in client.pending:
+            return
+        if verdict == "out of order":
+            self._resume(client, entry.serial, node.machine.sessions.get(client.client_id, 0))
+        else:
+            self._ack(client, entry.serial, entry.index)
+
+    def _settle_after_snapshot(self, node: SimNode) -> None:
+        """Pending proposals a snapshot covers never pass through apply here: acknowledge
+        them (a client's serials at or below its last applied one are applied)."""
+        for client in self.clients:
+            if client.node == node.node_id:
+                last = node.machine.sessions.get(client.client_id, 0)
+                for serial in [s for s in client.pending if s <= last]:
+                    self._ack(client, serial, node.machine.index)
+
     def _ack(self, client: SimClient, serial: int, index: int) -> None:
+        if (client.client_id, serial) not in self.checks.applied_at:
+            self._fail(f"acknowledged {client.client_id}#{serial}, which was never applied")
         del client.pending[serial]
         self.acked[client.client_id] = max(self.acked.get(client.client_id, 0), serial)
         self.acked_count += 1
         self._trace("ack", client.client_id, serial, index)
-
-    def _on_duplicate(self, node: SimNode, client: SimClient, serial: int) -> None:
-        """Already in the leader's log: acknowledged once applied here (as the runtime does)."""
-        if node.machine.sessions.get(client.client_id, 0) >= serial:
-            self._ack(client, serial, 0)
 
     def _hold(self, client: SimClient, delay: int) -> None:
         if not client.held:
@@ -276,7 +290,8 @@ class Simulation:
             client.retry_at = self.now + delay
 
     def _resume(self, client: SimClient, serial: int, resume_after: int) -> None:
-        """The leader misses a proposal before ``serial``: send those after resume_after."""
+        """``serial`` applied out of order (a proposal before it is missing): send every
+        pending one after the client's last applied serial, ``resume_after``, again."""
         if client.resumed[0] == resume_after and serial <= client.resumed[1]:
             return  # the answer to a copy sent before that resend
         serials = [s for s in client.pending if s > resume_after]
@@ -406,18 +421,13 @@ class Simulation:
             return
         client.sent_at = self.now
         for serial in serials:
-            data = client.pending.get(serial)
-            if data is None:
+            payload = client.pending.get(serial)
+            if payload is None:
                 continue
-            result = core.propose(data, client.client_id, serial, client.prev_serial(serial))
+            data = client_command(client.prev_serial(serial), payload)
+            result = core.propose(data, client.client_id, serial)
             self._trace("propose", client.client_id, serial, node.node_id, result.status.value)
-            if result.status is RequestStatus.DUPLICATE:
-                self._on_duplicate(node, client, serial)
-            elif result.status is RequestStatus.REJECTED:
-                if result.out_of_order:
-                    self._process(node)
-                    self._resume(client, serial, result.resume_after)
-                    return
+            if result.status is RequestStatus.REJECTED:
                 self._hold(client, 2)
                 break
         self._process(node)
