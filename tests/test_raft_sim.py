@@ -26,6 +26,27 @@ def test_simulated_faults_break_no_invariant():
     assert not failures, f"violations for seeds {[f.seed for f in failures]}"
 
 
+@pytest.mark.parametrize("seed", [2740, 2947])
+def test_setup_promotes_a_learner_only_once_it_caught_up(seed, monkeypatch):
+    """These schedules (a 5-tick election timeout, 30-tick delays, frequent reboots) once
+    promoted an empty learner at once: every leader then hung on it catching up within
+    one quorum check, and the witness could not be added in time."""
+    promoted_behind = []
+    promote = RaftCore.promote
+
+    def checked_promote(core, node_id):
+        status = core.status()
+        match = {peer.node_id: peer.match for peer in status.progress}.get(node_id, 0)
+        if match < status.commit_index:
+            promoted_behind.append((node_id, match, status.commit_index))
+        return promote(core, node_id)
+
+    monkeypatch.setattr(RaftCore, "promote", checked_promote)
+    result = Simulation(seed).run()
+    assert result.ok, format_failure(result)
+    assert not promoted_behind, f"promoted behind (id, match, commit): {promoted_behind}"
+
+
 def test_a_seed_replays_identically():
     first, second = Simulation(7).run(), Simulation(7).run()
     assert first.ok, format_failure(first)

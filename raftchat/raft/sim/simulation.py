@@ -16,6 +16,11 @@ from .models import SessionStateMachine, SimNode, Verdict, client_command
 from .network import Network
 from .witnesses import WitnessDriver, witness_mode
 
+SETUP_TICKS_PER_CHANGE = 250
+"""Setup's bound for adding one initial voter or the witness. Generous: a learner is only
+promoted once caught up, and with delays far above a short election timeout the first
+leaders keep losing their quorum check."""
+
 
 @dataclass
 class SimSettings:
@@ -531,9 +536,7 @@ class Simulation:
         first.core.bootstrap()
         self._process(first)
         pending = list(self.voter_ids[1:])
-        # Generous: with delays far above a short election timeout, the first leaders
-        # keep losing their quorum check, and adding a voter can take dozens of ticks.
-        for _ in range(100 * max(1, len(pending))):
+        for _ in range(SETUP_TICKS_PER_CHANGE * max(1, len(pending))):
             if not pending:
                 break
             leader = self._leader()
@@ -544,7 +547,8 @@ class Simulation:
                     pending.pop(0)
                     continue
                 if target in configuration.learners:
-                    leader.core.promote(target)
+                    if _caught_up(leader.core, target):
+                        leader.core.promote(target)
                 else:
                     leader.core.add_learner(target)
                 self._process(leader)
@@ -552,7 +556,7 @@ class Simulation:
         if pending:
             self._fail(f"setup could not add {pending}")
         if self.witness is not None and len(self.voter_ids) % 2 == 0:
-            self.witness.add_to_configuration(100)
+            self.witness.add_to_configuration(SETUP_TICKS_PER_CHANGE)
 
     def _settled(self) -> bool:
         leader = self._leader()
@@ -668,6 +672,16 @@ class Simulation:
             sender, to, message = rest
             return f"t={now} {sender}->{to} {_describe(message)}"
         return f"t={now} " + " ".join(str(part) for part in rest)
+
+
+def _caught_up(core: RaftCore, learner: NodeId) -> bool:
+    """Has ``learner`` every committed entry? Promoting it earlier is allowed, but a voter
+    with an empty log makes each leader's term hang on its catching up; the node's own
+    membership plan waits for this too."""
+    status = core.status()
+    return any(
+        peer.node_id == learner and peer.match >= status.commit_index for peer in status.progress
+    )
 
 
 def _describe(message: Message) -> str:
