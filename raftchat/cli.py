@@ -54,23 +54,18 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from raftchat.net.signaling.server import run_server
-    from raftchat.settings import ConfigError, load_server_settings
+    from raftchat.frontends.serve import ServeOptions, serve
 
     configure_logging(_log_level(args.verbose, logging.INFO))
     overrides: dict[str, object] = dict(args.set)
     overrides.update(host=args.host, port=args.port)
-    try:
-        settings = load_server_settings(Path(args.config) if args.config else None, overrides)
-    except ConfigError as error:
-        print(f"raftchat serve: {error}", file=sys.stderr)
-        return 2
-    try:
-        run_server(settings.host, settings.port, settings.limits)
-    except OSError as exc:
-        print(f"raftchat serve: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    options = ServeOptions(
+        config_path=Path(args.config) if args.config else None,
+        overrides=overrides,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        witness=not args.no_witness,
+    )
+    return serve(options)
 
 
 def _join(args: argparse.Namespace) -> int:
@@ -93,6 +88,7 @@ def _join(args: argparse.Namespace) -> int:
         ice_credential=args.ice_credential,
         relay_only=args.relay_only,
         ice_host=args.ice_host,
+        trust_server=args.trust_server,
         commit_timeout_s=args.commit_timeout,
     )
     return join(options)
@@ -206,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a limit, as in the [server] table, e.g. --set max_connections=8192 (repeatable)",
     )
+    serve.add_argument(
+        "--data-dir",
+        help="where the witness keeps its votes (default: the user data dir's 'witness')",
+    )
+    serve.add_argument(
+        "--no-witness",
+        action="store_true",
+        help="hold no tie-breaking vote for the channels (two-member channels then cannot "
+        "survive losing one)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     serve.set_defaults(handler=_serve)
 
@@ -246,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--ice-username", help="username for the TURN servers given")
     join.add_argument("--ice-credential", help="credential for the TURN servers given")
     join.add_argument("--relay-only", action="store_true", help="connect only through TURN relays")
+    join.add_argument(
+        "--trust-server",
+        action="store_true",
+        help="private channel: let the signaling server hold a tie-breaking vote, so two "
+        "members survive losing one (a public channel always does)",
+    )
     join.add_argument(
         "--ice-host",
         metavar="ADDR",

@@ -23,6 +23,7 @@ Example (``config.toml``)::
     nick = "ada"
     server_url = "https://signal.example.org"
     relay_only = false
+    trust_server = false
     # ice_host = "192.168.1.20"
     passphrase_env = "RAFTCHAT_PASSPHRASE"
     # passphrase_file = "passphrase.txt"
@@ -112,6 +113,10 @@ class Settings:
     """Use only TURN relay candidates (hides your address from peers; needs a TURN server)."""
     ice_host: str | None = None
     """Gather host candidates only on this IP address (e.g. ``127.0.0.1``); None: all."""
+    trust_server: bool = False
+    """Let the signaling server's witness vote in a private channel too. In a public
+    channel it always may; in a private one the server is outside the trust boundary (a
+    witness that voted twice could fork the channel), so only if you run or trust it."""
     passphrase_env: str | None = None
     """Name of the environment variable holding the channel passphrase."""
     passphrase_file: Path | None = None
@@ -311,6 +316,7 @@ _SPECS: dict[str, _Spec] = {
     "server_url": _Spec(None, _url),
     "ice_servers": _Spec(None, _ice_servers),
     "relay_only": _Spec(None, _boolean),
+    "trust_server": _Spec(None, _boolean),
     "ice_host": _Spec(None, _optional(_ip_address)),
     "passphrase_env": _Spec(None, _optional(_env_name)),
     "passphrase_file": _Spec(None, _optional(_path), is_path=True),

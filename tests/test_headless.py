@@ -106,6 +106,7 @@ def test_status_line_has_exactly_the_documented_fields() -> None:
         "commit_index": 3,
         "last_index": 4,
         "snapshot_index": 0,
+        "witness": None,
         "cluster": None,
     }
 
@@ -185,6 +186,7 @@ def test_status_line_says_why_the_channel_cannot_commit() -> None:
         "commit_index": 3,
         "last_index": 4,
         "snapshot_index": 0,
+        "witness": None,
         "cluster": None,
         "quorum_problem": (
             "no leader: waiting for bob (last heard 6 s ago) \u2014 "

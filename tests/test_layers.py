@@ -20,6 +20,7 @@ FLOORS: dict[str, int] = {
     "raftchat.settings": 3,
     "raftchat.chat": 2,
     "raftchat.storage": 2,
+    "raftchat.witness": 2,
     "raftchat.net": 1,
     "raftchat.raft": 0,
 }

@@ -5,8 +5,9 @@ an action, ``/quit`` leaves (so does end of input); :mod:`raftchat.frontends.com
 is the grammar. Output, nothing else on stdout:
 
 - ``{"event":"status","node_id","state","term","leader","voters","learners",
-  "commit_index","last_index","snapshot_index"}`` whenever one of these changes (index changes are
-  reported at most every few hundred milliseconds, not once per message), with
+  "commit_index","last_index","snapshot_index","witness"}`` whenever one of these
+  changes (index changes are reported at most every few hundred milliseconds, not once
+  per message; ``witness``: the server's witness voting in the cluster, or null), with
   ``"quorum_problem","voters_needed","voters_reachable","missing_voters"`` added while the
   channel cannot commit;
 - ``{"event":"message","index","id","nick","text","ts"}`` for each committed chat
@@ -65,6 +66,7 @@ _STATUS_FIELDS = (
     "commit_index",
     "last_index",
     "snapshot_index",
+    "witness",
 )
 
 _STATE_ALIASES = {"pre_candidate": "candidate"}

@@ -63,6 +63,8 @@ class JoinOptions:
     ice_credential: str | None = None
     relay_only: bool = False
     ice_host: str | None = None
+    trust_server: bool = False
+    """Private channel: let the signaling server's witness vote (see Settings)."""
     commit_timeout_s: float | None = None
     """Headless: how long the end of input waits for messages to commit (None: the
     default, :data:`raftchat.frontends.headless.END_OF_INPUT_TIMEOUT_S`)."""
@@ -118,6 +120,7 @@ def resolve_settings(options: JoinOptions) -> Settings:
         "ice_servers": [_ice_server_table(url, options) for url in options.ice_servers] or None,
         "relay_only": options.relay_only or None,
         "ice_host": options.ice_host,
+        "trust_server": options.trust_server or None,
     }
     try:
         return load_settings(options.config_path, overrides)

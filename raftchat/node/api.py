@@ -42,7 +42,7 @@ from raftchat.limits import MAX_MESSAGE_CHARS, MAX_NICK_CHARS, nick_problem, tex
 logger = logging.getLogger(__name__)
 
 NodeState = Literal["follower", "candidate", "leader", "pre_candidate", "learner", "stopped"]
-MemberRole = Literal["leader", "voter", "learner"]
+MemberRole = Literal["leader", "voter", "learner", "witness"]
 LinkState = Literal["self", "connecting", "connected", "disconnected", "failed"]
 SignalingState = Literal["connecting", "connected", "reconnecting", "disconnected"]
 NoticeKind = Literal["join", "leave", "leader", "nick", "info"]
@@ -151,6 +151,9 @@ class StatusEvent:
     """The cluster this node's log belongs to (its id); None before it founded or joined
     one, and while it is leaving one to merge into another."""
     signaling_state: SignalingState = "connecting"
+    witness: str | None = None
+    """The id of the witness voting in the cluster (held by the signaling server; it is
+    among ``voters`` too); None while there is none."""
     quorum_problem: str | None = None
     """Why the channel cannot commit now and what would fix it, in a sentence for people
     (``"no leader: waiting for bob (last heard 6 s ago) — the channel needs 2 of 2 voters;

@@ -214,6 +214,10 @@ class _HeldNotice:
     ts: float
 
 
+WITNESS_NAME = "witness (server)"
+"""How people see the signaling server's witness in the member list and notices."""
+
+
 class NodeView:
     """How one node names things for people: its own nick, others' from the chat state.
 
@@ -232,6 +236,8 @@ class NodeView:
         self._held: list[_HeldNotice] = []
         self._leave_requested: set[str] = set()
         self._quorum_shown = False
+        self.witnesses: frozenset[str] = frozenset()
+        """The witnesses of the latest configuration seen (named, not nicked)."""
 
     def nick_of(self, chat_state: chat.ChatState, node_id: str) -> str:
         return self.nick if node_id == self.node_id else (chat_state.nick_of(node_id) or "")
@@ -241,6 +247,8 @@ class NodeView:
         member uses the same nick), or ``user-3f2a`` while no nick is known."""
         if node_id == self.node_id:
             return self.nick
+        if node_id in self.witnesses:
+            return WITNESS_NAME
         if chat_state.nick_of(node_id):
             return chat_state.display_name(node_id)
         return short_name(node_id)
@@ -259,6 +267,7 @@ class NodeView:
         chat_state: chat.ChatState | None = None,
         liveness: Liveness | None = None,
     ) -> StatusEvent:
+        self.witnesses = status.configuration.witnesses
         sent, received = status.messages_sent, status.messages_received
         counters = {
             "requestvote_sent": sent.get("RequestVote", 0),
@@ -281,6 +290,7 @@ class NodeView:
             term=status.term,
             leader=status.leader or None,
             voters=tuple(sorted(status.configuration.voters)),
+            witness=min(status.configuration.witnesses, default=None),
             learners=tuple(sorted(status.configuration.learners)),
             commit_index=status.commit_index,
             applied_index=applied_index,
@@ -330,11 +340,21 @@ class NodeView:
         return report if shown else None
 
     def members_info(
-        self, status: Status, chat_state: chat.ChatState, links: Mapping[str, LinkInfo]
+        self,
+        status: Status,
+        chat_state: chat.ChatState,
+        links: Mapping[str, LinkInfo],
+        witness_reachable: bool = False,
     ) -> tuple[MemberInfo, ...]:
+        """``witness_reachable``: the witness answered lately (through the server)."""
         configuration = status.configuration
+        self.witnesses = configuration.witnesses
         members = []
         for node_id in sorted(configuration.members):
+            if node_id in configuration.witnesses:
+                state = "connected" if witness_reachable else "disconnected"
+                members.append(MemberInfo(node_id, WITNESS_NAME, "witness", state))
+                continue
             if node_id == status.leader:
                 role = "leader"
             elif node_id in configuration.voters:

@@ -165,8 +165,10 @@ class MembershipTracker:
         signaling_connected: bool,
         links: dict[NodeId, LinkInfo],
         now: float,
+        witness_available: NodeId | None = None,
     ) -> tuple[Change, frozenset[NodeId]] | None:
-        """The change the leader makes now, with the members found unreachable."""
+        """The change the leader makes now, with the members found unreachable.
+        ``witness_available``: the witness the signaling server offers, if usable."""
         configuration = status.configuration
         for member in configuration.members:
             self.last_heard.setdefault(member, now)
@@ -209,6 +211,7 @@ class MembershipTracker:
             connected=frozenset(
                 peer for peer, info in links.items() if info.state == LinkState.OPEN
             ),
+            witness_available=witness_available,
         )
         change = next_change(view)
         return None if change is None else (change, frozenset(unreachable))

@@ -155,7 +155,8 @@ def wanted_links(
     learner that knows no leader (e.g. just restarted, with a configuration whose voters
     may all have been replaced since) until a leader speaks.
     """
-    candidates = (present | configuration.members) - {self_id}
+    # A witness is reached through the signaling server, never over the mesh.
+    candidates = (present | configuration.members) - configuration.witnesses - {self_id}
     voters = configuration.voters
     if self_id in voters:
         return candidates
@@ -163,7 +164,7 @@ def wanted_links(
         hinted = hinted_voters & present
         if not hinted:
             return candidates
-        return (hinted | voters) - {self_id}
+        return (hinted | configuration.member_voters) - {self_id}
     if not leader_known:
         return candidates
     return frozenset(peer for peer in candidates if peer in voters or peer in hinted_voters)

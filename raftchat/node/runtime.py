@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from raftchat import chat
 from raftchat.net import LinkInfo, LinkState, Mesh, MeshConfig, SignalingClient
+from raftchat.net.signaling.protocol import WitnessRelay
 from raftchat.node.api import (
     AckEvent,
     ChatMessageEvent,
@@ -52,6 +53,7 @@ from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTrack
 from raftchat.node.merge import MergeProgress, merge_items
 from raftchat.node.proposals import ProposalKind, ProposalTracker
 from raftchat.node.ticker import LazyTicker
+from raftchat.node.witness_link import WitnessLink, witness_allowed
 from raftchat.raft import (
     ClusterIdentity,
     ConfigurationChanged,
@@ -195,6 +197,8 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mesh: Mesh | None = None
         self._signaling: SignalingClient | None = None
+        self._witness: WitnessLink | None = None
+        """The way to the signaling server's witness (no mesh link goes there)."""
 
         persisted = storage.load()
         snapshot = persisted.snapshot
@@ -302,6 +306,12 @@ class Node:
             on_message=self._on_frame,
             on_link_change=self._on_link_change,
         )
+        signaling = self._signaling
+        self._witness = WitnessLink(
+            lambda: signaling.witness,
+            signaling.send_witness,
+            allowed=witness_allowed(self._passphrase is not None, self.settings.trust_server),
+        )
         self._signaling.set_role(self._role_hint())
         await self._signaling.start()
         if self._is_blank() and not self._signaling.peers:
@@ -330,6 +340,8 @@ class Node:
                 await task
         if self._mesh is not None:
             await self._mesh.close()
+        if self._witness is not None:
+            self._witness.close()
         if self._signaling is not None:
             await self._signaling.close()
         self._storage.close()
@@ -445,6 +457,25 @@ class Node:
 
     def on_state(self, state: str) -> None:
         self._on_signaling_state(state)
+
+    def on_witness(self, relay: WitnessRelay) -> None:
+        """The witness's answers, through the signaling server."""
+        link = self._witness
+        if link is None or self._stopped.is_set():
+            return
+        messages = link.receive(relay, self.cluster_gate.cluster)
+        if not messages or link.witness_id is None:
+            return
+        self.membership.heard_from(link.witness_id, time.monotonic())
+        self.ticker.catch_up()
+        for message in messages:
+            self.core.step(message)
+        self._schedule_drain()
+
+    @property
+    def witness_id(self) -> str | None:
+        """The witness the signaling server offers, if this node may count on it."""
+        return self._witness.witness_id if self._witness is not None else None
 
     def _wanted_links(self) -> frozenset[str]:
         signaling = self._signaling
@@ -595,9 +626,21 @@ class Node:
 
     def _send(self, messages: list[tuple[str, Message]]) -> None:
         mesh = self._mesh
-        if mesh is not None:
-            for to, message in messages:
+        if mesh is None:
+            return
+        witnesses = self.core.configuration.witnesses
+        for to, message in messages:
+            if to in witnesses:
+                self._send_to_witness(to, message)
+            else:
                 mesh.send(to, NODE_CODEC.encode(message), is_urgent(message))
+
+    def _send_to_witness(self, to: str, message: Message) -> None:
+        """Over the signaling server; a witness it no longer offers gets nothing (the
+        membership plan replaces it)."""
+        link = self._witness
+        if link is not None and to == link.witness_id:
+            link.send(self.cluster_gate.cluster, message)
 
     def _act(self, ready: Ready) -> None:
         self._send(ready.messages)
@@ -792,6 +835,7 @@ class Node:
             self._signaling_state == "connected",
             {peer: info for peer, info in self._links.items() if peer in joinable},
             now,
+            witness_available=self.witness_id,
         )
         if decision is None:
             return
@@ -807,7 +851,9 @@ class Node:
     def _reset_silent_links(self, now: float) -> None:
         if self._mesh is None or self.core.role is not Role.LEADER:
             return
-        for member in self.membership.silent_members(self.core.configuration.members, now):
+        configuration = self.core.configuration
+        members = configuration.members - configuration.witnesses  # no mesh link to those
+        for member in self.membership.silent_members(members, now):
             if self._mesh.reset_link(member):
                 logger.info(
                     "no word from %s for %.1f s: reconnecting",
@@ -1050,7 +1096,16 @@ class Node:
         return self.membership.liveness(time.monotonic(), self.core.leader, connected, self._links)
 
     def _members_info(self) -> tuple[MemberInfo, ...]:
-        return self.view.members_info(self.core.status(), self.chat, self._links)
+        return self.view.members_info(
+            self.core.status(), self.chat, self._links, self._witness_reachable()
+        )
+
+    def _witness_reachable(self) -> bool:
+        """The witness answered within a few heartbeats (it only answers the leader)."""
+        witness = self.witness_id
+        heard = self.membership.last_heard.get(witness) if witness is not None else None
+        quiet_s = max(1.0, 5 * self.settings.heartbeat_ms / 1000)
+        return heard is not None and time.monotonic() - heard < quiet_s
 
     def _is_blank(self) -> bool:
         status = self.core.status()

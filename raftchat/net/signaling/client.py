@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
@@ -41,10 +42,12 @@ from raftchat.net.signaling.protocol import (
     ProtocolError,
     RelayedSignal,
     Welcome,
+    WitnessRelay,
     encode_hello,
     encode_keepalive,
     encode_role,
     encode_signal_request,
+    encode_witness_relay,
     is_valid_peer_id,
     is_valid_role,
     is_valid_token,
@@ -61,6 +64,10 @@ RECONNECTING = "reconnecting"
 CLOSED = "closed"
 
 
+MAX_QUEUED_WITNESS_FRAMES = 8
+"""Witness frames waiting for the socket, at most: Raft sends again what still matters."""
+
+
 class SignalingListener(Protocol):
     def on_peers(self, peers: frozenset[str]) -> None:
         """The full current set of OTHER peers, whenever it or their announced roles
@@ -71,6 +78,8 @@ class SignalingListener(Protocol):
 
     def on_state(self, state: str) -> None:
         """'connecting' | 'connected' | 'reconnecting' | 'closed'."""
+
+    # Optional: ``on_witness(relay: WitnessRelay)``, the server's witness answering.
 
 
 class SignalingError(Exception):
@@ -219,6 +228,10 @@ class SignalingClient:
         self._last_sent = 0.0
         "When a frame last went to the server (loop time)."
         self._closed = False
+        self._witness_outbox: deque[str] = deque()
+        self._witness_task: asyncio.Task[None] | None = None
+        self.witness: str | None = None
+        """The id of the witness the server hosts, from the latest welcome (None: none)."""
         self.failed_reconnects = 0
         """Reconnect attempts that failed since start (for status displays and tests)."""
 
@@ -305,11 +318,36 @@ class SignalingClient:
             )
         return await self._send(text, f"signal to {to}")
 
+    def send_witness(self, relay: WitnessRelay) -> bool:
+        """Queue Raft messages for the server's witness, in order; False if not connected
+        (or the frame would be too large): Raft sends them again as it needs to."""
+        if self._state != CONNECTED or self.witness is None:
+            return False
+        text = encode_witness_relay(relay)
+        if utf8_length(text) > self.config.max_frame_bytes:
+            logger.info("witness frame of %d bytes not sent: over the limit", utf8_length(text))
+            return False
+        if len(self._witness_outbox) >= MAX_QUEUED_WITNESS_FRAMES:
+            return False  # a stalled server: a burst on its return would only be refused
+        self._witness_outbox.append(text)
+        if self._witness_task is None or self._witness_task.done():
+            self._witness_task = asyncio.create_task(
+                self._flush_witness(), name=f"signaling-witness-{self.peer_id}"
+            )
+        return True
+
+    async def _flush_witness(self) -> None:
+        outbox = self._witness_outbox
+        while outbox:
+            if not await self._send(outbox.popleft(), "witness frame"):
+                outbox.clear()  # not connected: Raft resends what still matters
+                return
+
     async def close(self) -> None:
         """Leave the channel and stop reconnecting."""
         self._closed = True
-        tasks = (self._task, self._role_task)
-        self._task = self._role_task = None
+        tasks = (self._task, self._role_task, self._witness_task)
+        self._task = self._role_task = self._witness_task = None
         for task in tasks:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -360,6 +398,7 @@ class SignalingClient:
         self._announced_role = hello_role
         self._peers = welcome.peers - {self.peer_id}
         self._peer_roles = _present_roles(welcome.roles, self._peers)
+        self.witness = welcome.witness
         self._set_state(CONNECTED)
         logger.info("joined channel %s with %d other peers", self.channel, len(self._peers))
         self._notify("on_peers", self._peers)
@@ -458,6 +497,9 @@ class SignalingClient:
             return None
         if isinstance(frame, RelayedSignal):
             self._notify("on_signal", frame.sender, frame.payload)
+        elif isinstance(frame, WitnessRelay):
+            if hasattr(self._listener, "on_witness"):
+                self._notify("on_witness", frame)
         elif isinstance(frame, PeerJoined):
             if frame.peer_id != self.peer_id:
                 roles = {**self._peer_roles, frame.peer_id: frame.role}
@@ -469,7 +511,8 @@ class SignalingClient:
         elif isinstance(frame, ErrorFrame):
             if frame.fatal and frame.code in (ErrorCode.REPLACED, ErrorCode.ID_TAKEN):
                 return self._error_from_frame(frame)
-            level = logging.INFO if frame.code == ErrorCode.SHUTTING_DOWN else logging.WARNING
+            quiet = (ErrorCode.SHUTTING_DOWN, ErrorCode.WITNESS_UNAVAILABLE)
+            level = logging.INFO if frame.code in quiet else logging.WARNING
             logger.log(level, "signaling server error %s: %s", frame.code, frame.message)
         else:
             logger.warning("ignoring unexpected %s from signaling server", type(frame).__name__)

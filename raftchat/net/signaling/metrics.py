@@ -55,6 +55,8 @@ class Metrics:
         self._counter("joins_total", "Hellos accepted.")
         self._counter("frames_received_total", "WebSocket frames received from clients.")
         self._counter("signals_relayed_total", "Signals relayed from one peer to another.")
+        self._counter("witness_frames_received_total", "Witness frames passed to the witness.")
+        self._counter("witness_frames_sent_total", "Witness answers sent to peers.")
 
     def _counter(
         self, name: str, help: str, label: str | None = None, label_values: Iterable[str] = ()

@@ -10,17 +10,31 @@ Client to server::
     {"type": "role", "role": ROLE}                            change the role, after hello
     {"type": "signal", "to": ID, "payload": {...}}            relay an opaque object to a peer
     {"type": "keepalive"}                                     "still here", after hello
+    {"type": "witness", "cluster": CLUSTER, "founded_ms": MS,
+     "messages": [BASE64, ...]}                               Raft messages for the witness
 
 Server to client::
 
     {"type": "welcome", "channel": NAME, "peer_id": ID, "peers": [ID, ...],
-     "roles": {ID: ROLE, ...}}                                the other peers (and the roles
-                                                              of those that announced one)
+     "roles": {ID: ROLE, ...}, "witness": ID}                 the other peers (and the roles
+                                                              of those that announced one);
+                                                              "witness" only if it hosts one
     {"type": "peer_joined", "peer_id": ID, "role": ROLE}      "role" only if its hello had one
     {"type": "peer_role", "peer_id": ID, "role": ROLE}        a peer's role was set or changed
     {"type": "peer_left", "peer_id": ID}
     {"type": "signal", "from": ID, "payload": {...}}          sender stamped by the server
+    {"type": "witness", "cluster": CLUSTER, "founded_ms": MS,
+     "messages": [BASE64, ...]}                               the witness's answers
     {"type": "error", "code": CODE, "message": TEXT, "fatal": BOOL}
+
+A server may host a *witness* for the channels (see ``raftchat.witness``): a tie-breaking
+Raft vote that keeps only the (index, term) of entries. Its id is in every welcome; a
+peer's ``witness`` frames carry Raft messages (each one base64 of the Raft codec's bytes)
+for the witness of its cluster (``cluster``: 32 hex digits, and when it was founded), and
+the witness answers the same way. The server stamps the sender: the witness takes a
+message only if its ``sender`` is the peer whose socket it came in on. A server without a
+witness answers ``witness_unavailable``. The witness's id is reserved: no peer may say
+hello with it.
 
 A fatal error is followed by the server closing the socket. Unknown extra fields in a frame
 are ignored (so newer clients can add some); a ``from`` field sent by a client is ignored.
@@ -54,6 +68,8 @@ This module does no I/O: it only parses, validates and builds frames.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import secrets
@@ -64,6 +80,11 @@ from typing import Any
 from raftchat.limits import CHANNEL_NAME_PATTERN, CHANNEL_NAME_RULE, PEER_ID_PATTERN
 
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,256}")
+CLUSTER_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+MAX_WITNESS_MESSAGES = 256
+"""Raft messages in one ``witness`` frame, at most (the frame size limit applies too)."""
+MAX_FOUNDED_MS = 2**53
+"""Latest founding time a ``witness`` frame may name (JSON numbers stay exact below it)."""
 ROLES = frozenset({"voter", "learner", "none"})
 
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024
@@ -83,6 +104,7 @@ class FrameType(StrEnum):
     ROLE = "role"
     SIGNAL = "signal"
     KEEPALIVE = "keepalive"
+    WITNESS = "witness"
     WELCOME = "welcome"
     PEER_JOINED = "peer_joined"
     PEER_ROLE = "peer_role"
@@ -118,6 +140,7 @@ class ErrorCode(StrEnum):
     REPLACED = "replaced"  # the same peer connected again from elsewhere
     SLOW_CONSUMER = "slow_consumer"  # did not read its frames: closed
     SHUTTING_DOWN = "shutting_down"
+    WITNESS_UNAVAILABLE = "witness_unavailable"  # no witness here (or none for that cluster)
 
 
 FATAL_ERROR_CODES = frozenset(
@@ -223,12 +246,24 @@ class Keepalive:
 
 
 @dataclass(frozen=True, slots=True)
+class WitnessRelay:
+    """Raft messages to or from the witness of one cluster of the channel."""
+
+    cluster_id: str
+    founded_ms: int
+    messages: tuple[bytes, ...]
+    """Each one message in the Raft codec, opaque to the signaling layer."""
+
+
+@dataclass(frozen=True, slots=True)
 class Welcome:
     channel: str
     peer_id: str
     peers: frozenset[str]
     roles: dict[str, str] = field(default_factory=dict)
     """Announced roles by peer id; entries that are not valid hints are left out."""
+    witness: str | None = None
+    """The id of the witness this server hosts (None: it hosts none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +298,8 @@ class ErrorFrame:
     fatal: bool
 
 
-ClientFrame = Hello | RoleUpdate | SignalRequest | Keepalive
-ServerFrame = Welcome | PeerJoined | PeerRole | PeerLeft | RelayedSignal | ErrorFrame
+ClientFrame = Hello | RoleUpdate | SignalRequest | Keepalive | WitnessRelay
+ServerFrame = Welcome | PeerJoined | PeerRole | PeerLeft | RelayedSignal | ErrorFrame | WitnessRelay
 
 
 def _reject_constant(name: str) -> Any:
@@ -327,6 +362,32 @@ def _payload_field(obj: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def _witness_relay(obj: dict[str, Any]) -> WitnessRelay:
+    cluster = obj.get("cluster")
+    founded = obj.get("founded_ms")
+    messages = obj.get("messages")
+    if not isinstance(cluster, str) or not CLUSTER_ID_PATTERN.fullmatch(cluster):
+        raise ProtocolError(ErrorCode.BAD_FIELD, "field 'cluster' must be 32 hex digits")
+    if type(founded) is not int or not 0 <= founded <= MAX_FOUNDED_MS:
+        raise ProtocolError(ErrorCode.BAD_FIELD, "field 'founded_ms' must be an integer >= 0")
+    if not isinstance(messages, list) or not 0 < len(messages) <= MAX_WITNESS_MESSAGES:
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"field 'messages' must be a list of 1 to {MAX_WITNESS_MESSAGES} base64 strings",
+        )
+    decoded = []
+    for message in messages:
+        try:
+            if not isinstance(message, str):
+                raise ValueError
+            decoded.append(base64.b64decode(message, validate=True))
+        except (ValueError, binascii.Error):
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, "field 'messages' must hold base64 strings"
+            ) from None
+    return WitnessRelay(cluster, founded, tuple(decoded))
+
+
 def parse_client_frame(text: str) -> ClientFrame:
     """Validate a frame sent by a client (server side)."""
     obj = decode_object(text)
@@ -346,6 +407,8 @@ def parse_client_frame(text: str) -> ClientFrame:
         return SignalRequest(_peer_id_field(obj, "to"), _payload_field(obj))
     if frame_type == FrameType.KEEPALIVE:
         return Keepalive()
+    if frame_type == FrameType.WITNESS:
+        return _witness_relay(obj)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame_type[:40]!r}")
 
 
@@ -361,7 +424,14 @@ def parse_server_frame(text: str) -> ServerFrame:
         if not all(is_valid_peer_id(peer) for peer in peers):
             raise ProtocolError(ErrorCode.BAD_FIELD, "welcome 'peers' must be peer ids")
         peer_id = _peer_id_field(obj, "peer_id")
-        return Welcome(channel, peer_id, frozenset(peers), _role_hints(obj.get("roles")))
+        witness = obj.get("witness")
+        return Welcome(
+            channel,
+            peer_id,
+            frozenset(peers),
+            _role_hints(obj.get("roles")),
+            witness if is_valid_peer_id(witness) and witness not in peers else None,
+        )
     if frame_type == FrameType.PEER_JOINED:
         role = obj.get("role")
         return PeerJoined(_peer_id_field(obj, "peer_id"), role if is_valid_role(role) else None)
@@ -371,6 +441,8 @@ def parse_server_frame(text: str) -> ServerFrame:
         return PeerLeft(_peer_id_field(obj, "peer_id"))
     if frame_type == FrameType.SIGNAL:
         return RelayedSignal(_peer_id_field(obj, "from"), _payload_field(obj))
+    if frame_type == FrameType.WITNESS:
+        return _witness_relay(obj)
     if frame_type == FrameType.ERROR:
         code = obj.get("code")
         message = obj.get("message")
@@ -405,15 +477,32 @@ def encode_signal_request(to: str, payload: dict[str, Any]) -> str:
 
 
 def encode_welcome(
-    channel: str, peer_id: str, peers: list[str], roles: dict[str, str] | None = None
+    channel: str,
+    peer_id: str,
+    peers: list[str],
+    roles: dict[str, str] | None = None,
+    witness: str | None = None,
 ) -> str:
+    frame: dict[str, Any] = {
+        "type": FrameType.WELCOME,
+        "channel": channel,
+        "peer_id": peer_id,
+        "peers": peers,
+        "roles": roles or {},
+    }
+    if witness is not None:
+        frame["witness"] = witness
+    return _dump(frame)
+
+
+def encode_witness_relay(relay: WitnessRelay) -> str:
+    """Both directions use the same frame."""
     return _dump(
         {
-            "type": FrameType.WELCOME,
-            "channel": channel,
-            "peer_id": peer_id,
-            "peers": peers,
-            "roles": roles or {},
+            "type": FrameType.WITNESS,
+            "cluster": relay.cluster_id,
+            "founded_ms": relay.founded_ms,
+            "messages": [base64.b64encode(message).decode("ascii") for message in relay.messages],
         }
     )
 

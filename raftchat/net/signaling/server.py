@@ -11,6 +11,11 @@ One WebSocket per peer per channel at ``/channels/{channel}/ws`` (frames in
   "sockets": N}`` (connections: WebSockets; sockets: every open TCP connection)
 - ``GET /metrics`` -> counters and gauges in Prometheus text format (``metrics``)
 
+A server may host a witness (a :class:`WitnessService`, e.g. ``raftchat.witness``): it
+names the witness in every welcome, refuses a hello that takes the witness's id, and
+passes ``witness`` frames on with the sender's authenticated peer id; the witness's
+answers go back the same way. The server itself decodes nothing of them.
+
 The server never sees chat content: it only relays small opaque JSON objects (SDP and
 authentication fields) between two named peers of the same channel, stamping the sender,
 and passes on the role each peer announces (an unchecked hint, kept only while it is here).
@@ -28,6 +33,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -44,11 +50,13 @@ from raftchat.net.signaling.protocol import (
     ProtocolError,
     RoleUpdate,
     SignalRequest,
+    WitnessRelay,
     encode_peer_joined,
     encode_peer_left,
     encode_peer_role,
     encode_relayed_signal,
     encode_welcome,
+    encode_witness_relay,
     is_valid_peer_id,
     is_valid_token,
     new_channel_name,
@@ -70,6 +78,21 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+
+class WitnessService(Protocol):
+    """What answers a channel's ``witness`` frames."""
+
+    witness_id: str
+
+    def attach(self, send: Callable[[str, str, WitnessRelay], bool]) -> None:
+        """Called once the server runs, with its way to a peer: (channel, peer, frame)."""
+
+    def receive(self, channel: str, sender: str, relay: WitnessRelay) -> str | None:
+        """Take ``relay`` from ``sender``; None if taken, else why it was refused."""
+
+    async def close(self) -> None: ...
+
+
 _JOIN_REFUSALS = frozenset(
     {
         ErrorCode.ID_TAKEN,
@@ -88,9 +111,15 @@ _METRIC_CODES = [*(str(code) for code in ErrorCode), HEADERS_TOO_LARGE]
 class SignalingServer:
     """The aiohttp application and its handlers."""
 
-    def __init__(self, config: ServerConfig, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        clock: Clock = time.monotonic,
+        witness: WitnessService | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.witness = witness
         self.addresses = Addresses(config)
         self.state = SignalingState(config, clock, self.addresses)
         self.metrics = Metrics(_METRIC_CODES)
@@ -105,6 +134,7 @@ class SignalingServer:
         self.app.router.add_get("/metrics", self._handle_metrics)
         self.app.on_response_prepare.append(self._one_request_per_connection)
         self.app.on_shutdown.append(self._on_shutdown)
+        self.app.on_startup.append(self._on_startup)
 
     def _add_gauges(self) -> None:
         gauges = (
@@ -175,6 +205,19 @@ class SignalingServer:
         response = web.Response(text=self.metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
+
+    async def _on_startup(self, app: web.Application) -> None:
+        if self.witness is not None:
+            self.witness.attach(self.send_witness)
+
+    def send_witness(self, channel: str, peer_id: str, relay: WitnessRelay) -> bool:
+        """The witness's answer to a peer; False if it is not connected here."""
+        conn = self.state.peers_of(channel).get(peer_id)
+        if conn is None:
+            return False
+        self.metrics.inc("witness_frames_sent_total")
+        conn.send(encode_witness_relay(relay))
+        return True
 
     async def _on_shutdown(self, app: web.Application) -> None:
         conns = list(self.state.connections)
@@ -285,17 +328,31 @@ class SignalingServer:
         if isinstance(frame, RoleUpdate):
             self._set_role(conn, channel, frame.role)
             return
+        if isinstance(frame, WitnessRelay):
+            self._to_witness(conn, channel, frame)
+            return
         assert isinstance(frame, SignalRequest)
         self._relay(conn, channel, frame)
 
+    def _to_witness(self, conn: Connection, channel: str, relay: WitnessRelay) -> None:
+        if self.witness is None:
+            raise ProtocolError(ErrorCode.WITNESS_UNAVAILABLE, "this server hosts no witness")
+        self.metrics.inc("witness_frames_received_total")
+        refusal = self.witness.receive(channel, conn.peer_id, relay)
+        if refusal is not None:
+            raise ProtocolError(ErrorCode.WITNESS_UNAVAILABLE, refusal)
+
     def _admit(self, conn: Connection, channel: str, hello: Hello) -> None:
+        if self.witness is not None and hello.peer_id == self.witness.witness_id:
+            raise ProtocolError(ErrorCode.ID_TAKEN, "that peer id is the witness's")
         replaced = self.state.join(conn, channel, hello)
         self.metrics.inc("joins_total")
         conn.joined()
         peers = self.state.peers_of(channel)
         others = sorted(peer for peer in peers if peer != hello.peer_id)
         roles = {peer: peers[peer].role for peer in others if peers[peer].role is not None}
-        conn.send(encode_welcome(channel, hello.peer_id, others, roles))
+        witness = self.witness.witness_id if self.witness is not None else None
+        conn.send(encode_welcome(channel, hello.peer_id, others, roles, witness))
         if replaced is not None:
             logger.info("peer reconnected, replacing its old socket: %s", conn.describe())
             replaced.fail(ErrorCode.REPLACED, "this peer connected again on another socket")
@@ -361,6 +418,8 @@ class RunningServer:
         await self._runner.cleanup()
         self.server.guard.close_all()
         await self._listener.wait_closed()
+        if self.server.witness is not None:
+            await self.server.witness.close()
 
 
 async def start_server(
@@ -369,10 +428,11 @@ async def start_server(
     config: ServerConfig | None = None,
     *,
     clock: Clock = time.monotonic,
+    witness: WitnessService | None = None,
 ) -> RunningServer:
     """Start listening in the running event loop; ``port=0`` picks a free port."""
     config = config or ServerConfig()
-    server = SignalingServer(config, clock)
+    server = SignalingServer(config, clock, witness)
     runner = web.AppRunner(
         server.app,
         access_log=None,
@@ -406,11 +466,14 @@ def run_server(
     config: ServerConfig | None = None,
     *,
     on_ready: Callable[[RunningServer], None] | None = None,
+    witness: Callable[[], WitnessService] | None = None,
 ) -> None:
-    """Run a server until interrupted (Ctrl-C / SIGTERM); for ``raftchat serve``."""
+    """Run a server until interrupted (Ctrl-C / SIGTERM); for ``raftchat serve``.
+    ``witness`` makes the witness it hosts (in the server's event loop)."""
 
     async def serve() -> None:
-        running = await start_server(host, port, config)
+        hosted = witness() if witness is not None else None
+        running = await start_server(host, port, config, witness=hosted)
         if on_ready is not None:
             on_ready(running)
         stop = asyncio.Event()

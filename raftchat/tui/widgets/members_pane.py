@@ -16,7 +16,7 @@ from raftchat.tui.chat_lines import nick_color
 
 logger = logging.getLogger(__name__)
 
-ROLE_ORDER = {"leader": 0, "voter": 1, "learner": 2}
+ROLE_ORDER = {"leader": 0, "voter": 1, "learner": 2, "witness": 3}
 LINK_LABELS = {
     "self": ("self", "dim"),
     "connected": ("up", "green"),

@@ -17,6 +17,15 @@ from raftchat.node.api import StatusEvent
 logger = logging.getLogger(__name__)
 
 
+def cluster_summary(status: StatusEvent) -> str:
+    """``2 voters + witness, 1 learner``: the witness votes but is no member's node."""
+    members = len(status.voters) - (1 if status.witness else 0)
+    text = f"{members} voters"
+    if status.witness:
+        text += " + witness"
+    return f"{text}, {len(status.learners)} learners"
+
+
 def _row(table: Table, label: str, value: object) -> None:
     table.add_row(Text(label, style="dim"), Text(sanitize_text(str(value))))
 
@@ -37,7 +46,7 @@ def status_table(status: StatusEvent, leader_nick: str | None = None) -> Table:
     else:
         leader = status.leader
     _row(table, "leader", leader)
-    _row(table, "cluster", f"{len(status.voters)} voters, {len(status.learners)} learners")
+    _row(table, "cluster", cluster_summary(status))
     _row(table, "log length", status.last_index)
     _row(table, "commit", status.commit_index)
     _row(table, "applied", status.applied_index)
