@@ -111,3 +111,25 @@ async def test_the_witness_keeps_positions_never_messages(
     assert secret.encode() not in database
     assert witness.stats.messages_received > 0 and witness.stats.messages_sent > 0
     assert not witness.stats.dropped
+
+
+@pytest.mark.parametrize("back", ["leader", "follower"])
+async def test_both_killed_and_one_back_carries_on_with_the_witness(
+    cluster: Cluster, witness: WitnessHost, back: str
+) -> None:
+    nodes = await pair_with_witness(cluster, witness)
+    await say_and_see(nodes[0], nodes[1:], "before")
+    leader = await cluster.leader()
+    returning = leader if back == "leader" else next(n for n in nodes if n is not leader)
+    gone = next(n for n in nodes if n is not returning)
+    for node in nodes:
+        node.kill()
+    await returning.restart()
+
+    # The witness never holds entries the follower lacks, so either one wins its vote.
+    await returning.wait_for(NodeProcess.is_leader, 30, "leading with the witness's vote")
+    await say_and_see(returning, [], "after")
+    await returning.wait_for(
+        lambda n: gone.node_id not in n.voters(), MEMBER_TIMEOUT_S + 30, "the absent one removed"
+    )
+    assert returning.texts() == ["before", "after"]
