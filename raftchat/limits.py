@@ -32,6 +32,10 @@ MAX_MESSAGE_CHARS = 4_000
 """Longest chat message text, in characters (code points)."""
 
 MAX_CHANNEL_NAME_CHARS = 64
+
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
+"""Largest snapshot a node takes in (and makes: it keeps its log instead of a bigger
+one). The default history window of 10,000 messages of the longest kind is ~160 MiB."""
 """Longest channel name."""
 
 CHANNEL_NAME_PATTERN = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{MAX_CHANNEL_NAME_CHARS - 1}}}")

@@ -40,6 +40,7 @@ import secrets
 import sqlite3
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -195,6 +196,22 @@ def validate_channel_name(channel: str) -> str:
 def default_data_root() -> Path:
     """Where nodes keep their state unless told otherwise (e.g. ~/.local/share/raftchat)."""
     return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def set_aside_damaged(directory: Path, now: float | None = None) -> Path:
+    """Move a channel's database (and its WAL files) aside as ``*.damaged-<time>``, so
+    the node can start over as a new member; returns the new name of the database.
+
+    Starting over is safe where repairing is not: a node that kept its id but lost part
+    of its log could vote for a candidate missing committed entries. A new database
+    brings a new node id; the old one is removed from the channel as unreachable."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    target = directory / f"{DB_FILENAME}.damaged-{stamp}"
+    for suffix in ("", "-wal", "-shm"):
+        path = directory / (DB_FILENAME + suffix)
+        if path.exists():
+            path.rename(directory / f"{DB_FILENAME}.damaged-{stamp}{suffix}")
+    return target
 
 
 def channel_data_dir(channel: str, data_dir: str | os.PathLike[str] | None = None) -> Path:

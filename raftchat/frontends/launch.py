@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from raftchat.chat import ChatSnapshotError
 from raftchat.limits import MAX_NICK_CHARS
 from raftchat.net.ice import loopback_address_of
 from raftchat.net.signaling.client import SignalingError, server_is_up
@@ -34,7 +35,13 @@ from raftchat.settings import (
     load_settings,
     resolve_passphrase,
 )
-from raftchat.storage import Storage, StorageError
+from raftchat.storage import (
+    Storage,
+    StorageCorruptError,
+    StorageError,
+    channel_data_dir,
+    set_aside_damaged,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +163,43 @@ def default_nick() -> str:
     return ""
 
 
-def open_storage(channel: str, settings: Settings) -> Storage:
-    try:
-        return Storage.open_channel(channel, settings.data_dir)
-    except StorageError as error:
-        raise LaunchError(str(error)) from None
+def start_over(storage_dir: Path, problem: str) -> str:
+    """Set a damaged database aside; the sentence that tells the user what happened."""
+    moved = set_aside_damaged(storage_dir)
+    message = (
+        f"the stored state of this channel was damaged ({problem}); it was moved to {moved}"
+        " and this node starts over as a new member: the channel's history comes back"
+        " from the other members"
+    )
+    logger.error("%s", message)
+    return message
+
+
+def open_node(channel: str, settings: Settings, passphrase: str | None) -> Node:
+    """The node of ``channel``, starting over (and saying so) if its stored state is
+    damaged, rather than refusing to start until someone deletes the data dir."""
+    problems: list[str] = []
+    for _ in range(2):
+        try:
+            storage = Storage.open_channel(channel, settings.data_dir)
+        except StorageCorruptError as error:
+            problems.append(start_over(channel_data_dir(channel, settings.data_dir), str(error)))
+            continue
+        except StorageError as error:
+            raise LaunchError(str(error)) from None
+        try:
+            return Node(
+                storage,
+                settings,
+                nick=settings.nick or default_nick() or None,
+                passphrase=passphrase,
+                startup_problems=problems,
+            )
+        except ChatSnapshotError as error:
+            directory = storage.directory
+            storage.close()
+            problems.append(start_over(directory, f"its chat snapshot is invalid: {error}"))
+    raise LaunchError(f"cannot start a node for {channel}: {'; '.join(problems)}")
 
 
 async def ensure_server(settings: Settings, explicit: bool) -> RunningServer | None:
@@ -193,22 +232,19 @@ async def start_node(options: JoinOptions) -> tuple[Node, RunningServer | None]:
     settings = resolve_settings(options)
     passphrase = resolve_channel_passphrase(options, settings)
     server = await ensure_server(settings, explicit=options.server_url is not None)
-    storage = open_storage(channel, settings)
     node: Node | None = None
     try:
-        node = Node(
-            storage, settings, nick=settings.nick or default_nick() or None, passphrase=passphrase
-        )
+        node = open_node(channel, settings, passphrase)
         await node.start()
     except SignalingError as error:
-        storage.close()
+        if node is not None:
+            await node.stop()
         if server is not None:
             await server.close()
         raise LaunchError(str(error)) from None
     except BaseException:
         if node is not None:
             await node.stop()
-        storage.close()
         if server is not None:
             await server.close()
         raise

@@ -19,8 +19,14 @@ many entries apart, so a small ``compaction_threshold`` cannot pile up snapshots
 class CompactionSchedule:
     """Snapshots (index, chat state) waiting for ``catchup_entries`` more entries."""
 
-    def __init__(self, compaction_threshold: int, catchup_entries: int) -> None:
+    def __init__(
+        self, compaction_threshold: int, catchup_entries: int, max_snapshot_bytes: int
+    ) -> None:
         self.catchup_entries = catchup_entries
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self.skipped_at = 0
+        """Where the last snapshot too big to send was taken (and dropped): the log is
+        kept instead, and the next try waits another ``spacing`` entries."""
         self.spacing = max(compaction_threshold, catchup_entries // MAX_PENDING_SNAPSHOTS)
         self.candidates: deque[tuple[int, bytes]] = deque()
         """Oldest first."""
@@ -28,10 +34,16 @@ class CompactionSchedule:
     def wants_snapshot(self, applied: int, log_snapshot_index: int) -> bool:
         """Whether to take a snapshot of the state at ``applied`` now."""
         newest = self.candidates[-1][0] if self.candidates else log_snapshot_index
-        return applied - newest >= self.spacing
+        return applied - max(newest, self.skipped_at) >= self.spacing
 
-    def add(self, index: int, state: bytes) -> None:
+    def add(self, index: int, state: bytes) -> bool:
+        """Keep ``state`` for compacting to; False if it is larger than any member would
+        take in (then no snapshot replaces the log, and members catch up from entries)."""
+        if len(state) > self.max_snapshot_bytes:
+            self.skipped_at = index
+            return False
         self.candidates.append((index, state))
+        return True
 
     def due(self, applied: int, log_snapshot_index: int) -> tuple[int, bytes] | None:
         """The newest snapshot old enough to compact the log to, if any."""

@@ -68,11 +68,20 @@ class Subscribers:
         self._queues: list[asyncio.Queue[Event]] = []
         self._last_status: StatusEvent | None = None
         self._last_members: tuple[MemberInfo, ...] | None = None
+        self._sticky: list[Event] = []
 
     def subscribe(self) -> asyncio.Queue[Event]:
+        """A new queue; it starts with the sticky events (what went wrong at start)."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
+        for event in self._sticky:
+            queue.put_nowait(event)
         self._queues.append(queue)
         return queue
+
+    def publish_sticky(self, event: Event) -> None:
+        """``event`` now, and to every front end that subscribes later."""
+        self._sticky.append(event)
+        self.publish(event)
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         with contextlib.suppress(ValueError):

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raftchat import chat
+from raftchat.limits import MAX_SNAPSHOT_BYTES
 from raftchat.net import LinkInfo, LinkState, Mesh, MeshConfig, SignalingClient
 from raftchat.net.signaling.protocol import WitnessRelay
 from raftchat.node.api import (
@@ -72,6 +73,7 @@ from raftchat.raft import (
     Role,
     RoleChanged,
     Snapshot,
+    SnapshotRefused,
     TimeoutNow,
     TransferAborted,
     codec,
@@ -149,7 +151,10 @@ class Node:
         tuning: RuntimeTuning | None = None,
         rng: random.Random | None = None,
         passphrase: str | None = None,
+        startup_problems: Sequence[str] = (),
     ) -> None:
+        """``startup_problems``: what went wrong while opening (the damaged state that was
+        set aside); every front end is told, even one that subscribes later."""
         self.settings = settings
         self.tuning = tuning = tuning or RuntimeTuning()
         self._passphrase = passphrase
@@ -159,6 +164,8 @@ class Node:
         nick = validate_nick(nick or settings.nick or f"user-{storage.node_id[:4]}")
         self.view = NodeView(storage.node_id, nick, channel=storage.channel)
         self.subscribers = Subscribers()
+        for problem in startup_problems:
+            self.subscribers.publish_sticky(ErrorEvent(problem))
         self.membership = MembershipTracker(
             storage.node_id,
             MembershipPolicy(
@@ -170,7 +177,7 @@ class Node:
         )
         self.ticker = LazyTicker(lambda: self.core, settings.tick_ms, self._schedule_drain)
         self.compaction = CompactionSchedule(
-            settings.compaction_threshold, settings.catchup_entries
+            settings.compaction_threshold, settings.catchup_entries, MAX_SNAPSHOT_BYTES
         )
         self._auth_errors: dict[str, str] = {}
         self._links: dict[str, LinkInfo] = {}
@@ -210,6 +217,7 @@ class Node:
             self._raft_settings(self._election_timeout_ms),
             PersistentState(persisted.hard_state, snapshot, persisted.entries, applied),
             self._rng,
+            snapshot_check=self._chat_snapshot_problem,
         )
         if snapshot is not None:
             configuration = snapshot.meta.configuration
@@ -708,6 +716,15 @@ class Node:
         if settled.leave_applied:
             self._leave_committed.set()
 
+    def _chat_snapshot_problem(self, data: bytes) -> str | None:
+        """Why a received snapshot is no chat state (None: it is one); checked before the
+        core hands it over, so nothing invalid is stored."""
+        try:
+            chat.ChatState.restore(data, history_limit=self.settings.history_window)
+        except chat.ChatSnapshotError as error:
+            return str(error)
+        return None
+
     def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
         if snapshot is None or not snapshot.data:
             return chat.ChatState(history_limit=self.settings.history_window)
@@ -717,7 +734,14 @@ class Node:
         applied = self.chat.last_applied_index
         log = self.core.log
         if self.compaction.wants_snapshot(applied, log.snapshot_index):
-            self.compaction.add(applied, self.chat.snapshot())
+            state = self.chat.snapshot()
+            if not self.compaction.add(applied, state):
+                logger.error(
+                    "the chat state is %d bytes, over the %d-byte snapshot limit: the log is"
+                    " not compacted (lower history_window)",
+                    len(state),
+                    MAX_SNAPSHOT_BYTES,
+                )
         target = self.compaction.due(applied, log.snapshot_index)
         if target is not None:
             self.core.compact(*target)
@@ -821,6 +845,9 @@ class Node:
                 self._publish_status()
             case TransferAborted(target=target, reason=reason):
                 logger.info("leadership transfer to %s aborted: %s", target, reason)
+            case SnapshotRefused(sender=sender, index=index, reason=reason):
+                logger.warning("refused a snapshot (to %d) from %s: %s", index, sender, reason)
+                self._publish(ErrorEvent(f"refused a snapshot from {sender}: {reason}"))
 
     # --- membership -----------------------------------------------------------------
 
@@ -1057,6 +1084,7 @@ class Node:
         settings = self.settings
         return RaftSettings(
             node_id=self._storage.node_id,
+            max_snapshot_bytes=MAX_SNAPSHOT_BYTES,
             election_timeout_ticks=settings.ms_to_ticks(election_timeout_ms),
             heartbeat_ticks=settings.ms_to_ticks(settings.heartbeat_ms),
             request_timeout_ticks=settings.ms_to_ticks(round(self.tuning.retry_after_s * 1000)),

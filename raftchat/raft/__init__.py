@@ -48,6 +48,7 @@ from .ready import (
     RequestStatus,
     Role,
     RoleChanged,
+    SnapshotRefused,
     Status,
     TransferAborted,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "RoleChanged",
     "Snapshot",
     "SnapshotMeta",
+    "SnapshotRefused",
     "Status",
     "TimeoutNow",
     "TransferAborted",

@@ -79,6 +79,7 @@ from .ready import (
     RequestStatus,
     Role,
     RoleChanged,
+    SnapshotRefused,
     Status,
     TransferAborted,
 )
@@ -123,6 +124,7 @@ class RaftCore:
         "_ready_pending",
         "_requests",
         "_rng",
+        "_snapshot_check",
         "_storage_last_index",
         "_ticks",
         "_transfer_target",
@@ -141,8 +143,12 @@ class RaftCore:
         settings: RaftSettings,
         state: PersistentState | None = None,
         rng: random.Random | None = None,
+        snapshot_check: Callable[[bytes], str | None] | None = None,
     ) -> None:
         self.settings = settings
+        self._snapshot_check = snapshot_check
+        """The state machine's verdict on a received snapshot's data (None: fine); it runs
+        before the snapshot reaches a Ready, so nothing invalid is ever stored."""
         """May be replaced between inputs (e.g. to adapt the election timeout)."""
         self.id = settings.node_id
         self._rng = rng if rng is not None else random.Random(settings.node_id)
@@ -484,6 +490,7 @@ class RaftCore:
             elections_started=counters.elections_started,
             snapshots_sent=counters.snapshots_sent,
             snapshots_installed=counters.snapshots_installed,
+            snapshots_refused=counters.snapshots_refused,
             progress=progress if self.role is Role.LEADER else (),
         )
 
@@ -1243,6 +1250,12 @@ class RaftCore:
             self._send(m.sender, InstallSnapshotResponse(self.id, self.term, index, 0, True))
             return
         incoming = self._incoming_snapshot
+        held_bytes = m.offset if incoming is not None and m.offset else 0
+        if held_bytes + len(m.data) > self.settings.max_snapshot_bytes:
+            self._refuse_snapshot(
+                m, f"larger than {self.settings.max_snapshot_bytes} bytes, the limit"
+            )
+            return
         if m.offset == 0:
             incoming = (index, m.last_included_term, bytearray(m.data))
         elif (
@@ -1268,6 +1281,10 @@ class RaftCore:
         if log.matches(index, m.last_included_term):
             log.commit_to(index)
         else:
+            problem = self._snapshot_check(bytes(incoming[2])) if self._snapshot_check else None
+            if problem is not None:
+                self._refuse_snapshot(m, problem)
+                return
             snapshot = Snapshot(
                 SnapshotMeta(index, m.last_included_term, m.configuration), bytes(incoming[2])
             )
@@ -1280,6 +1297,16 @@ class RaftCore:
             self._emitted_through = index
             self._requests.resolve_unknown(index, self._outcomes)
         self._send(m.sender, InstallSnapshotResponse(self.id, self.term, index, size, True))
+
+    def _refuse_snapshot(self, m: InstallSnapshot, reason: str) -> None:
+        """Drop what was received of ``m``'s snapshot; tell the sender to start over."""
+        self._incoming_snapshot = None
+        self._counters.snapshots_refused += 1
+        self._events.append(SnapshotRefused(m.sender, m.last_included_index, reason))
+        self._send(
+            m.sender,
+            InstallSnapshotResponse(self.id, self.term, m.last_included_index, 0, False),
+        )
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
         progress = self._progress.get(m.sender)

@@ -16,3 +16,5 @@ class Counters:
     elections_started: int = 0
     snapshots_sent: int = 0
     snapshots_installed: int = 0
+    snapshots_refused: int = 0
+    """Incoming snapshots dropped: over the size limit, or refused by the snapshot check."""

@@ -142,7 +142,16 @@ class TransferAborted:
     reason: str
 
 
-Event = LeaderChanged | RoleChanged | ConfigurationChanged | TransferAborted
+@dataclass(frozen=True, slots=True)
+class SnapshotRefused:
+    """A snapshot from ``sender`` was dropped before anything of it was stored."""
+
+    sender: NodeId
+    index: int
+    reason: str
+
+
+Event = LeaderChanged | RoleChanged | ConfigurationChanged | TransferAborted | SnapshotRefused
 
 
 @dataclass(slots=True)
@@ -199,5 +208,6 @@ class Status:
     elections_started: int
     snapshots_sent: int
     snapshots_installed: int
+    snapshots_refused: int = 0
     progress: tuple[PeerProgress, ...] = ()
     """Leader only: one per other member."""

@@ -39,6 +39,9 @@ class RaftSettings:
     followers that heard from a leader recently refuse to vote (leader lease)."""
     max_proposal_bytes: int = 1024 * 1024
     """Largest accepted proposal payload."""
+    max_snapshot_bytes: int = 256 * 1024 * 1024
+    """Largest snapshot a follower takes in: chunks beyond it are refused and the partial
+    snapshot dropped, so no sender can make a node buffer without bound."""
     max_uncommitted_entries: int = 100_000
     """A leader refuses proposals while this many of its entries are not yet committed."""
     max_committed_per_ready: int = 8192
@@ -58,6 +61,7 @@ class RaftSettings:
             "max_inflight",
             "snapshot_chunk_bytes",
             "max_proposal_bytes",
+            "max_snapshot_bytes",
             "max_uncommitted_entries",
             "max_committed_per_ready",
         )
