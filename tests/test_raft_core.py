@@ -31,8 +31,10 @@ from raftchat.raft.log import ENTRY_OVERHEAD_BYTES
 from raftchat.raft.sim import MemoryStorage, client_command
 
 
-def two_voter_state(node_id: str) -> PersistentState:
-    config = Configuration(frozenset({"a", "b"}))
+def two_voter_state(
+    node_id: str, voters: frozenset[str] = frozenset({"a", "b"})
+) -> PersistentState:
+    config = Configuration(voters)
     entry = Entry(1, 1, EntryKind.CONFIG, encode_configuration(config))
     return PersistentState(HardState(term=1), None, [entry])
 
@@ -74,7 +76,8 @@ def test_ticks_until_due_names_the_first_tick_that_acts():
 
 
 def test_prevote_does_not_change_the_term_and_vote_is_persisted_with_its_grant():
-    core = RaftCore(make_settings("b"), two_voter_state("b"), random.Random(1))
+    state = two_voter_state("b", frozenset({"a", "b", "c"}))
+    core = RaftCore(make_settings("b"), state, random.Random(1))
     core.step(RequestVote("a", 2, 1, 1, pre_vote=True))
     ready = core.ready()
     assert core.term == 1 and ready.hard_state is None

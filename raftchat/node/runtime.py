@@ -60,6 +60,7 @@ from raftchat.raft import (
     ConfigurationChanged,
     Entry,
     EntryKind,
+    ForwardProposal,
     LeaderChanged,
     Message,
     PersistentState,
@@ -405,9 +406,12 @@ class Node:
             self._malformed[peer] = self._malformed.get(peer, 0) + 1
             logger.debug("dropped malformed frame from %s: %s", peer, error)
             return
-        if message.sender != peer:
+        if message.sender != peer or (
+            type(message) is ForwardProposal and message.client_id != peer
+        ):
+            # A proposal names its author: only the author may hand it to the leader.
             self._spoofed[peer] = self._spoofed.get(peer, 0) + 1
-            logger.warning("dropped message from %s claiming to be %s", peer, message.sender)
+            logger.warning("dropped a message from %s in another node's name", peer)
             return
         self.membership.heard_from(peer, time.monotonic())
         if type(message) is ClusterHello:

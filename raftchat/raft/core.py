@@ -29,6 +29,7 @@ import random
 from collections.abc import Callable
 
 from . import quorum
+from .admission import STRANDED_ELECTION_TIMEOUTS, refusal
 from .codec import encode_configuration
 from .configuration import (
     ConfigurationChangeError,
@@ -127,6 +128,7 @@ class RaftCore:
         "_snapshot_check",
         "_storage_last_index",
         "_ticks",
+        "_ticks_without_leader",
         "_transfer_target",
         "_votes",
         "id",
@@ -146,6 +148,9 @@ class RaftCore:
         snapshot_check: Callable[[bytes], str | None] | None = None,
     ) -> None:
         self.settings = settings
+        self._ticks_without_leader = 0
+        """Ticks since a leader last reached this node (a stranded one takes a leader its
+        configuration does not list: :mod:`.admission`)."""
         self._snapshot_check = snapshot_check
         """The state machine's verdict on a received snapshot's data (None: fine); it runs
         before the snapshot reaches a Ready, so nothing invalid is ever stored."""
@@ -238,6 +243,8 @@ class RaftCore:
     def tick(self) -> None:
         """Advance the logical clock by one tick."""
         self._ticks += 1
+        leading = self.role is Role.LEADER
+        self._ticks_without_leader = 0 if leading else self._ticks_without_leader + 1
         if self._requests.has_deadlines:
             self._requests.expire(self._ticks, self._outcomes, self._read_states)
         if self.role is Role.LEADER:
@@ -275,6 +282,21 @@ class RaftCore:
         term = getattr(message, "term", None)
         if not sender or sender == self.id or not isinstance(term, int):
             return
+        problem = refusal(
+            message,
+            self_id=self.id,
+            term=self.term,
+            leader=self.leader,
+            configuration=self._configurations.current,
+            stranded=self._ticks_without_leader
+            >= STRANDED_ELECTION_TIMEOUTS * self.settings.election_timeout_ticks,
+        )
+        if problem is not None:
+            self._counters.messages_refused += 1
+            logger.debug("%s: refusing %s from %s: %s", self.id, name, sender, problem)
+            return
+        if isinstance(message, AppendEntries | InstallSnapshot) and term >= self.term:
+            self._ticks_without_leader = 0
         try:
             self._step(message)
         except LogError as error:
@@ -491,6 +513,7 @@ class RaftCore:
             snapshots_sent=counters.snapshots_sent,
             snapshots_installed=counters.snapshots_installed,
             snapshots_refused=counters.snapshots_refused,
+            messages_refused=counters.messages_refused,
             progress=progress if self.role is Role.LEADER else (),
         )
 

@@ -17,4 +17,6 @@ class Counters:
     snapshots_sent: int = 0
     snapshots_installed: int = 0
     snapshots_refused: int = 0
+    messages_refused: int = 0
+    """Messages dropped because the sender's role does not allow them (:mod:`.admission`)."""
     """Incoming snapshots dropped: over the size limit, or refused by the snapshot check."""

@@ -209,5 +209,6 @@ class Status:
     snapshots_sent: int
     snapshots_installed: int
     snapshots_refused: int = 0
+    messages_refused: int = 0
     progress: tuple[PeerProgress, ...] = ()
     """Leader only: one per other member."""
