@@ -426,7 +426,12 @@ class Node:
     def _say_hello(self, peer: str, info: LinkInfo) -> None:
         """Tell ``peer`` this node's cluster: first on every new connection, before any
         Raft message (urgent, so nothing queued overtakes it)."""
-        if info.state != LinkState.OPEN or self._hellos_sent.get(peer) == info.connects:
+        if info.state != LinkState.OPEN:
+            # The next connection needs a hello, even on a new link whose count of
+            # connections starts over (the mesh drops the link of a peer that left).
+            self._hellos_sent.pop(peer, None)
+            return
+        if self._hellos_sent.get(peer) == info.connects:
             return
         mesh = self._mesh
         if mesh is not None and mesh.send(
