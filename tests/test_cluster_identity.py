@@ -249,8 +249,8 @@ def test_a_peer_that_comes_back_on_a_new_link_hears_the_hello_again(node: Node) 
     node._mesh = mesh  # type: ignore[assignment]
     node._on_link_change("bob", link_info("bob", LinkState.OPEN, 1))
     node._on_link_change("bob", link_info("bob", LinkState.OPEN, 1))  # counters only
-    assert mesh.kinds() == [ClusterHello]
+    assert mesh.kinds().count(ClusterHello) == 1
     node._on_link_change("bob", link_info("bob", LinkState.CLOSED, 1))
     node._on_link_change("bob", link_info("bob", LinkState.CONNECTING, 0))
     node._on_link_change("bob", link_info("bob", LinkState.OPEN, 1))
-    assert mesh.kinds() == [ClusterHello, ClusterHello]
+    assert mesh.kinds().count(ClusterHello) == 2

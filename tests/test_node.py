@@ -143,11 +143,11 @@ async def test_nick_change_is_applied_and_no_longer_pending(node: Node) -> None:
 
 
 def test_leave_request_marks_the_leave_committed(node: Node) -> None:
-    node._propose_command(chat.Leave(), "leave")
+    node._propose_command(chat.Leave(node.incarnation), "leave")
     (serial,) = node.proposals.pending
     node._apply(committed(node, 1, serial))
     assert node._leave_committed.is_set()
-    assert node.node_id in node.membership.departing
+    assert node.node_id in node.membership.leave_requests
 
 
 def test_status_reports_the_effective_election_timeout(node: Node) -> None:
