@@ -15,6 +15,7 @@ from support.ports import free_port
 from raftchat import cli
 from raftchat.frontends import logs
 from raftchat.net.signaling.server import RunningServer
+from raftchat.storage import Storage
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,6 +73,20 @@ async def test_second_node_on_a_locked_data_dir_is_refused(
         assert first.running, "the node holding the data dir is untouched"
     finally:
         await first.stop()
+
+
+async def test_damaged_data_dir_is_an_error_not_a_crash(
+    tmp_path: Path, server: RunningServer
+) -> None:
+    data = tmp_path / "data"
+    with Storage.open_channel("lobby", data) as storage:
+        storage._conn.execute("INSERT INTO meta (key, value) VALUES ('incarnation', 'x')")
+    code, out, err = await join(
+        "lobby", "--server", server.url, "--headless", "--data-dir", str(data)
+    )
+    assert code != 0 and out == ""
+    assert "raftchat join:" in err and "incarnation is malformed" in err
+    assert "Traceback" not in err
 
 
 async def test_join_starts_an_embedded_server_when_none_runs_locally(tmp_path: Path) -> None:

@@ -202,6 +202,13 @@ async def start_node(options: JoinOptions) -> tuple[Node, RunningServer | None]:
         if server is not None:
             await server.close()
         raise LaunchError(str(error)) from None
+    except StorageError as error:
+        if node is not None:
+            await node.stop()
+        storage.close()
+        if server is not None:
+            await server.close()
+        raise LaunchError(str(error)) from None  # e.g. damage found while loading
     except BaseException:
         if node is not None:
             await node.stop()
