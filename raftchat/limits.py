@@ -1,5 +1,5 @@
 """Every naming and size rule of raftchat, defined once: nicks, chat text, channel names, node ids,
-and how strong a channel passphrase must be.
+incarnations, and how strong a channel passphrase must be.
 
 Each rule is a constant (or a few) and a ``*_problem(value)`` function that returns why a
 value breaks the rule, or None if it is fine. The chat state machine applies these rules to
@@ -122,6 +122,20 @@ def node_id_problem(node_id: object, what: str = "node id") -> str | None:
         return f"{what} longer than {MAX_NODE_ID_CHARS} characters"
     if not NODE_ID_PATTERN.fullmatch(node_id):
         return f"{what} must use only the characters A-Z, a-z, 0-9, '_' and '-'"
+    return None
+
+
+MAX_INCARNATION = 2**63 - 1
+"""Largest incarnation (a signed 64-bit integer, like every integer on the wire)."""
+
+
+def incarnation_problem(incarnation: object) -> str | None:
+    """Why ``incarnation`` is not a node's incarnation (which run of a member on its data
+    dir a frame or a leave request comes from; :mod:`raftchat.node.incarnation`), or None.
+
+    An incarnation is a positive integer of at most :data:`MAX_INCARNATION`."""
+    if type(incarnation) is not int or not 1 <= incarnation <= MAX_INCARNATION:
+        return f"incarnation must be a positive 64-bit integer, got {incarnation!r}"
     return None
 
 

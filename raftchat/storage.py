@@ -17,6 +17,8 @@ The meta table also names the cluster the log belongs to (see
 cluster that lost to another into it, the merge queue: the committed messages still to
 be proposed there. Starting a merge replaces the Raft state by the queue in one
 transaction, so a crash leaves either the old cluster's log or the queue, never neither.
+It keeps the node's latest incarnation too (:meth:`Storage.begin_incarnation`), so every
+start of a node on the directory has a larger one.
 
 One directory per node per channel holds the database and a lock file. An exclusive
 ``flock`` on the lock file keeps a second process off the same directory (two processes
@@ -49,7 +51,7 @@ from typing import TypeVar
 
 import platformdirs
 
-from raftchat.limits import channel_name_problem, node_id_problem
+from raftchat.limits import MAX_INCARNATION, channel_name_problem, node_id_problem
 from raftchat.raft import (
     NO_NODE,
     ClusterIdentity,
@@ -398,6 +400,7 @@ CREATE TABLE merge_queue (
 
 _CLUSTER_KEYS = ("cluster_founded_ms", "cluster_id")
 _MERGE_SOURCE_KEYS = ("merge_source_founded_ms", "merge_source_id")
+_INCARNATION_KEY = "incarnation"
 
 
 def _merge_item_checksum(position: int, message_id: str, data: bytes) -> int:
@@ -533,6 +536,36 @@ class Storage:
     def cluster(self) -> ClusterIdentity | None:
         """The cluster this node's log belongs to; None before it founded or joined one."""
         return self._cluster
+
+    # -- incarnation ---------------------------------------------------------------------
+
+    def begin_incarnation(self, at_least: int) -> int:
+        """Start a new incarnation of this node (durably, one transaction) and return it:
+        larger than every earlier one of this data dir, and at least ``at_least``."""
+        with self._mutex:
+            self._check_open()
+
+            def bump() -> int:
+                row = self._conn.execute(
+                    "SELECT value FROM meta WHERE key = ?", (_INCARNATION_KEY,)
+                ).fetchone()
+                stored = row[0] if row else "0"
+                if (
+                    type(stored) is not str
+                    or not (stored.isascii() and stored.isdigit())
+                    or int(stored) > MAX_INCARNATION
+                ):
+                    raise self._corrupt("the stored incarnation is malformed")
+                incarnation = min(max(int(stored) + 1, at_least), MAX_INCARNATION)
+                self._transaction(
+                    lambda: self._conn.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (_INCARNATION_KEY, str(incarnation)),
+                    )
+                )
+                return incarnation
+
+            return self._run(bump)
 
     # -- cluster identity and merging ---------------------------------------------------
 

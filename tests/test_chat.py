@@ -125,6 +125,13 @@ def pack(*items: object) -> bytes:
         (pack(1, 9, "ada"), "unknown command tag"),
         (pack(1, 0, "ada", "hi", 1), "4 fields"),
         (pack(1, 1, "ada", "extra"), "1 field"),
+        (pack(2, 0, 2, 5, 6), "at most 1 field"),
+        (pack(2, 0, 2, 0), "incarnation"),
+        (pack(2, 0, 2, -5), "incarnation"),
+        (pack(2, 0, 2, True), "incarnation"),
+        (pack(2, 0, 2, "5"), "incarnation"),
+        (pack(2, 0, 2, 2**63), "incarnation"),
+        (pack(2, 0, 2, None), "incarnation"),
         (pack(1, 0, b"ada", "hi", 1, False), "nick must be text"),
         (pack(1, 0, "ada", "hi", True, False), "timestamp"),
         (pack(1, 0, "ada", "hi", 1, 0), "action"),
@@ -506,6 +513,35 @@ def test_apply_and_snapshot_are_deterministic(specs: list, data: st.DataObject) 
     assert resumed.nicks() == first.nicks()
     for client in CLIENTS:
         assert resumed.display_name(client) == first.display_name(client)
+
+
+def test_leave_request_names_the_incarnation_that_asks() -> None:
+    from raftchat.chat import Leave, LeaveRequested
+
+    leave = encode_command(Leave(1_796_538_847_446_513))
+    assert decode_command(leave) == (Leave(1_796_538_847_446_513), 0)
+    state = ChatState()
+    applied = state.apply(Entry(index=1, term=1, data=leave, client_id="node-a", serial=1))
+    assert applied == [LeaveRequested(1, "node-a", 1_796_538_847_446_513)]
+
+
+def test_leave_request_of_an_earlier_release_has_no_incarnation() -> None:
+    from raftchat.chat import Leave, LeaveRequested
+
+    for legacy in (pack(1, 2), pack(2, 0, 2)):
+        assert decode_command(legacy)[0] == Leave(None)
+    assert encode_command(Leave()) == pack(2, 0, 2), "written as earlier releases wrote it"
+    state = ChatState()
+    applied = state.apply(Entry(index=1, term=1, data=pack(1, 2), client_id="node-a", serial=1))
+    assert applied == [LeaveRequested(1, "node-a", None)]
+
+
+def test_leave_request_with_a_bad_incarnation_is_refused_before_the_log() -> None:
+    from raftchat.chat import Leave
+
+    for bad in (0, -1, 2**63, True):
+        with pytest.raises(InvalidCommandError, match="incarnation"):
+            encode_command(Leave(bad))
 
 
 def test_leave_request_round_trips_and_is_applied_once() -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from support.clusters import TEST_CLUSTER, introduce
+from support.links import FrameRecorder, link_info
 
+from raftchat.net import LinkState
 from raftchat.node import Node
 from raftchat.node.cluster import NODE_CODEC, ClusterGate, ClusterHello, hello, survivor
 from raftchat.raft import (
@@ -237,3 +239,18 @@ def test_blank_node_learns_its_cluster_from_the_leader_that_adds_it(
     assert node.cluster_gate.cluster == TEST_CLUSTER
     assert storage.cluster == TEST_CLUSTER
     assert node.core.log.last_index == 1
+
+
+def test_a_peer_that_comes_back_on_a_new_link_hears_the_hello_again(node: Node) -> None:
+    """The mesh drops the link of a peer that left and makes a new one when it comes
+    back, whose count of connections starts over: that connection needs the hello too,
+    or the peer drops this node's Raft traffic for good."""
+    mesh = FrameRecorder()
+    node._mesh = mesh  # type: ignore[assignment]
+    node._on_link_change("bob", link_info("bob", LinkState.OPEN, 1))
+    node._on_link_change("bob", link_info("bob", LinkState.OPEN, 1))  # counters only
+    assert mesh.kinds().count(ClusterHello) == 1
+    node._on_link_change("bob", link_info("bob", LinkState.CLOSED, 1))
+    node._on_link_change("bob", link_info("bob", LinkState.CONNECTING, 0))
+    node._on_link_change("bob", link_info("bob", LinkState.OPEN, 1))
+    assert mesh.kinds().count(ClusterHello) == 2

@@ -4,6 +4,7 @@ none runs, and logs that stay off the UI's terminal."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from support.ports import free_port
 from raftchat import cli
 from raftchat.frontends import logs
 from raftchat.net.signaling.server import RunningServer
+from raftchat.storage import Storage
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -72,6 +74,22 @@ async def test_second_node_on_a_locked_data_dir_is_refused(
         assert first.running, "the node holding the data dir is untouched"
     finally:
         await first.stop()
+
+
+async def test_a_damaged_data_dir_is_set_aside_and_the_node_starts_over(
+    tmp_path: Path, server: RunningServer
+) -> None:
+    data = tmp_path / "data"
+    with Storage.open_channel("lobby", data) as storage:
+        storage._conn.execute("INSERT INTO meta (key, value) VALUES ('incarnation', 'x')")
+    code, out, err = await join(
+        "lobby", "--server", server.url, "--headless", "--data-dir", str(data)
+    )
+    assert code == 0 and "Traceback" not in err
+    errors = [json.loads(line) for line in out.splitlines() if '"error"' in line]
+    assert errors and "incarnation is malformed" in errors[0]["message"]
+    assert "starts over as a new member" in errors[0]["message"]
+    assert list((data / "lobby").glob("raftchat.sqlite3.damaged-*"))
 
 
 async def test_join_starts_an_embedded_server_when_none_runs_locally(tmp_path: Path) -> None:

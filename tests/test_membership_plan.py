@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raftchat.node.membership_plan import Change, MembershipView, next_change
+from raftchat.node.membership_plan import Change, MembershipView, leave_is_current, next_change
 from raftchat.raft.messages import Configuration
 
 
@@ -66,12 +66,53 @@ def test_unreachable_peer_is_not_re_added() -> None:
 
 
 def test_departing_member_is_removed_and_not_promoted() -> None:
-    change = next_change(view({"a"}, {"b"}, caught_up=frozenset({"b"}), departing=frozenset({"b"})))
+    change = next_change(view({"a"}, {"b"}, caught_up=frozenset({"b"}), leave_requests={"b": 7}))
     assert change is not None and (change.kind, change.node_id) == ("remove", "b")
 
 
 def test_leader_never_removes_itself() -> None:
-    assert next_change(view({"a", "b"}, departing=frozenset({"a"}))) is None
+    assert next_change(view({"a", "b"}, leave_requests={"a": 7})) is None
+
+
+# --- leave requests and incarnations ---------------------------------------------------
+
+
+def test_a_leave_request_stands_unless_a_newer_incarnation_was_heard() -> None:
+    assert leave_is_current(5, None)
+    assert leave_is_current(5, 5)
+    assert leave_is_current(6, 5), "its hello may not have arrived yet"
+    assert not leave_is_current(5, 6)
+    assert leave_is_current(None, None), "an earlier release's request, nothing heard"
+    assert not leave_is_current(None, 6), "an incarnation heard since: a later run"
+
+
+def test_a_leave_of_an_earlier_incarnation_does_not_remove_the_member() -> None:
+    restarted = view({"a", "b"}, leave_requests={"b": 5}, incarnations={"b": 6})
+    assert next_change(restarted) is None
+
+
+def test_a_member_removed_before_it_restarted_is_added_again() -> None:
+    removed = view(
+        {"a"}, present=frozenset({"a", "b"}), leave_requests={"b": 5}, incarnations={"b": 6}
+    )
+    assert next_change(removed) == Change("add_learner", "b", "joined the channel")
+    still_quitting = view(
+        {"a"}, present=frozenset({"a", "b"}), leave_requests={"b": 5}, incarnations={"b": 5}
+    )
+    assert next_change(still_quitting) is None, "the run that asked to leave is not re-added"
+
+
+def test_a_leave_of_the_newest_incarnation_is_honoured() -> None:
+    for heard in ({"b": 5}, {"b": 4}, {}):
+        change = next_change(view({"a", "b"}, leave_requests={"b": 5}, incarnations=heard))
+        assert change == Change("remove", "b", "asked to leave"), heard
+
+
+def test_a_leave_of_unknown_incarnation_is_honoured_until_an_incarnation_is_heard() -> None:
+    legacy = view({"a", "b"}, leave_requests={"b": None})
+    assert next_change(legacy) == Change("remove", "b", "asked to leave")
+    upgraded = view({"a", "b"}, leave_requests={"b": None}, incarnations={"b": 3})
+    assert next_change(upgraded) is None
 
 
 def test_newcomer_waits_for_an_open_link() -> None:

@@ -143,11 +143,11 @@ async def test_nick_change_is_applied_and_no_longer_pending(node: Node) -> None:
 
 
 def test_leave_request_marks_the_leave_committed(node: Node) -> None:
-    node._propose_command(chat.Leave(), "leave")
+    node._propose_command(chat.Leave(node.incarnation), "leave")
     (serial,) = node.proposals.pending
     node._apply(committed(node, 1, serial))
     assert node._leave_committed.is_set()
-    assert node.node_id in node.membership.departing
+    assert node.node_id in node.membership.leave_requests
 
 
 def test_status_reports_the_effective_election_timeout(node: Node) -> None:
@@ -444,7 +444,9 @@ async def test_a_leader_puts_its_appends_on_the_wire_before_writing_them(
 
     monkeypatch.setattr(storage, "save", noting_save)
     try:
-        node.core.step(TimeoutNow("b", 1))
+        node.core.step(AppendEntries("b", 1, 1, 1, (), 1))  # b leads term 1...
+        node._drain()
+        node.core.step(TimeoutNow("b", 1))  # ...and hands over
         node._drain()
         node.core.step(RequestVoteResponse("b", 2, True))
         node._drain()

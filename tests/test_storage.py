@@ -109,6 +109,28 @@ def test_new_database_is_empty_with_a_stable_node_id(node_dir: Path) -> None:
     other.close()
 
 
+def test_every_incarnation_is_larger_than_the_last_and_kept_across_reopen(
+    storage: Storage,
+) -> None:
+    first = storage.begin_incarnation(at_least=1)
+    assert first == 1
+    assert storage.begin_incarnation(at_least=1) == 2
+    assert storage.begin_incarnation(at_least=1_000) == 1_000, "at least the clock"
+    assert storage.begin_incarnation(at_least=10) == 1_001, "a clock that stepped back"
+    storage = reopen(storage)
+    assert storage.begin_incarnation(at_least=1) == 1_002
+    storage.close()
+
+
+@pytest.mark.parametrize("stored", ["", "-3", "abc", "\u00b2", str(2**63), b"7"])
+def test_a_malformed_stored_incarnation_is_reported_as_damage(
+    storage: Storage, stored: str
+) -> None:
+    storage._conn.execute("INSERT INTO meta (key, value) VALUES ('incarnation', ?)", (stored,))
+    with pytest.raises(StorageCorruptError, match="incarnation"):
+        storage.begin_incarnation(at_least=1)
+
+
 def test_database_is_in_wal_mode_with_full_sync(storage: Storage) -> None:
     connection = sqlite3.connect(storage.path)
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -10,7 +10,8 @@ keep the client's commands in the order sent. The entry carries the rest of the 
 
 Version 1 (``[1, tag, *fields]``, no ``prev_serial``) is what earlier releases wrote; such
 entries stay in users' logs and still decode, with ``prev_serial`` 0, so they apply as
-they always did.
+they always did. Likewise a :class:`Leave` without the incarnation that asks (as earlier
+releases wrote it) decodes with ``incarnation`` None.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from raftchat.chat.rules import (
     text_problem,
     timestamp_problem,
 )
-from raftchat.limits import node_id_problem
+from raftchat.limits import incarnation_problem, node_id_problem
 from raftchat.raft.codec import packer
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,11 @@ class Leave:
     Replicated rather than sent to the leader directly, so whichever node leads
     when it commits (or later) sees the request and removes the member.
     """
+
+    incarnation: int | None = None
+    """The run of the member that asks (:mod:`raftchat.node.incarnation`): a request of
+    an earlier run never removes a later one. None: unknown, a request written by an
+    earlier release (encoded without the field, as those releases wrote it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +133,7 @@ def _check_command(command: Command, limits: ChatLimits) -> None:
     elif isinstance(command, NickChange):
         problem = nick_problem(command.nick, limits)
     elif isinstance(command, Leave):
-        problem = None
+        problem = None if command.incarnation is None else incarnation_problem(command.incarnation)
     elif isinstance(command, MergedMessage):
         problem = (
             node_id_problem(command.source, what="cluster id")
@@ -179,8 +185,10 @@ def encode_command(
         ]
     elif isinstance(command, MergeDone):
         fields = [_TAG_MERGE_DONE, command.source]
-    else:
+    elif command.incarnation is None:
         fields = [_TAG_LEAVE]
+    else:
+        fields = [_TAG_LEAVE, command.incarnation]
     return packer().pack([COMMAND_VERSION, prev_serial, *fields])
 
 
@@ -231,9 +239,12 @@ def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> tuple[Co
             raise InvalidCommandError(f"nick change needs 1 field, got {len(fields)}")
         command = NickChange(*fields)
     elif tag == _TAG_LEAVE and type(tag) is int:
-        if fields:
-            raise InvalidCommandError(f"leave request takes no fields, got {len(fields)}")
-        command = Leave()
+        if len(fields) > 1:
+            raise InvalidCommandError(f"leave request takes at most 1 field, got {len(fields)}")
+        problem = incarnation_problem(fields[0]) if fields else None
+        if problem:  # present, it must be one: no explicit nil
+            raise InvalidCommandError(problem)
+        command = Leave(*fields)
     elif tag == _TAG_MERGED and type(tag) is int:
         if len(fields) != 7:
             raise InvalidCommandError(f"merged message needs 7 fields, got {len(fields)}")

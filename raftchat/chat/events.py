@@ -99,6 +99,8 @@ class LeaveRequested:
 
     index: int
     client_id: str
+    incarnation: int | None = None
+    """The member's run that asked (None: unknown, a request of an earlier release)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,7 +151,7 @@ class ChatState:
             return [OutOfOrderDropped(entry.index, entry.client_id, entry.serial, last_serial)]
         if isinstance(command, Leave):
             self._record_serial(entry, nick=old_nick)
-            return [LeaveRequested(entry.index, entry.client_id)]
+            return [LeaveRequested(entry.index, entry.client_id, command.incarnation)]
         if isinstance(command, MergedMessage):
             self._record_serial(entry, nick=old_nick)
             return [self._apply_merged(entry, command)]

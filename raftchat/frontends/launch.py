@@ -195,10 +195,13 @@ def open_node(channel: str, settings: Settings, passphrase: str | None) -> Node:
                 passphrase=passphrase,
                 startup_problems=problems,
             )
-        except ChatSnapshotError as error:
+        except (ChatSnapshotError, StorageCorruptError) as error:  # found while loading
             directory = storage.directory
             storage.close()
-            problems.append(start_over(directory, f"its chat snapshot is invalid: {error}"))
+            problems.append(start_over(directory, str(error)))
+        except StorageError as error:
+            storage.close()
+            raise LaunchError(str(error)) from None
     raise LaunchError(f"cannot start a node for {channel}: {'; '.join(problems)}")
 
 

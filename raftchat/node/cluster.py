@@ -4,8 +4,9 @@ Two clusters can serve one channel: a newcomer finds nobody present (every membe
 away, or a restarted signaling server that has not heard from them yet) and founds
 one of its own. Raft must never mix their logs, so each node tells every peer its
 cluster in a :class:`ClusterHello`, the first frame on every new link (and again
-whenever its cluster changes), and :class:`ClusterGate` drops Raft messages from a
-peer of another cluster, counted and logged once per peer and cluster.
+whenever its cluster changes; its incarnation follows, see
+:mod:`raftchat.node.incarnation`), and :class:`ClusterGate` drops Raft messages from
+a peer of another cluster, counted and logged once per peer and cluster.
 
 When two clusters meet, :func:`survivor` says which one the channel keeps; the
 members of the other merge their history into it (:mod:`raftchat.node.merge`).
@@ -18,6 +19,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from raftchat.node.incarnation import IncarnationHello
 from raftchat.raft import (
     MESSAGE_TYPES,
     AppendEntries,
@@ -45,8 +47,9 @@ class ClusterHello:
         return ClusterIdentity(self.founded_ms, self.cluster_id) if self.cluster_id else None
 
 
-NODE_CODEC = Codec(message_types=(*MESSAGE_TYPES, ClusterHello))
-"""The codec of the node's links: Raft's messages plus the hello (tagged after them)."""
+NODE_CODEC = Codec(message_types=(*MESSAGE_TYPES, ClusterHello, IncarnationHello))
+"""The codec of the node's links: Raft's messages plus the two hellos (tagged after them,
+the incarnation's last, so the ``ClusterHello`` keeps the tag it always had)."""
 
 
 def hello(node_id: NodeId, cluster: ClusterIdentity | None) -> ClusterHello:

@@ -63,8 +63,11 @@ class MembershipTracker:
         self.present: frozenset[NodeId] = frozenset()
         """Peers the signaling server lists in the channel now."""
         self.ever_present: set[NodeId] = set()
-        self.departing: set[NodeId] = set()
-        """Members that asked to be removed and have not come back since."""
+        self.leave_requests: dict[NodeId, int | None] = {}
+        """Members that asked to be removed and have not come back since, each with the
+        incarnation that asked (see :func:`~raftchat.node.membership_plan.leave_is_current`)."""
+        self.incarnations: dict[NodeId, int] = {}
+        """The newest incarnation each peer said it runs (:mod:`raftchat.node.incarnation`)."""
         self.last_heard: dict[NodeId, float] = {}
         """When a frame last came from each peer (member or not)."""
         self.absent_since: dict[NodeId, float] = {}
@@ -121,7 +124,8 @@ class MembershipTracker:
         returned = appeared & self.ever_present
         self.ever_present |= appeared
         # A node that asked to leave and comes back later is a newcomer again.
-        self.departing -= appeared
+        for peer in appeared:
+            self.leave_requests.pop(peer, None)
         self.present = peers
         for peer in peers:
             self.absent_since.pop(peer, None)
@@ -129,8 +133,23 @@ class MembershipTracker:
             self.absent_since.setdefault(member, now)
         return frozenset(returned)
 
-    def leave_requested(self, member: NodeId) -> None:
-        self.departing.add(member)
+    def heard_incarnation(self, peer: NodeId, incarnation: int) -> None:
+        """``peer`` said it runs ``incarnation`` (a valid one): its newest is kept, so a
+        frame of an earlier run arriving late changes nothing."""
+        if incarnation > self.incarnations.get(peer, 0):
+            self.incarnations[peer] = incarnation
+
+    def leave_requested(self, member: NodeId, incarnation: int | None) -> None:
+        """A leave request of ``member`` was applied. One of unknown incarnation (an
+        earlier release's) counts as made by the newest incarnation heard from it now."""
+        if incarnation is None:
+            incarnation = self.incarnations.get(member)
+        self.leave_requests[member] = incarnation
+
+    def member_joined(self, member: NodeId) -> None:
+        """``member`` was added to the configuration: a leave request applied before is
+        settled (it left and came back), however the leader learned it came back."""
+        self.leave_requests.pop(member, None)
 
     def became_leader(self, members: frozenset[NodeId], now: float) -> None:
         """Followers need not have heard from each other (learners talk only to the
@@ -204,7 +223,8 @@ class MembershipTracker:
             configuration=configuration,
             present=frozenset(present),
             signaling_connected=signaling_connected,
-            departing=frozenset(self.departing),
+            leave_requests=dict(self.leave_requests),
+            incarnations=dict(self.incarnations),
             unreachable=frozenset(unreachable),
             caught_up=frozenset(caught_up),
             max_voters=self.policy.max_voters,

@@ -10,7 +10,8 @@ policy here is pure and conservative:
   cluster smaller than it has to be;
 - newcomers join as learners and are promoted once caught up, while voters
   are fewer than ``max_voters``; the rest stay learners;
-- a member is removed when it asked to leave, when presence says it is gone
+- a member is removed when it asked to leave (unless that run of it is over: see
+  :func:`leave_is_current`), when presence says it is gone
   (only while the signaling connection is up: an outage is not a departure),
   or when nothing was heard from it for ``member_timeout`` (the paper's open
   question of removing unresponsive nodes without the server's help);
@@ -24,6 +25,7 @@ policy here is pure and conservative:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,8 +43,11 @@ class MembershipView:
     present: frozenset[NodeId]
     """Peers the signaling server reports in the channel (the leader itself need not be in)."""
     signaling_connected: bool
-    departing: frozenset[NodeId] = field(default_factory=frozenset)
-    """Members that asked to be removed."""
+    leave_requests: Mapping[NodeId, int | None] = field(default_factory=dict)
+    """Members that asked to be removed, each with the incarnation that asked (None:
+    unknown). Only requests :func:`leave_is_current` says still stand count."""
+    incarnations: Mapping[NodeId, int] = field(default_factory=dict)
+    """The newest incarnation heard from each peer (none: the peer never said)."""
     unreachable: frozenset[NodeId] = field(default_factory=frozenset)
     """Members not heard from for longer than the member timeout."""
     caught_up: frozenset[NodeId] = field(default_factory=frozenset)
@@ -63,6 +68,32 @@ class Change:
     reason: str
 
 
+def leave_is_current(requested: int | None, newest_heard: int | None) -> bool:
+    """Whether a leave request made by incarnation ``requested`` of a member still stands,
+    when ``newest_heard`` is the newest incarnation heard from that member (None: none).
+
+    A member that quit and started again on its data dir at once has a newer incarnation
+    (:mod:`raftchat.node.incarnation`); its old request, committed late or applied again
+    after a restart of the leader, must not remove the new run. So a request stands unless
+    a newer incarnation was heard. A request of unknown incarnation is counted as made by
+    the newest incarnation heard when it was applied
+    (:meth:`~raftchat.node.membership.MembershipTracker.leave_requested`); if none was
+    heard, any incarnation heard since is a later run (a node that never says its
+    incarnation is of an earlier release, which never sends one)."""
+    if newest_heard is None:
+        return True
+    return requested is not None and requested >= newest_heard
+
+
+def departing(view: MembershipView) -> frozenset[NodeId]:
+    """The members whose leave request stands."""
+    return frozenset(
+        member
+        for member, incarnation in view.leave_requests.items()
+        if leave_is_current(incarnation, view.incarnations.get(member))
+    )
+
+
 def next_change(view: MembershipView) -> Change | None:
     """The one configuration change to make now, or None if the cluster is as it should be."""
     configuration = view.configuration
@@ -70,8 +101,9 @@ def next_change(view: MembershipView) -> Change | None:
     learners = configuration.learners
     witnesses = configuration.witnesses
     members = voters | learners
+    leaving_asked = departing(view)
 
-    newcomers = view.present - members - view.departing - view.unreachable - {view.self_id}
+    newcomers = view.present - members - leaving_asked - view.unreachable - {view.self_id}
     newcomers -= witnesses | {view.witness_available}
     if view.connected is not None:
         newcomers &= view.connected
@@ -82,7 +114,7 @@ def next_change(view: MembershipView) -> Change | None:
     leaving = {
         node: reason
         for reasons, reason in (
-            (view.departing, "asked to leave"),
+            (leaving_asked, "asked to leave"),
             (view.unreachable, "unreachable for longer than the member timeout"),
             (absent, "left the channel"),
         )

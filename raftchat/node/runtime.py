@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from raftchat import chat
-from raftchat.limits import MAX_SNAPSHOT_BYTES
+from raftchat.limits import MAX_SNAPSHOT_BYTES, incarnation_problem
 from raftchat.net import LinkInfo, LinkState, Mesh, MeshConfig, SignalingClient
 from raftchat.net.signaling.protocol import WitnessRelay
 from raftchat.node.api import (
@@ -50,6 +50,7 @@ from raftchat.node.cluster import (
 )
 from raftchat.node.compaction import CompactionSchedule
 from raftchat.node.events import NodeView, Subscribers
+from raftchat.node.incarnation import IncarnationHello, begin_incarnation
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
 from raftchat.node.merge import MergeProgress, merge_items
 from raftchat.node.proposals import ProposalKind, ProposalTracker
@@ -209,6 +210,9 @@ class Node:
         """The way to the signaling server's witness (no mesh link goes there)."""
 
         persisted = storage.load()
+        self.incarnation = begin_incarnation(storage)
+        """This run of the node (:mod:`raftchat.node.incarnation`); its leave request
+        names it, and every link opens with it."""
         snapshot = persisted.snapshot
         self.chat = self._restore_chat(snapshot)
         applied = snapshot.meta.index if snapshot else 0
@@ -418,6 +422,9 @@ class Node:
             self.cluster_gate.heard_hello(message)
             self._consider_merge()
             return
+        if type(message) is IncarnationHello:
+            self._heard_incarnation(peer, message.incarnation)
+            return
         gate = self.cluster_gate
         if not gate.admit(peer, message, self._open_peers):
             return
@@ -428,6 +435,14 @@ class Node:
         self.ticker.catch_up()
         self.core.step(message)
         self._schedule_drain()
+
+    def _heard_incarnation(self, peer: str, incarnation: int) -> None:
+        problem = incarnation_problem(incarnation)
+        if problem:
+            self._malformed[peer] = self._malformed.get(peer, 0) + 1
+            logger.debug("dropped incarnation hello from %s: %s", peer, problem)
+            return
+        self.membership.heard_incarnation(peer, incarnation)
 
     # --- cluster identity ---------------------------------------------------------------
 
@@ -448,15 +463,23 @@ class Node:
             self._say_hello(peer, info)
 
     def _say_hello(self, peer: str, info: LinkInfo) -> None:
-        """Tell ``peer`` this node's cluster: first on every new connection, before any
-        Raft message (urgent, so nothing queued overtakes it)."""
-        if info.state != LinkState.OPEN or self._hellos_sent.get(peer) == info.connects:
+        """Tell ``peer`` this node's cluster, then its incarnation: first on every new
+        connection, before any Raft message (urgent, so nothing queued overtakes them)."""
+        if info.state != LinkState.OPEN:
+            # The next connection needs a hello, even on a new link whose count of
+            # connections starts over (the mesh drops the link of a peer that left).
+            self._hellos_sent.pop(peer, None)
+            return
+        if self._hellos_sent.get(peer) == info.connects:
             return
         mesh = self._mesh
         if mesh is not None and mesh.send(
             peer, NODE_CODEC.encode(hello(self.node_id, self.cluster_gate.cluster)), True
         ):
             self._hellos_sent[peer] = info.connects
+            mesh.send(
+                peer, NODE_CODEC.encode(IncarnationHello(self.node_id, self.incarnation)), True
+            )
 
     # SignalingListener: presence, relayed signals, connection state.
 
@@ -791,11 +814,14 @@ class Node:
                 self.proposals.acknowledge(event.serial)
                 self._publish(ErrorEvent(f"message refused by the channel: {event.reason}"))
             case chat.LeaveRequested():
-                self.membership.leave_requested(event.client_id)
-                if own:
-                    self._leave_committed.set()
-            case chat.MemberJoined() if event.node_id == self.node_id:
-                self._nick_due = True
+                self.membership.leave_requested(event.client_id, event.incarnation)
+                if own and event.incarnation == self.incarnation:
+                    self._leave_committed.set()  # not an earlier run's, applied again
+            case chat.MemberJoined():
+                self.membership.member_joined(event.node_id)
+                if event.node_id == self.node_id:
+                    self._nick_due = True
+                    self._removed.clear()  # an earlier run's removal, applied again
             case chat.MemberLeft() if event.node_id == self.node_id:
                 self._removed.set()
         liveness = self._liveness() if isinstance(event, chat.MemberLeft) else None
@@ -901,7 +927,7 @@ class Node:
             await self._hand_over_leadership()
             if self.node_id not in self.core.configuration.members:
                 return  # removed itself while handing over
-        self._propose_command(chat.Leave(), "leave")
+        self._propose_command(chat.Leave(self.incarnation), "leave")
         # Once the request is committed the leader removes this node whether or not it is
         # still here (the new configuration's quorum excludes it); a removed node is not
         # told, so only wait a moment for the removal itself.
