@@ -572,6 +572,8 @@ class Codec:
             _MessageSpec(tag, cls, self.limits, entries) for tag, cls in enumerate(message_types)
         )
         self._spec_by_type = {spec.cls: spec for spec in self._specs}
+        self.message_types = tuple(message_types)
+        """The message types, each at the position that is its wire tag."""
         self._configuration = _configuration_checker(self.limits)
         longest_string = max(self.limits.max_text_length * 4, self.limits.max_id_length)
         self._unpack_options = {
