@@ -159,8 +159,8 @@ def test_a_command_that_does_not_decode_uses_up_its_serial_wherever_it_is() -> N
 
 def test_commands_of_the_first_version_apply_as_they_always_did() -> None:
     """Entries already in users' logs: no prev_serial, read as 0, so no order check."""
-    version_1 = msgpack.packb([1, 0, "ada", "old", 42, False])
-    assert decode_command(version_1) == (ChatMessage("ada", "old", 42), 0)
+    version_1 = msgpack.packb([1, 0, "ada", "old", 1_600_000_000_000, False])
+    assert decode_command(version_1) == (ChatMessage("ada", "old", 1_600_000_000_000), 0)
     state, log = ChatState(), Log()
     state.apply(log.command("c", 1, 0, version_1))
     events = state.apply(log.command("c", 7, 0, version_1))  # a gap, as before: applied

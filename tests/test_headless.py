@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import threading
 from dataclasses import replace
 
 import pytest
 
 from raftchat.frontends.headless import HeadlessPrinter, _handle_line, event_line, run_headless
+from raftchat.limits import MAX_MESSAGE_MS, MIN_MESSAGE_MS
 from raftchat.node.api import (
     AckEvent,
     ChatMessageEvent,
@@ -21,6 +23,7 @@ from raftchat.node.api import (
     MissingVoter,
     NoticeEvent,
     StatusEvent,
+    validate_nick,
 )
 
 
@@ -77,7 +80,7 @@ class FakeNode:
             self.commit(message_id, text)
 
     async def set_nick(self, nick: str) -> None:
-        self.nicks.append(nick)
+        self.nicks.append(validate_nick(nick))  # the node's own check
 
     def subscribe(self) -> asyncio.Queue[Event]:
         return self.queue
@@ -127,14 +130,14 @@ def test_stopped_status_notices_and_members_print_nothing() -> None:
 
 
 def test_message_ack_and_error_lines() -> None:
-    message = ChatMessageEvent(7, "n1:5", "n1", "ada", "hi", 12.5)
+    message = ChatMessageEvent(7, "n1:5", "n1", "ada", "hi", 1_700_000_000.5)
     assert event_line(message) == {
         "event": "message",
         "index": 7,
         "id": "n1:5",
         "nick": "ada",
         "text": "hi",
-        "ts": 12.5,
+        "ts": 1_700_000_000.5,
     }
     action = event_line(ChatMessageEvent(8, "n1:6", "n1", "ada", "waves", 13.0, action=True))
     assert action is not None and action["action"] is True
@@ -261,6 +264,42 @@ async def test_input_lines_become_messages_commands_and_errors() -> None:
     assert len(errors) == 2
     assert "unknown command /dance" in errors[0]
     assert "empty" in errors[1]
+
+
+@pytest.mark.parametrize(
+    ("nick", "named"),
+    [
+        ("\u3164", "U+3164 (HANGUL FILLER)"),
+        ("a\u2800", "U+2800 (BRAILLE PATTERN BLANK)"),
+        ("bo\u200bb", "U+200B (ZERO WIDTH SPACE)"),
+        ("\ufe0f", "U+FE0F (VARIATION SELECTOR-16)"),
+    ],
+)
+async def test_nick_with_an_invisible_character_is_refused_naming_it(nick: str, named: str) -> None:
+    node = FakeNode()
+    out = io.StringIO()
+    assert not await _handle_line(node, f"/nick {nick}", HeadlessPrinter(out), number=4)  # type: ignore[arg-type]
+    assert node.nicks == []
+    (error,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert error["line"] == 4
+    assert "input line 4 not sent" in error["message"]
+    assert f"nick must not contain the invisible character {named}" in error["message"]
+
+
+def test_message_lines_stay_valid_json_whatever_the_time() -> None:
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    for ts in (math.nan, math.inf, -math.inf, (2**63 - 1) / 1000, -1e300, 1e300):
+        printer.print_event(ChatMessageEvent(1, "n1:1", "n1", "ada", "hi", ts))
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line)["ts"] for line in lines] == [
+        MIN_MESSAGE_MS / 1000,
+        MAX_MESSAGE_MS / 1000,
+        MIN_MESSAGE_MS / 1000,
+        MAX_MESSAGE_MS / 1000,
+        MIN_MESSAGE_MS / 1000,
+        MAX_MESSAGE_MS / 1000,
+    ]
 
 
 async def test_end_of_input_leaves_after_printing_the_messages() -> None:

@@ -52,6 +52,7 @@ async def test_refused_lines_are_errors_and_reading_goes_on(
         write_raw(alone, b"y" * 100_000 + b"\n")
         write_raw(alone, b"bell\x07\n")
         write_raw(alone, b"/nick bad\x1bnick\n")
+        write_raw(alone, "/nick \u3164\n".encode())  # a Hangul filler: a nick that shows nothing
         write_raw(alone, b"after the bad lines\n")
         if ending == "/quit":
             alone.quit()  # stdin stays open: only /quit ends the node
@@ -59,13 +60,14 @@ async def test_refused_lines_are_errors_and_reading_goes_on(
             alone.close_stdin()
         assert await alone.wait_exit() == 0
         errors = line_errors(alone)
-        assert sorted(errors) == [1, 2, 3, 4, 5], alone.report()
+        assert sorted(errors) == [1, 2, 3, 4, 5, 6], alone.report()
         assert all(f"input line {n} not sent" in errors[n] for n in errors)
         assert "U+001B (ESC)" in errors[1] and "control character" in errors[1]
         assert "UTF-8" in errors[2]
         assert "longer than" in errors[3]
         assert "U+0007 (BEL)" in errors[4]
         assert "U+001B" in errors[5]
+        assert "invisible character U+3164 (HANGUL FILLER)" in errors[6]
         assert alone.texts() == ["after the bad lines"]
         assert len(alone.acks()) == 1
     finally:

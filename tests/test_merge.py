@@ -36,6 +36,8 @@ from raftchat.storage import MergeItem, PendingMerge, Storage
 
 OLD = ClusterIdentity(founded_ms=1_700_000_000_000, cluster_id="0a" * 16)
 YOUNG = ClusterIdentity(founded_ms=1_800_000_000_000, cluster_id="0b" * 16)
+T0 = 1_750_000_000_000
+"""A message time."""
 
 
 def merged_entry(
@@ -43,7 +45,7 @@ def merged_entry(
 ) -> Entry:
     """A MergedMessage entry; the author's serial is ``7 + index`` unless given."""
     author_serial = author_serial or 7 + index
-    command = chat.MergedMessage(YOUNG.cluster_id, author, author_serial, author, text, 1000)
+    command = chat.MergedMessage(YOUNG.cluster_id, author, author_serial, author, text, T0)
     return Entry(index, 1, EntryKind.NORMAL, chat.encode_command(command), proposer, serial)
 
 
@@ -54,7 +56,7 @@ def test_a_merged_message_keeps_its_id_and_is_applied_once() -> None:
     state = ChatState()
     first = state.apply(merged_entry(1, "p1", 1, "cyd", "hello"))
     again = state.apply(merged_entry(2, "p2", 1, "cyd", "hello", 8))  # another member's copy
-    assert first == [MessageApplied(1, "cyd:8", "cyd", 8, "cyd", "hello", 1000, False, merged=True)]
+    assert first == [MessageApplied(1, "cyd:8", "cyd", 8, "cyd", "hello", T0, False, merged=True)]
     assert again == [MergedDuplicate(2, "cyd:8", "p2")]
     assert [m.id for m in state.history()] == ["cyd:8"]
     assert state.has_message("cyd:8")
@@ -91,7 +93,7 @@ def test_merged_messages_and_counts_survive_a_snapshot() -> None:
 
 def test_a_version_1_snapshot_still_reads() -> None:
     state = ChatState()
-    data = chat.encode_command(chat.ChatMessage("ada", "hi", 5))
+    data = chat.encode_command(chat.ChatMessage("ada", "hi", T0))
     state.apply(Entry(1, 1, EntryKind.NORMAL, data, "ada", 1))
     items = codec_unpack(state.snapshot())
     items[0] = 1
@@ -112,20 +114,49 @@ def codec_unpack(data: bytes) -> list:
 
 def test_the_queue_is_the_history_then_what_an_earlier_merge_left() -> None:
     history = [
-        MessageApplied(3, "ada:1", "ada", 1, "ada", "one", 10, False),
-        MessageApplied(4, "cyd:9", "cyd", 9, "cyd", "two", 20, True, merged=True),
+        MessageApplied(3, "ada:1", "ada", 1, "ada", "one", T0 + 10, False),
+        MessageApplied(4, "cyd:9", "cyd", 9, "cyd", "two", T0 + 20, True, merged=True),
     ]
     left = [MergeItem("cyd:9", b"already in the history"), MergeItem("bob:2", b"left over")]
     items = merge_items(history, YOUNG, left)
     assert [item.message_id for item in items] == ["ada:1", "cyd:9", "bob:2"]
     command, _ = chat.decode_command(items[1].data)
-    assert command == chat.MergedMessage(YOUNG.cluster_id, "cyd", 9, "cyd", "two", 20, True)
+    assert command == chat.MergedMessage(YOUNG.cluster_id, "cyd", 9, "cyd", "two", T0 + 20, True)
     assert items[2].data == b"left over"
+
+
+def test_a_history_from_before_the_rules_is_merged_as_the_rules_of_today_accept_it() -> None:
+    """A time out of range, or a nick with an invisible character, applied before the rules
+    were narrowed: proposed as it is, it would be refused and the merge would never end."""
+    history = [
+        MessageApplied(1, "ada:1", "ada", 1, "ada\u3164", "late", 2**63 - 1, False),
+        MessageApplied(2, "cyd:2", "cyd", 2, "\u3164", "early", 0, False),
+    ]
+    first, second = (chat.decode_command(item.data)[0] for item in merge_items(history, YOUNG))
+    assert first == chat.MergedMessage(YOUNG.cluster_id, "ada", 1, "ada", "late", 7_258_118_400_000)
+    assert second == chat.MergedMessage(
+        YOUNG.cluster_id, "cyd", 2, "user-cyd", "early", 946_684_800_000
+    )
+
+
+def test_a_queue_stored_before_the_rules_is_mended() -> None:
+    import msgpack
+
+    stored = msgpack.packb([2, 0, 3, YOUNG.cluster_id, "ada", 1, "ada", "late", 2**63 - 1, False])
+    progress = MergeProgress(
+        PendingMerge(YOUNG, [MergeItem("ada:1", stored), MergeItem("x:1", b"junk")])
+    )
+    command, _ = chat.decode_command(progress.queue["ada:1"].data)
+    assert command == chat.MergedMessage(
+        YOUNG.cluster_id, "ada", 1, "ada", "late", 7_258_118_400_000
+    )
+    assert progress.queue["x:1"].data == b"junk"  # nothing to mend: left as it was
 
 
 def test_progress_drops_what_the_channel_has_and_what_arrives() -> None:
     items = merge_items(
-        [MessageApplied(i, f"ada:{i}", "ada", i, "ada", "x", 1, False) for i in (1, 2, 3)], YOUNG
+        [MessageApplied(i, f"ada:{i}", "ada", i, "ada", "x", T0 + i, False) for i in (1, 2, 3)],
+        YOUNG,
     )
     progress = MergeProgress(PendingMerge(YOUNG, items))
     assert progress.sources == {YOUNG.cluster_id}
@@ -247,7 +278,7 @@ def test_meeting_an_older_cluster_merges_the_history_into_it(storage: Storage) -
     assert storage.load().entries == []
 
     leader = Leader(node)
-    ada = chat.encode_command(chat.ChatMessage("ada", "a0", 5))
+    ada = chat.encode_command(chat.ChatMessage("ada", "a0", T0))
     leader.add(node.node_id)
     leader.append((EntryKind.NORMAL, ada, "ada", 1))
     assert node.cluster_gate.cluster == OLD and storage.cluster == OLD
@@ -313,7 +344,7 @@ def test_a_retry_of_a_message_merged_meanwhile_is_dropped() -> None:
     before the sender's own retry (same id) arrived."""
     state = ChatState()
     state.apply(merged_entry(1, "p1", 1, "cyd", "hi", author_serial=5))
-    retry = chat.encode_command(chat.ChatMessage("cyd", "hi", 1000))
+    retry = chat.encode_command(chat.ChatMessage("cyd", "hi", T0))
     assert state.apply(Entry(2, 1, EntryKind.NORMAL, retry, "cyd", 5)) == [
         chat.DuplicateDropped(2, "cyd", 5, 1)
     ]

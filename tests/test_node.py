@@ -115,7 +115,7 @@ def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its
     first_data = node.proposals.pending[first].data
     # A restart whose clock stepped back: the previous run left a higher serial of ours in
     # the log. The session drops our serials below it, so they are proposed again at once.
-    earlier = chat.encode_command(chat.ChatMessage("ada", "earlier", 0))
+    earlier = chat.encode_command(chat.ChatMessage("ada", "earlier", 1_700_000_000_000))
     node._apply(Entry(1, 1, EntryKind.NORMAL, earlier, node.node_id, second + 1_000))
     again = list(node.proposals.pending.values())
     assert [p.message_id for p in again] == [first_id, second_id]
@@ -228,7 +228,7 @@ def test_failed_proposals_are_retried_in_serial_order_and_later_ones_wait_withou
 
 def test_snapshot_install_publishes_only_messages_not_seen_yet(node: Node) -> None:
     def message(index: int) -> Entry:
-        data = chat.encode_command(chat.ChatMessage("bob", f"m{index}", 0))
+        data = chat.encode_command(chat.ChatMessage("bob", f"m{index}", 1_700_000_000_000))
         return Entry(index, 1, EntryKind.NORMAL, data, "bob-client", index)
 
     leader_state = chat.ChatState()

@@ -83,11 +83,15 @@ tricky_text = st.text(alphabet="a #\t\n\x1b\x85\u200b\u00a0é", max_size=MAX_NIC
 def test_input_checks_are_the_rules_members_apply(value: str) -> None:
     """Whatever a node accepts from its user, every member applies (and the reverse)."""
     assert accepted(validate_nick, value) == applied(NickChange(value))
-    assert accepted(validate_chat_text, value) == applied(ChatMessage("ada", value, 1))
+    assert accepted(validate_chat_text, value) == applied(
+        ChatMessage("ada", value, 1_700_000_000_000)
+    )
 
 
 def test_longest_input_message_is_applied() -> None:
-    assert applied(ChatMessage("ada", validate_chat_text("x" * MAX_MESSAGE_CHARS), 1))
+    assert applied(
+        ChatMessage("ada", validate_chat_text("x" * MAX_MESSAGE_CHARS), 1_700_000_000_000)
+    )
 
 
 def test_events_serialize_to_json_lines() -> None:

@@ -297,7 +297,7 @@ def test_a_first_message_names_a_newcomer_too() -> None:
     channel = Channel()
     channel.configure({ALICE})
     assert channel.notices(channel.configure({ALICE}, {CAROL})) == []
-    spoke = channel.apply(CAROL, chat.ChatMessage("carol", "hi all", 1, False))
+    spoke = channel.apply(CAROL, chat.ChatMessage("carol", "hi all", 1_700_000_000_000, False))
     assert texts(channel.notices(spoke)) == ["carol joined as learner"]
     assert channel.view.due_notices(channel.state, WALL + 60) == []
 
@@ -388,7 +388,9 @@ def test_a_leave_request_followed_by_more_words_is_not_a_leave(channel: Channel)
     """It asked to leave, then came back and spoke (the leader saw it return and kept it):
     a later removal is not that leave."""
     channel.notices(channel.apply(BOB, chat.Leave()))
-    channel.notices(channel.apply(BOB, chat.ChatMessage("bob", "back again", 2, False)))
+    channel.notices(
+        channel.apply(BOB, chat.ChatMessage("bob", "back again", 1_700_000_000_000, False))
+    )
     facts = liveness({CAROL: 0.1}, present=frozenset({CAROL}))
     assert removed(channel, BOB, facts) == "bob disconnected"
 

@@ -13,7 +13,7 @@ NO_LEADER = RequestResult(RequestStatus.REJECTED, error="no leader")
 
 
 def text(words: str) -> ChatMessage:
-    return ChatMessage("ada", words, 0)
+    return ChatMessage("ada", words, 1_700_000_000_000)
 
 
 class ScriptedCore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC
 
 import pytest
@@ -15,7 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from raftchat.limits import MAX_MESSAGE_CHARS
-from raftchat.node.api import MemberInfo, NoticeEvent
+from raftchat.node.api import ChatMessageEvent, MemberInfo, NoticeEvent
 from raftchat.tui.app import RaftChatApp, TuiConfig
 from raftchat.tui.widgets.chat_input import ChatInput
 from raftchat.tui.widgets.chat_log import ChatLog
@@ -391,6 +392,27 @@ async def test_no_bell_for_mentions_in_history() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: shows(app.chat_log, "before you opened"), pilot=pilot)
         assert bells == []
+
+
+async def test_a_history_with_times_out_of_range_and_invisible_nicks_is_shown() -> None:
+    """What a snapshot from before the message time range may hold: the view opens, shows
+    every message, and a later message still comes in (nothing raised, on open or after)."""
+    node = FakeChatNode()
+    node.load_history(
+        [
+            ChatMessageEvent(1, "m:1", "m", "mallory", "from the far future", (2**63 - 1) / 1000),
+            ChatMessageEvent(2, "m:2", "m", "a\u3164", "from before time", -1e300),
+            ChatMessageEvent(3, "m:3", "m", "mallory", "not a time at all", math.nan),
+        ]
+    )
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: shows(app.chat_log, "not a time at all"), pilot=pilot)
+        assert shows(app.chat_log, "far future") and shows(app.chat_log, "before time")
+        assert shows(app.chat_log, "January 2200") and shows(app.chat_log, "January 2000")
+        assert shows(app.chat_log, "a\ufffd")  # the filler in the nick is shown, not hidden
+        node.receive("bob", "still here", ts=math.inf)
+        await wait_until(lambda: shows(app.chat_log, "still here"), pilot=pilot)
 
 
 MARKUP_AND_ESCAPES = "[bold red]loud[/] \x1b[31mred\x1b[0m \x1b]0;pwned\x07 \u202eevil \x9b2J"

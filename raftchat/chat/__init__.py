@@ -14,7 +14,11 @@ Commands
 Malformed commands
     A command that does not decode or breaks :class:`ChatLimits` is applied as a
     no-op: it yields :class:`InvalidCommand`, is counted and logged, and still
-    uses up its serial, so every node does exactly the same thing.
+    uses up its serial, so every node does exactly the same thing, and the sender's
+    next proposal (which names that serial as its predecessor) applies. Among them:
+    a message time outside :data:`~raftchat.limits.MIN_MESSAGE_MS`..
+    :data:`~raftchat.limits.MAX_MESSAGE_MS` (a sender clamps its own clock into it,
+    :func:`clamp_message_ms`) and a nick with an invisible character.
 
 Client sessions: exactly once, in the order sent
     The state machine is the one place that knows client sessions; the consensus
@@ -50,7 +54,9 @@ Client sessions: exactly once, in the order sent
     not bounded: each new install of the app is a new node id.
 
 Display
-    :mod:`raftchat.chat.textsafety` makes text typed by a peer safe to show.
+    :mod:`raftchat.chat.textsafety` makes text typed by a peer safe to show;
+    :mod:`raftchat.chat.confusables` says which nicks look alike, so that
+    :meth:`ChatState.display_name` tells their holders apart.
 """
 
 from raftchat.chat.commands import (
@@ -82,6 +88,7 @@ from raftchat.chat.events import (
 from raftchat.chat.rules import DEFAULT_LIMITS, ChatLimits, nick_problem, text_problem
 from raftchat.chat.snapshot import SNAPSHOT_VERSION, ChatSnapshotError
 from raftchat.chat.state import DEFAULT_HISTORY_LIMIT, ChatState
+from raftchat.limits import clamp_message_ms
 
 __all__ = [
     "COMMAND_VERSION",
@@ -110,6 +117,7 @@ __all__ = [
     "NickChange",
     "NickChanged",
     "OutOfOrderDropped",
+    "clamp_message_ms",
     "decode_command",
     "encode_command",
     "nick_problem",

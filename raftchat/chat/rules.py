@@ -3,6 +3,12 @@
 The naming and size rules themselves live in :mod:`raftchat.limits`; :class:`ChatLimits`
 holds the values a :class:`~raftchat.chat.state.ChatState` applies them with (the defaults
 are those rules' values; tests shrink them).
+
+Two rules were narrowed after entries had been committed under the wider ones: a message
+time must lie in :data:`~raftchat.limits.MIN_MESSAGE_MS`..:data:`~raftchat.limits.MAX_MESSAGE_MS`
+and a nick must hold no invisible character. A new entry that breaks them is applied as a
+no-op; a snapshot is read with the ``stored_*`` rules, the wider ones, so state committed
+before still loads.
 """
 
 from __future__ import annotations
@@ -10,8 +16,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from raftchat.limits import MAX_MESSAGE_CHARS, MAX_NICK_CHARS, node_id_problem
+from raftchat.limits import (
+    MAX_MESSAGE_CHARS,
+    MAX_NICK_CHARS,
+    message_time_problem,
+    node_id_problem,
+)
 from raftchat.limits import nick_problem as _nick_rule
+from raftchat.limits import stored_nick_problem as _stored_nick_rule
 from raftchat.limits import text_problem as _text_rule
 
 logger = logging.getLogger(__name__)
@@ -19,7 +31,8 @@ logger = logging.getLogger(__name__)
 MAX_UINT64 = 2**64 - 1
 """Largest serial and count."""
 MAX_INT64 = 2**63 - 1
-"""Largest timestamp."""
+"""Largest timestamp a snapshot may hold (what the encoding allowed before the message time
+range, :func:`timestamp_problem`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,12 @@ def nick_problem(nick: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | Non
     return _nick_rule(nick, limits.max_nick_chars)
 
 
+def stored_nick_problem(nick: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | None:
+    """Why ``nick`` cannot be in a snapshot, or None: :func:`nick_problem` without its refusal
+    of invisible characters, which earlier releases applied without."""
+    return _stored_nick_rule(nick, limits.max_nick_chars)
+
+
 def text_problem(text: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | None:
     """Why ``text`` is not acceptable as a message under ``limits``, or None."""
     return _text_rule(text, limits.max_text_chars)
@@ -84,6 +103,14 @@ def prev_serial_problem(prev_serial: object) -> str | None:
 
 
 def timestamp_problem(ts: object) -> str | None:
+    """Why ``ts`` is not acceptable as the time of a new message, or None (see
+    :func:`raftchat.limits.message_time_problem`)."""
+    return message_time_problem(ts)
+
+
+def stored_timestamp_problem(ts: object) -> str | None:
+    """Why ``ts`` cannot be the time of a message in a snapshot, or None: any non-negative
+    64-bit integer, as earlier releases applied them. Front ends clamp it for display."""
     if type(ts) is not int or not 0 <= ts <= MAX_INT64:
         return f"timestamp must be a non-negative integer (Unix ms), got {ts!r}"
     return None

@@ -1,5 +1,9 @@
 """Client sessions: each client's nick and latest serials, and who uses which nick.
 
+Nicks that look alike count as one nick for display: two clients whose nicks have the same
+confusable skeleton (:func:`~raftchat.chat.confusables.skeleton`: ``alice``, and ``alice``
+with a Cyrillic a, U+0430; or two equal nicks) are both shown with the start of their id.
+
 A client numbers its proposals with increasing serials; the session remembers the
 latest (serial, index) pairs: the last applied serial decides what applies next (the
 rule is in :class:`~raftchat.chat.state.ChatState`), and a retried serial is dropped as
@@ -15,6 +19,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from raftchat.chat.confusables import skeleton
 from raftchat.limits import NICK_DISAMBIGUATOR
 
 logger = logging.getLogger(__name__)
@@ -46,7 +51,8 @@ class SessionTable:
         self.max_sessions = max_sessions
         self.serials_remembered = serials_remembered
         self._sessions: OrderedDict[str, Session] = OrderedDict()
-        self._clients_by_nick: dict[str, set[str]] = {}
+        self._clients_by_skeleton: dict[str, set[str]] = {}
+        """Who holds a nick of each skeleton (only built for nicks someone holds)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -78,14 +84,16 @@ class SessionTable:
 
     def display_name(self, client_id: str, nick: str | None = None) -> str:
         """How to show a client: its nick, plus ``#<id prefix>`` when another known client
-        uses the same nick (``ada`` vs ``ada#3f2a``). ``nick`` defaults to the current one."""
+        uses the same nick or one that looks alike (``ada`` vs ``ada#3f2a``; ``alice#3f2a`` and
+        ``alice#c0ff`` when one of them is spelt with a Cyrillic a). ``nick`` defaults to
+        the current one."""
         if nick is None:
             nick = self.nick_of(client_id)
         if not nick:
             return client_id[:8] or "?"
-        holders = self._clients_by_nick.get(nick)
+        holders = self._clients_by_skeleton.get(skeleton(nick))
         if not holders or (len(holders) == 1 and client_id in holders):
-            return nick  # nobody else uses the nick (the common case: no sets built)
+            return nick  # nobody else uses a nick like it (the common case)
         others = holders - {client_id}
         length = _MIN_SUFFIX_CHARS
         while length < len(client_id) and any(
@@ -118,10 +126,11 @@ class SessionTable:
         if session.nick == nick:
             return
         if session.nick:
-            holders = self._clients_by_nick[session.nick]
+            key = skeleton(session.nick)
+            holders = self._clients_by_skeleton[key]
             holders.discard(client_id)
             if not holders:
-                del self._clients_by_nick[session.nick]
+                del self._clients_by_skeleton[key]
         if nick:
-            self._clients_by_nick.setdefault(nick, set()).add(client_id)
+            self._clients_by_skeleton.setdefault(skeleton(nick), set()).add(client_id)
         session.nick = nick

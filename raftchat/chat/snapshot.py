@@ -19,10 +19,10 @@ from raftchat.chat.rules import (
     ChatLimits,
     action_problem,
     client_id_problem,
-    nick_problem,
     serial_problem,
+    stored_nick_problem,
+    stored_timestamp_problem,
     text_problem,
-    timestamp_problem,
 )
 from raftchat.chat.sessions import SessionTable
 from raftchat.limits import node_id_problem
@@ -83,7 +83,9 @@ def encode_snapshot(contents: SnapshotContents) -> bytes:
 
 def decode_snapshot(data: bytes, limits: ChatLimits) -> SnapshotContents:
     """Read :func:`encode_snapshot` bytes, checking every field against ``limits``.
-    Raises :class:`ChatSnapshotError` on anything malformed."""
+    Raises :class:`ChatSnapshotError` on anything malformed. Nicks and message times are
+    checked with the ``stored_*`` rules: a snapshot from before the message time range and
+    the refusal of invisible nick characters still loads."""
     return _SnapshotReader(limits).read(data)
 
 
@@ -180,7 +182,7 @@ class _SnapshotReader:
                 raise ChatSnapshotError(
                     f"chat snapshot: bad session client id: {problem or 'twice'}"
                 )
-            if nick != "" and nick_problem(nick, limits):
+            if nick != "" and stored_nick_problem(nick, limits):
                 raise ChatSnapshotError(f"chat snapshot: session {client_id}: bad nick {nick!r}")
             table.restore(client_id, nick, self._read_pairs(client_id, pairs))
         return table
@@ -225,9 +227,9 @@ class _SnapshotReader:
             problem = (
                 client_id_problem(client_id)
                 or serial_problem(serial)
-                or nick_problem(nick, self.limits)
+                or stored_nick_problem(nick, self.limits)
                 or text_problem(text, self.limits)
-                or timestamp_problem(ts)
+                or stored_timestamp_problem(ts)
                 or action_problem(action)
                 or action_problem(merged)
             )

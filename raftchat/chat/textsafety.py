@@ -7,6 +7,10 @@ contains ("Trojan Source"). These pure functions turn such characters into
 visible stand-ins, so what a peer typed is shown *literally* and controls
 nothing. The TUI builds ``rich.text.Text`` from the results (never markup
 strings), so ``[bold]`` typed by a peer also stays literal.
+
+Nicks get more: the invisible characters the nick rule refuses (fillers, zero-width and
+other default-ignorable characters, blank symbols) show as ``\ufffd`` too, for nicks
+committed before the rule refused them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import re
 import unicodedata
 
-from raftchat.limits import MAX_NICK_CHARS
+from raftchat.limits import MAX_NICK_CHARS, replace_invisible
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +85,9 @@ def sanitize_text(text: str) -> str:
 
 
 def sanitize_nick(nick: str, max_chars: int = MAX_NICK_CHARS) -> str:
-    """Return a nick fit for display: sanitized, whitespace collapsed, at most ``max_chars``
-    (longer ones are cut, with an ellipsis)."""
-    cleaned = " ".join(sanitize_text(nick).split())
+    """Return a nick fit for display: sanitized, invisible characters made visible,
+    whitespace collapsed, at most ``max_chars`` (longer ones are cut, with an ellipsis)."""
+    cleaned = " ".join(replace_invisible(sanitize_text(nick), REPLACEMENT_CHAR).split())
     if len(cleaned) > max_chars:
         cleaned = cleaned[: max_chars - 1] + "\u2026"
     return cleaned or "?"

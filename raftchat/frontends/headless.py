@@ -11,7 +11,8 @@ is the grammar. Output, nothing else on stdout:
   ``"quorum_problem","voters_needed","voters_reachable","missing_voters"`` added while the
   channel cannot commit;
 - ``{"event":"message","index","id","nick","text","ts"}`` for each committed chat
-  message in log order, including the history a joining node receives;
+  message in log order, including the history a joining node receives (``ts`` in epoch
+  seconds, clamped into the range of message times, 2000-01-01 to 2200-01-01);
 - ``{"event":"ack","id","index"}`` when this node's own message is committed;
 - ``{"event":"error","message"}``, with ``"line"`` (its number, from 1) when an input
   line was refused: a line with a control character, invalid UTF-8 or more than
@@ -31,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -42,7 +42,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
 from raftchat.frontends.commands import HEADLESS_COMMANDS, InputProblem, RunCommand, SendText
-from raftchat.limits import MAX_MESSAGE_CHARS
+from raftchat.limits import MAX_MESSAGE_CHARS, clamp_message_seconds
 from raftchat.node import Node, NodeError
 from raftchat.node.api import (
     AckEvent,
@@ -134,7 +134,7 @@ def event_line(event: Event) -> dict[str, Any] | None:
                 "id": event.id,
                 "nick": event.nick,
                 "text": event.text,
-                "ts": event.ts,
+                "ts": clamp_message_seconds(event.ts),
                 **({"action": True} if event.action else {}),
                 **({"merged": True} if event.merged else {}),
             }
@@ -165,9 +165,9 @@ def _message_json(event: ChatMessageEvent) -> str | None:
         and type(event.nick) is str
         and type(event.text) is str
         and type(ts) is float
-        and math.isfinite(ts)
     ):
         return None
+    ts = clamp_message_seconds(ts)
     return (
         '{"event":"message","index":'
         + int.__repr__(event.index)

@@ -10,9 +10,10 @@ Saying what is happening:
   election timeout, or this node leads but hears from fewer voters than a quorum — the
   status says why, which voters this node cannot reach (by nick, with how long since it
   last heard from them) and how many are needed (:func:`assess_quorum`).
-- **Names.** Membership notices name members by nick. A newcomer's nick usually
-  commits just after its join (it proposes it once it is a member): a notice about a
-  member whose nick is not known yet is held until the nick arrives, at most
+- **Names.** Membership notices name members by nick, with the start of the id when
+  another member's nick is the same or looks alike (``alice#3f2a``). A newcomer's nick
+  usually commits just after its join (it proposes it once it is a member): a notice
+  about a member whose nick is not known yet is held until the nick arrives, at most
   :data:`NICK_WAIT_S`, then shown with a short id (``user-3f2a``).
 - **Why a member went.** Every node applies the same log, so whether a member asked to
   leave before it was removed is known alike everywhere ("bob left"). Otherwise this
@@ -410,8 +411,9 @@ class NodeView:
             case chat.NickChanged(client_id=client_id, old=old, new=new):
                 self._leave_requested.discard(client_id)  # it is still here
                 notices = self._release(chat_state, lambda held: held.node_id == client_id)
-                if old:
-                    notices.append(NoticeEvent("nick", f"{old} is now known as {new}", now))
+                if old:  # named as everywhere else: a lookalike of another's nick shows its id
+                    was, now_is = (chat_state.display_name(client_id, nick) for nick in (old, new))
+                    notices.append(NoticeEvent("nick", f"{was} is now known as {now_is}", now))
                 return notices
             case chat.MessageApplied(client_id=client_id):
                 self._leave_requested.discard(client_id)

@@ -12,6 +12,12 @@ the old cluster proposes it. A queued message leaves the queue only once the sur
 has it (applied there, by anyone), so a node that stops mid-merge goes on after a
 restart. When the queue is empty the node proposes a :class:`~raftchat.chat.MergeDone`
 per source cluster, which makes every member say how many messages were merged.
+
+A history may hold what the chat rules no longer accept, applied before they were
+narrowed: a message time out of range, a nick with an invisible character. Proposed as
+it is, such a message would be refused and the merge would never end, so it goes with
+its time clamped into range and the invisible characters left out of its nick
+(:func:`mergeable`); a queue stored by an earlier release is mended the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
+import msgpack
+
 from raftchat import chat
+from raftchat.limits import nick_problem, replace_invisible
 from raftchat.raft import ClusterIdentity
 from raftchat.storage import MergeItem, PendingMerge
 
@@ -37,19 +46,71 @@ def merge_items(
     history yet), each message id once."""
     items: OrderedDict[str, MergeItem] = OrderedDict()
     for message in history:
-        command = chat.MergedMessage(
-            source.cluster_id,
-            message.client_id,
-            message.serial,
-            message.nick,
-            message.text,
-            message.ts,
-            message.action,
+        command = mergeable(
+            chat.MergedMessage(
+                source.cluster_id,
+                message.client_id,
+                message.serial,
+                message.nick,
+                message.text,
+                message.ts,
+                message.action,
+            )
         )
         items[message.id] = MergeItem(message.id, chat.encode_command(command))
     for item in unfinished:
-        items.setdefault(item.message_id, item)
+        items.setdefault(item.message_id, mended(item))
     return list(items.values())
+
+
+def mergeable(command: chat.MergedMessage) -> chat.MergedMessage:
+    """``command`` as the chat rules of today accept it: its time clamped into range, the
+    invisible characters left out of its nick (``user-`` and the start of the author's id
+    if nothing is left)."""
+    nick = command.nick
+    if type(nick) is str and nick_problem(nick):
+        nick = replace_invisible(nick, "")
+        if nick_problem(nick):
+            nick = f"user-{command.client_id[:4]}"
+    ts = chat.clamp_message_ms(command.ts)
+    if nick == command.nick and ts == command.ts:
+        return command
+    return chat.MergedMessage(
+        command.source,
+        command.client_id,
+        command.serial,
+        nick,
+        command.text,
+        ts,
+        command.action,
+    )
+
+
+_MERGED_FIELDS = 10
+"""An encoded merged message: version, prev_serial, tag, then its seven fields."""
+
+
+def mended(item: MergeItem) -> MergeItem:
+    """A queued merge item that the chat rules of today refuse, encoded again through
+    :func:`mergeable` (a queue stored before the rules were narrowed); any other item as
+    it is."""
+    try:
+        chat.decode_command(item.data)
+    except chat.InvalidCommandError:
+        pass
+    else:
+        return item
+    try:
+        fields = msgpack.unpackb(item.data, raw=False, use_list=True, strict_map_key=True)
+    except Exception:  # msgpack may raise outside its own hierarchy
+        return item
+    if type(fields) is not list or len(fields) != _MERGED_FIELDS or type(fields[8]) is not int:
+        return item
+    try:
+        command = mergeable(chat.MergedMessage(*fields[3:]))
+        return MergeItem(item.message_id, chat.encode_command(command))
+    except (chat.InvalidCommandError, TypeError, ValueError):
+        return item
 
 
 class MergeProgress:
@@ -58,7 +119,7 @@ class MergeProgress:
     def __init__(self, pending: PendingMerge) -> None:
         self.source = pending.source
         self.queue: OrderedDict[str, MergeItem] = OrderedDict(
-            (item.message_id, item) for item in pending.items
+            (item.message_id, mended(item)) for item in pending.items
         )
         self.sources = {pending.source.cluster_id} | {
             _source_of(item) for item in pending.items

@@ -269,7 +269,8 @@ class Node:
 
     def send_chat(self, text: str, action: bool = False) -> str:
         text = validate_chat_text(text)
-        command = chat.ChatMessage(self.nick, text, time.time_ns() // 1_000_000, action)
+        now_ms = chat.clamp_message_ms(time.time_ns() // 1_000_000)  # even if the clock is off
+        command = chat.ChatMessage(self.nick, text, now_ms, action)
         return self._propose_command(command, "message")
 
     async def set_nick(self, nick: str) -> None:

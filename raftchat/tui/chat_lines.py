@@ -2,7 +2,10 @@
 
 Pure functions and plain data (no widgets), so layout is easy to test. Every
 piece of peer text is sanitized when the record is made and then only ever
-put into ``rich.text.Text`` as plain text, never parsed as markup.
+put into ``rich.text.Text`` as plain text, never parsed as markup. Every time is
+clamped into the range of message times (:func:`raftchat.limits.clamp_message_seconds`)
+before it becomes a date: a sender's clock, or a history from before that range was
+enforced, can say anything.
 
 A message line looks like this (nick column right-aligned, continuation lines
 indented under the text)::
@@ -19,7 +22,7 @@ import logging
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import Enum
 from functools import lru_cache
 from itertools import count
@@ -33,6 +36,7 @@ from rich.text import Text
 from textual.strip import Strip
 
 from raftchat.chat.textsafety import sanitize_nick, sanitize_text
+from raftchat.limits import clamp_message_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +109,26 @@ class ChatRecord:
         self.key = next(_keys)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _moment(ts: float, tz: tzinfo | None) -> datetime:
+    """``ts`` (epoch seconds, already clamped) as a date in ``tz``; in UTC if the platform
+    cannot convert it (a 32-bit ``time_t``, a time zone database that gives up)."""
+    try:
+        return datetime.fromtimestamp(ts, tz)
+    except (OverflowError, OSError, ValueError):
+        return _EPOCH + timedelta(seconds=ts)
+
+
 def _stamp(ts: float, tz: tzinfo | None) -> tuple[int, str]:
-    return _stamp_minute(int(ts // 60), tz)
+    return _stamp_minute(int(clamp_message_seconds(ts) // 60), tz)
 
 
 @lru_cache(maxsize=4096)
 def _stamp_minute(minute: int, tz: tzinfo | None) -> tuple[int, str]:
     """(day ordinal, "HH:MM") for a minute since the epoch; cached: messages come in runs."""
-    moment = datetime.fromtimestamp(minute * 60, tz)
+    moment = _moment(minute * 60, tz)
     return moment.toordinal(), f"{moment.hour:02d}:{moment.minute:02d}"
 
 
@@ -142,6 +158,7 @@ def make_message(
     Called once per message of the history (maybe 100,000 at join), so it is
     kept lean: positional construction, cached nick and timestamp formatting.
     """
+    ts = clamp_message_seconds(ts)
     day, clock = _stamp_minute(int(ts // 60), tz)
     safe_nick = _display_nick(nick)
     safe_text = sanitize_text(text)
@@ -167,6 +184,7 @@ def make_message(
 
 def make_notice(*, ts: float, text: str, kind: str, tz: tzinfo | None) -> ChatRecord:
     """A notice (join, leave, leader, nick, info) or a local error line."""
+    ts = clamp_message_seconds(ts)
     day, clock = _stamp(ts, tz)
     safe_text = sanitize_text(text)
     return ChatRecord(
@@ -182,7 +200,8 @@ def make_notice(*, ts: float, text: str, kind: str, tz: tzinfo | None) -> ChatRe
 
 
 def make_day_separator(ts: float, tz: tzinfo | None) -> ChatRecord:
-    moment = datetime.fromtimestamp(ts, tz)
+    ts = clamp_message_seconds(ts)
+    moment = _moment(ts, tz)
     label = f" {moment:%A} {moment.day} {moment:%B %Y} "
     return ChatRecord(
         kind=RecordKind.DAY,
