@@ -117,7 +117,7 @@ def pack(*items: object) -> bytes:
         (msgpack.packb({"nick": "ada"}), "array"),
         (pack(1), "array"),
         (pack(2, 0), "array"),
-        (pack(3, 0, 0, "ada", "hi", 1, False), "version"),
+        (pack(4, 0, 0, "ada", "hi", 1, False), "version"),
         (pack(True, 0, "ada", "hi", 1, False), "version"),
         (pack(2, -1, 0, "ada", "hi", 1, False), "previous serial"),
         (pack(2, "1", 0, "ada", "hi", 1, False), "previous serial"),
@@ -416,7 +416,7 @@ def corrupt(edit) -> bytes:  # type: ignore[no-untyped-def]
         (corrupt(lambda s: s[7].reverse()), "history indexes must increase"),
         (corrupt(lambda s: s[7][0].__setitem__(4, "\x07bell")), "control character"),
         (corrupt(lambda s: s[7][0].__setitem__(5, 1.0)), "timestamp"),
-        (corrupt(lambda s: s[7][0].pop()), "8 fields"),
+        (corrupt(lambda s: s[7][0].pop()), "9 fields"),
         (corrupt(lambda s: s.__setitem__(8, [["c1", -1]])), "merge count"),
         (corrupt(lambda s: s.__setitem__(7, {})), "history must be a list"),
     ],
@@ -532,7 +532,7 @@ def test_leave_request_of_an_earlier_release_has_no_incarnation() -> None:
 
     for legacy in (pack(1, 2), pack(2, 0, 2)):
         assert decode_command(legacy)[0] == Leave(None)
-    assert encode_command(Leave()) == pack(2, 0, 2), "written as earlier releases wrote it"
+    assert encode_command(Leave()) == pack(3, 0, 2, None), "no incarnation, no signature"
     state = ChatState()
     applied = state.apply(Entry(index=1, term=1, data=pack(1, 2), client_id="node-a", serial=1))
     assert applied == [LeaveRequested(1, "node-a", None)]

@@ -70,6 +70,8 @@ from raftchat.chat.commands import (
     NickChange,
     decode_command,
     encode_command,
+    sign_command,
+    signed_content,
 )
 from raftchat.chat.events import (
     ChatEvent,
@@ -86,6 +88,7 @@ from raftchat.chat.events import (
     OutOfOrderDropped,
 )
 from raftchat.chat.rules import DEFAULT_LIMITS, ChatLimits, nick_problem, text_problem
+from raftchat.chat.signing import Signature, Signer, sign, signature_problem
 from raftchat.chat.snapshot import SNAPSHOT_VERSION, ChatSnapshotError
 from raftchat.chat.state import DEFAULT_HISTORY_LIMIT, ChatState
 from raftchat.limits import clamp_message_ms
@@ -117,9 +120,15 @@ __all__ = [
     "NickChange",
     "NickChanged",
     "OutOfOrderDropped",
+    "Signature",
+    "Signer",
     "clamp_message_ms",
     "decode_command",
     "encode_command",
     "nick_problem",
+    "sign",
+    "sign_command",
+    "signature_problem",
+    "signed_content",
     "text_problem",
 ]

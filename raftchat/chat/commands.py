@@ -3,19 +3,23 @@
 The ``data`` of a NORMAL log entry is one command, :class:`ChatMessage`,
 :class:`NickChange`, :class:`Leave`, :class:`MergedMessage` or :class:`MergeDone`,
 encoded by :func:`encode_command` as a msgpack array ``[version, prev_serial, tag,
-*fields]``: ``prev_serial`` is the client's previous serial in this run (0 for the first
+*fields, signature]``: ``prev_serial`` is the client's previous serial in this run (0 for the first
 of a run, or once the previous one is known applied), which the client session checks to
 keep the client's commands in the order sent. The entry carries the rest of the session
 (``client_id``, ``serial``); the client id is the node id of the sender.
 
-Version 1 (``[1, tag, *fields]``, no ``prev_serial``) is what earlier releases wrote; such
-entries stay in users' logs and still decode, with ``prev_serial`` 0, so they apply as
-they always did. Likewise a :class:`Leave` without the incarnation that asks (as earlier
+``signature`` (not for :class:`MergeDone`) is the author's ``[public key, signature]``
+(:mod:`raftchat.chat.signing`) or nil; a :class:`MergedMessage` carries its original
+author's. Version 2 (no ``signature``) and version 1 (``[1, tag, *fields]``, no
+``prev_serial`` either) are what earlier releases wrote; such entries stay in users' logs
+and still decode, unsigned (and version 1 with ``prev_serial`` 0), so they apply as they
+always did. Likewise a :class:`Leave` without the incarnation that asks (as earlier
 releases wrote it) decodes with ``incarnation`` None.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -32,13 +36,16 @@ from raftchat.chat.rules import (
     text_problem,
     timestamp_problem,
 )
+from raftchat.chat.signing import Signature, Signer, sign, signature_field_problem
 from raftchat.limits import incarnation_problem, node_id_problem
 from raftchat.raft.codec import packer
 
 logger = logging.getLogger(__name__)
 
-COMMAND_VERSION = 2
+COMMAND_VERSION = 3
 """First element of every encoded command; a node rejects versions it does not know."""
+_VERSION_UNSIGNED = 2
+"""Commands written before commands were signed: decoded with no signature."""
 _VERSION_WITHOUT_PREV_SERIAL = 1
 """Commands written before ``prev_serial`` existed: decoded with ``prev_serial`` 0."""
 
@@ -63,6 +70,7 @@ class ChatMessage:
     ts: int
     action: bool = False
     """True for ``/me`` lines."""
+    signature: Signature | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,7 @@ class NickChange:
     """The sending client's nick becomes ``nick``."""
 
     nick: str
+    signature: Signature | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,7 @@ class Leave:
     """The run of the member that asks (:mod:`raftchat.node.incarnation`): a request of
     an earlier run never removes a later one. None: unknown, a request written by an
     earlier release (encoded without the field, as those releases wrote it)."""
+    signature: Signature | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +114,8 @@ class MergedMessage:
     text: str
     ts: int
     action: bool = False
+    signature: Signature | None = None
+    """The original author's, over the :class:`ChatMessage` it was."""
 
     @property
     def message_id(self) -> str:
@@ -152,6 +164,27 @@ def _check_command(command: Command, limits: ChatLimits) -> None:
         raise InvalidCommandError(problem)
 
 
+def signed_content(command: Command) -> tuple[int, list[object]]:
+    """The tag and fields an author signs: a :class:`MergedMessage`'s are those of the
+    :class:`ChatMessage` it was. Raises ValueError for a :class:`MergeDone`."""
+    if isinstance(command, ChatMessage | MergedMessage):
+        return _TAG_MESSAGE, [command.nick, command.text, command.ts, command.action]
+    if isinstance(command, NickChange):
+        return _TAG_NICK, [command.nick]
+    if isinstance(command, Leave):
+        return _TAG_LEAVE, [] if command.incarnation is None else [command.incarnation]
+    raise ValueError(f"{type(command).__name__} is not signed")
+
+
+def sign_command(command: Command, signer: Signer, channel: str, serial: int) -> Command:
+    """``command`` signed by its author ``signer`` for ``serial`` in ``channel``; a merged
+    message keeps its original author's signature, and MergeDone is never signed."""
+    if isinstance(command, MergedMessage | MergeDone):
+        return command
+    tag, fields = signed_content(command)
+    return dataclasses.replace(command, signature=sign(signer, channel, serial, tag, fields))
+
+
 def encode_command(
     command: Command, limits: ChatLimits = DEFAULT_LIMITS, *, prev_serial: int = 0
 ) -> bytes:
@@ -162,18 +195,10 @@ def encode_command(
     problem = prev_serial_problem(prev_serial)
     if problem:
         raise InvalidCommandError(problem)
-    if isinstance(command, ChatMessage):
+    if isinstance(command, MergeDone):
+        return packer().pack([COMMAND_VERSION, prev_serial, _TAG_MERGE_DONE, command.source])
+    if isinstance(command, MergedMessage):
         fields: list[object] = [
-            _TAG_MESSAGE,
-            command.nick,
-            command.text,
-            command.ts,
-            command.action,
-        ]
-    elif isinstance(command, NickChange):
-        fields = [_TAG_NICK, command.nick]
-    elif isinstance(command, MergedMessage):
-        fields = [
             _TAG_MERGED,
             command.source,
             command.client_id,
@@ -183,13 +208,11 @@ def encode_command(
             command.ts,
             command.action,
         ]
-    elif isinstance(command, MergeDone):
-        fields = [_TAG_MERGE_DONE, command.source]
-    elif command.incarnation is None:
-        fields = [_TAG_LEAVE]
     else:
-        fields = [_TAG_LEAVE, command.incarnation]
-    return packer().pack([COMMAND_VERSION, prev_serial, *fields])
+        tag, content = signed_content(command)
+        fields = [tag, *content]
+    signature = None if command.signature is None else list(command.signature)
+    return packer().pack([COMMAND_VERSION, prev_serial, *fields, signature])
 
 
 def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> tuple[Command, int]:
@@ -214,7 +237,8 @@ def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> tuple[Co
     version = items[0]
     if type(version) is not int:
         raise InvalidCommandError(f"unknown command version {version!r}")
-    if version == COMMAND_VERSION and len(items) > 2:
+    signed = version == COMMAND_VERSION
+    if version in (COMMAND_VERSION, _VERSION_UNSIGNED) and len(items) > 2:
         prev_serial = items[1]
         problem = prev_serial_problem(prev_serial)
         if problem:
@@ -225,30 +249,39 @@ def decode_command(data: bytes, limits: ChatLimits = DEFAULT_LIMITS) -> tuple[Co
         prev_serial = 0
         tag = items[1]
         fields = items[2:]
-    elif version == COMMAND_VERSION:
+    elif version in (COMMAND_VERSION, _VERSION_UNSIGNED):
         raise InvalidCommandError("command must be an array [version, prev_serial, tag, ...]")
     else:
         raise InvalidCommandError(f"unknown command version {version!r}")
+    signature: Signature | None = None
+    if signed and tag != _TAG_MERGE_DONE:
+        if not fields:
+            raise InvalidCommandError("a signed command ends with its signature (or nil)")
+        *fields, raw_signature = fields
+        problem = signature_field_problem(raw_signature)
+        if problem:
+            raise InvalidCommandError(problem)
+        signature = None if raw_signature is None else Signature(*raw_signature)
     command: Command
     if tag == _TAG_MESSAGE and type(tag) is int:
         if len(fields) != 4:
             raise InvalidCommandError(f"chat message needs 4 fields, got {len(fields)}")
-        command = ChatMessage(*fields)
+        command = ChatMessage(*fields, signature=signature)
     elif tag == _TAG_NICK and type(tag) is int:
         if len(fields) != 1:
             raise InvalidCommandError(f"nick change needs 1 field, got {len(fields)}")
-        command = NickChange(*fields)
+        command = NickChange(*fields, signature=signature)
     elif tag == _TAG_LEAVE and type(tag) is int:
         if len(fields) > 1:
             raise InvalidCommandError(f"leave request takes at most 1 field, got {len(fields)}")
         problem = incarnation_problem(fields[0]) if fields else None
         if problem:  # present, it must be one: no explicit nil
             raise InvalidCommandError(problem)
-        command = Leave(*fields)
+        command = Leave(*fields, signature=signature)
     elif tag == _TAG_MERGED and type(tag) is int:
         if len(fields) != 7:
             raise InvalidCommandError(f"merged message needs 7 fields, got {len(fields)}")
-        command = MergedMessage(*fields)
+        command = MergedMessage(*fields, signature=signature)
     elif tag == _TAG_MERGE_DONE and type(tag) is int:
         if len(fields) != 1:
             raise InvalidCommandError(f"merge done needs 1 field, got {len(fields)}")

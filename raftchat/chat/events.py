@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from raftchat.chat.signing import Signature
 from raftchat.raft.messages import NodeId
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,9 @@ class MessageApplied:
     action: bool
     merged: bool = False
     """Written in another cluster of the channel and merged into this one."""
+    signature: Signature | None = None
+    """Its author's (None: written before commands were signed); kept so that a merge
+    can carry the message into another cluster of the channel."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,8 @@ class ChatLimits:
     @property
     def max_command_bytes(self) -> int:
         """Upper bound of an encoded command (UTF-8 is at most 4 bytes per character)."""
-        return 4 * (self.max_text_chars + self.max_nick_chars) + 192  # ids, serial, ts
+        # ids, serial, ts, and a signature: a 32-byte key and 64-byte signature
+        return 4 * (self.max_text_chars + self.max_nick_chars) + 320
 
 
 DEFAULT_LIMITS = ChatLimits()

@@ -25,15 +25,17 @@ from raftchat.chat.rules import (
     text_problem,
 )
 from raftchat.chat.sessions import SessionTable
+from raftchat.chat.signing import Signature, signature_field_problem
 from raftchat.limits import node_id_problem
 from raftchat.raft.codec import packer
 from raftchat.raft.messages import NodeId
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_VERSION = 2
-"""First element of every encoded snapshot. Version 2 added whether each message was
-merged from another cluster, and the merge counts; version 1 snapshots still read."""
+SNAPSHOT_VERSION = 3
+"""First element of every encoded snapshot. Version 3 added each message's signature,
+version 2 whether it was merged from another cluster and the merge counts; versions 1
+and 2 still read."""
 
 
 class ChatSnapshotError(ValueError):
@@ -63,7 +65,17 @@ def encode_snapshot(contents: SnapshotContents) -> bytes:
         for client_id, session in contents.sessions.items()
     ]
     history = [
-        [m.index, m.client_id, m.serial, m.nick, m.text, m.ts, m.action, m.merged]
+        [
+            m.index,
+            m.client_id,
+            m.serial,
+            m.nick,
+            m.text,
+            m.ts,
+            m.action,
+            m.merged,
+            None if m.signature is None else list(m.signature),
+        ]
         for m in contents.history
     ]
     return packer().pack(
@@ -108,7 +120,7 @@ class _SnapshotReader:
         if type(items) is not list or not items:
             raise ChatSnapshotError("chat snapshot must be a non-empty array")
         version = items[0]
-        if version not in (1, SNAPSHOT_VERSION) or type(version) is not int:
+        if version not in (1, 2, SNAPSHOT_VERSION) or type(version) is not int:
             raise ChatSnapshotError(f"unknown chat snapshot version {version!r}")
         self.version = version
         fields = 8 if version == 1 else 9
@@ -214,12 +226,13 @@ class _SnapshotReader:
             raise ChatSnapshotError("chat snapshot: history must be a list")
         messages: list[MessageApplied] = []
         previous_index = 0
-        fields = 7 if self.version == 1 else 8
+        fields = {1: 7, 2: 8}.get(self.version, 9)
         for record in history:
             if type(record) is not list or len(record) != fields:
                 raise ChatSnapshotError(f"chat snapshot: a history record needs {fields} fields")
             index, client_id, serial, nick, text, ts, action = record[:7]
-            merged = record[7] if fields == 8 else False
+            merged = record[7] if fields >= 8 else False
+            raw_signature = record[8] if fields == 9 else None
             self._index(index, "history index")
             if index <= previous_index:
                 raise ChatSnapshotError("chat snapshot: history indexes must increase")
@@ -232,6 +245,7 @@ class _SnapshotReader:
                 or stored_timestamp_problem(ts)
                 or action_problem(action)
                 or action_problem(merged)
+                or signature_field_problem(raw_signature)
             )
             if problem:
                 raise ChatSnapshotError(f"chat snapshot: history entry {index}: {problem}")
@@ -246,6 +260,7 @@ class _SnapshotReader:
                     ts,
                     action,
                     merged,
+                    None if raw_signature is None else Signature(*raw_signature),
                 )
             )
         return messages

@@ -8,11 +8,13 @@ from collections.abc import Iterable
 
 from raftchat.chat.commands import (
     ChatMessage,
+    Command,
     InvalidCommandError,
     Leave,
     MergedMessage,
     MergeDone,
     decode_command,
+    signed_content,
 )
 from raftchat.chat.events import (
     ChatEvent,
@@ -30,6 +32,7 @@ from raftchat.chat.events import (
 )
 from raftchat.chat.rules import DEFAULT_LIMITS, ChatLimits, client_id_problem, serial_problem
 from raftchat.chat.sessions import SessionTable
+from raftchat.chat.signing import signature_problem
 from raftchat.chat.snapshot import SnapshotContents, decode_snapshot, encode_snapshot
 from raftchat.limits import MAX_NODE_ID_CHARS
 from raftchat.raft.messages import Entry, EntryKind, NodeId
@@ -44,11 +47,16 @@ class ChatState:
     """The chat as of ``last_applied_index``: history window, sessions, nicks, members."""
 
     def __init__(
-        self, history_limit: int = DEFAULT_HISTORY_LIMIT, limits: ChatLimits = DEFAULT_LIMITS
+        self,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        limits: ChatLimits = DEFAULT_LIMITS,
+        channel: str = "",
     ) -> None:
         if type(history_limit) is not int or history_limit < 1:
             raise ValueError(f"history_limit must be a positive integer, got {history_limit!r}")
         self.limits = limits
+        self.channel = channel
+        """The channel's name: part of what every signed command covers."""
         self.history_limit = history_limit
         self._last_applied_index = 0
         self._history: deque[MessageApplied] = deque(maxlen=history_limit)
@@ -149,6 +157,10 @@ class ChatState:
         if prev_serial and prev_serial != last_serial:
             logger.debug("entry %d: %s#%d out of order", entry.index, entry.client_id, entry.serial)
             return [OutOfOrderDropped(entry.index, entry.client_id, entry.serial, last_serial)]
+        problem = self._forgery(entry, command)
+        if problem:
+            self._record_serial(entry, nick=old_nick)
+            return [self._invalid(entry, f"not its author's: {problem}")]
         if isinstance(command, Leave):
             self._record_serial(entry, nick=old_nick)
             return [LeaveRequested(entry.index, entry.client_id, command.incarnation)]
@@ -181,6 +193,7 @@ class ChatState:
                 command.text,
                 command.ts,
                 command.action,
+                signature=command.signature,
             )
             self._remember(message)
             events.append(message)
@@ -202,10 +215,22 @@ class ChatState:
             command.ts,
             command.action,
             merged=True,
+            signature=command.signature,
         )
         self._remember(message)
         self._merged_counts[command.source] = self._merged_counts.get(command.source, 0) + 1
         return message
+
+    def _forgery(self, entry: Entry, command: Command) -> str | None:
+        """Why ``command`` is not what its author signed, or None (:mod:`.signing`). A
+        merged message was signed by its original author, for its original serial."""
+        if isinstance(command, MergeDone):
+            return None
+        author, serial = entry.client_id, entry.serial
+        if isinstance(command, MergedMessage):
+            author, serial = command.client_id, command.serial
+        tag, fields = signed_content(command)
+        return signature_problem(self.channel, author, serial, tag, fields, command.signature)
 
     def _remember(self, message: MessageApplied) -> None:
         history = self._history
@@ -271,11 +296,12 @@ class ChatState:
         data: bytes,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         limits: ChatLimits = DEFAULT_LIMITS,
+        channel: str = "",
     ) -> ChatState:
         """Rebuild a state from :meth:`snapshot` bytes, checking every field. Raises
         :class:`~raftchat.chat.snapshot.ChatSnapshotError` on anything malformed. A history
         longer than ``history_limit`` keeps its newest messages."""
-        state = cls(history_limit, limits)
+        state = cls(history_limit, limits, channel)
         contents = decode_snapshot(data, limits)
         state._last_applied_index = contents.last_applied_index
         state.invalid_commands = contents.invalid_commands

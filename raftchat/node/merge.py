@@ -55,6 +55,7 @@ def merge_items(
                 message.text,
                 message.ts,
                 message.action,
+                signature=message.signature,
             )
         )
         items[message.id] = MergeItem(message.id, chat.encode_command(command))
@@ -66,7 +67,8 @@ def merge_items(
 def mergeable(command: chat.MergedMessage) -> chat.MergedMessage:
     """``command`` as the chat rules of today accept it: its time clamped into range, the
     invisible characters left out of its nick (``user-`` and the start of the author's id
-    if nothing is left)."""
+    if nothing is left). Only unsigned messages, written before those rules, can need it:
+    a signed one is left as signed."""
     nick = command.nick
     if type(nick) is str and nick_problem(nick):
         nick = replace_invisible(nick, "")

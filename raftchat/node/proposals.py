@@ -57,8 +57,17 @@ class Settled:
 class ProposalTracker:
     """Own proposals in serial order: submitted, held, retried, acknowledged once."""
 
-    def __init__(self, client_id: str, submit: Submit, window: int, first_serial: int) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        submit: Submit,
+        window: int,
+        first_serial: int,
+        sign: Callable[[Command, int], Command] | None = None,
+    ) -> None:
         self.client_id = client_id
+        self._sign = sign
+        """Signs a command for its serial (:mod:`raftchat.chat.signing`); None: unsigned."""
         self._submit_to_core = submit
         self.window = window
         """Own proposals sent but not yet acknowledged; later ones wait in order."""
@@ -89,6 +98,8 @@ class ProposalTracker:
         node would refuse."""
         serial = self.serial + 1
         prev_serial = self._prev_serial(serial)
+        if self._sign is not None:
+            command = self._sign(command, serial)
         data = encode_command(command, prev_serial=prev_serial)
         self.serial = serial
         message_id = f"{self.client_id}:{serial}"

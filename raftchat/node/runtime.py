@@ -154,9 +154,14 @@ class Node:
         rng: random.Random | None = None,
         passphrase: str | None = None,
         startup_problems: Sequence[str] = (),
+        identity: chat.Signer | None = None,
     ) -> None:
         """``startup_problems``: what went wrong while opening (the damaged state that was
         set aside); every front end is told, even one that subscribes later."""
+        if identity is not None and identity.node_id != storage.node_id:
+            raise ValueError(f"identity {identity.node_id} is not node {storage.node_id}")
+        self._identity = identity
+        """This node's key pair: it signs every command the node proposes."""
         self.settings = settings
         self.tuning = tuning = tuning or RuntimeTuning()
         self._passphrase = passphrase
@@ -242,6 +247,7 @@ class Node:
             self._submit,
             tuning.max_unacknowledged_proposals,
             first_serial=max(self.chat.last_serial(self.node_id), time.time_ns() // 1000),
+            sign=self._sign if identity is not None else None,
         )
 
     # --- ChatNode interface ---------------------------------------------------------
@@ -748,15 +754,23 @@ class Node:
         """Why a received snapshot is no chat state (None: it is one); checked before the
         core hands it over, so nothing invalid is stored."""
         try:
-            chat.ChatState.restore(data, history_limit=self.settings.history_window)
+            chat.ChatState.restore(
+                data, history_limit=self.settings.history_window, channel=self.channel
+            )
         except chat.ChatSnapshotError as error:
             return str(error)
         return None
 
     def _restore_chat(self, snapshot: Snapshot | None) -> chat.ChatState:
+        window = self.settings.history_window
         if snapshot is None or not snapshot.data:
-            return chat.ChatState(history_limit=self.settings.history_window)
-        return chat.ChatState.restore(snapshot.data, history_limit=self.settings.history_window)
+            return chat.ChatState(history_limit=window, channel=self.channel)
+        return chat.ChatState.restore(snapshot.data, history_limit=window, channel=self.channel)
+
+    def _sign(self, command: chat.Command, serial: int) -> chat.Command:
+        """This node's signature on its own command (every node checks it on apply)."""
+        assert self._identity is not None
+        return chat.sign_command(command, self._identity, self.channel, serial)
 
     def _maybe_compact(self) -> None:
         applied = self.chat.last_applied_index
