@@ -72,8 +72,22 @@ def test_another_voter_cannot_speak_for_the_leader_of_this_term() -> None:
     assert core.log.last_index == 1 and core.leader == "a"
     core.step(huge_append("a", term=3))  # the leader itself
     assert core.log.last_index == 2
-    core.step(huge_append("c", term=4))  # a later term: c may have won it
+
+    core.step(huge_append("c", term=4))  # a later term, while a still leads: refused
+    assert core.leader == "a" and core.term == 3
+    for _ in range(core.settings.election_timeout_ticks):  # a's lease runs out
+        core.tick()
+    drain(core)
+    core.step(huge_append("c", term=4))  # now c may well have won term 4
     assert core.leader == "c" and core.term == 4
+
+
+def test_a_leadership_hand_over_is_for_the_next_term_only() -> None:
+    core = follower_of(leader="a", term=3)
+    core.step(RequestVote("c", 9, 1, 1, False, leadership_transfer=True))
+    assert drain(core) == [] and core.term == 3
+    core.step(RequestVote("c", 4, 1, 1, False, leadership_transfer=True))
+    assert core.term == 4 and core.vote == "c"
 
 
 def test_only_the_leader_hands_over_leadership() -> None:

@@ -9,7 +9,12 @@ a node follow it, vote for it, or adopt its term:
 - AppendEntries and InstallSnapshot only from a voter that may lead (never a witness),
   and within the current term only from the leader this node already follows;
 - TimeoutNow only from the leader of the current term;
-- a vote request only from a voter that may lead; a vote only from a voter.
+- a vote request only from a voter that may lead; a vote only from a voter; one that
+  follows a leadership hand-over (which skips the leader lease) only for the next term;
+- while this node is in a leader's lease (it heard from its leader within an election
+  timeout, or it leads and checks its quorum), no other voter can claim a later term
+  by AppendEntries or InstallSnapshot: a voter that was not elected cannot take over a
+  working channel. A real new leader is followed once the lease runs out.
 
 The leader this node follows in the current term keeps its word until the term ends,
 even once it has appended its own removal (it hands over with TimeoutNow).
@@ -51,9 +56,11 @@ def refusal(
     leader: NodeId,
     configuration: Configuration,
     stranded: bool = False,
+    leased: bool = False,
 ) -> str | None:
     """Why ``message`` may not be stepped, or None if its sender's role allows it.
-    ``stranded``: no leader reached this node for a long while (see above)."""
+    ``stranded``: no leader reached this node for a long while; ``leased``: it is in a
+    leader's lease (see above)."""
     sender: NodeId = message.sender  # type: ignore[union-attr]
     if self_id not in configuration.members:
         return None
@@ -70,12 +77,16 @@ def refusal(
             return "only a voter can lead"
         if message.term == term and leader != NO_NODE and sender != leader:
             return f"{leader} leads term {term}"
+        if message.term > term and leased and sender != leader:
+            return f"{leader} leads and was heard from lately"
     elif isinstance(message, TimeoutNow):
         if sender != leader or message.term != term:
             return "only the current leader hands over leadership"
     elif isinstance(message, RequestVote):
         if not may_lead:
             return "only a voter can stand for election"
+        if message.leadership_transfer and message.term != term + 1:
+            return "a leadership hand-over is for the next term only"
     elif isinstance(message, RequestVoteResponse) and sender not in configuration.voters:
         return "only a voter votes"
     return None

@@ -290,6 +290,7 @@ class RaftCore:
             configuration=self._configurations.current,
             stranded=self._ticks_without_leader
             >= STRANDED_ELECTION_TIMEOUTS * self.settings.election_timeout_ticks,
+            leased=self._in_lease(),
         )
         if problem is not None:
             self._counters.messages_refused += 1
@@ -526,12 +527,7 @@ class RaftCore:
     def _step(self, m: Message) -> None:
         if m.term > self.term:
             if isinstance(m, RequestVote):
-                in_lease = (
-                    self.settings.check_quorum
-                    and self.leader != NO_NODE
-                    and self._election_elapsed < self.settings.election_timeout_ticks
-                )
-                if in_lease and not m.leadership_transfer:
+                if self._in_lease() and not m.leadership_transfer:
                     return
                 if not m.pre_vote:
                     self._become_follower(m.term, NO_NODE)
@@ -688,6 +684,15 @@ class RaftCore:
         for voter in sorted(self._configurations.current.voters):
             if voter != self.id:
                 self._send(voter, request)
+
+    def _in_lease(self) -> bool:
+        """Heard from the leader within an election timeout (or leading), with CheckQuorum:
+        a leader that is alive keeps its followers (and itself) from being taken over."""
+        return (
+            self.settings.check_quorum
+            and self.leader != NO_NODE
+            and self._election_elapsed < self.settings.election_timeout_ticks
+        )
 
     def _handle_vote_request(self, m: RequestVote) -> None:
         can_vote = (
