@@ -10,8 +10,9 @@ persisted with a single fsync (group commit).
 
 The parts live next door: own proposals in :mod:`.proposals`, lazy ticking in
 :mod:`.ticker`, membership automation in :mod:`.membership`, what the front ends
-see in :mod:`.events`, when to compact in :mod:`.compaction`. A quitting node asks
-to be removed, after handing over leadership if it leads.
+see in :mod:`.events`, when to compact in :mod:`.compaction`, carrying on without dead
+members in :mod:`.forget`. A quitting node asks to be removed, after handing over
+leadership if it leads.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from raftchat.node.api import (
     ChatMessageEvent,
     ErrorEvent,
     Event,
+    ForgetRefusedError,
     MemberInfo,
     NoticeEvent,
     ResetEvent,
@@ -47,7 +49,8 @@ from raftchat.node.cluster import (
     survivor,
 )
 from raftchat.node.compaction import CompactionSchedule
-from raftchat.node.events import NodeView, Subscribers
+from raftchat.node.events import NodeView, Subscribers, assess_quorum
+from raftchat.node.forget import lost_text, messages_lost, plan_forget, split_history_text
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
 from raftchat.node.merge import MergeProgress, merge_items
 from raftchat.node.proposals import ProposalKind, ProposalTracker
@@ -57,6 +60,7 @@ from raftchat.raft import (
     ConfigurationChanged,
     Entry,
     EntryKind,
+    HistoryDiverged,
     LeaderChanged,
     Message,
     PersistentState,
@@ -276,6 +280,35 @@ class Node:
             logger.warning("left without confirmation of removal (timed out)")
         await self.stop()
 
+    def forget(self, names: Sequence[str], confirm: bool = False) -> str | None:
+        """Carry on without dead voters (see :meth:`raftchat.node.api.ChatNode.forget`)."""
+        if self._stopped.is_set() or self._closing:
+            raise NodeError("the node has stopped")
+        status = self.core.status()
+        report = assess_quorum(
+            status, self._liveness(), self._election_timeout_ms / 1000, self._name
+        )
+        plan = plan_forget(
+            names,
+            self_id=self.node_id,
+            configuration=status.configuration,
+            missing=report.missing,
+            needed=report.needed,
+            reachable=report.reachable,
+            name_of=self._name,
+        )
+        if not confirm:
+            return plan.warning
+        self.ticker.catch_up()
+        result = self.core.force_remove(plan.node_ids)
+        if not result.ok:
+            raise ForgetRefusedError(f"Cannot carry on alone: {result.error}.")
+        logger.warning("carrying on without %s (forgotten)", ", ".join(plan.names))
+        self.view.forgetting(plan.node_ids)
+        self.membership.forgotten(plan.node_ids, time.monotonic())
+        self._schedule_drain()
+        return None
+
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -489,6 +522,8 @@ class Node:
 
     def _on_link_change(self, peer: str, info: LinkInfo) -> None:
         self._links[peer] = info
+        if info.connects == 0:
+            self._hellos_sent.pop(peer, None)  # a new link (the old one was dropped)
         self._say_hello(peer, info)
         if info.auth_error and self._auth_errors.get(peer) != info.auth_error:
             self._publish(ErrorEvent(info.auth_error))  # e.g. a wrong passphrase
@@ -638,7 +673,12 @@ class Node:
         self._read_waiters = waiting
 
     def _install_snapshot(self, snapshot: Snapshot) -> None:
+        before = self.chat.history()
         self.chat = self._restore_chat(snapshot)
+        lost = messages_lost(before, self.chat)
+        if lost:
+            logger.error("a snapshot replaced %d committed messages", len(lost))
+            self._publish(ErrorEvent(lost_text(lost)))
         self.compaction.clear()
         configuration = snapshot.meta.configuration
         self.chat.apply_membership(
@@ -778,6 +818,8 @@ class Node:
                 self._publish_status()
             case TransferAborted(target=target, reason=reason):
                 logger.info("leadership transfer to %s aborted: %s", target, reason)
+            case HistoryDiverged(leader=leader):
+                self._publish(ErrorEvent(split_history_text(self._name(leader))))
 
     # --- membership -----------------------------------------------------------------
 
@@ -1044,6 +1086,9 @@ class Node:
             chat_state=self.chat,
             liveness=self._liveness(),
         )
+
+    def _name(self, node_id: str) -> str:
+        return self.view.name(self.chat, node_id)
 
     def _liveness(self) -> Liveness:
         connected = self._signaling_state == "connected"
