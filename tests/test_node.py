@@ -18,7 +18,14 @@ from support.clusters import introduce
 from raftchat import chat
 from raftchat.net import LinkInfo, LinkState
 from raftchat.node import Node, RuntimeTuning
-from raftchat.node.api import AckEvent, ChatMessageEvent, ErrorEvent, Event
+from raftchat.node.api import (
+    AckEvent,
+    ChatInputError,
+    ChatMessageEvent,
+    ErrorEvent,
+    Event,
+    NoticeEvent,
+)
 from raftchat.node.cluster import NODE_CODEC, ClusterHello
 from raftchat.node.runtime import is_urgent
 from raftchat.raft import codec
@@ -550,3 +557,32 @@ def test_a_new_link_to_a_peer_says_hello_again(node: Node) -> None:
     node._on_link_change("p1", link("p1", "connecting", 0))  # a new Link object
     node._on_link_change("p1", link("p1", "open", 1))
     assert hellos == ["p1", "p1"]
+
+
+def test_forget_warns_then_carries_on_alone_with_its_notice(tmp_path: Path) -> None:
+    storage = Storage.open_channel("pair", tmp_path)
+    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
+    storage.save(
+        HardState(term=3, commit=1),
+        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
+    )
+    node = Node(storage, Settings(), nick="ada")
+    try:
+        node._drain()  # applies the configuration
+        queue = node.subscribe()
+        with pytest.raises(ChatInputError, match="You cannot forget yourself"):
+            node.forget(["ada"])
+        warning = node.forget(["user-b0b"])
+        assert warning is not None and warning.endswith("type /forget user-b0b --yes")
+        assert node.core.configuration == configuration, "nothing done before --yes"
+        assert node.forget(["user-b0b"], confirm=True) is None
+        node._drain()
+        assert node.core.role is Role.LEADER
+        assert node.core.configuration.voters == {node.node_id}
+        assert node.core.term > 3
+        notices = [e.text for e in drain(queue) if isinstance(e, NoticeEvent)]
+        assert "you carried on without user-b0b (forgotten)" in notices
+        status = node.status()
+        assert status.quorum_problem is None and status.voters == (node.node_id,)
+    finally:
+        storage.close()
