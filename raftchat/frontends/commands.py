@@ -21,9 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from raftchat.limits import MAX_NICK_CHARS, NICK_DISAMBIGUATOR
+from raftchat.node.api import FORGET_CONFIRM as CONFIRM
 
-CONFIRM = "--yes"
-"""Confirms ``/forget`` in the same line."""
 MAX_NAME_CHARS = MAX_NICK_CHARS + len(NICK_DISAMBIGUATOR) + 16
 """Longest name a member is shown by: a nick, ``#`` and the start of a node id."""
 

@@ -78,6 +78,10 @@ class InvalidNickError(ChatInputError):
     characters or ``#``."""
 
 
+FORGET_CONFIRM = "--yes"
+"""Typed after the names in ``/forget``: the warning was read, do it."""
+
+
 class ForgetRefusedError(ChatInputError):
     """``/forget`` cannot be done now; the text says why and what to do instead."""
 

@@ -158,8 +158,8 @@ def quorum_problem_text(
         text += f" ({heard})"
     if forget:
         verb = "is" if len(forget) == 1 else "are"
-        both = forget[0] if len(forget) == 1 else ", ".join(forget[:-1]) + " and " + forget[-1]
-        text += f"; if {both} {verb} gone for good, type {forget_line(forget)}"
+        text += f"; if {_either(list(forget), len(forget))} {verb} gone for good, type"
+        text += f" {forget_line(forget)}"
     return text
 
 

@@ -24,16 +24,13 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from raftchat import chat
-from raftchat.node.api import ForgetRefusedError, MissingVoter
+from raftchat.node.api import FORGET_CONFIRM, ForgetRefusedError, MissingVoter
 from raftchat.raft import Configuration, NodeId
-
-CONFIRM_FLAG = "--yes"
-"""Typed after the names: the warning was read, do it."""
 
 
 def forget_line(names: Sequence[str], *, confirm: bool = False) -> str:
     """The command that forgets ``names``: ``/forget bob`` (``/forget bob --yes``)."""
-    return " ".join(("/forget", *names, *((CONFIRM_FLAG,) if confirm else ())))
+    return " ".join(("/forget", *names, *((FORGET_CONFIRM,) if confirm else ())))
 
 
 def _and(names: Sequence[str]) -> str:
@@ -64,9 +61,10 @@ class ForgetPlan:
         one = len(self.names) == 1
         machine = f"{who}'s machine is" if one else f"the machines of {who} are"
         pronoun = "they are" if not one else f"{self.names[0]} is"
+        together = "the two of you" if one else "you and they"
         return (
             f"Only do this if {machine} really gone. If {pronoun} still running somewhere"
-            f" and also carr{'ies' if one else 'y'} on without you, the two of you will have"
+            f" and also carr{'ies' if one else 'y'} on without you, {together} will have"
             " split histories and messages may be lost. To carry on without"
             f" {who}, type {forget_line(self.names, confirm=True)}"
         )
