@@ -29,6 +29,9 @@ from raftchat.node.api import (
     validate_chat_text,
     validate_nick,
 )
+from raftchat.node.events import quorum_problem_text
+from raftchat.node.forget import forget_line, forgettable, forgotten_text, plan_forget
+from raftchat.raft import Configuration
 
 
 @dataclass
@@ -63,6 +66,8 @@ class FakeChatNode:
         self.left = False
         self.sent: list[tuple[str, bool]] = []
         """Every (text, action) accepted by send_chat, for assertions."""
+        self.forget_calls: list[tuple[tuple[str, ...], bool]] = []
+        """Every (names, confirm) given to forget, refused ones included."""
         self._status = StatusEvent(
             node_id=node_id,
             state="leader",
@@ -137,6 +142,32 @@ class FakeChatNode:
         self.left = True
         self.publish(NoticeEvent("leave", f"{self._nick} left the channel", self.clock()))
 
+    def forget(self, names: Sequence[str], confirm: bool = False) -> str | None:
+        """The node's rules on the status this fake shows; a confirmed change takes effect
+        at once (it commits alone), with the notice a real node gives."""
+        self.forget_calls.append((tuple(names), confirm))
+        status = self._status
+        nicks = {member.node_id: member.nick for member in self._members}
+        nicks |= {voter.node_id: voter.nick for voter in status.missing_voters}
+        voters = len(status.voters)
+        plan = plan_forget(
+            names,
+            self_id=self._node_id,
+            configuration=self._configuration(),
+            missing=status.missing_voters,
+            needed=status.voters_needed or voters // 2 + 1,
+            reachable=voters if status.voters_reachable is None else status.voters_reachable,
+            name_of=lambda node_id: nicks.get(node_id, node_id),
+        )
+        if not confirm:
+            return plan.warning
+        for node_id in sorted(plan.node_ids):
+            self.publish(NoticeEvent("leave", forgotten_text(nicks[node_id]), self.clock()))
+        self.set_members([m for m in self._members if m.node_id not in plan.node_ids])
+        self.regain_quorum()
+        self._set_status(voters=(self._node_id,))
+        return None
+
     # --- test controls -------------------------------------------------------
 
     def publish(self, event: Event) -> None:
@@ -186,29 +217,29 @@ class FakeChatNode:
         """The channel cannot commit: no leader, and ``missing`` (node id, nick, seconds
         silent) are out of reach; the status says so, as a real node's would."""
         absent = tuple(MissingVoter(*entry) for entry in missing)
-        heard = [
-            "never heard from" if voter.silent_s is None else f"last heard {voter.silent_s} s ago"
-            for voter in absent
-        ]
-        names = [f"{v.nick} ({h})" for v, h in zip(absent, heard, strict=True)]
-        wanted = needed - reachable
-        waiting = names[0] if len(names) == 1 else ", ".join(names[:-1])
-        if len(names) > 1:  # as the node words it: all of them, either of them, or k of them
-            if wanted >= len(names) or wanted == 1:
-                waiting += (" and " if wanted >= len(names) else " or ") + names[-1]
-            else:
-                waiting = f"{wanted} of " + ", ".join(names)
-        total = len(self._status.voters)
+        voters = tuple(sorted({*self._status.voters, *(voter.node_id for voter in absent)}))
+        self._status = replace(self._status, voters=voters)
+        gone = [voter.node_id for voter in absent]
+        forget = (
+            tuple(v.nick for v in absent)
+            if forgettable(self._node_id, self._configuration(), gone)
+            else ()
+        )
         return self._set_status(
             state="pre_candidate",
             leader=None,
-            quorum_problem=(
-                f"no leader: waiting for {waiting} \u2014 the channel needs "
-                f"{needed} of {total} voters; {reachable} reachable"
+            quorum_problem=quorum_problem_text(
+                leading=False,
+                missing=absent,
+                needed=needed,
+                reachable=reachable,
+                voters=len(voters),
+                forget=forget,
             ),
             missing_voters=absent,
             voters_needed=needed,
             voters_reachable=reachable,
+            forget_command=forget_line(forget) if forget else None,
         )
 
     def regain_quorum(self, leader: str | None = None) -> StatusEvent:
@@ -221,6 +252,7 @@ class FakeChatNode:
             missing_voters=(),
             voters_needed=None,
             voters_reachable=None,
+            forget_command=None,
         )
 
     def set_members(self, members: Sequence[MemberInfo]) -> None:
@@ -228,6 +260,10 @@ class FakeChatNode:
         self.publish(MembersEvent(self._members))
 
     # --- internals -------------------------------------------------------------
+
+    def _configuration(self) -> Configuration:
+        status = self._status
+        return Configuration(frozenset(status.voters), frozenset(status.learners))
 
     def _append(
         self, message_id: str, sender: str, nick: str, text: str, ts: float, action: bool

@@ -8,6 +8,7 @@ from raftchat.frontends.commands import (
     HEADLESS_COMMANDS,
     TUI_COMMANDS,
     CommandSet,
+    Forget,
     InputProblem,
     RunCommand,
     SendText,
@@ -29,6 +30,21 @@ from raftchat.frontends.commands import (
         ("/QUIT", RunCommand("/quit")),
         ("/me", InputProblem("empty /me: type /me ACTION")),
         ("/nick   ", InputProblem("empty /nick: type /nick NAME")),
+        ("/forget bob", Forget(("bob",))),
+        ("/FORGET  bob  carol bob ", Forget(("bob", "carol"))),
+        ("/forget bob --yes", Forget(("bob",), confirm=True)),
+        ("/forget --YES ada#3f2a", Forget(("ada#3f2a",), confirm=True)),
+        ("/forget user-3f2a", Forget(("user-3f2a",))),
+        ("/forget", InputProblem("empty /forget: type /forget NICK")),
+        (
+            "/forget --yes",
+            InputProblem("/forget needs a name: type /forget NICK (then /forget NICK --yes)"),
+        ),
+        (
+            "/forget bob --force",
+            InputProblem("unknown option --force of /forget; type /forget NICK --yes"),
+        ),
+        ("/forget " + "x" * 60, InputProblem(f"/forget: {'x' * 49!r} is no member's name")),
     ],
 )
 def test_every_front_end_reads_lines_the_same_way(
@@ -45,7 +61,7 @@ def test_an_unknown_command_names_what_the_front_end_offers() -> None:
         "(start a message with // to send a leading /)"
     )
     assert headless == InputProblem(
-        "unknown command /dance; use /nick NAME, /me ACTION or /quit "
+        "unknown command /dance; use /nick NAME, /me ACTION, /forget NICK or /quit "
         "(start a message with // to send a leading /)"
     )
     assert tui.sentence().startswith("Unknown command /dance;")
@@ -68,4 +84,5 @@ def test_completion_and_help_cover_only_the_offered_commands() -> None:
         "/stats",
         "/leave",
         "/quit",
+        "/forget",
     ]

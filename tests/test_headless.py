@@ -10,6 +10,7 @@ import threading
 from dataclasses import replace
 
 import pytest
+from fake_node import FakeChatNode
 
 from raftchat.frontends.headless import HeadlessPrinter, _handle_line, event_line, run_headless
 from raftchat.limits import MAX_MESSAGE_MS, MIN_MESSAGE_MS
@@ -19,6 +20,7 @@ from raftchat.node.api import (
     EmptyMessageError,
     ErrorEvent,
     Event,
+    MemberInfo,
     MembersEvent,
     MissingVoter,
     NoticeEvent,
@@ -167,12 +169,14 @@ def cannot_commit(silent_s: int | None = 6, nick: str = "bob") -> StatusEvent:
         status("pre_candidate"),
         leader=None,
         quorum_problem=(
-            f"no leader: waiting for {nick} (last heard {silent_s} s ago) \u2014 "
-            "the channel needs 2 of 2 voters; 1 reachable"
+            f"no leader: waiting for {nick} \u2014 the channel needs 2 of 2 voters; 1 reachable"
+            f" ({nick} last heard {silent_s} s ago); if {nick} is gone for good, type"
+            f" /forget {nick}"
         ),
         missing_voters=(MissingVoter("n2", nick, silent_s),),
         voters_needed=2,
         voters_reachable=1,
+        forget_command=f"/forget {nick}",
     )
 
 
@@ -192,15 +196,18 @@ def test_status_line_says_why_the_channel_cannot_commit() -> None:
         "witness": None,
         "cluster": None,
         "quorum_problem": (
-            "no leader: waiting for bob (last heard 6 s ago) \u2014 "
-            "the channel needs 2 of 2 voters; 1 reachable"
+            "no leader: waiting for bob \u2014 the channel needs 2 of 2 voters; 1 reachable"
+            " (bob last heard 6 s ago); if bob is gone for good, type /forget bob"
         ),
         "voters_needed": 2,
         "voters_reachable": 1,
         "missing_voters": [{"node_id": "n2", "nick": "bob", "silent_s": 6}],
+        "forget_command": "/forget bob",
     }
     never = event_line(cannot_commit(silent_s=None))
     assert never is not None and never["missing_voters"][0]["silent_s"] is None
+    stuck = event_line(replace(cannot_commit(), forget_command=None))
+    assert stuck is not None and "forget_command" not in stuck
 
 
 def test_printer_shows_the_quorum_problem_appear_change_and_go() -> None:
@@ -443,3 +450,31 @@ def test_line_batches_refuse_invalid_utf8_and_overlong_lines_and_go_on() -> None
     assert isinstance(lines[1], UnreadableLine) and "UTF-8" in lines[1].reason
     assert isinstance(lines[2], UnreadableLine) and "longer than 20 bytes" in lines[2].reason
     assert isinstance(lines[5], UnreadableLine) and "longer than 20 bytes" in lines[5].reason
+
+
+async def test_forget_needs_yes_in_the_same_line_and_refusals_are_line_errors() -> None:
+    node = FakeChatNode(node_id="n1", nick="alice")
+    node.set_members(
+        [
+            MemberInfo("n1", "alice", "voter", "self", None),
+            MemberInfo("n2", "bob", "voter", "disconnected", None),
+        ]
+    )
+    node.lose_quorum([("n2", "bob", 12)], needed=2, reachable=1)
+    out = io.StringIO()
+    printer = HeadlessPrinter(out)
+    assert not await _handle_line(node, "/forget bob", printer, number=1)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "/forget alice --yes", printer, number=2)  # type: ignore[arg-type]
+    assert not await _handle_line(node, "/forget --yes", printer, number=3)  # type: ignore[arg-type]
+    assert node.status().voters == ("n1", "n2"), "nothing done yet"
+    assert not await _handle_line(node, "/FORGET bob --yes", printer, number=4)  # type: ignore[arg-type]
+    errors = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [error["line"] for error in errors] == [1, 2, 3]
+    assert errors[0]["message"].startswith(
+        "input line 1 not sent: /forget needs --yes: Only do this if bob's machine is really gone."
+    )
+    assert errors[0]["message"].endswith("type /forget bob --yes")
+    assert errors[1]["message"] == "input line 2 not sent: You cannot forget yourself."
+    assert "needs a name" in errors[2]["message"]
+    assert node.forget_calls == [(("bob",), False), (("alice",), True), (("bob",), True)]
+    assert node.status().voters == ("n1",) and node.status().quorum_problem is None

@@ -16,8 +16,17 @@ import pytest
 from support.clusters import introduce
 
 from raftchat import chat
+from raftchat.net import LinkInfo, LinkState
 from raftchat.node import Node, RuntimeTuning
-from raftchat.node.api import AckEvent, ChatMessageEvent, ErrorEvent, Event
+from raftchat.node.api import (
+    AckEvent,
+    ChatInputError,
+    ChatMessageEvent,
+    ErrorEvent,
+    Event,
+    NoticeEvent,
+)
+from raftchat.node.cluster import NODE_CODEC, ClusterHello
 from raftchat.node.runtime import is_urgent
 from raftchat.raft import codec
 from raftchat.raft.codec import encode_configuration
@@ -242,6 +251,41 @@ def test_snapshot_install_publishes_only_messages_not_seen_yet(node: Node) -> No
     indices = [e.index for e in drain(queue) if isinstance(e, ChatMessageEvent)]
     assert indices == [1, 2, 3, 4, 5]
     assert [m.index for m in node.history()] == [1, 2, 3, 4, 5]
+
+
+def test_a_snapshot_of_a_split_history_says_which_messages_are_gone(node: Node) -> None:
+    """Two members that forgot each other: a snapshot from the other side lacks messages
+    this node had committed. Never so in one history; said when it happens."""
+
+    def message(index: int, author: str) -> Entry:
+        data = chat.encode_command(chat.ChatMessage(author, f"{author}{index}", 1_800_000_000_000))
+        return Entry(index, 1, EntryKind.NORMAL, data, f"{author}-client", index)
+
+    theirs = chat.ChatState()
+    for index in range(1, 6):
+        theirs.apply(message(index, "a" if index < 3 else "x"))
+    queue = node.subscribe()
+    for index in range(1, 5):
+        node._apply(message(index, "a" if index < 3 else "b"))
+    node._install_snapshot(Snapshot(SnapshotMeta(5, 1, Configuration()), theirs.snapshot()))
+    (error,) = [e for e in drain(queue) if isinstance(e, ErrorEvent)]
+    assert "2 messages committed here are not in it" in error.message
+
+
+def test_a_leader_whose_log_contradicts_committed_entries_is_reported(node: Node) -> None:
+    queue = node.subscribe()
+    introduce(node, "other")
+    config = encode_configuration(Configuration(frozenset({node.node_id, "other"})))
+    first = (Entry(1, 1, EntryKind.CONFIG, config), Entry(2, 1, EntryKind.NORMAL, b"ours"))
+    node._on_frame("other", codec.encode(AppendEntries("other", 1, 0, 0, first, 2)))
+    node._drain()
+    # Later "other" leads a term whose log has a different entry 2: a split history.
+    theirs = AppendEntries("other", 9, 1, 1, (Entry(2, 8, EntryKind.NORMAL, b"theirs"),), 2)
+    node._on_frame("other", codec.encode(theirs))
+    node._drain()
+    (error,) = [e for e in drain(queue) if isinstance(e, ErrorEvent)]
+    assert error.message.startswith("Your history and user-othe's split")
+    assert [e.data for e in node._storage.load().entries][-1] == b"ours"
 
 
 def test_own_messages_inside_an_installed_snapshot_are_acknowledged_not_proposed_again(
@@ -488,3 +532,59 @@ async def test_a_paused_process_does_not_replay_its_pause(node: Node) -> None:
     node.ticker.catch_up()
     assert node.ticker.given == 20  # re-anchored: the pause is not owed
     assert node.core.role is Role.FOLLOWER
+
+
+def link(peer: str, state: str, connects: int) -> LinkInfo:
+    return LinkInfo(
+        peer, LinkState(state), None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, connects,
+        None, None,
+    )  # fmt: skip
+
+
+def test_a_new_link_to_a_peer_says_hello_again(node: Node) -> None:
+    """A link dropped (the peer was gone and no member: nothing kept it) and made anew
+    counts its connections from zero: the node must say hello on it all the same, or the
+    peer drops its Raft traffic (a member forgotten with /forget, coming back)."""
+    hellos: list[str] = []
+
+    class HelloMesh:
+        def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
+            if isinstance(NODE_CODEC.decode(data), ClusterHello):
+                hellos.append(to)
+            return True
+
+    node._mesh = HelloMesh()  # type: ignore[assignment]
+    node._on_link_change("p1", link("p1", "open", 1))
+    node._on_link_change("p1", link("p1", "open", 1))  # the same connection: said already
+    node._on_link_change("p1", link("p1", "connecting", 0))  # a new Link object
+    node._on_link_change("p1", link("p1", "open", 1))
+    assert hellos == ["p1", "p1"]
+
+
+def test_forget_warns_then_carries_on_alone_with_its_notice(tmp_path: Path) -> None:
+    storage = Storage.open_channel("pair", tmp_path)
+    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
+    storage.save(
+        HardState(term=3, commit=1),
+        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
+    )
+    node = Node(storage, Settings(), nick="ada")
+    try:
+        node._drain()  # applies the configuration
+        queue = node.subscribe()
+        with pytest.raises(ChatInputError, match="You cannot forget yourself"):
+            node.forget(["ada"])
+        warning = node.forget(["user-b0b"])
+        assert warning is not None and warning.endswith("type /forget user-b0b --yes")
+        assert node.core.configuration == configuration, "nothing done before --yes"
+        assert node.forget(["user-b0b"], confirm=True) is None
+        node._drain()
+        assert node.core.role is Role.LEADER
+        assert node.core.configuration.voters == {node.node_id}
+        assert node.core.term > 3
+        notices = [e.text for e in drain(queue) if isinstance(e, NoticeEvent)]
+        assert "you carried on without user-b0b (forgotten)" in notices
+        status = node.status()
+        assert status.quorum_problem is None and status.voters == (node.node_id,)
+    finally:
+        storage.close()

@@ -258,8 +258,12 @@ async def test_survivor_of_two_says_it_waits_for_the_crashed_member(cluster: Clu
     status = await alice.wait_for(names_bob, 20, "a status naming bob as the missing voter")
     assert status["leader"] is None
     problem = status["quorum_problem"]
-    assert problem.startswith("no leader: waiting for bob (last heard "), problem
-    assert problem.endswith("the channel needs 2 of 2 voters; 1 reachable"), problem
+    assert problem.startswith(
+        "no leader: waiting for bob \u2014 the channel needs 2 of 2 voters; 1 reachable"
+        " (bob last heard "
+    ), problem
+    assert problem.endswith("if bob is gone for good, type /forget bob"), problem
+    assert status["forget_command"] == "/forget bob"
     assert (status["voters_needed"], status["voters_reachable"]) == (2, 1)
     (missing,) = status["missing_voters"]
     assert missing["node_id"] == bob.node_id

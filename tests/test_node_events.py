@@ -133,11 +133,11 @@ def test_a_lost_voter_of_two_is_named_with_how_long_it_has_been_silent() -> None
     )
     assert report is not None
     assert report.problem == (
-        "no leader: waiting for bob (last heard 6 s ago) \u2014 "
-        "the channel needs 2 of 2 voters; 1 reachable"
+        "no leader: waiting for bob \u2014 the channel needs 2 of 2 voters; 1 reachable "
+        "(bob last heard 6 s ago); if bob is gone for good, type /forget bob"
     )
     assert report.missing == (MissingVoter(BOB, "bob", 6),)
-    assert (report.needed, report.reachable) == (2, 1)
+    assert (report.needed, report.reachable, report.forget) == (2, 1, ("bob",))
 
 
 def test_the_status_event_carries_the_problem_and_its_facts() -> None:
@@ -197,8 +197,9 @@ def test_a_leader_that_hears_from_too_few_voters_says_so_at_once() -> None:
     report = channel.report(core, lonely)
     assert report is not None
     assert report.problem == (
-        "cannot commit: waiting for bob (last heard 3 s ago) or carol (last heard 3 s ago) "
-        "\u2014 the channel needs 2 of 3 voters; 1 reachable"
+        "cannot commit: waiting for bob or carol \u2014 the channel needs 2 of 3 voters; "
+        "1 reachable (bob last heard 3 s ago, carol last heard 3 s ago); "
+        "if bob and carol are gone for good, type /forget bob carol"
     )
     assert channel.report(core, liveness({BOB: 0.05, CAROL: 3.2}, leaderless_for=None)) is None
 
@@ -256,9 +257,10 @@ def test_how_many_of_the_missing_voters_are_needed() -> None:
     report = channel.report(status(voters), liveness(gone, links_down=frozenset(gone)))
     assert report is not None
     assert report.problem == (
-        "no leader: waiting for 2 of bob (last heard 70 s ago), carol (last heard 3 min ago), "
-        "dave (last heard 2 h ago), erin (last heard 5 s ago) "
-        "\u2014 the channel needs 3 of 5 voters; 1 reachable"
+        "no leader: waiting for 2 of bob, carol, dave, erin \u2014 the channel needs 3 of 5 "
+        "voters; 1 reachable (bob last heard 70 s ago, carol last heard 3 min ago, dave last "
+        "heard 2 h ago, erin last heard 5 s ago); if bob, carol, dave and erin are gone for "
+        "good, type /forget bob carol dave erin"
     )
 
 
@@ -268,7 +270,8 @@ def test_a_voter_never_heard_from_and_without_a_nick() -> None:
     report = channel.report(status({ALICE, BOB}), facts)
     assert report is not None
     assert report.missing == (MissingVoter(BOB, "user-b7e2", None),)
-    assert "waiting for user-b7e2 (never heard from)" in report.problem
+    assert "waiting for user-b7e2 \u2014" in report.problem
+    assert "(user-b7e2 never heard from)" in report.problem
     assert not HEX_ID.search(report.problem)
 
 
@@ -415,3 +418,50 @@ def test_the_leader_notice_names_the_leader_by_nick(channel: Channel) -> None:
     assert channel.view.leader_notice(channel.state, ALICE, 5).text == (
         "this node is the leader (term 5)"
     )
+
+
+# --- /forget in the status, and its notice ----------------------------------------------
+
+
+def test_forget_is_suggested_only_when_this_node_would_be_the_last_voter() -> None:
+    channel = Channel()
+    for node_id in (BOB, CAROL, DAVE):
+        channel.nick(node_id)
+    two_left = liveness(
+        {BOB: 0.2, CAROL: 40.0, DAVE: 50.0}, leaderless_for=3.0, links_down={CAROL, DAVE}
+    )
+    report = channel.report(status({ALICE, BOB, CAROL, DAVE}), two_left)
+    assert report is not None and report.forget == ()
+    assert "/forget" not in report.problem
+
+
+def test_the_status_event_carries_the_forget_command() -> None:
+    channel = Channel()
+    channel.nick(BOB)
+    event = channel.view.status_event(
+        status({ALICE, BOB}),
+        applied_index=12,
+        election_timeout_ms=500,
+        messages_dropped=0,
+        stopped=False,
+        signaling_state="connected",
+        chat_state=channel.state,
+        liveness=liveness({BOB: 4.0}, links_down={BOB}),
+    )
+    assert event.forget_command == "/forget bob"
+    assert event.quorum_problem is not None
+    assert event.quorum_problem.endswith("type /forget bob")
+    assert "waiting for bob \u2014 the channel needs 2 of 2 voters" in event.quorum_problem
+
+
+def test_a_forgotten_member_is_named_as_such_when_its_removal_applies() -> None:
+    channel = Channel()
+    channel.nick(BOB)
+    channel.configure({ALICE, BOB})
+    channel.view.forgetting(frozenset({BOB}))
+    notices = channel.notices(channel.configure({ALICE}))
+    assert texts(notices) == ["you carried on without bob (forgotten)"]
+    # Only once: a later removal of bob (back, then gone again) is an ordinary one.
+    channel.configure({ALICE, BOB})
+    later = channel.notices(channel.configure({ALICE}), liveness({BOB: 40.0}))
+    assert texts(later) == ["bob was removed: not heard from for 40 s"]

@@ -78,7 +78,7 @@ def test_another_voter_cannot_speak_for_the_leader_of_this_term() -> None:
     for _ in range(core.settings.election_timeout_ticks):  # a's lease runs out
         core.tick()
     drain(core)
-    core.step(huge_append("c", term=4))  # now c may well have won term 4
+    core.step(AppendEntries("c", 4, 2, 3, (), 2))  # now c may well have won term 4
     assert core.leader == "c" and core.term == 4
 
 

@@ -148,3 +148,31 @@ def test_detects_a_client_acknowledged_when_its_proposal_commits_as_a_dropped_co
     assert failures, "the simulator missed an acknowledgement of a proposal never applied"
     print(format_failure(failures[0]))
     assert "never applied" in failures[0].violations[0]
+
+
+def test_detects_a_forced_change_that_keeps_the_term(monkeypatch):
+    """The survivor of two voters must carry on in a term nobody led: in the old one the
+    dead voter may have led (and its log may come back)."""
+    monkeypatch.setattr(core_module, "forced_term", lambda term, rng: term)
+    failures = run_seeds(300, stop_at_first=True)
+    assert failures, "the simulator missed a forced change in a term that had a leader"
+    print(format_failure(failures[0]))
+    assert "two leaders in term" in failures[0].violations[0]
+
+
+def test_detects_a_forced_change_that_drops_the_uncommitted_tail(monkeypatch):
+    """Unlike a fresh single-node cluster, the survivor must keep the entries it has not
+    seen committed: the dead leader may have committed them with its acknowledgement."""
+    original = RaftCore.force_remove
+
+    def dropping_tail(self, node_ids):
+        log = self.log
+        del log._entries[log.commit - log.snapshot_index :]
+        log.stable_index = min(log.stable_index, log.commit)
+        self._configurations.truncate_from(log.commit + 1)
+        return original(self, node_ids)
+
+    monkeypatch.setattr(RaftCore, "force_remove", dropping_tail)
+    failures = run_seeds(300, stop_at_first=True)
+    assert failures, "the simulator missed a survivor that dropped committed entries"
+    print(format_failure(failures[0]))

@@ -148,7 +148,7 @@ async def test_help_lists_commands() -> None:
     app = make_app(FakeChatNode())
     async with app.run_test(size=SIZE) as pilot:
         await type_line(pilot, "/help")
-        for command in ("/nick", "/me", "/members", "/stats", "/leave"):
+        for command in ("/nick", "/me", "/members", "/stats", "/leave", "/forget"):
             assert shows(app.chat_log, command)
 
 
@@ -552,12 +552,13 @@ async def test_a_banner_above_the_input_says_why_messages_cannot_commit() -> Non
         await type_line(pilot, "anyone there?")
         node.lose_quorum([("n2", "bob", 6)], needed=2, reachable=1)
         await wait_until(lambda: banner.display, pilot=pilot, what="the quorum banner")
-        text = widget_text(banner)
-        assert "no leader: waiting for bob (last heard 6 s ago)" in text
-        assert "the channel needs 2 of 2 voters; 1 reachable" in text
+        text = " ".join(widget_text(banner).split())
+        assert "no leader: waiting for bob \u2014 the channel needs 2 of 2 voters" in text
+        assert "1 reachable (bob last heard 6 s ago)" in text
+        assert "if bob is gone for good, type /forget bob" in text
         chat_input = app.query_one(ChatInput)
         assert banner.region.bottom <= chat_input.region.y, "just above the input"
-        assert banner.region.height == 1, "one line"
+        assert banner.region.height <= 2, "a line or two"
         # Styled as a warning by the stylesheet (app.tcss), not inline.
         warning = app.get_css_variables()
         assert banner.styles.background.hex == warning["warning-muted"].upper()[:7]
@@ -565,7 +566,10 @@ async def test_a_banner_above_the_input_says_why_messages_cannot_commit() -> Non
         # The pending message stays pending; the banner follows the status.
         assert app.chat_log.pending
         node.lose_quorum([("n2", "[red]bob", None)], needed=2, reachable=1)
-        await wait_until(lambda: "[red]bob (never heard from)" in widget_text(banner), pilot=pilot)
+        await wait_until(
+            lambda: "[red]bob never heard from" in " ".join(widget_text(banner).split()),
+            pilot=pilot,
+        )
         node.regain_quorum("n2")
         await wait_until(lambda: not banner.display, pilot=pilot, what="the banner gone")
 
@@ -614,3 +618,84 @@ async def test_ack_alone_marks_the_pending_message_committed() -> None:
         node.publish(AckEvent(message_id, 1))
         await wait_until(lambda: not app.chat_log.pending, pilot=pilot)
         assert shows(app.chat_log, "alice \u2713 acked only")
+
+
+# --- /forget: a survivor carries on without a dead member ------------------------------
+
+
+def two_members_one_gone() -> FakeChatNode:
+    """alice's channel with bob, whose machine died: alice cannot commit."""
+    node = FakeChatNode(node_id="n1", nick="alice")
+    node.set_members(
+        [
+            MemberInfo("n1", "alice", "voter", "self", None),
+            MemberInfo("n2", "bob", "voter", "disconnected", None),
+        ]
+    )
+    node.lose_quorum([("n2", "bob", 12)], needed=2, reachable=1)
+    return node
+
+
+def log_text(app: RaftChatApp) -> str:
+    """The chat view's text in one line: wrapped lines joined, the gutter left out."""
+    return " ".join(" ".join(app.chat_log.visible_text()).replace("\u2502", " ").split())
+
+
+async def test_forget_warns_first_and_carries_on_only_once_confirmed() -> None:
+    node = two_members_one_gone()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        banner = app.query_one("#quorum-banner", Static)
+        await wait_until(lambda: "type /forget bob" in " ".join(widget_text(banner).split()))
+        await type_line(pilot, "/forget bob")
+        await wait_until(lambda: "really gone" in log_text(app), pilot=pilot)
+        text = log_text(app)
+        assert "Only do this if bob's machine is really gone" in text
+        assert "split histories and messages may be lost" in text
+        assert "type /forget bob --yes" in text
+        assert node.forget_calls == [(("bob",), False)]
+        assert node.status().voters == ("n1", "n2") and banner.display, "nothing changed"
+        assert app.chat_input.value == "" and not input_error(app)
+
+        await type_line(pilot, "/forget bob --yes")
+        await wait_until(
+            lambda: "you carried on without bob (forgotten)" in log_text(app), pilot=pilot
+        )
+        await wait_until(lambda: not banner.display, pilot=pilot, what="the banner gone")
+        assert node.forget_calls[-1] == (("bob",), True)
+        assert node.status().voters == ("n1",)
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ("/forget alice", "You cannot forget yourself."),
+        ("/forget zed --yes", "No member is called zed. The other voters are: bob."),
+        ("/forget", "Empty /forget: type /forget NICK"),
+        ("/forget bob --now", "Unknown option --now of /forget"),
+    ],
+)
+async def test_forget_refusals_show_under_the_input_and_keep_the_line(line, error) -> None:
+    node = two_members_one_gone()
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, line)
+        assert input_error(app).startswith(error)
+        assert app.chat_input.value == line
+        assert node.status().voters == ("n1", "n2")
+
+
+async def test_forget_is_refused_while_the_member_is_reachable() -> None:
+    node = FakeChatNode(node_id="n1", nick="alice")
+    node.set_members(
+        [
+            MemberInfo("n1", "alice", "voter", "self", None),
+            MemberInfo("n2", "bob", "leader", "connected", 4.0),
+        ]
+    )
+    node.set_status(voters=("n1", "n2"), state="follower", leader="n2")
+    app = make_app(node)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_line(pilot, "/forget bob --yes")
+        assert "bob is reachable" in input_error(app)
+        assert node.status().voters == ("n1", "n2")

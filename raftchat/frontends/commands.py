@@ -6,7 +6,9 @@ Every front end reads input with it, so the rules are the same everywhere:
 - a line not starting with ``/`` is a message, sent as typed;
 - ``//`` at the start sends the rest as a message starting with ``/``;
 - otherwise the first word names a command, in any case (``/NICK`` is ``/nick``),
-  and the rest, stripped, is its argument.
+  and the rest, stripped, is its argument;
+- ``/forget`` takes names (as the status shows them) and ``--yes``, in any order:
+  without ``--yes`` the front end shows the warning, with it the node acts.
 
 Each front end offers its own :class:`CommandSet` out of :data:`COMMANDS`; an
 unknown command names what that front end does offer. Pure parsing, no I/O: the
@@ -17,6 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from raftchat.limits import MAX_NICK_CHARS, NICK_DISAMBIGUATOR
+from raftchat.node.api import FORGET_CONFIRM as CONFIRM
+
+MAX_NAME_CHARS = MAX_NICK_CHARS + len(NICK_DISAMBIGUATOR) + 16
+"""Longest name a member is shown by: a nick, ``#`` and the start of a node id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,12 @@ COMMANDS: dict[str, Command] = {
         Command("/stats", "show or hide the node stats pane"),
         Command("/leave", "leave the channel and quit"),
         Command("/quit", "same as /leave"),
+        Command(
+            "/forget",
+            "/forget NICK… — carry on without members whose machines are gone for good"
+            f" (warns first; {CONFIRM} confirms)",
+            "NICK",
+        ),
     )
 }
 """Every command any front end offers, in the order /help lists them."""
@@ -67,6 +81,14 @@ class RunCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class Forget:
+    """Carry on without the members ``names``; ``confirm``: the warning was read."""
+
+    names: tuple[str, ...]
+    confirm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class InputProblem:
     """The line cannot be used; ``message`` tells the user what to type instead.
 
@@ -80,7 +102,7 @@ class InputProblem:
         return self.message[:1].upper() + self.message[1:]
 
 
-ParsedInput = SendText | RunCommand | InputProblem | None
+ParsedInput = SendText | RunCommand | Forget | InputProblem | None
 
 
 class CommandSet:
@@ -107,6 +129,8 @@ class CommandSet:
             return InputProblem(f"empty {name}: type {command.usage}")
         if name == "/me":
             return SendText(argument, action=True)
+        if name == "/forget":
+            return _forget(argument)
         return RunCommand(name, argument)
 
     def complete(self, prefix: str) -> list[str]:
@@ -124,6 +148,23 @@ class CommandSet:
         return f"use {', '.join(others)} or {last}" if others else f"use {last}"
 
 
+def _forget(argument: str) -> Forget | InputProblem:
+    words = argument.split()
+    options = [word for word in words if word.startswith("--")]
+    names = tuple(dict.fromkeys(word for word in words if not word.startswith("--")))
+    unknown = [option for option in options if option.lower() != CONFIRM]
+    if unknown:
+        return InputProblem(f"unknown option {unknown[0]} of /forget; type /forget NICK {CONFIRM}")
+    if not names:
+        return InputProblem(
+            f"/forget needs a name: type /forget NICK (then /forget NICK {CONFIRM})"
+        )
+    for name in names:
+        if len(name) > MAX_NAME_CHARS or not name.isprintable():
+            return InputProblem(f"/forget: {name[:MAX_NAME_CHARS]!r} is no member's name")
+    return Forget(names, confirm=bool(options))
+
+
 TUI_COMMANDS = CommandSet(COMMANDS)
-HEADLESS_COMMANDS = CommandSet(("/nick", "/me", "/quit"))
+HEADLESS_COMMANDS = CommandSet(("/nick", "/me", "/forget", "/quit"))
 """Headless mode has no panes to toggle and no help to show."""

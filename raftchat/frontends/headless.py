@@ -1,15 +1,17 @@
 """Headless mode: stdin lines in, one JSON object per line out (for bots, scripts, tests).
 
 Input: each line is a chat message; ``/nick NAME`` renames, ``/me ACTION`` sends
-an action, ``/quit`` leaves (so does end of input); :mod:`raftchat.frontends.commands`
-is the grammar. Output, nothing else on stdout:
+an action, ``/forget NICK --yes`` carries on without members whose machines are gone
+(without ``--yes``: an ``error`` line with the warning, nothing done), ``/quit`` leaves
+(so does end of input); :mod:`raftchat.frontends.commands` is the grammar. Output,
+nothing else on stdout:
 
 - ``{"event":"status","node_id","state","term","leader","voters","learners",
   "commit_index","last_index","snapshot_index","witness"}`` whenever one of these
   changes (index changes are reported at most every few hundred milliseconds, not once
   per message; ``witness``: the server's witness voting in the cluster, or null), with
   ``"quorum_problem","voters_needed","voters_reachable","missing_voters"`` added while the
-  channel cannot commit;
+  channel cannot commit, and ``"forget_command"`` when ``/forget`` would fix that;
 - ``{"event":"message","index","id","nick","text","ts"}`` for each committed chat
   message in log order, including the history a joining node receives (``ts`` in epoch
   seconds, clamped into the range of message times, 2000-01-01 to 2200-01-01);
@@ -41,7 +43,14 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
-from raftchat.frontends.commands import HEADLESS_COMMANDS, InputProblem, RunCommand, SendText
+from raftchat.frontends.commands import (
+    CONFIRM,
+    HEADLESS_COMMANDS,
+    Forget,
+    InputProblem,
+    RunCommand,
+    SendText,
+)
 from raftchat.limits import MAX_MESSAGE_CHARS, clamp_message_seconds
 from raftchat.node import Node, NodeError
 from raftchat.node.api import (
@@ -126,6 +135,8 @@ def event_line(event: Event) -> dict[str, Any] | None:
                     {"node_id": voter.node_id, "nick": voter.nick, "silent_s": voter.silent_s}
                     for voter in event.missing_voters
                 ]
+                if event.forget_command is not None:
+                    line["forget_command"] = event.forget_command
             return line
         case ChatMessageEvent():
             return {
@@ -475,6 +486,10 @@ async def _handle_line(
                 return True
             case RunCommand("/nick", nick):
                 await node.set_nick(nick)
+            case Forget(names, confirm):
+                warning = node.forget(names, confirm)
+                if warning is not None:
+                    refuse(f"/forget needs {CONFIRM}: {warning}")
             case InputProblem(message):
                 refuse(message)
     except (ChatInputError, NodeError) as error:

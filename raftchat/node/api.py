@@ -78,6 +78,14 @@ class InvalidNickError(ChatInputError):
     characters or ``#``."""
 
 
+FORGET_CONFIRM = "--yes"
+"""Typed after the names in ``/forget``: the warning was read, do it."""
+
+
+class ForgetRefusedError(ChatInputError):
+    """``/forget`` cannot be done now; the text says why and what to do instead."""
+
+
 def validate_chat_text(text: str) -> str:
     """Return ``text`` if a node accepts it as a message, else raise a ChatInputError.
 
@@ -156,16 +164,20 @@ class StatusEvent:
     among ``voters`` too); None while there is none."""
     quorum_problem: str | None = None
     """Why the channel cannot commit now and what would fix it, in a sentence for people
-    (``"no leader: waiting for bob (last heard 6 s ago) — the channel needs 2 of 2 voters;
-    1 reachable"``); None while commits are possible. Set when no leader has been known
-    for longer than an election timeout, or when this node leads but hears from fewer
-    voters than a quorum."""
+    (``"no leader: waiting for bob — the channel needs 2 of 2 voters; 1 reachable (bob
+    last heard 6 s ago); if bob is gone for good, type /forget bob"``); None while
+    commits are possible. Set when no leader has been known for longer than an election
+    timeout, or when this node leads but hears from fewer voters than a quorum."""
     missing_voters: tuple[MissingVoter, ...] = ()
     """The voters this node cannot reach, while ``quorum_problem`` is set."""
     voters_needed: int | None = None
     """Voters a commit needs (a majority), while ``quorum_problem`` is set."""
     voters_reachable: int | None = None
     """Voters this node reaches, itself included, while ``quorum_problem`` is set."""
+    forget_command: str | None = None
+    """While ``quorum_problem`` is set and forgetting the missing voters would let the
+    channel commit again (this node would be the only voter left): the command that does
+    it (``"/forget bob"``; see :meth:`ChatNode.forget`)."""
     type: Literal["status"] = "status"
 
 
@@ -333,4 +345,16 @@ class ChatNode(Protocol):
 
     async def leave(self) -> None:
         """Leave the channel cleanly (hand over leadership, ask to be removed), then stop."""
+        ...
+
+    def forget(self, names: Sequence[str], confirm: bool = False) -> str | None:
+        """Carry on without the voters ``names`` (as the status names them), whose machines
+        are gone for good: the channel commits again with this node as its only voter.
+
+        Without ``confirm`` nothing changes: returns the warning to show, which ends with
+        the command that confirms. With it, does it (a NoticeEvent follows once done) and
+        returns None. Raises ForgetRefusedError when it cannot be done now (the text says
+        why: an unknown name or one's own, a member heard from lately, a channel that can
+        commit, or one that would still not commit).
+        """
         ...

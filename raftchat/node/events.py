@@ -9,7 +9,8 @@ Saying what is happening:
 - **Quorum.** When the channel cannot commit — no leader known for longer than an
   election timeout, or this node leads but hears from fewer voters than a quorum — the
   status says why, which voters this node cannot reach (by nick, with how long since it
-  last heard from them) and how many are needed (:func:`assess_quorum`).
+  last heard from them) and how many are needed (:func:`assess_quorum`), and suggests
+  ``/forget`` when that would let the channel commit again (:mod:`raftchat.node.forget`).
 - **Names.** Membership notices name members by nick, with the start of the id when
   another member's nick is the same or looks alike (``alice#3f2a``). A newcomer's nick
   usually commits just after its join (it proposes it once it is a member): a notice
@@ -42,6 +43,7 @@ from raftchat.node.api import (
     NoticeKind,
     StatusEvent,
 )
+from raftchat.node.forget import forget_line, forgettable, forgotten_text
 from raftchat.node.membership import Liveness
 from raftchat.raft import ClusterIdentity, Role, Status
 
@@ -139,6 +141,36 @@ class QuorumReport:
     missing: tuple[MissingVoter, ...]
     needed: int
     reachable: int
+    forget: tuple[str, ...] = ()
+    """The names to ``/forget`` to commit again (empty: forgetting would not help)."""
+
+
+def quorum_problem_text(
+    *,
+    leading: bool,
+    missing: tuple[MissingVoter, ...],
+    needed: int,
+    reachable: int,
+    voters: int,
+    forget: tuple[str, ...] = (),
+) -> str:
+    """The sentence for a channel that cannot commit: ``no leader: waiting for bob — the
+    channel needs 2 of 2 voters; 1 reachable (bob last heard 6 s ago)``, then, if
+    ``forget`` names voters, how to carry on without them."""
+    lead = "cannot commit" if leading else "no leader"
+    names = [voter.nick for voter in missing]
+    heard = ", ".join(f"{voter.nick} {_last_heard(voter.silent_s)}" for voter in missing)
+    text = (
+        f"{lead}: waiting for {_either(names, needed - reachable)} \u2014 the channel "
+        f"needs {needed} of {voters} voters; {reachable} reachable"
+    )
+    if heard:
+        text += f" ({heard})"
+    if forget:
+        verb = "is" if len(forget) == 1 else "are"
+        text += f"; if {_either(list(forget), len(forget))} {verb} gone for good, type"
+        text += f" {forget_line(forget)}"
+    return text
 
 
 def assess_quorum(
@@ -172,11 +204,18 @@ def assess_quorum(
     missing.sort(key=lambda voter: (voter.nick, voter.node_id))
     needed = len(voters) // 2 + 1
     described = [f"{voter.nick} ({_last_heard(voter.silent_s)})" for voter in missing]
+    forget: tuple[str, ...] = ()
     if reachable < needed:
-        lead = "cannot commit" if status.role is Role.LEADER else "no leader"
-        problem = (
-            f"{lead}: waiting for {_either(described, needed - reachable)} \u2014 the channel "
-            f"needs {needed} of {len(voters)} voters; {reachable} reachable"
+        gone = [voter.node_id for voter in missing]
+        if forgettable(self_id, status.configuration, gone):
+            forget = tuple(voter.nick for voter in missing)
+        problem = quorum_problem_text(
+            leading=status.role is Role.LEADER,
+            missing=tuple(missing),
+            needed=needed,
+            reachable=reachable,
+            voters=len(voters),
+            forget=forget,
         )
     else:
         problem = (
@@ -185,7 +224,7 @@ def assess_quorum(
         )
         if described:
             problem += "; unreachable: " + ", ".join(described)
-    return QuorumReport(problem, tuple(missing), needed, reachable)
+    return QuorumReport(problem, tuple(missing), needed, reachable, forget)
 
 
 def removal_text(
@@ -245,9 +284,15 @@ class NodeView:
         self.nick_wait_s = nick_wait_s
         self._held: list[_HeldNotice] = []
         self._leave_requested: set[str] = set()
+        self._forgotten: set[str] = set()
+        """Voters this node carried on without (``/forget``), until their removal applies."""
         self._quorum_shown = False
         self.witnesses: frozenset[str] = frozenset()
         """The witnesses of the latest configuration seen (named, not nicked)."""
+
+    def forgetting(self, node_ids: frozenset[str]) -> None:
+        """This node forced its way on without ``node_ids``: their removal notice says so."""
+        self._forgotten |= node_ids
 
     def nick_of(self, chat_state: chat.ChatState, node_id: str) -> str:
         return self.nick if node_id == self.node_id else (chat_state.nick_of(node_id) or "")
@@ -314,6 +359,7 @@ class NodeView:
             missing_voters=report.missing if report else (),
             voters_needed=report.needed if report else None,
             voters_reachable=report.reachable if report else None,
+            forget_command=forget_line(report.forget) if report and report.forget else None,
         )
 
     def quorum_report(
@@ -436,13 +482,17 @@ class NodeView:
                 notices = self._release(
                     chat_state, lambda held: held.node_id == node_id, named=False
                 )
-                text = removal_text(
-                    self.name(chat_state, node_id),
-                    node_id,
-                    own=node_id == self.node_id,
-                    requested=requested,
-                    liveness=liveness,
-                )
+                if node_id in self._forgotten:
+                    self._forgotten.discard(node_id)
+                    text = forgotten_text(self.name(chat_state, node_id))
+                else:
+                    text = removal_text(
+                        self.name(chat_state, node_id),
+                        node_id,
+                        own=node_id == self.node_id,
+                        requested=requested,
+                        liveness=liveness,
+                    )
                 notices.append(NoticeEvent("leave", text, now))
                 return notices
         return []

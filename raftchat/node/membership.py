@@ -243,6 +243,12 @@ class MembershipTracker:
         elif change.kind == "remove" and change.node_id in unreachable:
             self.removed_unreachable[change.node_id] = now
 
+    def forgotten(self, node_ids: frozenset[NodeId], now: float) -> None:
+        """This node carried on without ``node_ids`` (``/forget``): like members removed
+        for silence, they are added back once heard from again."""
+        for node_id in node_ids:
+            self.removed_unreachable[node_id] = now
+
     def silent_members(self, members: frozenset[NodeId], now: float) -> list[NodeId]:
         """Members silent for ``silent_link_reset_s`` whose link was not reset for as long:
         the leader reconnects to them (a peer that restarted may otherwise wait for the

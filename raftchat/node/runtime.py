@@ -10,8 +10,9 @@ persisted with a single fsync (group commit).
 
 The parts live next door: own proposals in :mod:`.proposals`, lazy ticking in
 :mod:`.ticker`, membership automation in :mod:`.membership`, what the front ends
-see in :mod:`.events`, when to compact in :mod:`.compaction`. A quitting node asks
-to be removed, after handing over leadership if it leads.
+see in :mod:`.events`, when to compact in :mod:`.compaction`, carrying on without dead
+members in :mod:`.forget`. A quitting node asks to be removed, after handing over
+leadership if it leads.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from raftchat.node.api import (
     ChatMessageEvent,
     ErrorEvent,
     Event,
+    ForgetRefusedError,
     MemberInfo,
     NoticeEvent,
     ResetEvent,
@@ -49,7 +51,8 @@ from raftchat.node.cluster import (
     survivor,
 )
 from raftchat.node.compaction import CompactionSchedule
-from raftchat.node.events import NodeView, Subscribers
+from raftchat.node.events import NodeView, Subscribers, assess_quorum
+from raftchat.node.forget import lost_text, messages_lost, plan_forget, split_history_text
 from raftchat.node.incarnation import IncarnationHello, begin_incarnation
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
 from raftchat.node.merge import MergeProgress, merge_items
@@ -62,6 +65,7 @@ from raftchat.raft import (
     Entry,
     EntryKind,
     ForwardProposal,
+    HistoryDiverged,
     LeaderChanged,
     Message,
     PersistentState,
@@ -299,6 +303,35 @@ class Node:
         except TimeoutError:
             logger.warning("left without confirmation of removal (timed out)")
         await self.stop()
+
+    def forget(self, names: Sequence[str], confirm: bool = False) -> str | None:
+        """Carry on without dead voters (see :meth:`raftchat.node.api.ChatNode.forget`)."""
+        if self._stopped.is_set() or self._closing:
+            raise NodeError("the node has stopped")
+        status = self.core.status()
+        report = assess_quorum(
+            status, self._liveness(), self._election_timeout_ms / 1000, self._name
+        )
+        plan = plan_forget(
+            names,
+            self_id=self.node_id,
+            configuration=status.configuration,
+            missing=report.missing,
+            needed=report.needed,
+            reachable=report.reachable,
+            name_of=self._name,
+        )
+        if not confirm:
+            return plan.warning
+        self.ticker.catch_up()
+        result = self.core.force_remove(plan.node_ids)
+        if not result.ok:
+            raise ForgetRefusedError(f"Cannot carry on alone: {result.error}.")
+        logger.warning("carrying on without %s (forgotten)", ", ".join(plan.names))
+        self.view.forgetting(plan.node_ids)
+        self.membership.forgotten(plan.node_ids, time.monotonic())
+        self._schedule_drain()
+        return None
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -723,7 +756,12 @@ class Node:
         self._read_waiters = waiting
 
     def _install_snapshot(self, snapshot: Snapshot) -> None:
+        before = self.chat.history()
         self.chat = self._restore_chat(snapshot)
+        lost = messages_lost(before, self.chat)
+        if lost:
+            logger.error("a snapshot replaced %d committed messages", len(lost))
+            self._publish(ErrorEvent(lost_text(lost)))
         self.compaction.clear()
         configuration = snapshot.meta.configuration
         self.chat.apply_membership(
@@ -893,6 +931,8 @@ class Node:
             case SnapshotRefused(sender=sender, index=index, reason=reason):
                 logger.warning("refused a snapshot (to %d) from %s: %s", index, sender, reason)
                 self._publish(ErrorEvent(f"refused a snapshot from {sender}: {reason}"))
+            case HistoryDiverged(leader=leader):
+                self._publish(ErrorEvent(split_history_text(self._name(leader))))
 
     # --- membership -----------------------------------------------------------------
 
@@ -1163,6 +1203,9 @@ class Node:
             chat_state=self.chat,
             liveness=self._liveness(),
         )
+
+    def _name(self, node_id: str) -> str:
+        return self.view.name(self.chat, node_id)
 
     def _liveness(self) -> Liveness:
         connected = self._signaling_state == "connected"

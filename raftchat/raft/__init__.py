@@ -38,6 +38,7 @@ from .messages import (
 from .ready import (
     ConfigurationChanged,
     Event,
+    HistoryDiverged,
     LeaderChanged,
     PeerProgress,
     PersistentState,
@@ -78,6 +79,7 @@ __all__ = [
     "Event",
     "ForwardProposal",
     "HardState",
+    "HistoryDiverged",
     "InstallSnapshot",
     "InstallSnapshotResponse",
     "LeaderChanged",

@@ -19,14 +19,14 @@ The protocol itself lives here; the bookkeeping it leans on has modules of its
 own: :mod:`.log` and :mod:`.progress` (the log, and the leader's view of each
 follower), :mod:`.configuration` and :mod:`.quorum` (membership and majorities),
 :mod:`.read_only` (ReadIndex) and :mod:`.request_tracker` (requests waiting for their
-outcome).
+outcome). Carrying on without dead voters, outside normal Raft, is :mod:`.forced`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from . import quorum
 from .admission import STRANDED_ELECTION_TIMEOUTS, refusal
@@ -41,6 +41,7 @@ from .configuration import (
     without_witness,
 )
 from .counters import Counters
+from .forced import committed_conflict, forced_configuration, forced_term, snapshot_conflict
 from .log import LogError, RaftLog
 from .messages import (
     NO_NODE,
@@ -70,6 +71,7 @@ from .read_only import PendingRead, ReadOnly
 from .ready import (
     ConfigurationChanged,
     Event,
+    HistoryDiverged,
     LeaderChanged,
     PeerProgress,
     PersistentState,
@@ -105,6 +107,7 @@ class RaftCore:
     __slots__ = (
         "_configurations",
         "_counters",
+        "_diverged",
         "_election_elapsed",
         "_emitted_through",
         "_events",
@@ -201,6 +204,8 @@ class RaftCore:
 
         self._requests = RequestTracker()
         self._incoming_snapshot: tuple[int, int, bytearray] | None = None
+        self._diverged: set[NodeId] = set()
+        """Leaders whose log contradicted this node's committed entries: not heard."""
 
         # Output, collected by ready().
         self._outbox: list[tuple[NodeId, Message]] = []
@@ -282,6 +287,11 @@ class RaftCore:
         term = getattr(message, "term", None)
         if not sender or sender == self.id or not isinstance(term, int):
             return
+        if sender in self._diverged and not (
+            isinstance(message, AppendEntriesResponse | InstallSnapshotResponse)
+            and term <= self.term
+        ):
+            return  # a split history (see _history_diverged): as if the link were down
         problem = refusal(
             message,
             self_id=self.id,
@@ -359,6 +369,29 @@ class RaftCore:
     def remove_witness(self, node_id: NodeId) -> RequestResult:
         """Remove a witness (refused for any other member)."""
         return self._change_configuration(node_id, without_witness)
+
+    def force_remove(self, node_ids: Collection[NodeId]) -> RequestResult:
+        """Carry on without the voters ``node_ids``, whose machines are gone for good.
+
+        Outside normal Raft (see :mod:`.forced`): allowed only when this node is a voter
+        that can lead and would be the only voter left; the caller must know the others
+        are gone. This node moves to a fresh term, appends the configuration without
+        them and leads it at once; the entry commits as soon as it is stored. The result
+        names the entry (APPENDED), or says why not (REJECTED, nothing changed).
+        """
+        try:
+            configuration = forced_configuration(self._configurations.current, self.id, node_ids)
+        except ConfigurationChangeError as error:
+            return self._rejected(str(error))
+        term = forced_term(self.term, self._rng)
+        logger.info("%s: carrying on without %s (forced, term %d)", self.id, sorted(node_ids), term)
+        self._become_follower(term, NO_NODE)  # a leader stops leading its old term first
+        self.vote = self.id
+        index = self.log.last_index + 1
+        entry = Entry(index, term, EntryKind.CONFIG, encode_configuration(configuration))
+        self._append([entry])
+        self._become_leader()
+        return RequestResult(RequestStatus.APPENDED, index=index, term=term, leader=self.id)
 
     def transfer_leadership(self, target: NodeId) -> RequestResult:
         """Hand leadership to ``target``: catch it up, then send it TimeoutNow."""
@@ -940,6 +973,8 @@ class RaftCore:
             if self._read_only.waiting:
                 self._release_reads()
         if m.success:
+            if m.match_index > self.log.last_index:
+                return  # no follower of this log holds more: a split history (see .forced)
             if progress.maybe_update(m.match_index):
                 if (
                     progress.state is ProgressState.SNAPSHOT
@@ -1226,6 +1261,10 @@ class RaftCore:
     def _handle_append(self, m: AppendEntries) -> None:
         log = self.log
         seq = m.heartbeat_seq
+        conflict = committed_conflict(log, m.prev_log_index, m.prev_log_term, m.entries)
+        if conflict:
+            self._history_diverged(m.sender, conflict)
+            return
         if m.prev_log_index < log.commit:
             self._send(
                 m.sender, AppendEntriesResponse(self.id, self.term, True, log.commit, 0, 0, seq)
@@ -1276,6 +1315,9 @@ class RaftCore:
         if index <= log.commit:
             self._incoming_snapshot = None
             self._send(m.sender, InstallSnapshotResponse(self.id, self.term, index, 0, True))
+            return
+        if snapshot_conflict(log, m.last_included_term):
+            self._history_diverged(m.sender, log.commit)
             return
         incoming = self._incoming_snapshot
         held_bytes = m.offset if incoming is not None and m.offset else 0
@@ -1361,6 +1403,27 @@ class RaftCore:
         progress.snapshot_offset = min(m.next_offset, len(self.log.snapshot.data))
         progress.snapshot_idle_rounds = 0
         self._send_snapshot_chunk(m.sender, progress)
+
+    def _history_diverged(self, leader: NodeId, index: int) -> None:
+        """``leader``'s log contradicts this node's committed entry at ``index``: the
+        histories split (see :mod:`.forced`). Keep ours and stop hearing that leader, as
+        if its link were down: no answer (no success to count, no hint to back off to),
+        none of its snapshots (they would replace our committed entries), no votes for
+        or from it, no proposals forwarded to it. Only its answers to what this node
+        sends as a leader still count (not from a higher term: they would depose it), so
+        that it backs off until the other side finds the split too. This node carries on
+        with its own history (it campaigns once its election timer runs out, if a voter)."""
+        self._diverged.add(leader)
+        self._set_leader(NO_NODE)
+        logger.error(
+            "%s: the log of leader %s (term %d) contradicts committed entry %d: "
+            "the histories split; keeping this node's",
+            self.id,
+            leader,
+            self.term,
+            index,
+        )
+        self._events.append(HistoryDiverged(leader, self.term, index))
 
     # --- plumbing -----------------------------------------------------------------
 

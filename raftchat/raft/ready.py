@@ -151,7 +151,26 @@ class SnapshotRefused:
     reason: str
 
 
-Event = LeaderChanged | RoleChanged | ConfigurationChanged | TransferAborted | SnapshotRefused
+@dataclass(frozen=True, slots=True)
+class HistoryDiverged:
+    """``leader`` (of ``term``) sent a log that disagrees with this node's committed entry
+    at ``index``: the two histories split (both sides carried on without each other, see
+    :mod:`raftchat.raft.forced`). This node keeps its log and refuses that leader's.
+    Reported once per leader and term."""
+
+    leader: NodeId
+    term: int
+    index: int
+
+
+Event = (
+    LeaderChanged
+    | RoleChanged
+    | ConfigurationChanged
+    | TransferAborted
+    | SnapshotRefused
+    | HistoryDiverged
+)
 
 
 @dataclass(slots=True)

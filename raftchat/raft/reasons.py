@@ -36,3 +36,7 @@ class Reason:
     TRANSFER_TIMED_OUT = "the target did not take over within an election timeout"
     TRANSFER_SUPERSEDED = "another transfer was requested"
     TRANSFER_TARGET_REMOVED = "the target left the configuration"
+    FORCE_NOBODY = "name the voters to carry on without (non-empty node ids)"
+    FORCE_SELF = "a node cannot carry on without itself"
+    FORCE_NOT_A_VOTER = "{node} is not a voter that can lead; only such a voter can carry on"
+    FORCE_OTHERS_LEFT = "{nodes} would still be voters: only the last voter left can carry on alone"

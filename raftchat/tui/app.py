@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.widgets import Footer, Input, Static
 
 from raftchat.chat.textsafety import sanitize_text
-from raftchat.frontends.commands import TUI_COMMANDS, InputProblem, RunCommand, SendText
+from raftchat.frontends.commands import TUI_COMMANDS, Forget, InputProblem, RunCommand, SendText
 from raftchat.node.api import (
     AckEvent,
     ChatInputError,
@@ -349,9 +349,12 @@ class RaftChatApp(App[None]):
             self._show_input_error(parsed.sentence())
             return
         if isinstance(parsed, SendText):
-            if not self._send(parsed.text, parsed.action):
-                return
-        elif isinstance(parsed, RunCommand) and not self._run_command(parsed):
+            done = self._send(parsed.text, parsed.action)
+        elif isinstance(parsed, Forget):
+            done = self._forget(parsed)
+        else:
+            done = self._run_command(parsed)
+        if not done:
             return
         self.chat_input.remember(line)
         self.chat_input.value = ""
@@ -411,6 +414,22 @@ class RaftChatApp(App[None]):
             self.action_toggle_stats()
         elif name in ("/leave", "/quit"):
             self.action_leave()
+        return True
+
+    def _forget(self, command: Forget) -> bool:
+        """Show the warning, or carry on without the members (the node's notice follows);
+        False (with the reason shown) if the node refuses."""
+        try:
+            warning = self.node.forget(command.names, confirm=command.confirm)
+        except ChatInputError as error:
+            self._show_input_error(str(error))
+            return False
+        except Exception as error:  # the node may be stopping; the UI must stay up
+            logger.exception("forget failed")
+            self._show_input_error(f"Could not forget: {error}.")
+            return False
+        if warning is not None:
+            self._add_notice("error", warning)
         return True
 
     @work(group="nick")

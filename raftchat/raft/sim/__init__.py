@@ -31,7 +31,10 @@ proposal and bring every member up to date within a bounded number of ticks.
 Some seeds run a witness too (:mod:`.witnesses`): faults, churn and checks of
 its own (log matching on (index, term), it never leads, it never gets a
 payload), and with two members a last check: one member dies for good, and the
-survivor must lead and remove it within a bound.
+survivor must lead and remove it within a bound. Some seeds without a witness end
+with a forced change (:mod:`.forgetting`): of two voters one dies, the survivor
+carries on alone (``force_remove``) and commits, then the dead one restarts from its
+storage and is added back, the checks above holding throughout.
 A violation prints the seed and the last events; the last line printed is
 ``seeds=N violations=V``. Replay one schedule with ``--seed S --seeds 1``.
 """

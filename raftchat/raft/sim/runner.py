@@ -77,5 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print(f"elapsed={elapsed:.1f}s", file=sys.stderr)
     print(witness_summary(results), file=sys.stderr)
+    forgotten = sum(1 for result in results if result.forgotten)
+    print(f"forget runs (a survivor carried on alone): {forgotten}", file=sys.stderr)
     print(f"seeds={args.seeds} violations={len(failures)}")
     return 1 if failures else 0

@@ -11,6 +11,7 @@ from ..messages import AppendEntries, Entry, InstallSnapshot, Message, NodeId, R
 from ..ready import ProposalOutcome, RequestStatus, Role
 from ..settings import RaftSettings
 from .clients import SimClient, SimRead
+from .forgetting import ForgetDriver, forget_mode
 from .invariants import SafetyChecks, Violation
 from .models import SessionStateMachine, SimNode, Verdict, client_command
 from .network import Network
@@ -51,6 +52,8 @@ class SimResult:
     """How the run used a witness: "pair", "spare" or "" (none)."""
     headline_ticks: int = -1
     """Pair runs: ticks from a member's death to its removal being committed (-1: none)."""
+    forgotten: str = ""
+    """Forget runs: the voter the survivor carried on without ("" in other runs)."""
 
     @property
     def ok(self) -> bool:
@@ -68,6 +71,9 @@ class Simulation:
         self.node_count = nodes if nodes is not None else rng.randint(1, 7)
         mode = witness_mode(seed, nodes)
         if mode == "pair":
+            self.node_count = 2
+        forgetting = forget_mode(seed, nodes, witness=mode is not None)
+        if forgetting:
             self.node_count = 2
         loss = rng.choice([0.0, 0.01, 0.05, 0.1])
         duplication = rng.choice([0.0, 0.01, 0.05])
@@ -108,6 +114,7 @@ class Simulation:
         self.reads: dict[int, SimRead] = {}
         self.next_read_id = 1
         self.witness = WitnessDriver(self, mode) if mode is not None else None
+        self.forget = ForgetDriver(self) if forgetting else None
         ids = [f"n{i}" for i in range(self.node_count + self.settings.spare_nodes)]
         self.nodes: dict[NodeId, SimNode] = {}
         for node_id in ids:
@@ -308,6 +315,8 @@ class Simulation:
     def _send(self, sender: NodeId, to: NodeId, message: Message) -> None:
         if self.witness is not None and not self.witness.sent(sender, to, message):
             return
+        if self.forget is not None and not self.forget.sent(sender, to, message):
+            return
         self.network.send(sender, to, message, self.faults_on)
 
     def _deliver_due(self) -> None:
@@ -388,6 +397,8 @@ class Simulation:
                     self._process(leader)
 
     def _churn(self, leader: SimNode) -> None:
+        if self.forget is not None:
+            return  # two voters throughout, for the forced change at the end
         if self.witness is not None and self.witness.churn(leader):
             return
         rng = self.rng
@@ -605,6 +616,8 @@ class Simulation:
             self._final_checks()
             if self.witness is not None and self.witness.mode == "pair":
                 self.witness.headline()
+            if self.forget is not None:
+                self.forget.headline()
         except Violation as violation:
             violations.append(str(violation))
         return SimResult(
@@ -618,6 +631,7 @@ class Simulation:
             reads=self.reads_checked,
             witness=self.witness.mode if self.witness is not None else "",
             headline_ticks=self.witness.headline_ticks if self.witness is not None else -1,
+            forgotten=self.forget.forgotten if self.forget is not None else "",
         )
 
     def _liveness_report(self) -> str:
