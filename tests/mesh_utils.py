@@ -243,6 +243,11 @@ def all_open(peers: list[Peer]) -> bool:
     return True
 
 
+CLOSE_WAIT_S = 15.0
+"""How long a test waits for tasks to end after closing peers: closing a peer connection
+ends its ICE tasks a few loop turns later, which on a busy machine once took over 5 s."""
+
+
 def pending_tasks() -> set[asyncio.Task[Any]]:
     """Tasks other than the current one that are still running."""
     current = asyncio.current_task()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mesh_utils import (
+    CLOSE_WAIT_S,
     FakeRelay,
     InterceptingRelay,
     Peer,
@@ -204,11 +205,6 @@ def test_any_flipped_bit_in_the_confirmation_fails_it(position, bit):
 
 
 # --- over real links ----------------------------------------------------------------------
-
-
-CLOSE_WAIT_S = 15.0
-"""Closing a peer connection ends its ICE tasks a few loop turns later; on a machine that
-is busy with other processes that once took over 5 s."""
 
 
 class Network:

@@ -15,6 +15,7 @@ import random
 import aiohttp
 import pytest
 from mesh_utils import (
+    CLOSE_WAIT_S,
     FakeRelay,
     Peer,
     all_open,
@@ -61,7 +62,7 @@ async def trio():
     yield peers
     for peer in peers:
         await peer.mesh.close()
-    await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+    await wait_until(lambda: not pending_tasks(), CLOSE_WAIT_S, "tasks to finish after close")
 
 
 def link(peer: Peer, other: str) -> Link:

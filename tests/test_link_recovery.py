@@ -16,6 +16,7 @@ import itertools
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from mesh_utils import (
+    CLOSE_WAIT_S,
     TEST_CONFIG,
     FakeRelay,
     Peer,
@@ -55,7 +56,7 @@ async def net():
     yield add
     for peer in peers:
         await peer.mesh.close()
-    await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+    await wait_until(lambda: not pending_tasks(), CLOSE_WAIT_S, "tasks to finish after close")
 
 
 async def linked(net, *ids: str, config: MeshConfig = CONFIG) -> list[Peer]:

@@ -14,6 +14,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH
 from mesh_utils import (
+    CLOSE_WAIT_S,
     TEST_CONFIG,
     FakeRelay,
     MeshSignalingListener,
@@ -56,7 +57,7 @@ async def net():
     yield add
     for peer in peers:
         await peer.mesh.close()
-    await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+    await wait_until(lambda: not pending_tasks(), CLOSE_WAIT_S, "tasks to finish after close")
 
 
 async def connected(net, *ids: str, config: MeshConfig = TEST_CONFIG) -> list[Peer]:
@@ -586,4 +587,4 @@ async def test_real_signaling_server_connects_a_full_mesh(signaling_server, coun
             await wait_until(lambda peer=peer: leaving.peer_id not in peer.mesh.links())
     finally:
         await close_real_peers(peers)
-    await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+    await wait_until(lambda: not pending_tasks(), CLOSE_WAIT_S, "tasks to finish after close")

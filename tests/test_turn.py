@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from mesh_utils import TEST_CONFIG, FakeRelay, all_open, make_peer, pending_tasks
+from mesh_utils import CLOSE_WAIT_S, TEST_CONFIG, FakeRelay, all_open, make_peer, pending_tasks
 from support.ports import free_port
 from support.waiting import wait_until
 
@@ -104,5 +104,5 @@ async def test_two_peers_connect_through_turn_relay_only(turn_server):
         await a.mesh.close()
         await b.mesh.close()
     await wait_until(
-        lambda: not pending_tasks(), 5, f"tasks to finish after close: {pending_tasks()}"
+        lambda: not pending_tasks(), CLOSE_WAIT_S, f"tasks to finish after close: {pending_tasks()}"
     )
