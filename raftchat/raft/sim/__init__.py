@@ -30,7 +30,8 @@ proposal and bring every member up to date within a bounded number of ticks.
 
 Some seeds run a witness too (:mod:`.witnesses`): faults, churn and checks of
 its own (log matching on (index, term), it never leads, it never gets a
-payload), and with two members a last check: one member dies for good, and the
+payload but configurations, it knows the members' configuration at its last
+position), and with two members a last check: one member dies for good, and the
 survivor must lead and remove it within a bound.
 A violation prints the seed and the last events; the last line printed is
 ``seeds=N violations=V``. Replay one schedule with ``--seed S --seeds 1``.
