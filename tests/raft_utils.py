@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from raftchat.raft import (
+    AppendEntries,
     Entry,
     EntryKind,
     Event,
@@ -21,11 +22,18 @@ from raftchat.raft import (
     RaftCore,
     RaftSettings,
     ReadState,
+    RequestVote,
     Role,
 )
 from raftchat.raft.sim import MemoryStorage, SessionStateMachine
 from raftchat.raft.sim.witness_node import MemoryWitnessStorage
-from raftchat.raft.witness import WitnessCore, WitnessSettings
+from raftchat.raft.witness import (
+    LogPosition,
+    WitnessCore,
+    WitnessReady,
+    WitnessSettings,
+    WitnessState,
+)
 
 DropRule = Callable[[NodeId, NodeId, Message], bool]
 
@@ -56,6 +64,51 @@ class WitnessHarness:
     core: WitnessCore | None
     storage: MemoryWitnessStorage = field(default_factory=MemoryWitnessStorage)
     received: list[Message] = field(default_factory=list)
+
+
+class Witness:
+    """A WitnessCore on its own with its storage, handled as a runtime would: persist,
+    then send."""
+
+    def __init__(self, state: WitnessState | None = None, **settings: int | bool) -> None:
+        self.settings = WitnessSettings("w", **settings)  # type: ignore[arg-type]
+        self.storage = MemoryWitnessStorage(state)
+        self.core = WitnessCore(self.settings, self.storage.state())
+        self.readies: list[WitnessReady] = []
+
+    def step(self, message: object) -> list[object]:
+        """Step one message; the messages it answers with, once stored."""
+        self.core.step(message)  # type: ignore[arg-type]
+        return self.process()
+
+    def process(self) -> list[object]:
+        sent = []
+        while self.core.has_ready():
+            ready = self.core.ready()
+            self.readies.append(ready)
+            self.storage.persist(ready)
+            sent.extend(message for _, message in ready.messages)
+            self.core.advance(ready)
+        return sent
+
+    def restart(self) -> None:
+        self.core = WitnessCore(self.settings, self.storage.state())
+
+
+def append(
+    term: int, prev: int, prev_term: int, terms: list[int], commit: int = 0, sender: str = "a"
+) -> AppendEntries:
+    """AppendEntries of NORMAL entries (without data) with the given terms after ``prev``."""
+    entries = tuple(Entry(prev + 1 + i, t, EntryKind.NORMAL) for i, t in enumerate(terms))
+    return AppendEntries(sender, term, prev, prev_term, entries, commit)
+
+
+def positions(*terms: int, start: int = 1) -> list[LogPosition]:
+    return [LogPosition(start + i, term) for i, term in enumerate(terms)]
+
+
+def vote(sender: str, term: int, last_index: int, last_term: int, **flags: bool) -> RequestVote:
+    return RequestVote(sender, term, last_index, last_term, **flags)
 
 
 class Cluster:

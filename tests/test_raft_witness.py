@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from raft_utils import Witness, append, positions, vote
 
 from raftchat.raft import (
     AppendEntries,
@@ -12,70 +13,20 @@ from raftchat.raft import (
     EntryKind,
     InstallSnapshot,
     InstallSnapshotResponse,
-    RequestVote,
     RequestVoteResponse,
     TimeoutNow,
+    encode_configuration,
 )
 from raftchat.raft.progress import Progress
-from raftchat.raft.sim.witness_node import MemoryWitnessStorage
 from raftchat.raft.witness import (
     LogPosition,
     WitnessCore,
     WitnessError,
     WitnessHardState,
-    WitnessReady,
     WitnessSettings,
     WitnessState,
 )
 from raftchat.raft.witness_feed import metadata_snapshot, strip_payloads, witness_send_limit
-
-
-class Witness:
-    """A WitnessCore with its storage, handled as a runtime would: persist, then send."""
-
-    def __init__(self, state: WitnessState | None = None, **settings: int | bool) -> None:
-        self.settings = WitnessSettings("w", **settings)  # type: ignore[arg-type]
-        self.storage = MemoryWitnessStorage()
-        if state is not None:
-            self.storage.hard_state = state.hard_state
-            self.storage.snapshot = state.snapshot
-            self.storage.entries = list(state.entries)
-        self.core = WitnessCore(self.settings, self.storage.state())
-        self.readies: list[WitnessReady] = []
-
-    def step(self, message: object) -> list[object]:
-        """Step one message; the messages it answers with, once stored."""
-        self.core.step(message)  # type: ignore[arg-type]
-        return self.process()
-
-    def process(self) -> list[object]:
-        sent = []
-        while self.core.has_ready():
-            ready = self.core.ready()
-            self.readies.append(ready)
-            self.storage.persist(ready)
-            sent.extend(message for _, message in ready.messages)
-            self.core.advance(ready)
-        return sent
-
-    def restart(self) -> None:
-        self.core = WitnessCore(self.settings, self.storage.state())
-
-
-def append(
-    term: int, prev: int, prev_term: int, terms: list[int], commit: int = 0, sender: str = "a"
-) -> AppendEntries:
-    entries = tuple(Entry(prev + 1 + i, t, EntryKind.NORMAL) for i, t in enumerate(terms))
-    return AppendEntries(sender, term, prev, prev_term, entries, commit)
-
-
-def positions(*terms: int, start: int = 1) -> list[LogPosition]:
-    return [LogPosition(start + i, term) for i, term in enumerate(terms)]
-
-
-def vote(sender: str, term: int, last_index: int, last_term: int, **flags: bool) -> RequestVote:
-    return RequestVote(sender, term, last_index, last_term, **flags)
-
 
 # --- voting ---------------------------------------------------------------------------
 
@@ -236,9 +187,20 @@ def test_ready_twice_without_advance_is_refused():
 # --- the leader's side, as pure functions ---------------------------------------------
 
 
-def test_strip_payloads_keeps_kind_index_and_term_only():
-    entries = [Entry(4, 2, EntryKind.NORMAL, b"hi", "c1", 9), Entry(5, 2, EntryKind.CONFIG, b"x")]
-    stripped = [Entry(4, 2, EntryKind.NORMAL), Entry(5, 2, EntryKind.CONFIG)]
+def test_strip_payloads_keeps_kind_index_and_term_and_only_a_configurations_data():
+    configuration = encode_configuration(PAIR)
+    entries = [
+        Entry(4, 2, EntryKind.NORMAL, b"hi", "c1", 9),
+        Entry(5, 2, EntryKind.NOOP),
+        Entry(6, 2, EntryKind.CONFIG, configuration),
+        Entry(7, 2, EntryKind.NORMAL, b"secret"),
+    ]
+    stripped = [
+        Entry(4, 2, EntryKind.NORMAL),
+        Entry(5, 2, EntryKind.NOOP),
+        Entry(6, 2, EntryKind.CONFIG, configuration),
+        Entry(7, 2, EntryKind.NORMAL),
+    ]
     assert strip_payloads(entries) == stripped
 
 

@@ -9,6 +9,7 @@ from raft_utils import Cluster, normal_entries
 
 from raftchat.raft import (
     AppendEntries,
+    EntryKind,
     InstallSnapshot,
     RaftCore,
     Reason,
@@ -16,6 +17,7 @@ from raftchat.raft import (
     RequestStatus,
     Role,
     TimeoutNow,
+    decode_configuration,
 )
 from raftchat.raft import core as core_module
 from raftchat.raft.progress import Progress
@@ -101,15 +103,19 @@ def test_two_members_without_a_witness_are_stuck_when_one_dies():
 # --- what the witness gets ----------------------------------------------------------------
 
 
-def test_the_witness_gets_entries_without_their_data():
+def test_the_witness_gets_entries_without_their_data_but_configurations():
     cluster = pair()
     cluster.propose("a", b"secret", client_id="c1", serial=1)
     cluster.tick(3)
     appends = [m for m in cluster.witnesses["w"].received if isinstance(m, AppendEntries)]
     entries = [entry for message in appends for entry in message.entries]
     assert entries, "the witness got no entries"
-    assert all(not e.data and not e.client_id and not e.serial for e in entries)
+    assert all(not e.client_id and not e.serial for e in entries)
+    assert all(not e.data for e in entries if e.kind != EntryKind.CONFIG)
+    configurations = [e for e in entries if e.kind == EntryKind.CONFIG]
+    assert configurations and all(decode_configuration(e.data) for e in configurations)
     assert cluster.witness("w").last_index == cluster.core("a").log.last_index
+    assert cluster.witness("w").configuration == cluster.core("a").configuration
     assert b"secret" in normal_entries(cluster.nodes["b"].applied)
 
 

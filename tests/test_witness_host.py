@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,30 @@ from raftchat.raft import (
     AppendEntries,
     AppendEntriesResponse,
     ClusterIdentity,
+    Configuration,
     Entry,
     EntryKind,
     RequestVote,
     RequestVoteResponse,
     decode,
     encode,
+    encode_configuration,
 )
-from raftchat.raft.witness import LogPosition, WitnessHardState, WitnessReady
-from raftchat.witness import WitnessHost, WitnessHostSettings, WitnessKey, WitnessStore
+from raftchat.raft.witness import (
+    UNKNOWN_CONFIGURATION,
+    IndexedConfiguration,
+    LogPosition,
+    WitnessHardState,
+    WitnessReady,
+)
+from raftchat.witness import (
+    WitnessHost,
+    WitnessHostSettings,
+    WitnessKey,
+    WitnessStore,
+    WitnessStoreError,
+)
+from raftchat.witness.store import DATABASE_NAME
 
 CLUSTER = ClusterIdentity(1_700_000_000_000, "ab" * 16)
 ALICE = "alice-0123456789abcdef"
@@ -90,7 +106,10 @@ def test_store_keeps_identity_and_state_across_reopening(tmp_path: Path) -> None
     )
     store.commit()
     store.save(key, WitnessReady(truncate_from=3, entries=[LogPosition(3, 3)]))
-    store.save(key, WitnessReady(compacted=LogPosition(1, 1)))
+    store.save(
+        key,
+        WitnessReady(compacted=LogPosition(1, 1), snapshot_configuration=UNKNOWN_CONFIGURATION),
+    )
     store.commit()
     witness_id = store.witness_id
     store.close()
@@ -105,6 +124,121 @@ def test_store_keeps_identity_and_state_across_reopening(tmp_path: Path) -> None
     assert again.load(WitnessKey("other", CLUSTER.cluster_id, 0)) is None
     assert (tmp_path.stat().st_mode & 0o777) == 0o700
     again.close()
+
+
+def configuration(*voters: str, witness: str = "w") -> Configuration:
+    return Configuration(frozenset({*voters, witness}), witnesses=frozenset({witness}))
+
+
+def test_store_keeps_configurations_across_reopening(tmp_path: Path) -> None:
+    store = WitnessStore(tmp_path)
+    key = WitnessKey("room", CLUSTER.cluster_id, CLUSTER.founded_ms)
+    first, second, third = configuration("a"), configuration("a", "b"), configuration("b")
+    store.save(
+        key,
+        WitnessReady(
+            entries=[LogPosition(i, 1) for i in range(1, 6)],
+            configurations=[IndexedConfiguration(1, first), IndexedConfiguration(3, second)],
+        ),
+    )
+    # Entry 5 is replaced by one that changes the configuration; 4 stays.
+    store.save(
+        key,
+        WitnessReady(
+            truncate_from=5,
+            entries=[LogPosition(5, 2)],
+            configurations=[IndexedConfiguration(5, third)],
+        ),
+    )
+    store.save(key, WitnessReady(compacted=LogPosition(2, 1), snapshot_configuration=first))
+    store.commit()
+    store.close()
+
+    again = WitnessStore(tmp_path)
+    state = again.load(key)
+    assert state is not None
+    assert state.snapshot == LogPosition(2, 1)
+    assert state.snapshot_configuration == first
+    assert list(state.configurations) == [
+        IndexedConfiguration(3, second),
+        IndexedConfiguration(5, third),
+    ]
+    # A truncation drops the configurations it cuts away; a snapshot drops them all.
+    again.save(key, WitnessReady(truncate_from=4, entries=[LogPosition(4, 3)]))
+    again.commit()
+    assert list(again.load(key).configurations) == [IndexedConfiguration(3, second)]  # type: ignore[union-attr]
+    again.save(key, WitnessReady(snapshot=LogPosition(9, 3), snapshot_configuration=third))
+    again.commit()
+    state = again.load(key)
+    assert state is not None
+    assert (state.snapshot, state.snapshot_configuration) == (LogPosition(9, 3), third)
+    assert (list(state.entries), list(state.configurations)) == ([], [])
+    again.close()
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE witness (
+    channel TEXT NOT NULL, cluster_id TEXT NOT NULL, founded_ms INTEGER NOT NULL,
+    term INTEGER NOT NULL, vote TEXT NOT NULL, snapshot_index INTEGER NOT NULL,
+    snapshot_term INTEGER NOT NULL, PRIMARY KEY (channel, cluster_id)
+);
+CREATE TABLE positions (
+    channel TEXT NOT NULL, cluster_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    term INTEGER NOT NULL, PRIMARY KEY (channel, cluster_id, idx)
+) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema', '1'), ('witness_id', 'witness-00000000000000aa');
+"""
+
+
+def test_a_file_of_schema_1_keeps_its_votes_and_knows_no_configuration(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DATABASE_NAME)
+    db.executescript(SCHEMA_1)
+    db.execute(
+        "INSERT INTO witness VALUES ('room', ?, ?, 4, ?, 1, 1)",
+        (CLUSTER.cluster_id, CLUSTER.founded_ms, ALICE),
+    )
+    db.executemany(
+        "INSERT INTO positions VALUES ('room', ?, ?, ?)",
+        [(CLUSTER.cluster_id, 2, 1), (CLUSTER.cluster_id, 3, 4)],
+    )
+    db.commit()
+    db.close()
+
+    store = WitnessStore(tmp_path)
+    assert store.witness_id == "witness-00000000000000aa"
+    key = WitnessKey("room", CLUSTER.cluster_id, CLUSTER.founded_ms)
+    state = store.load(key)
+    assert state is not None
+    assert state.hard_state == WitnessHardState(4, ALICE)
+    assert (state.snapshot, list(state.entries)) == (LogPosition(1, 1), [(2, 1), (3, 4)])
+    assert state.snapshot_configuration == UNKNOWN_CONFIGURATION
+    assert list(state.configurations) == []
+    store.save(
+        key,
+        WitnessReady(
+            entries=[LogPosition(4, 4)],
+            configurations=[IndexedConfiguration(4, configuration("a"))],
+        ),
+    )
+    store.commit()
+    store.close()
+    again = WitnessStore(tmp_path)
+    state = again.load(key)
+    assert state is not None and list(state.configurations) == [
+        IndexedConfiguration(4, configuration("a"))
+    ]
+    again.close()
+
+
+def test_a_file_of_an_unknown_schema_is_refused_with_a_way_forward(tmp_path: Path) -> None:
+    WitnessStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / DATABASE_NAME)
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(WitnessStoreError, match=r"schema 3.*move the file away"):
+        WitnessStore(tmp_path)
 
 
 def test_an_uncommitted_save_is_not_kept(tmp_path: Path) -> None:
@@ -161,6 +295,42 @@ async def test_entries_are_acknowledged_and_only_positions_kept(host: WitnessHos
     assert to == ALICE and isinstance(answer, AppendEntriesResponse)
     assert answer.success and answer.match_index == 2
     assert host.store.load(WitnessKey("room", CLUSTER.cluster_id, 0)) is not None
+
+
+async def test_the_witness_refuses_a_non_member_and_counts_it(tmp_path: Path) -> None:
+    """Any peer of the channel can talk to the witness; once the witness knows its
+    configuration, one that is not a member changes nothing, after a restart too."""
+    mallory = "mallory-0123456789abcd"
+    settings = WitnessHostSettings(tick_s=3600)
+    host = WitnessHost.open(tmp_path / "w", settings)
+    outbox = Outbox()
+    host.attach(outbox)
+    pair = Configuration(
+        frozenset({ALICE, BOB, host.witness_id}), witnesses=frozenset({host.witness_id})
+    )
+    config = Entry(1, 2, EntryKind.CONFIG, encode_configuration(pair))
+    host.receive("room", ALICE, relay(AppendEntries(ALICE, 2, 0, 0, (config,), 1)))
+    core = host.core("room", CLUSTER.cluster_id)
+    assert core is not None and core.configuration == pair
+    forged = AppendEntries(mallory, 10**9, 1, 2, (Entry(2, 10**9, EntryKind.NORMAL),), 2)
+    outbox.sent.clear()
+    assert host.receive("room", mallory, relay(forged, vote_request(mallory, 10**9))) is None
+    assert outbox.sent == []
+    assert host.stats.dropped["refused: not a member"] == 2
+    assert (core.term, core.last_index) == (2, 1)
+    await host.close()
+
+    again = WitnessHost.open(tmp_path / "w", settings)
+    again.attach(outbox)
+    again.receive("room", mallory, relay(forged))
+    core = again.core("room", CLUSTER.cluster_id)
+    assert core is not None and core.configuration == pair
+    assert (core.term, core.last_index) == (2, 1)
+    assert again.stats.dropped["refused: not a member"] == 1
+    # The leader is still answered in its own term.
+    again.receive("room", ALICE, relay(AppendEntries(ALICE, 2, 1, 2, (), 1)))
+    assert outbox.sent == [("room", ALICE, AppendEntriesResponse(again.witness_id, 2, True, 1))]
+    await again.close()
 
 
 async def test_clusters_per_channel_are_bounded_and_none_is_evicted(tmp_path: Path) -> None:

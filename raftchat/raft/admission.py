@@ -3,7 +3,8 @@
 Raft assumes every message comes from the node it names, playing the part it claims.
 Links authenticate the sender; these checks make sure the sender's *role* allows the
 message, so a peer that is not a member (or a member that is not a voter) cannot make
-a node follow it, vote for it, or adopt its term:
+a node follow it, vote for it, or adopt its term. Members (:class:`.core.RaftCore`) and
+the witness (:class:`.witness.WitnessCore`) apply the same rules, with this function:
 
 - a member takes messages only from members of its configuration;
 - AppendEntries and InstallSnapshot only from a voter that may lead (never a witness),
@@ -25,10 +26,10 @@ current leader a voter), so it takes a leader from outside it too. That cannot d
 working leader or turn a follower that has one, and no leader can make a node rewrite
 what it committed. A node outside its own configuration (a newcomer, or a member that
 was removed while away) takes a leader from anyone: the node's cluster gate has already
-checked that the sender belongs to its cluster, and being added again is how it gets
-back in. A higher
-term from a peer that fails these checks changes nothing, since the message is dropped
-before its term is looked at.
+checked that the sender belongs to its cluster (for the witness, the signaling server
+checked that the sender is the peer whose socket brought the message), and being added
+again is how it gets back in. A higher term from a peer that fails these checks changes
+nothing, since the message is dropped before its term is looked at.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def refusal(
 ) -> str | None:
     """Why ``message`` may not be stepped, or None if its sender's role allows it.
     ``stranded``: no leader reached this node for a long while; ``leased``: it is in a
-    leader's lease (see above)."""
+    leader's lease (see above). The reasons are a few fixed phrases (a host counts
+    refusals by reason)."""
     sender: NodeId = message.sender  # type: ignore[union-attr]
     if self_id not in configuration.members:
         return None
@@ -76,9 +78,9 @@ def refusal(
         if not may_lead:
             return "only a voter can lead"
         if message.term == term and leader != NO_NODE and sender != leader:
-            return f"{leader} leads term {term}"
+            return "another voter leads this term"
         if message.term > term and leased and sender != leader:
-            return f"{leader} leads and was heard from lately"
+            return "the leader was heard from lately"
     elif isinstance(message, TimeoutNow):
         if sender != leader or message.term != term:
             return "only the current leader hands over leadership"

@@ -28,6 +28,16 @@ class ConfigurationHistory:
         self._changes: list[tuple[int, Configuration]] = []
 
     @property
+    def base(self) -> Configuration:
+        """The configuration in force at the snapshot."""
+        return self._base
+
+    @property
+    def changes(self) -> tuple[tuple[int, Configuration], ...]:
+        """(index, configuration) of each configuration entry past the snapshot, in order."""
+        return tuple(self._changes)
+
+    @property
     def current(self) -> Configuration:
         return self._changes[-1][1] if self._changes else self._base
 
@@ -55,9 +65,14 @@ class ConfigurationHistory:
                 except ValueError as error:
                     logger.error("ignoring configuration entry %d: %s", entry.index, error)
                     continue
-                self._changes.append((entry.index, configuration))
+                self.record(entry.index, configuration)
                 changed = True
         return changed
+
+    def record(self, index: int, configuration: Configuration) -> None:
+        """The configuration entry at ``index``, past every one recorded, says
+        ``configuration``."""
+        self._changes.append((index, configuration))
 
     def truncate_from(self, index: int) -> bool:
         """Forget configurations of entries at ``index`` and later; True if any."""

@@ -5,8 +5,21 @@ neither win an election nor remove the dead member. A witness is a third voter t
 stores no chat content (the signaling server can host one): term, vote and the position
 of every entry, enough to answer RequestVote by the usual up-to-date rule and to
 acknowledge AppendEntries after the usual consistency check. It never campaigns, never
-takes TimeoutNow and never proposes; the leader sends it entries without their data and
-snapshots as metadata only (:mod:`.witness_feed`).
+takes TimeoutNow and never proposes; the leader sends it entries without their data
+(but for configuration entries: membership, not chat) and snapshots as metadata only,
+which name their configuration (:mod:`.witness_feed`).
+
+So the witness knows its cluster's configurations, by index, like a member
+(:class:`~.configuration.ConfigurationHistory`: in force once appended, reverted when
+truncated away), and checks every sender's role with the members' rule
+(:func:`~.admission.refusal`) before anything else: once it knows a configuration
+that lists it, only members are heard, only a voter that may lead (and within a term
+only the leader it follows) sends it entries or snapshots, and only such a voter gets
+its vote. Before that (a new witness) it takes a leader from anyone, as a newcomer
+does; and like a member it is *stranded* after three election timeouts without a
+leader, then taking a leader its configuration does not list. A refused message
+changes nothing; :meth:`WitnessCore.step` says why, and :attr:`WitnessCore.refused`
+counts it.
 
 The contract is :class:`~raftchat.raft.core.RaftCore`'s, made small. Feed it
 :meth:`WitnessCore.step` (and :meth:`WitnessCore.tick`: without ticks it keeps honouring
@@ -14,10 +27,12 @@ a leader it once heard, and refuses to vote), then::
 
     while witness.has_ready():
         ready = witness.ready()
-        # 1. persist, in this order: ready.compacted (store it as the snapshot position,
-        #    delete stored entries up to it), ready.snapshot (store it, delete ALL stored
-        #    entries), ready.truncate_from (delete stored entries >= it, if non-zero),
-        #    ready.entries (append), ready.hard_state (if not None); then fsync.
+        # 1. persist, in this order: ready.compacted (store it as the snapshot position
+        #    with ready.snapshot_configuration, delete stored entries and configurations
+        #    up to it), ready.snapshot (store it with ready.snapshot_configuration, delete
+        #    ALL stored entries and configurations), ready.truncate_from (delete stored
+        #    entries and configurations >= it, if non-zero), ready.entries and
+        #    ready.configurations (append), ready.hard_state (if not None); then fsync.
         # 2. only then send ready.messages: they promise what step 1 stored.
         witness.advance(ready)
 
@@ -28,14 +43,21 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .admission import STRANDED_ELECTION_TIMEOUTS, refusal
+from .codec import CodecError, decode_configuration
+from .configuration import ConfigurationHistory
 from .messages import (
     NO_NODE,
     AppendEntries,
     AppendEntriesResponse,
+    Configuration,
+    Entry,
+    EntryKind,
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
@@ -52,6 +74,19 @@ class LogPosition(NamedTuple):
 
     index: int
     term: int
+
+
+class IndexedConfiguration(NamedTuple):
+    """A configuration entry: where it sits and the configuration it sets."""
+
+    index: int
+    configuration: Configuration
+
+
+UNKNOWN_CONFIGURATION = Configuration()
+"""What a witness knows before any configuration reached it (it lists nobody, so the
+witness is a newcomer to it), and what it records for a configuration entry that came
+without a readable configuration."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +106,11 @@ class WitnessState:
     """The last entry compacted away (0, 0: none)."""
     entries: Sequence[LogPosition] = ()
     """Positions after the snapshot, contiguous (older ones are ignored)."""
+    snapshot_configuration: Configuration = UNKNOWN_CONFIGURATION
+    """The configuration in force at the snapshot position."""
+    configurations: Sequence[IndexedConfiguration] = ()
+    """The configuration entries among ``entries``, by increasing index (older ones are
+    ignored)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +140,12 @@ class WitnessReady:
 
     compacted: LogPosition | None = None
     snapshot: LogPosition | None = None
+    snapshot_configuration: Configuration | None = None
+    """The configuration in force at ``compacted`` or ``snapshot`` (None if neither)."""
     truncate_from: int = 0
     entries: list[LogPosition] = field(default_factory=list)
+    configurations: list[IndexedConfiguration] = field(default_factory=list)
+    """The configuration entries among ``entries``."""
     hard_state: WitnessHardState | None = None
     messages: list[tuple[NodeId, Message]] = field(default_factory=list)
 
@@ -167,6 +211,9 @@ class WitnessCore:
         self.id = settings.node_id
         state = state if state is not None else WitnessState()
         self._log = _PositionLog(state.snapshot, state.entries)
+        self._configurations = _restore_configurations(
+            self._log, state.snapshot_configuration, state.configurations
+        )
         self.term = state.hard_state.term
         self.vote = state.hard_state.vote
         self.leader: NodeId = NO_NODE
@@ -174,6 +221,11 @@ class WitnessCore:
         """Highest index known committed (volatile: only used to compact)."""
         self._since_leader = 0
         """Ticks since the leader last spoke."""
+        self._ticks_without_leader = 0
+        """Ticks since a leader last reached this witness (a stranded one takes a leader
+        its configuration does not list: :mod:`.admission`)."""
+        self.refused: Counter[str] = Counter()
+        """Messages dropped because the sender's role does not allow them, by reason."""
         self._persisted = WitnessHardState(self.term, self.vote)
         self._storage_last_index = self._log.last_index
         self._pending_snapshot: LogPosition | None = None
@@ -195,6 +247,11 @@ class WitnessCore:
     def snapshot(self) -> LogPosition:
         return self._log.snapshot
 
+    @property
+    def configuration(self) -> Configuration:
+        """The configuration in force at the end of its log (empty: none known yet)."""
+        return self._configurations.current
+
     def term_at(self, index: int) -> int | None:
         """Term of the entry at ``index``; None if compacted away or beyond the end."""
         return self._log.term(index)
@@ -202,24 +259,47 @@ class WitnessCore:
     def state(self) -> WitnessState:
         """Everything held in memory, as :class:`WitnessState` (stored or not yet)."""
         log = self._log
+        configurations = self._configurations
         return WitnessState(
             WitnessHardState(self.term, self.vote),
             log.snapshot,
             tuple(log.positions(log.snapshot.index + 1)),
+            configurations.base,
+            tuple(IndexedConfiguration(*change) for change in configurations.changes),
         )
 
     # --- inputs -------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Advance the logical clock by one tick (only the leader lease runs on it)."""
+        """Advance the logical clock by one tick (the leader lease and the time without a
+        leader run on it)."""
         self._since_leader += 1
+        self._ticks_without_leader += 1
 
-    def step(self, message: Message) -> None:
-        """Handle a message from a peer; what a witness has no part in is ignored."""
+    def step(self, message: Message) -> str | None:
+        """Handle a message from a peer; what a witness has no part in is ignored.
+        Returns why the message was refused (its sender's role does not allow it; see
+        :mod:`.admission`), or None."""
         sender = getattr(message, "sender", NO_NODE)
         term = getattr(message, "term", None)
         if not sender or sender == self.id or not isinstance(term, int):
-            return
+            return None
+        problem = refusal(
+            message,
+            self_id=self.id,
+            term=self.term,
+            leader=self.leader,
+            configuration=self._configurations.current,
+            stranded=self._ticks_without_leader
+            >= STRANDED_ELECTION_TIMEOUTS * self.settings.election_timeout_ticks,
+            leased=self._in_lease(),
+        )
+        if problem is not None:
+            self.refused[problem] += 1
+            logger.debug(
+                "%s: refusing %s from %s: %s", self.id, type(message).__name__, sender, problem
+            )
+            return problem
         if isinstance(message, RequestVote):
             self._handle_vote_request(message)
         elif isinstance(message, AppendEntries | InstallSnapshot):
@@ -236,6 +316,7 @@ class WitnessCore:
             # Anything else from a newer term (a vote response, TimeoutNow...) only
             # teaches the term; a witness never campaigns nor takes over.
             self._adopt_term(message.term)
+        return None
 
     # --- output -------------------------------------------------------------------
 
@@ -259,6 +340,12 @@ class WitnessCore:
         log = self._log
         snapshot = self._pending_snapshot
         entries = log.positions(log.stable_index + 1)
+        marked = snapshot is not None or self._pending_compaction is not None
+        configurations = [
+            IndexedConfiguration(*change)
+            for change in self._configurations.changes
+            if change[0] > log.stable_index
+        ]
         truncate_from = 0
         if snapshot is None:
             if entries and entries[0].index <= self._storage_last_index:
@@ -269,8 +356,10 @@ class WitnessCore:
         ready = WitnessReady(
             compacted=self._pending_compaction,
             snapshot=snapshot,
+            snapshot_configuration=self._configurations.base if marked else None,
             truncate_from=truncate_from,
             entries=entries,
+            configurations=configurations,
             hard_state=hard_state if hard_state != self._persisted else None,
             messages=self._outbox,
         )
@@ -340,6 +429,7 @@ class WitnessCore:
             self._adopt_term(term)
         self.leader = leader
         self._since_leader = 0
+        self._ticks_without_leader = 0
 
     # --- the log ------------------------------------------------------------------
 
@@ -360,7 +450,10 @@ class WitnessCore:
                 if own is not None:  # a conflict (never at or below the commit: see above)
                     del log.terms[entry.index - log.snapshot.index - 1 :]
                     log.stable_index = min(log.stable_index, entry.index - 1)
+                    self._configurations.truncate_from(entry.index)
                 log.terms.append(entry.term)
+                if entry.kind == EntryKind.CONFIG:
+                    self._configurations.record(entry.index, self._read_configuration(entry))
             self.commit = max(self.commit, min(m.leader_commit, last_new))
             self._send(
                 m.sender, AppendEntriesResponse(self.id, self.term, True, last_new, 0, 0, seq)
@@ -397,6 +490,7 @@ class WitnessCore:
                 log.snapshot = LogPosition(index, term)
                 log.terms = []
                 log.stable_index = index
+                self._configurations.reset(index, m.configuration)
                 self.commit = index
                 self._pending_snapshot = log.snapshot
                 self._pending_compaction = None
@@ -418,10 +512,46 @@ class WitnessCore:
         assert term is not None
         del log.terms[: index - log.snapshot.index]
         log.snapshot = LogPosition(index, term)
+        self._configurations.compact_to(index)
         self._pending_compaction = log.snapshot
+
+    def _read_configuration(self, entry: Entry) -> Configuration:
+        """The configuration a CONFIG entry sets. One without a readable configuration
+        (a leader that strips it) leaves the configuration unknown: the witness is then a
+        newcomer again, as it was before it knew any."""
+        try:
+            return decode_configuration(entry.data)
+        except CodecError as error:
+            logger.warning(
+                "%s: configuration entry %d carries no configuration (%s); until the next"
+                " one, any leader is taken",
+                self.id,
+                entry.index,
+                error,
+            )
+            return UNKNOWN_CONFIGURATION
 
     def _send(self, to: NodeId, message: Message) -> None:
         self._outbox.append((to, message))
+
+
+def _restore_configurations(
+    log: _PositionLog,
+    snapshot_configuration: Configuration,
+    configurations: Sequence[IndexedConfiguration],
+) -> ConfigurationHistory:
+    """The configuration history stored with ``log``'s positions."""
+    history = ConfigurationHistory(log.snapshot.index, snapshot_configuration)
+    for index, configuration in configurations:
+        if index <= log.snapshot.index:
+            continue
+        if index <= history.current_index or index > log.last_index:
+            raise WitnessError(
+                f"stored configuration at {index} does not fit: after {history.current_index},"
+                f" within the positions up to {log.last_index} expected"
+            )
+        history.record(index, configuration)
+    return history
 
 
 def _is_granted_pre_vote(message: Message) -> bool:

@@ -2,7 +2,9 @@
 
 A witness (see :mod:`.witness`) votes with the (index, term) of entries only, so the
 leader strips every entry's data (kind, index and term stay) and sends a snapshot as its
-metadata alone.
+metadata alone. A configuration entry keeps its data: the configuration is membership,
+not chat, and the witness needs it to check who may lead and stand for election (as the
+snapshot's metadata names the configuration at its end).
 
 How far it sends is a liveness rule. A candidate wins a witness's vote only with a log at
 least as up to date as the witness's; if the witness held entries that no living member
@@ -19,13 +21,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .messages import Configuration, Entry, InstallSnapshot, NodeId, SnapshotMeta
+from .messages import Configuration, Entry, EntryKind, InstallSnapshot, NodeId, SnapshotMeta
 from .progress import Progress
 
 
 def strip_payloads(entries: Iterable[Entry]) -> list[Entry]:
-    """``entries`` with their data, client id and serial left out."""
-    return [Entry(entry.index, entry.term, entry.kind) for entry in entries]
+    """``entries`` with their client id and serial left out, and their data too but for
+    configuration entries'."""
+    return [
+        Entry(
+            entry.index,
+            entry.term,
+            entry.kind,
+            entry.data if entry.kind == EntryKind.CONFIG else b"",
+        )
+        for entry in entries
+    ]
 
 
 def witness_send_limit(

@@ -7,9 +7,12 @@ store on first use and dropped from memory when idle (its state is on disk). The
 loop is the core's contract: store, commit (fsync), only then answer.
 
 Trust: a message whose ``sender`` is not the peer whose socket brought it is dropped and
-counted, and so is anything the Raft codec refuses. How many clusters the witness holds
-is bounded (in total and per channel): a witness state is never thrown away while it may
-still hold a vote someone counts on, so beyond the bound new clusters are refused.
+counted, and so is anything the Raft codec refuses. The core then checks the sender's
+role in the cluster's configuration (only members are heard, only a voter that may lead
+leads or stands for election: :mod:`raftchat.raft.admission`); what it refuses is counted
+as ``refused: <reason>``. How many clusters the witness holds is bounded (in total and
+per channel): a witness state is never thrown away while it may still hold a vote
+someone counts on, so beyond the bound new clusters are refused.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class WitnessStats:
     messages_received: int = 0
     messages_sent: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
-    """Messages dropped, by reason."""
+    """Messages dropped, by reason (a few fixed phrases; the core's role checks count
+    under ``refused: <reason>``)."""
 
 
 class WitnessHost:
@@ -134,7 +138,9 @@ class WitnessHost:
             message = self._decode(data, sender)
             if message is not None:
                 self.stats.messages_received += 1
-                loaded.core.step(message)
+                problem = loaded.core.step(message)
+                if problem is not None:
+                    self.stats.dropped[f"refused: {problem}"] += 1
         self._process([loaded])
         return None
 

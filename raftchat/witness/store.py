@@ -8,6 +8,13 @@ Ready, then one :meth:`WitnessStore.commit` for all of them.
 The witness's id is made when the file is created and kept in it: a server whose data
 is lost comes back as a *different* witness, which the channels replace, instead of a
 blank one that would vote again in terms it already voted in.
+
+Besides term, vote and positions it keeps each cluster's configurations (the one in force
+at the snapshot position, and every configuration entry after it), so a restarted
+witness still knows who may lead and stand for election. A file of schema 1 (before
+configurations were kept) is brought to schema 2 when opened: its clusters keep their
+votes and positions and know no configuration until the next configuration entry or
+snapshot reaches them (until then they take a leader from anyone, as before).
 """
 
 from __future__ import annotations
@@ -18,13 +25,21 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from raftchat.raft.witness import LogPosition, WitnessHardState, WitnessReady, WitnessState
+from raftchat.raft import CodecError, Configuration, decode_configuration, encode_configuration
+from raftchat.raft.witness import (
+    UNKNOWN_CONFIGURATION,
+    IndexedConfiguration,
+    LogPosition,
+    WitnessHardState,
+    WitnessReady,
+    WitnessState,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DATABASE_NAME = "witness.sqlite3"
 
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS witness (
     channel TEXT NOT NULL,
     cluster_id TEXT NOT NULL,
@@ -33,6 +48,7 @@ CREATE TABLE IF NOT EXISTS witness (
     vote TEXT NOT NULL,
     snapshot_index INTEGER NOT NULL,
     snapshot_term INTEGER NOT NULL,
+    snapshot_configuration BLOB NOT NULL DEFAULT x'',
     PRIMARY KEY (channel, cluster_id)
 );
 CREATE TABLE IF NOT EXISTS positions (
@@ -42,7 +58,16 @@ CREATE TABLE IF NOT EXISTS positions (
     term INTEGER NOT NULL,
     PRIMARY KEY (channel, cluster_id, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS configurations (
+    channel TEXT NOT NULL,
+    cluster_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    configuration BLOB NOT NULL,
+    PRIMARY KEY (channel, cluster_id, idx)
+) WITHOUT ROWID;
 """
+_FROM_SCHEMA_1 = "ALTER TABLE witness ADD COLUMN snapshot_configuration BLOB NOT NULL DEFAULT x''"
+"""Schema 1 had no configurations: its clusters know none (an empty blob)."""
 
 
 class WitnessStoreError(Exception):
@@ -70,8 +95,7 @@ class WitnessStore:
             os.chmod(path, 0o600)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-            self.witness_id = self._identity()
+            self.witness_id = self._open_schema()
         except sqlite3.DatabaseError as error:
             raise WitnessStoreError(
                 f"cannot use the witness data in {path}: {error}; move the file away to start"
@@ -79,18 +103,38 @@ class WitnessStore:
             ) from None
         self._in_transaction = False
 
-    def _identity(self) -> str:
-        rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        schema = rows.get("schema")
-        if schema is not None and schema != str(SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(f"schema {schema} is not {SCHEMA_VERSION}")
-        witness_id = rows.get("witness_id")
-        if witness_id is None:
-            witness_id = f"witness-{secrets.token_hex(8)}"
-            self._db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("schema", str(SCHEMA_VERSION)), ("witness_id", witness_id)],
-            )
+    def _open_schema(self) -> str:
+        """Create the tables (or bring schema 1 to this one) in one transaction; the
+        witness's id."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(_META)
+            rows = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            schema = rows.get("schema")
+            if schema == "1":
+                db.execute(_FROM_SCHEMA_1)
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            elif schema is not None and schema != str(SCHEMA_VERSION):
+                raise sqlite3.DatabaseError(
+                    f"it has schema {schema}, which this release cannot read (it reads 1 and"
+                    f" {SCHEMA_VERSION}; a newer release wrote it?)"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            witness_id = rows.get("witness_id")
+            if witness_id is None:
+                witness_id = f"witness-{secrets.token_hex(8)}"
+                db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("schema", str(SCHEMA_VERSION)), ("witness_id", witness_id)],
+                )
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
         return witness_id
 
     # --- reading ------------------------------------------------------------------
@@ -105,22 +149,33 @@ class WitnessStore:
 
     def load(self, key: WitnessKey) -> WitnessState | None:
         row = self._db.execute(
-            "SELECT term, vote, snapshot_index, snapshot_term FROM witness"
-            " WHERE channel = ? AND cluster_id = ?",
+            "SELECT term, vote, snapshot_index, snapshot_term, snapshot_configuration"
+            " FROM witness WHERE channel = ? AND cluster_id = ?",
             (key.channel, key.cluster_id),
         ).fetchone()
         if row is None:
             return None
-        term, vote, snapshot_index, snapshot_term = row
+        term, vote, snapshot_index, snapshot_term, snapshot_configuration = row
+        where = (key.channel, key.cluster_id, snapshot_index)
         positions = self._db.execute(
             "SELECT idx, term FROM positions WHERE channel = ? AND cluster_id = ?"
             " AND idx > ? ORDER BY idx",
-            (key.channel, key.cluster_id, snapshot_index),
+            where,
+        ).fetchall()
+        configurations = self._db.execute(
+            "SELECT idx, configuration FROM configurations WHERE channel = ?"
+            " AND cluster_id = ? AND idx > ? ORDER BY idx",
+            where,
         ).fetchall()
         return WitnessState(
             WitnessHardState(term, vote),
             LogPosition(snapshot_index, snapshot_term),
             tuple(LogPosition(index, term) for index, term in positions),
+            _configuration(snapshot_configuration, key, "the snapshot"),
+            tuple(
+                IndexedConfiguration(index, _configuration(data, key, f"index {index}"))
+                for index, data in configurations
+            ),
         )
 
     def clusters_in(self, channel: str) -> int:
@@ -141,26 +196,37 @@ class WitnessStore:
             self._in_transaction = True
         where = (key.channel, key.cluster_id)
         db.execute(
-            "INSERT OR IGNORE INTO witness VALUES (?, ?, ?, 0, '', 0, 0)",
+            "INSERT OR IGNORE INTO witness (channel, cluster_id, founded_ms, term, vote,"
+            " snapshot_index, snapshot_term) VALUES (?, ?, ?, 0, '', 0, 0)",
             (*where, key.founded_ms),
         )
         if ready.compacted is not None:
-            self._set_snapshot(where, ready.compacted)
-            db.execute(
-                "DELETE FROM positions WHERE channel = ? AND cluster_id = ? AND idx <= ?",
-                (*where, ready.compacted.index),
-            )
+            self._set_snapshot(where, ready.compacted, ready.snapshot_configuration)
+            for table in ("positions", "configurations"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE channel = ? AND cluster_id = ? AND idx <= ?",
+                    (*where, ready.compacted.index),
+                )
         if ready.snapshot is not None:
-            self._set_snapshot(where, ready.snapshot)
-            db.execute("DELETE FROM positions WHERE channel = ? AND cluster_id = ?", where)
+            self._set_snapshot(where, ready.snapshot, ready.snapshot_configuration)
+            for table in ("positions", "configurations"):
+                db.execute(f"DELETE FROM {table} WHERE channel = ? AND cluster_id = ?", where)
         if ready.truncate_from:
-            db.execute(
-                "DELETE FROM positions WHERE channel = ? AND cluster_id = ? AND idx >= ?",
-                (*where, ready.truncate_from),
-            )
+            for table in ("positions", "configurations"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE channel = ? AND cluster_id = ? AND idx >= ?",
+                    (*where, ready.truncate_from),
+                )
         db.executemany(
             "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)",
             [(*where, position.index, position.term) for position in ready.entries],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO configurations VALUES (?, ?, ?, ?)",
+            [
+                (*where, change.index, encode_configuration(change.configuration))
+                for change in ready.configurations
+            ],
         )
         if ready.hard_state is not None:
             db.execute(
@@ -168,11 +234,18 @@ class WitnessStore:
                 (ready.hard_state.term, ready.hard_state.vote, *where),
             )
 
-    def _set_snapshot(self, where: tuple[str, str], position: LogPosition) -> None:
+    def _set_snapshot(
+        self,
+        where: tuple[str, str],
+        position: LogPosition,
+        configuration: Configuration | None,
+    ) -> None:
+        if configuration is None:
+            raise ValueError(f"snapshot position {position} without its configuration")
         self._db.execute(
-            "UPDATE witness SET snapshot_index = ?, snapshot_term = ?"
+            "UPDATE witness SET snapshot_index = ?, snapshot_term = ?, snapshot_configuration = ?"
             " WHERE channel = ? AND cluster_id = ?",
-            (position.index, position.term, *where),
+            (position.index, position.term, encode_configuration(configuration), *where),
         )
 
     def commit(self) -> None:
@@ -186,3 +259,16 @@ class WitnessStore:
             self._in_transaction = False
             self._db.execute("ROLLBACK")
         self._db.close()
+
+
+def _configuration(data: bytes, key: WitnessKey, where: str) -> Configuration:
+    """A stored configuration; an empty one (schema 1 kept none) is unknown."""
+    if not data:
+        return UNKNOWN_CONFIGURATION
+    try:
+        return decode_configuration(data)
+    except CodecError as error:
+        raise WitnessStoreError(
+            f"the witness's configuration at {where} for cluster {key.cluster_id[:8]} of"
+            f" {key.channel} is damaged: {error}"
+        ) from None

@@ -30,7 +30,8 @@ proposal and bring every member up to date within a bounded number of ticks.
 
 Some seeds run a witness too (:mod:`.witnesses`): faults, churn and checks of
 its own (log matching on (index, term), it never leads, it never gets a
-payload), and with two members a last check: one member dies for good, and the
+payload but configurations, it knows the members' configuration at its last
+position), and with two members a last check: one member dies for good, and the
 survivor must lead and remove it within a bound. Some seeds without a witness end
 with a forced change (:mod:`.forgetting`): of two voters one dies, the survivor
 carries on alone (``force_remove``) and commits, then the dead one restarts from its

@@ -15,7 +15,9 @@ Checked after every step, on top of the simulator's own checks: Log Matching on
 (index, term) between the witness's stored positions and the members' logs (every
 position it stores is one a member stored, following the same previous term), the
 witness never leads (it sends only answers, no member ever follows it, nobody sends it
-TimeoutNow) and never receives a payload (no entry data, no snapshot data).
+TimeoutNow), never receives a payload (no snapshot data, no entry data but a
+configuration entry's configuration), and knows the configuration the members have at
+its last position (appended, truncated, compacted, installed or restarted alike).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Literal
 
-from ..messages import Message, NodeId, RequestVote, TimeoutNow
+from ..codec import decode_configuration
+from ..messages import Configuration, EntryKind, Message, NodeId, RequestVote, TimeoutNow
 from ..ready import Ready, Role
 from ..witness import LogPosition, WitnessSettings
 from .invariants import Violation
@@ -68,6 +71,9 @@ class WitnessDriver:
         self.churn_share = 1.0 if mode == "pair" else self.rng.choice([0.2, 0.5])
         self.term_before: dict[tuple[int, int], int] = {}
         """(index, term) of an entry a member stored -> the term of the entry before it."""
+        self.configuration_at: dict[tuple[int, int], Configuration] = {(0, 0): Configuration()}
+        """(index, term) of an entry or snapshot a member stored -> the configuration in
+        force there (the same on every member that has it, by Log Matching)."""
         self.headline_ticks = -1
         """Ticks the headline check took (-1: not run)."""
         self.cut: tuple[NodeId, NodeId] | None = None
@@ -92,6 +98,7 @@ class WitnessDriver:
                     raise Violation(f"the witness sent {type(message).__name__} to {to}")
                 self.sim._send(WITNESS_ID, to, message)
             core.advance(ready)
+        self._check_configuration()
 
     def deliver(self, sender: NodeId, message: Message) -> None:
         core = self.node.core
@@ -129,18 +136,55 @@ class WitnessDriver:
             raise Violation(f"{node.node_id} follows the witness as its leader")
 
     def member_persisted(self, storage: MemoryStorage, ready: Ready) -> None:
-        """Record, for each entry a member stored, the term of the entry before it."""
+        """Record, for each entry a member stored, the term of the entry before it and the
+        configuration in force there."""
+        for snapshot in (ready.compacted, ready.snapshot):
+            if snapshot is not None:
+                meta = snapshot.meta
+                self.configuration_at.setdefault((meta.index, meta.term), meta.configuration)
         if not ready.entries:
             return
         base = storage.snapshot_index
         entries = storage.entries
         snapshot_term = storage.snapshot.meta.term if storage.snapshot is not None else 0
+        first = ready.entries[0].index - base - 1
+        configuration = self._configuration_before(storage, first)
         for entry in ready.entries:
             position = entry.index - base - 1
             before = entries[position - 1].term if position > 0 else snapshot_term
             self.term_before.setdefault((entry.index, entry.term), before)
+            if entry.kind == EntryKind.CONFIG:
+                configuration = decode_configuration(entry.data)
+            self.configuration_at.setdefault((entry.index, entry.term), configuration)
+
+    def _configuration_before(self, storage: MemoryStorage, position: int) -> Configuration:
+        """The configuration in force before the stored entry at ``position``."""
+        entries = storage.entries
+        for earlier in range(position - 1, -1, -1):
+            entry = entries[earlier]
+            known = self.configuration_at.get((entry.index, entry.term))
+            if known is not None:
+                return known
+            if entry.kind == EntryKind.CONFIG:
+                return decode_configuration(entry.data)
+        return (
+            storage.snapshot.meta.configuration if storage.snapshot is not None else Configuration()
+        )
 
     # --- checks --------------------------------------------------------------------
+
+    def _check_configuration(self) -> None:
+        """The witness's configuration is the members' at its last position."""
+        core = self.node.core
+        if core is None:
+            return
+        position = (core.last_index, core.last_term)
+        expected = self.configuration_at.get(position)
+        if expected is not None and core.configuration != expected:
+            raise Violation(
+                f"the witness knows configuration {core.configuration} at {position}, the"
+                f" members {expected}"
+            )
 
     def _check_stored(
         self,
@@ -213,7 +257,8 @@ class WitnessDriver:
             return f"{WITNESS_ID}: down"
         return (
             f"{WITNESS_ID}: witness term={core.term} vote={core.vote or '-'} "
-            f"last={core.last_index}/{core.last_term} snapshot={core.snapshot.index}"
+            f"last={core.last_index}/{core.last_term} snapshot={core.snapshot.index} "
+            f"voters={sorted(core.configuration.voters)} refused={sum(core.refused.values())}"
         )
 
     # --- setup and the headline check ----------------------------------------------
