@@ -588,3 +588,25 @@ async def test_real_signaling_server_connects_a_full_mesh(signaling_server, coun
     finally:
         await close_real_peers(peers)
     await wait_until(lambda: not pending_tasks(), CLOSE_WAIT_S, "tasks to finish after close")
+
+
+async def test_a_connection_closed_while_it_connected_starts_no_consent_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aioice starts consent checks when connect() resumes, even on a connection closed
+    meanwhile; they would never end. The aiortc engine stops them."""
+    import aioice.ice
+
+    from raftchat.net.engines import aiortc_engine
+
+    async def connect_that_completes(self: aioice.ice.Connection) -> None:
+        self._query_consent_task = asyncio.create_task(asyncio.Event().wait())
+
+    monkeypatch.setattr(aiortc_engine, "_original_connect", connect_that_completes)
+    connection = aioice.ice.Connection(ice_controlling=True)
+    connection._closing = True  # close() ran while the checks completed
+    await aioice.ice.Connection.connect(connection)
+    task = connection._query_consent_task
+    assert task is not None
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()

@@ -10,6 +10,8 @@ Before raising a bound, check each of them again:
 adaptation                  internals it relies on
 ==========================  ==========================================================
 host-candidate adapter      ``aioice.ice.get_host_addresses`` (module function, wrapped)
+consent after close         ``aioice.ice.Connection.connect`` (wrapped), ``_closing``,
+                            ``_query_consent_task``
 shared DTLS certificate     ``RTCCertificate.generateCertificate`` (swapped while an
                             ``RTCPeerConnection`` is constructed)
 SCTP flight cap             ``RTCSctpTransport._cwnd`` (a class property replaces the
@@ -125,6 +127,30 @@ def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 def _install_host_address_adapter() -> None:
     if aioice.ice.get_host_addresses is not _get_host_addresses:
         aioice.ice.get_host_addresses = _get_host_addresses
+
+
+# --- consent checks of a connection closed while it connected ----------------------------
+# aioice's Connection.connect() starts the consent-freshness task once the check list has
+# completed. If close() runs after the check list completed but before connect() resumed,
+# connect() starts that task on a closed connection, where it never ends (it sleeps and
+# finds no nominated pair, forever): one leaked task per such link. The wrapper stops it.
+
+_original_connect = aioice.ice.Connection.connect
+
+
+async def _connect_without_consent_after_close(self: aioice.ice.Connection) -> None:
+    await _original_connect(self)
+    task = self._query_consent_task
+    if getattr(self, "_closing", False) and task is not None and not task.done():
+        task.cancel()
+
+
+def _install_consent_fix() -> None:
+    if aioice.ice.Connection.connect is not _connect_without_consent_after_close:
+        aioice.ice.Connection.connect = _connect_without_consent_after_close  # type: ignore[method-assign]
+
+
+_install_consent_fix()
 
 
 @contextlib.contextmanager
