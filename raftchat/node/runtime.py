@@ -286,14 +286,10 @@ class Node:
         """Connect to the signaling server and the peers; begin ticking."""
         self._loop = asyncio.get_running_loop()
         self._signaling = SignalingClient(
-            self._server_url,
-            self.channel,
-            self.node_id,
-            self._storage.reconnect_token,
-            self,
+            self._server_url, self.channel, self._storage.identity, self
         )
         self._mesh = Mesh(
-            self.node_id,
+            self._storage.identity,
             self._signaling,
             MeshConfig(
                 ice_servers=tuple(self.settings.ice_servers),
