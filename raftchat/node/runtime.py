@@ -52,6 +52,7 @@ from raftchat.node.events import NodeView, Subscribers
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
 from raftchat.node.merge import MergeProgress, merge_items
 from raftchat.node.proposals import ProposalKind, ProposalTracker
+from raftchat.node.reidentify import settle_legacy_state
 from raftchat.node.ticker import LazyTicker
 from raftchat.node.witness_link import WitnessLink, witness_allowed
 from raftchat.raft import (
@@ -200,6 +201,7 @@ class Node:
         self._witness: WitnessLink | None = None
         """The way to the signaling server's witness (no mesh link goes there)."""
 
+        settle_legacy_state(storage, settings.history_window)  # a data dir from before keys
         persisted = storage.load()
         snapshot = persisted.snapshot
         self.chat = self._restore_chat(snapshot)
