@@ -537,6 +537,9 @@ async def test_a_peer_cannot_take_another_peers_id_on_a_link(net, passphrase, pr
     )
     assert info.auth_error_kind == expected and info.auth_failures >= 1
     assert not info.authenticated and info.messages_received == 0
+    # In a private channel the failure costs the impostor's guess budget, like a wrong guess.
+    charged = ids.b in a.mesh._guess_throttle._peers
+    assert charged == (passphrase is not None)
     assert a.mesh.send(ids.b, b"for b only") is False
     assert not any(change.state == LinkState.OPEN for peer, change in a.changes if peer == ids.b)
     assert a.received == {} and impostor.received == {}
