@@ -36,6 +36,7 @@ from raftchat.limits import CHANNEL_NAME_PATTERN
 from raftchat.net import MeshConfig
 from raftchat.net.link_signals import signal_problem
 from raftchat.net.signaling.protocol import (
+    Challenge,
     ErrorFrame,
     Hello,
     PeerJoined,
@@ -46,6 +47,7 @@ from raftchat.net.signaling.protocol import (
     RoleUpdate,
     SignalRequest,
     Welcome,
+    encode_challenge,
     encode_hello,
     encode_peer_joined,
     encode_peer_left,
@@ -65,13 +67,22 @@ MAX_SDP_BYTES = MeshConfig().max_sdp_bytes
 
 def _reencode(frame: Any) -> str | None:
     if isinstance(frame, Hello):
-        return encode_hello(frame.peer_id, frame.token, frame.role)
+        return encode_hello(frame.peer_id, frame.public_key, frame.signature, frame.role)
+    if isinstance(frame, Challenge):
+        return encode_challenge(frame.nonce)
     if isinstance(frame, RoleUpdate):
         return encode_role(frame.role)
     if isinstance(frame, SignalRequest):
         return encode_signal_request(frame.to, frame.payload)
     if isinstance(frame, Welcome):
-        return encode_welcome(frame.channel, frame.peer_id, sorted(frame.peers), frame.roles)
+        return encode_welcome(
+            frame.channel,
+            frame.peer_id,
+            sorted(frame.peers),
+            frame.roles,
+            frame.witness,
+            frame.token,
+        )
     if isinstance(frame, PeerJoined):
         return encode_peer_joined(frame.peer_id, frame.role)
     if isinstance(frame, PeerRole):
@@ -146,6 +157,10 @@ def run_hypothesis(examples: int, seed: int) -> None:
         max_leaves=12,
     )
     roles = st.sampled_from(["voter", "learner", "none", "king"]) | json_values
+
+    def hexes(digits: int) -> st.SearchStrategy[Any]:
+        return st.from_regex(f"[0-9a-f]{{{digits}}}", fullmatch=True) | st.text(max_size=digits)
+
     payloads = st.fixed_dictionaries(
         {},
         optional={
@@ -158,6 +173,7 @@ def run_hypothesis(examples: int, seed: int) -> None:
         {
             "type": st.sampled_from(
                 [
+                    "challenge",
                     "hello",
                     "role",
                     "signal",
@@ -173,6 +189,9 @@ def run_hypothesis(examples: int, seed: int) -> None:
         optional={
             "peer_id": ids,
             "token": ids,
+            "nonce": hexes(32),
+            "public_key": hexes(64),
+            "signature": hexes(128),
             "to": ids,
             "from": ids,
             "payload": payloads | json_values,

@@ -20,15 +20,23 @@ transaction, so a crash leaves either the old cluster's log or the queue, never 
 It keeps the node's latest incarnation too (:meth:`Storage.begin_incarnation`), so every
 start of a node on the directory has a larger one.
 
-One directory per node per channel holds the database and a lock file. An exclusive
-``flock`` on the lock file keeps a second process off the same directory (two processes
-writing one Raft log would break Raft's safety).
+The node's identity key (:mod:`raftchat.net.identity`) is a file next to the database,
+made once; the node id is derived from it, and the meta table records its public key, so
+a key file that is missing, damaged, replaced or readable by others is refused, never
+silently replaced by a new identity. A database from before identity keys (a random
+16-hex-digit id, no key) is re-identified once: a key is made, the node takes the id
+derived from it, and the old id is kept as ``legacy_node_id`` while Raft state written
+under it remains (``raftchat.node.reidentify`` turns that state into a merge queue).
+
+One directory per node per channel holds the database, the key file and a lock file. An
+exclusive ``flock`` on the lock file keeps a second process off the same directory (two
+processes writing one Raft log would break Raft's safety).
 
 The data is private, as ssh treats its keys: the data root and every channel directory are
-mode 0700 and every file in a channel directory 0600 (the database holds the node's
-reconnect token). This is checked on every open, and a mode found wider is narrowed with
-a warning naming the path; a directory or file of another user that others can read is
-refused.
+mode 0700 and every file in a channel directory 0600. This is checked on every open, and a
+mode found wider is narrowed with a warning naming the path; a directory or file of another
+user that others can read is refused. The key file is only checked: one that others could
+read is refused (its key may have leaked), with the ``chmod`` that fixes it.
 """
 
 from __future__ import annotations
@@ -38,7 +46,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import sqlite3
 import struct
 import threading
@@ -52,6 +59,7 @@ from typing import TypeVar
 import platformdirs
 
 from raftchat.limits import MAX_INCARNATION, channel_name_problem, node_id_problem
+from raftchat.net.identity import IdentityError, NodeIdentity, create_key_file, load_key_file
 from raftchat.raft import (
     NO_NODE,
     ClusterIdentity,
@@ -74,6 +82,8 @@ Version 2 added the cluster identity (meta) and the merge queue; version 1 datab
 are migrated when opened (:func:`legacy_cluster_identity`)."""
 DB_FILENAME = "raftchat.sqlite3"
 LOCK_FILENAME = "raftchat.lock"
+KEY_FILENAME = "node.key"
+"""The node's identity key (PKCS#8 PEM, mode 0600), next to the database."""
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _OTHERS = 0o077
@@ -111,6 +121,11 @@ class StorageAccessError(StorageError):
 
 class StorageChannelError(StorageError):
     """A bad channel name, or a data dir that belongs to another channel."""
+
+
+class StorageIdentityError(StorageError):
+    """The node's identity key is missing, unreadable, readable by others, or not the one
+    the data dir was made with."""
 
 
 class InvalidWriteError(StorageError, ValueError):
@@ -206,13 +221,15 @@ def set_aside_damaged(directory: Path, now: float | None = None) -> Path:
 
     Starting over is safe where repairing is not: a node that kept its id but lost part
     of its log could vote for a candidate missing committed entries. A new database
-    brings a new node id; the old one is removed from the channel as unreachable."""
+    brings a new identity key, so a new node id; the old one is removed from the channel
+    as unreachable."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     target = directory / f"{DB_FILENAME}.damaged-{stamp}"
-    for suffix in ("", "-wal", "-shm"):
-        path = directory / (DB_FILENAME + suffix)
+    names = (DB_FILENAME, f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm", KEY_FILENAME)
+    for name in names:  # the key too: the new member needs an id of its own
+        path = directory / name
         if path.exists():
-            path.rename(directory / f"{DB_FILENAME}.damaged-{stamp}{suffix}")
+            path.rename(directory / f"{name}.damaged-{stamp}")
     return target
 
 
@@ -279,10 +296,11 @@ def _make_private(path: Path, mode: int) -> None:
 
 
 def _make_files_private(directory: Path) -> None:
-    """Narrow every regular file in ``directory`` (database, WAL, lock) to mode 0600."""
+    """Narrow every regular file in ``directory`` (database, WAL, lock) to mode 0600; the
+    key file is checked when it is loaded, and refused rather than narrowed."""
     with os.scandir(directory) as entries:
         for entry in entries:
-            if entry.is_file(follow_symlinks=False):
+            if entry.is_file(follow_symlinks=False) and entry.name != KEY_FILENAME:
                 _make_private(Path(entry.path), FILE_MODE)
 
 
@@ -399,6 +417,8 @@ CREATE TABLE merge_queue (
 """Added by version 2 (the rest of version 2 lives in meta)."""
 
 _CLUSTER_KEYS = ("cluster_founded_ms", "cluster_id")
+_PUBLIC_KEY_KEY = "public_key"
+_LEGACY_ID_KEY = "legacy_node_id"
 _MERGE_SOURCE_KEYS = ("merge_source_founded_ms", "merge_source_id")
 _INCARNATION_KEY = "incarnation"
 
@@ -428,6 +448,7 @@ class Storage:
         lock: _DirLock,
         directory: Path,
         channel: str,
+        identity: NodeIdentity,
     ) -> None:
         self._conn = connection
         self._dir_lock = lock
@@ -435,11 +456,15 @@ class Storage:
         self.directory = directory
         self.path = directory / DB_FILENAME
         self.channel = channel
+        self.identity = identity
+        "The node's key pair; proves :attr:`node_id` to peers and the signaling server."
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         self.node_id: str = meta.get("node_id", "")
-        self.reconnect_token: str = meta.get("reconnect_token", "")
-        if node_id_problem(self.node_id) or not self.reconnect_token:
-            raise self._corrupt("the node id or reconnect token is missing or malformed")
+        if node_id_problem(self.node_id) or self.node_id != identity.node_id:
+            raise self._corrupt("the node id is missing, malformed or not the key's")
+        self.legacy_node_id: str | None = meta.get(_LEGACY_ID_KEY)
+        """The random id this node had before identity keys, while Raft state written under
+        it remains (:mod:`raftchat.node.reidentify` settles it); None otherwise."""
         if meta.get("channel") != channel:
             raise StorageChannelError(
                 f"data dir {directory} belongs to channel {meta.get('channel')!r},"
@@ -461,7 +486,8 @@ class Storage:
         """Open (creating if needed) the node state in ``directory`` for ``channel``.
 
         ``directory`` is the per-channel directory itself (see :func:`channel_data_dir`).
-        A new database gets a fresh random node id and reconnect token, kept from then on.
+        A new data dir gets a new identity key, whose node id it keeps from then on; one
+        from before identity keys is re-identified (see the module docstring).
         """
         options = options or StorageOptions()
         validate_channel_name(channel)
@@ -474,8 +500,9 @@ class Storage:
             _create_private_file(directory / DB_FILENAME)
             connection = _connect(directory / DB_FILENAME, options)
             _ensure_schema(connection, directory / DB_FILENAME, channel)
+            identity = _settle_identity(connection, directory)
             _make_files_private(directory)  # the WAL files SQLite made meanwhile
-            storage = cls(connection, lock, directory, channel)
+            storage = cls(connection, lock, directory, channel, identity)
         except BaseException:
             if connection is not None:
                 connection.close()
@@ -604,12 +631,15 @@ class Storage:
                 )  # fmt: skip
                 self._write_identity(_MERGE_SOURCE_KEYS, source)
                 self._write_identity(_CLUSTER_KEYS, None)
+                # No Raft state of an id from before identity keys is left.
+                self._conn.execute("DELETE FROM meta WHERE key = ?", (_LEGACY_ID_KEY,))
                 self._conn.execute("DELETE FROM entries")
                 self._conn.execute("DELETE FROM snapshot")
                 self._conn.execute("DELETE FROM hard_state")
 
             self._run(lambda: self._transaction(write))
             self._cluster = None
+            self.legacy_node_id = None
             self._refresh_cache()
 
     def merged(self, message_ids: Iterable[str]) -> None:
@@ -1078,14 +1108,8 @@ def _ensure_schema(connection: sqlite3.Connection, path: Path, channel: str) -> 
             for statement in (_SCHEMA + _SCHEMA_V2).split(";"):
                 if statement.strip():
                     connection.execute(statement)
-            connection.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("node_id", secrets.token_hex(8)),
-                    ("reconnect_token", secrets.token_urlsafe(24)),
-                    ("channel", channel),
-                ],
-            )
+            # The node id comes with the identity key (_settle_identity).
+            connection.execute("INSERT INTO meta (key, value) VALUES ('channel', ?)", (channel,))
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             connection.execute("COMMIT")
         except BaseException:
@@ -1096,6 +1120,81 @@ def _ensure_schema(connection: sqlite3.Connection, path: Path, channel: str) -> 
         raise _translate_error(exc, path) from exc
 
 
+def _has_raft_state(connection: sqlite3.Connection) -> bool:
+    return any(
+        connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+        for table in ("hard_state", "entries", "snapshot")
+    )
+
+
+def _settle_identity(connection: sqlite3.Connection, directory: Path) -> NodeIdentity:
+    """The node's identity: its key file checked against the public key the meta table
+    recorded; or, for a data dir that has none recorded (new, or from before identity
+    keys), a key made now (or one a crashed first start made) and recorded with its id."""
+    meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+    path = directory / KEY_FILENAME
+    recorded = meta.get(_PUBLIC_KEY_KEY)
+    node_id = meta.get("node_id")
+    if recorded is not None:
+        try:
+            identity = load_key_file(path)
+        except IdentityError as error:
+            raise StorageIdentityError(
+                f"{error}; data dir {directory} belongs to node {node_id}, which only that key"
+                f" proves. Restore {path} from a backup (mode 0600), or move {directory}"
+                " away to join the channel as a new member"
+            ) from None
+        if identity.public_key.hex() != recorded:
+            raise StorageIdentityError(
+                f"{path} holds the key of node {identity.node_id}, not of node {node_id}"
+                f" whose data dir {directory} is; restore its own key file from a backup,"
+                f" or move {directory} away to join the channel as a new member"
+            )
+        return identity
+    try:
+        if path.exists() or path.is_symlink():
+            identity = load_key_file(path)  # made by a first start that stopped right after
+        else:
+            identity = create_key_file(path)
+    except IdentityError as error:
+        raise StorageIdentityError(
+            f"{error}; fix it, or move {path} away to make a new key for data dir {directory}"
+        ) from None
+    try:
+        legacy = node_id if node_id and _has_raft_state(connection) else None
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("node_id", identity.node_id), (_PUBLIC_KEY_KEY, identity.public_key.hex())],
+            )
+            connection.execute("DELETE FROM meta WHERE key = 'reconnect_token'")
+            if legacy is not None:
+                connection.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (_LEGACY_ID_KEY, legacy),
+                )
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise _translate_error(exc, directory / DB_FILENAME) from exc
+    if node_id:
+        logger.warning(
+            "data dir %s predates identity keys: this node joins the channel as a new member"
+            " %s (its old id %s cannot be proven by any key)%s",
+            directory,
+            identity.node_id,
+            node_id,
+            "; its history is merged back in and the old id, now unreachable, is left behind"
+            if legacy
+            else "",
+        )
+    return identity
+
+
 def _migrate_from_1(connection: sqlite3.Connection, channel: str) -> None:
     """Version 1 to 2, in one transaction: add the merge queue, and give a database that
     holds a cluster's state that cluster's identity (:func:`legacy_cluster_identity`)."""
@@ -1104,11 +1203,7 @@ def _migrate_from_1(connection: sqlite3.Connection, channel: str) -> None:
         for statement in _SCHEMA_V2.split(";"):
             if statement.strip():
                 connection.execute(statement)
-        has_state = any(
-            connection.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
-            for table in ("hard_state", "entries", "snapshot")
-        )
-        if has_state:
+        if _has_raft_state(connection):
             legacy = legacy_cluster_identity(channel)
             connection.executemany(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",

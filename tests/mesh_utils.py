@@ -1,9 +1,11 @@
-"""Mesh test helpers: in-memory signaling relays (honest and hostile), peers that record,
-partitions through the engine's frame filter, a signaling listener for real clients."""
+"""Mesh test helpers: named test identities, in-memory signaling relays (honest and
+hostile), peers that record, partitions through the engine's frame filter, a signaling
+listener for real clients."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,6 +18,55 @@ from raftchat.net import LinkInfo, LinkState, Mesh, MeshConfig
 from raftchat.net.engines import CHANNEL_LABEL, Direction
 from raftchat.net.engines.aiortc_engine import host_candidates
 from raftchat.net.ice import IPV4_LOOPBACK
+from raftchat.net.identity import NodeIdentity
+
+TEST_PEER_NAMES = (
+    *"abcdmz",
+    *(f"m{i}" for i in range(1, 3)),
+    *(f"p{i}" for i in range(1, 6)),
+    "ada",
+    "alice",
+    "auditor",
+    "bob",
+    "cyd",
+    "late",
+    "newcomer",
+    "zz",
+)
+"""The peers tests name: each has a fixed identity (:data:`ids`)."""
+
+
+class PeerIds:
+    """Node ids of named test peers: ``ids.a`` is peer "a"'s id. A node id is derived from
+    its identity key, so these are fixed keys whose ids sort as their names do (the peer
+    with the smaller id offers, and tests choose names for that)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        seeds = (hashlib.sha256(b"raftchat test peer %d" % i).digest() for i in range(len(names)))
+        identities = sorted(map(NodeIdentity.from_seed, seeds), key=lambda i: i.node_id)
+        self._ids = {name: i.node_id for name, i in zip(sorted(names), identities, strict=True)}
+        self.identities = {identity.node_id: identity for identity in identities}
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self._ids[name]
+        except KeyError:
+            raise AttributeError(f"no test peer {name!r}: add it to TEST_PEER_NAMES") from None
+
+    def name_of(self, peer_id: str) -> str:
+        return next((name for name, id_ in self._ids.items() if id_ == peer_id), peer_id)
+
+
+ids = PeerIds(TEST_PEER_NAMES)
+
+
+def identity_of(peer_id: str) -> NodeIdentity:
+    """The identity of a test peer id (``ids.<name>``)."""
+    try:
+        return ids.identities[peer_id]
+    except KeyError:
+        raise KeyError(f"{peer_id!r} is not a test peer's id: use mesh_utils.ids.<name>") from None
+
 
 # Loopback only, short timers so failures are noticed quickly in tests.
 TEST_CONFIG = MeshConfig(
@@ -136,7 +187,7 @@ def make_peer(
     received: dict[str, list[bytes]] = defaultdict(list)
     changes: list[tuple[str, LinkInfo]] = []
     mesh = Mesh(
-        peer_id,
+        identity_of(peer_id),
         relay.endpoint(peer_id),
         config,
         on_message=lambda sender, data: received[sender].append(data),
@@ -292,7 +343,7 @@ class InterceptingRelay(FakeRelay):
     It swallows each offer and answers it itself, and sends the answerer an offer of its
     own: both peers then run DTLS with *its* certificates (the SDP fingerprints are
     rewritten), and it forwards every DataChannel message between them. It does not know
-    any passphrase. Close it with :meth:`close`.
+    any passphrase, nor any peer's identity key. Close it with :meth:`close`.
     """
 
     def __init__(self) -> None:

@@ -14,19 +14,59 @@ from typing import Any
 import aiohttp
 from support.waiting import wait_until
 
-from raftchat.net.signaling.protocol import new_peer_id, new_token
+from raftchat.net.identity import NodeIdentity, signaling_hello_message
 
 FRAME_TIMEOUT = 5.0
 
 
-class RawPeer:
-    """A bare WebSocket to the server, sending and reading frames exactly as given."""
+def new_peer_id() -> str:
+    """The id of a new identity (whose key nobody keeps): an id no test peer holds."""
+    return NodeIdentity.generate().node_id
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+
+def signed_hello(
+    identity: NodeIdentity,
+    nonce: bytes,
+    channel: str,
+    role: str | None = None,
+    *,
+    peer_id: str | None = None,
+) -> dict[str, Any]:
+    """A hello frame claiming ``peer_id`` (default: the identity's id), signed by
+    ``identity`` over ``nonce`` (a challenge) for ``channel``."""
+    peer_id = peer_id or identity.node_id
+    signature = identity.sign(signaling_hello_message(nonce, channel, peer_id))
+    hello = {
+        "type": "hello",
+        "peer_id": peer_id,
+        "public_key": identity.public_key.hex(),
+        "signature": signature.hex(),
+    }
+    if role is not None:
+        hello["role"] = role
+    return hello
+
+
+class RawPeer:
+    """A bare WebSocket to the server, sending and reading frames exactly as given (the
+    server's challenge, the first frame, is read on connecting: :attr:`nonce`)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        channel: str,
+        nonce: bytes,
+    ):
         self.session = session
         self.ws = ws
+        self.channel = channel.lower()
+        self.nonce = nonce
+        "This connection's challenge."
+        self.identity = NodeIdentity.generate()
         self.peer_id = ""
         self.token = ""
+        "The welcome's token (for GET /channels/<channel>/peers)."
 
     @classmethod
     async def connect(
@@ -44,33 +84,45 @@ class RawPeer:
         session = aiohttp.ClientSession(connector=connector)
         try:
             ws = await session.ws_connect(f"{base_url}/channels/{channel}/ws", heartbeat=heartbeat)
+            msg = await ws.receive(timeout=FRAME_TIMEOUT)
         except BaseException:
             await session.close()
             raise
-        return cls(session, ws)
+        assert msg.type == aiohttp.WSMsgType.TEXT, f"expected the challenge, got {msg}"
+        challenge = json.loads(msg.data)
+        if challenge["type"] != "challenge":  # e.g. an invalid channel's error
+            peer = cls(session, ws, channel, b"")
+            peer.first_frame = challenge
+            return peer
+        return cls(session, ws, channel, bytes.fromhex(challenge["nonce"]))
+
+    first_frame: dict[str, Any] | None = None
+    "What the server sent instead of a challenge."
+
+    def hello(self, role: str | None = None, *, identity: NodeIdentity | None = None) -> dict:
+        """A valid hello on this connection (with this peer's identity unless given)."""
+        return signed_hello(identity or self.identity, self.nonce, self.channel, role)
 
     @classmethod
     async def join(
         cls,
         base_url: str,
         channel: str,
-        peer_id: str | None = None,
-        token: str | None = None,
+        identity: NodeIdentity | None = None,
         role: str | None = None,
         *,
         source: str | None = None,
         heartbeat: float | None = None,
     ) -> tuple[RawPeer, dict[str, Any]]:
-        """Connect, say hello (with ``role`` if given) and return the peer with its welcome."""
+        """Connect, say hello as ``identity`` (a new one unless given; with ``role`` if
+        given) and return the peer with its welcome."""
         peer = await cls.connect(base_url, channel, source=source, heartbeat=heartbeat)
-        peer.peer_id = peer_id or new_peer_id()
-        peer.token = token or new_token()
-        hello = {"type": "hello", "peer_id": peer.peer_id, "token": peer.token}
-        if role is not None:
-            hello["role"] = role
-        await peer.send_json(hello)
+        peer.identity = identity or peer.identity
+        peer.peer_id = peer.identity.node_id
+        await peer.send_json(peer.hello(role))
         welcome = await peer.recv()
         assert welcome["type"] == "welcome", welcome
+        peer.token = welcome["token"]
         return peer, welcome
 
     async def send_json(self, value: Any) -> None:
@@ -143,7 +195,8 @@ class StuckPeer:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
-        self.peer_id = new_peer_id()
+        self.identity = NodeIdentity.generate()
+        self.peer_id = self.identity.node_id
 
     @classmethod
     async def join(cls, port: int, channel: str, source: str) -> StuckPeer:
@@ -159,14 +212,20 @@ class StuckPeer:
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
         peer = cls(reader, writer)
-        hello = {"type": "hello", "peer_id": peer.peer_id, "token": new_token()}
+        challenge = await cls._read_text(reader)
+        assert challenge["type"] == "challenge", challenge
+        hello = signed_hello(peer.identity, bytes.fromhex(challenge["nonce"]), channel)
         writer.write(cls._text_frame(json.dumps(hello).encode()))
-        welcome = await reader.readexactly(2)
-        length = welcome[1] & 0x7F
+        assert (await cls._read_text(reader))["type"] == "welcome"
+        return peer
+
+    @staticmethod
+    async def _read_text(reader: asyncio.StreamReader) -> dict[str, Any]:
+        head = await reader.readexactly(2)
+        length = head[1] & 0x7F
         if length == 126:
             length = int.from_bytes(await reader.readexactly(2), "big")
-        assert json.loads(await reader.readexactly(length))["type"] == "welcome"
-        return peer
+        return json.loads(await reader.readexactly(length))
 
     @staticmethod
     def _text_frame(payload: bytes) -> bytes:

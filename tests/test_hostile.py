@@ -19,6 +19,7 @@ from mesh_utils import (
     FakeRelay,
     Peer,
     all_open,
+    ids,
     make_peer,
     pending_tasks,
     with_settings,
@@ -57,7 +58,7 @@ def rng() -> random.Random:
 async def trio():
     """Honest peers b and c and the peer a that turns hostile, all linked."""
     relay = FakeRelay()
-    peers = [make_peer(relay, peer_id, HOSTILE_CONFIG) for peer_id in ("a", "b", "c")]
+    peers = [make_peer(relay, peer_id, HOSTILE_CONFIG) for peer_id in (ids.a, ids.b, ids.c)]
     await wait_until(lambda: all_open(peers), 10, "all links open")
     yield peers
     for peer in peers:
@@ -102,28 +103,28 @@ async def assert_still_talk(sender: Peer, receiver: Peer, text: bytes) -> None:
 
 async def test_a_few_garbage_frames_are_dropped_and_counted(trio, rng):
     a, b, _c = trio
-    raw_send(a, "b", garbage_frames(rng, 10))
+    raw_send(a, ids.b, garbage_frames(rng, 10))
     await assert_still_talk(a, b, b"after garbage")
-    info = b.mesh.links()["a"]
+    info = b.mesh.links()[ids.a]
     assert info.malformed_frames == 10
     assert info.state == LinkState.OPEN and info.abuse_disconnects == 0
-    assert b.received["a"] == [b"after garbage"]
+    assert b.received[ids.a] == [b"after garbage"]
 
 
 async def test_persistent_garbage_disconnects_the_offender_and_keeps_it_away(trio, rng):
     a, b, c = trio
-    raw_send(a, "b", garbage_frames(rng, 200))
-    await wait_until(lambda: b.mesh.links()["a"].abuse_disconnects == 1, 10, "a disconnected")
-    info = b.mesh.links()["a"]
+    raw_send(a, ids.b, garbage_frames(rng, 200))
+    await wait_until(lambda: b.mesh.links()[ids.a].abuse_disconnects == 1, 10, "a disconnected")
+    info = b.mesh.links()[ids.a]
     assert info.state == LinkState.FAILED
     assert "misbehaved" in info.last_error
     assert info.malformed_frames >= HOSTILE_CONFIG.max_offences
     # a reconnects quickly on its side; b ignores its offers during the penalty.
-    await wait_until(lambda: b.mesh.links()["a"].ignored_signals >= 1, 10, "a offer ignored")
-    assert b.state_of("a") == LinkState.FAILED
+    await wait_until(lambda: b.mesh.links()[ids.a].ignored_signals >= 1, 10, "a offer ignored")
+    assert b.state_of(ids.a) == LinkState.FAILED
     await assert_still_talk(b, c, b"b and c unaffected")
     await assert_still_talk(c, b, b"both ways")
-    assert b.mesh.links()["c"].connects == 1
+    assert b.mesh.links()[ids.c].connects == 1
 
 
 async def test_oversized_chunk_claims_are_refused_and_memory_stays_bounded(trio):
@@ -136,7 +137,7 @@ async def test_oversized_chunk_claims_are_refused_and_memory_stays_bounded(trio)
 
     raw_send(
         a,
-        "b",
+        ids.b,
         [
             chunk(1, 2**32 - 1, 0, b"x" * 100),  # claims 4 GiB
             chunk(2, limit + 1, 0, b"x" * 100),  # just over the limit
@@ -144,28 +145,28 @@ async def test_oversized_chunk_claims_are_refused_and_memory_stays_bounded(trio)
         ],
     )
     # A legal claim of the largest size, then silence: at most that much is held.
-    raw_send(a, "b", [chunk(4, limit, 0, b"y" * 1000)])
-    await wait_until(lambda: b.mesh.links()["a"].malformed_frames == 3, 10, "claims refused")
-    await wait_until(lambda: link(b, "a")._reassembler.pending_bytes == 1000)
+    raw_send(a, ids.b, [chunk(4, limit, 0, b"y" * 1000)])
+    await wait_until(lambda: b.mesh.links()[ids.a].malformed_frames == 3, 10, "claims refused")
+    await wait_until(lambda: link(b, ids.a)._reassembler.pending_bytes == 1000)
     # A real message (chunked) replaces the abandoned one.
     big = bytes(range(256)) * 400
     await assert_still_talk(a, b, big)
-    assert link(b, "a")._reassembler.pending_bytes == 0
-    assert b.mesh.links()["a"].malformed_frames == 4  # 3 refused + 1 interrupted
-    assert b.received["a"] == [big]
+    assert link(b, ids.a)._reassembler.pending_bytes == 0
+    assert b.mesh.links()[ids.a].malformed_frames == 4  # 3 refused + 1 interrupted
+    assert b.received[ids.a] == [big]
 
 
 async def test_frame_flood_is_rate_limited_and_the_flooder_disconnected(trio):
     a, b, c = trio
     flood = [framing.encode_batch([i.to_bytes(4, "big")]) for i in range(3000)]
     started = asyncio.get_running_loop().time()
-    raw_send(a, "b", flood)
-    await wait_until(lambda: b.mesh.links()["a"].abuse_disconnects == 1, 15, "flooder cut off")
+    raw_send(a, ids.b, flood)
+    await wait_until(lambda: b.mesh.links()[ids.a].abuse_disconnects == 1, 15, "flooder cut off")
     elapsed = asyncio.get_running_loop().time() - started
-    info = b.mesh.links()["a"]
+    info = b.mesh.links()[ids.a]
     assert info.rate_limited_frames >= HOSTILE_CONFIG.max_offences
     # Only what the token bucket allowed reached the application, in order, with gaps.
-    delivered = [int.from_bytes(message, "big") for message in b.received["a"]]
+    delivered = [int.from_bytes(message, "big") for message in b.received[ids.a]]
     allowed = (
         HOSTILE_CONFIG.inbound_frame_burst + HOSTILE_CONFIG.inbound_frames_per_second * elapsed
     )
@@ -177,35 +178,35 @@ async def test_frame_flood_is_rate_limited_and_the_flooder_disconnected(trio):
 async def test_too_many_messages_in_one_frame_are_dropped(trio):
     a, b, _c = trio
     frame = framing.encode_batch([b""] * (HOSTILE_CONFIG.inbound_message_burst + 1))
-    raw_send(a, "b", [frame])
+    raw_send(a, ids.b, [frame])
     await assert_still_talk(a, b, b"next frame is fine")
-    assert b.received["a"] == [b"next frame is fine"]
-    assert b.mesh.links()["a"].rate_limited_frames == 1
+    assert b.received[ids.a] == [b"next frame is fine"]
+    assert b.mesh.links()[ids.a].rate_limited_frames == 1
 
 
 async def test_handshake_messages_after_the_handshake_are_ignored(trio):
     a, b, _c = trio
     raw_send(
         a,
-        "b",
+        ids.b,
         [
             framing.encode_auth(encode_reject(AuthErrorKind.WRONG_PASSPHRASE)),
-            framing.encode_auth(encode_hello(AuthMode.OPEN)),
+            framing.encode_auth(encode_hello(AuthMode.OPEN, bytes(16))),
         ],
     )
     await assert_still_talk(a, b, b"still open")
-    info = b.mesh.links()["a"]
+    info = b.mesh.links()[ids.a]
     assert info.malformed_frames == 2 and info.state == LinkState.OPEN
     assert info.auth_error is None
 
 
 async def test_frames_before_the_handshake_are_dropped():
     relay = FakeRelay()
-    a = make_peer(relay, "a", HOSTILE_CONFIG, join=False)
-    b = make_peer(relay, "b", HOSTILE_CONFIG, join=False)
-    relay.join("a", a.mesh)
-    relay.join("b", b.mesh)
-    offender = link(a, "b")
+    a = make_peer(relay, ids.a, HOSTILE_CONFIG, join=False)
+    b = make_peer(relay, ids.b, HOSTILE_CONFIG, join=False)
+    relay.join(ids.a, a.mesh)
+    relay.join(ids.b, b.mesh)
+    offender = link(a, ids.b)
     original_on_open = offender.channel_open
 
     def on_open(connection):
@@ -216,8 +217,8 @@ async def test_frames_before_the_handshake_are_dropped():
     try:
         await wait_until(lambda: all_open([a, b]), 10, "link open after the handshake")
         await assert_still_talk(a, b, b"after the handshake")
-        assert b.received["a"] == [b"after the handshake"]
-        assert b.mesh.links()["a"].unauthenticated_frames == 1
+        assert b.received[ids.a] == [b"after the handshake"]
+        assert b.mesh.links()[ids.a].unauthenticated_frames == 1
     finally:
         await a.mesh.close()
         await b.mesh.close()
@@ -230,17 +231,17 @@ async def test_a_bug_in_the_receive_path_never_escapes(trio, monkeypatch, caplog
         raise RuntimeError("decoder bug")
 
     monkeypatch.setattr(framing, "decode_frame", broken)
-    raw_send(a, "b", [framing.encode_batch([b"lost"])])
+    raw_send(a, ids.b, [framing.encode_batch([b"lost"])])
     await wait_until(lambda: "receiving a frame failed" in caplog.text, 10, "bug logged")
     monkeypatch.undo()
     await assert_still_talk(a, b, b"recovered")
-    assert b.state_of("a") == LinkState.OPEN
+    assert b.state_of(ids.a) == LinkState.OPEN
 
 
 async def test_offers_from_invented_peers_are_bounded_by_max_links():
     relay = FakeRelay()
     config = with_settings(HOSTILE_CONFIG, max_links=5)
-    victim = make_peer(relay, "zz", config, join=False)
+    victim = make_peer(relay, ids.zz, config, join=False)
     try:
         for number in range(50):
             victim.mesh.handle_signal(
@@ -271,7 +272,7 @@ def test_inbound_limits_are_validated():
 
 @pytest.fixture
 async def server():
-    running = await start_server("127.0.0.1", 0, ServerConfig(max_remembered_peers=5))
+    running = await start_server("127.0.0.1", 0, ServerConfig())
     yield running
     await running.close()
 
@@ -302,9 +303,9 @@ async def test_unknown_channels_and_silent_sockets_leave_no_state(server, rng):
     assert server.server.state.channels == {}
 
 
-async def test_remembered_peer_ids_are_bounded(server):
+async def test_peers_that_left_leave_no_state(server):
     for number in range(20):
         peer, _ = await RawPeer.join(server.url, f"churn-{number}")
         await peer.close()
         await wait_until(lambda: not server.server.state.channels, 5, "peer to leave")
-    assert len(server.server.state._remembered) <= 5
+    assert not server.server.state.connections

@@ -13,7 +13,6 @@ counters; mallory is a bare signaling client and mesh that sends whatever it lik
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from support.waiting import wait_until
 
 from raftchat import chat
 from raftchat.net import Mesh, SignalingClient
-from raftchat.net.signaling.protocol import new_token
+from raftchat.net.identity import NodeIdentity
 from raftchat.node import Node, RuntimeTuning
 from raftchat.node.cluster import NODE_CODEC, hello
 from raftchat.raft import (
@@ -64,7 +63,8 @@ class Mallory:
     """A signaling client and a mesh, driven by hand."""
 
     def __init__(self, server_url: str, passphrase: str | None) -> None:
-        self.node_id = "mallory" + secrets.token_hex(8)
+        self.identity = NodeIdentity.generate()
+        self.node_id = self.identity.node_id
         self.server_url = server_url
         self.passphrase = passphrase
         self.signaling: SignalingClient | None = None
@@ -74,10 +74,10 @@ class Mallory:
         """Messages the mesh would not queue (its send queue was full)."""
 
     async def start(self) -> None:
-        self.signaling = SignalingClient(self.server_url, CHANNEL, self.node_id, new_token(), self)
+        self.signaling = SignalingClient(self.server_url, CHANNEL, self.identity, self)
         config = with_settings(TEST_CONFIG, channel=CHANNEL, passphrase=self.passphrase)
         self.mesh = Mesh(
-            self.node_id,
+            self.identity,
             self.signaling,
             config,
             on_message=self._received,

@@ -22,6 +22,7 @@ from mesh_utils import (
     Peer,
     all_open,
     block,
+    ids,
     make_peer,
     pending_tasks,
     silence,
@@ -78,38 +79,38 @@ def session_of(peer: Peer, other: str) -> str | None:
 
 
 async def test_restarted_answerer_gets_a_new_link_while_the_old_one_looks_open(net):
-    a, old_b = await linked(net, "a", "b", config=RESTART_CONFIG)
+    a, old_b = await linked(net, ids.a, ids.b, config=RESTART_CONFIG)
     silence(old_b)
-    new_b = net("b", RESTART_CONFIG)  # the restarted process: same id, nothing remembered
+    new_b = net(ids.b, RESTART_CONFIG)  # the restarted process: same id, nothing remembered
     await wait_until(lambda: all_open([a, new_b]), RECOVERY_BOUND, "the link to the new b")
-    assert a.mesh.links()["b"].connects == 2
-    assert session_of(a, "b") == session_of(new_b, "a")
+    assert a.mesh.links()[ids.b].connects == 2
+    assert session_of(a, ids.b) == session_of(new_b, ids.a)
     await assert_talk(a, new_b, b"hello new b")
     await assert_talk(new_b, a, b"hello a")
 
 
 async def test_offer_lost_to_a_dead_process_is_made_again_for_the_restarted_one(net):
-    a, old_b = await linked(net, "a", "b", config=RESTART_CONFIG)
+    a, old_b = await linked(net, ids.a, ids.b, config=RESTART_CONFIG)
     silence(old_b)
     offers_before = sum(payload["type"] == "offer" for _, payload in a.mesh._signaling.sent)
-    a.mesh.reset_link("b")  # e.g. Raft noticed the silence first
+    a.mesh.reset_link(ids.b)  # e.g. Raft noticed the silence first
     await wait_until(
         lambda: sum(p["type"] == "offer" for _, p in a.mesh._signaling.sent) > offers_before,
         5,
         "the offer to the dead process",
     )
-    new_b = net("b", RESTART_CONFIG)
+    new_b = net(ids.b, RESTART_CONFIG)
     await wait_until(lambda: all_open([a, new_b]), RECOVERY_BOUND, "the link to the new b")
     await assert_talk(a, new_b, b"after the lost offer")
 
 
 async def test_restarted_offerer_replaces_the_answerers_old_link(net):
-    old_a, b = await linked(net, "a", "b", config=RESTART_CONFIG)
-    old_session = session_of(b, "a")
+    old_a, b = await linked(net, ids.a, ids.b, config=RESTART_CONFIG)
+    old_session = session_of(b, ids.a)
     silence(old_a)
-    new_a = net("a", RESTART_CONFIG)
+    new_a = net(ids.a, RESTART_CONFIG)
     await wait_until(lambda: all_open([new_a, b]), RECOVERY_BOUND, "the link to the new a")
-    assert session_of(b, "a") != old_session
+    assert session_of(b, ids.a) != old_session
     await assert_talk(b, new_a, b"hello new a")
 
 
@@ -127,32 +128,32 @@ def retries_after_failing(peer: Peer, other: str) -> int:
 
 
 async def test_silent_peer_is_declared_dead_and_the_link_retried(net):
-    a, b = await linked(net, "a", "b")
+    a, b = await linked(net, ids.a, ids.b)
     silence(b)
-    await wait_until(lambda: a.state_of("b") != LinkState.OPEN, 5, "a to give up on b")
-    assert a.mesh.links()["b"].last_error == f"nothing received for {CONFIG.dead_after:g} s"
-    await wait_until(lambda: retries_after_failing(a, "b") >= 1, 5, "a reconnection attempt")
+    await wait_until(lambda: a.state_of(ids.b) != LinkState.OPEN, 5, "a to give up on b")
+    assert a.mesh.links()[ids.b].last_error == f"nothing received for {CONFIG.dead_after:g} s"
+    await wait_until(lambda: retries_after_failing(a, ids.b) >= 1, 5, "a reconnection attempt")
 
 
 async def test_paused_peer_gets_a_fresh_link_after_it_resumes(net):
-    a, b = await linked(net, "a", "b")
-    old_session = session_of(a, "b")
-    net.relay.hold("b")  # a stopped process reads no signal until it resumes
+    a, b = await linked(net, ids.a, ids.b)
+    old_session = session_of(a, ids.b)
+    net.relay.hold(ids.b)  # a stopped process reads no signal until it resumes
     silence(b)
-    await wait_until(lambda: a.state_of("b") != LinkState.OPEN, 5, "a to give up on b")
-    net.relay.release("b")
+    await wait_until(lambda: a.state_of(ids.b) != LinkState.OPEN, 5, "a to give up on b")
+    net.relay.release(ids.b)
     wake(b)
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "a fresh link after resuming")
-    assert session_of(a, "b") == session_of(b, "a") != old_session
+    assert session_of(a, ids.b) == session_of(b, ids.a) != old_session
     await assert_talk(a, b, b"welcome back")
     await assert_talk(b, a, b"thanks")
 
 
-@pytest.mark.parametrize("paused", ["a", "b"])
+@pytest.mark.parametrize("paused", [ids.a, ids.b])
 async def test_paused_peer_whose_link_was_replaced_converges_after_resuming(net, paused):
-    peers = {p.peer_id: p for p in await linked(net, "a", "b")}
+    peers = {p.peer_id: p for p in await linked(net, ids.a, ids.b)}
     sleeper = peers[paused]
-    other = peers["b" if paused == "a" else "a"]
+    other = peers[ids.b if paused == ids.a else ids.a]
     net.relay.hold(paused)
     silence(sleeper)
     # The other side gives up on the old link and tries again while the sleeper is stopped.
@@ -164,32 +165,32 @@ async def test_paused_peer_whose_link_was_replaced_converges_after_resuming(net,
 
 
 async def test_partition_kills_the_link_and_healing_brings_it_back(net):
-    a, b = await linked(net, "a", "b")
-    for peer, far in ((a, "b"), (b, "a")):
+    a, b = await linked(net, ids.a, ids.b)
+    for peer, far in ((a, ids.b), (b, ids.a)):
         block(peer.mesh, far)
-    await wait_until(lambda: a.state_of("b") != LinkState.OPEN, 5, "a to give up on b")
-    opened_before = sum(info.state == LinkState.OPEN for p, info in a.changes if p == "b")
+    await wait_until(lambda: a.state_of(ids.b) != LinkState.OPEN, 5, "a to give up on b")
+    opened_before = sum(info.state == LinkState.OPEN for p, info in a.changes if p == ids.b)
     # Attempts during the partition fail (in a real one, ICE would not get through).
     await wait_until(
-        lambda: sum(i.state == LinkState.FAILED for p, i in a.changes if p == "b") >= 3,
+        lambda: sum(i.state == LinkState.FAILED for p, i in a.changes if p == ids.b) >= 3,
         10,
         "attempts failing during the partition",
     )
-    assert sum(info.state == LinkState.OPEN for p, info in a.changes if p == "b") == opened_before
-    assert a.received["b"] == [] and b.received["a"] == []
-    for peer, far in ((a, "b"), (b, "a")):
+    assert sum(info.state == LinkState.OPEN for p, info in a.changes if p == ids.b) == opened_before
+    assert a.received[ids.b] == [] and b.received[ids.a] == []
+    for peer, far in ((a, ids.b), (b, ids.a)):
         unblock(peer.mesh, far)
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the link after healing")
-    for info in (a.mesh.links()["b"], b.mesh.links()["a"]):
+    for info in (a.mesh.links()[ids.b], b.mesh.links()[ids.a]):
         assert info.auth_failures == 0 and info.auth_error is None
     await assert_talk(a, b, b"healed")
 
 
 async def test_one_sided_partition_also_heals(net):
-    a, b = await linked(net, "a", "b")
-    b.mesh.engine.frame_filter = lambda peer, direction: peer == "a"
-    await wait_until(lambda: a.state_of("b") != LinkState.OPEN, 5, "a to give up on b")
-    await wait_until(lambda: b.state_of("a") != LinkState.OPEN, 5, "b to give up on a")
+    a, b = await linked(net, ids.a, ids.b)
+    b.mesh.engine.frame_filter = lambda peer, direction: peer == ids.a
+    await wait_until(lambda: a.state_of(ids.b) != LinkState.OPEN, 5, "a to give up on b")
+    await wait_until(lambda: b.state_of(ids.a) != LinkState.OPEN, 5, "b to give up on a")
     b.mesh.engine.frame_filter = None
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the link after healing")
     await assert_talk(b, a, b"healed")
@@ -199,7 +200,7 @@ async def test_one_sided_partition_also_heals(net):
 
 
 async def test_reset_during_a_negotiation_replaces_it_without_failing_the_link(net, monkeypatch):
-    a, b = await linked(net, "a", "b")
+    a, b = await linked(net, ids.a, ids.b)
     create_offer = RTCPeerConnection.createOffer
     entered, gate = asyncio.Event(), asyncio.Event()
 
@@ -210,14 +211,14 @@ async def test_reset_during_a_negotiation_replaces_it_without_failing_the_link(n
 
     monkeypatch.setattr(RTCPeerConnection, "createOffer", held_create_offer)
     changes_before = len(a.changes)
-    a.mesh.reset_link("b")
+    a.mesh.reset_link(ids.b)
     await asyncio.wait_for(entered.wait(), 5)
-    first = a.mesh._links["b"]._connection.pc
+    first = a.mesh._links[ids.b]._connection.pc
     monkeypatch.setattr(RTCPeerConnection, "createOffer", create_offer)
-    a.mesh.reset_link("b")  # replaces the attempt in the middle of its negotiation
+    a.mesh.reset_link(ids.b)  # replaces the attempt in the middle of its negotiation
     await wait_until(lambda: first.signalingState == "closed", 5, "the first attempt closed")
     gate.set()  # its negotiation goes on, on a closed connection, and fails
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the new link")
-    states = [info.state for peer, info in a.changes[changes_before:] if peer == "b"]
-    assert LinkState.FAILED not in states, a.mesh.links()["b"].last_error
+    states = [info.state for peer, info in a.changes[changes_before:] if peer == ids.b]
+    assert LinkState.FAILED not in states, a.mesh.links()[ids.b].last_error
     await assert_talk(a, b, b"one clean reconnection")

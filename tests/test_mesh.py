@@ -21,6 +21,7 @@ from mesh_utils import (
     Peer,
     all_open,
     block,
+    ids,
     make_peer,
     pending_tasks,
     unblock,
@@ -37,6 +38,7 @@ from raftchat.net.engines.aiortc_engine import (
 )
 from raftchat.net.framing import encode_chunks
 from raftchat.net.ice import IceServer, loopback_address_of
+from raftchat.net.identity import NodeIdentity
 from raftchat.net.link import Link
 from raftchat.net.signaling.client import SignalingClient
 from raftchat.net.signaling.server import start_server
@@ -95,12 +97,12 @@ async def test_mesh_passes_explicit_empty_ice_servers_to_every_connection(net, m
             super().__init__(configuration)
 
     monkeypatch.setattr(aiortc_engine, "RTCPeerConnection", SpyPeerConnection)
-    a, _b = await connected(net, "a", "b")
+    a, _b = await connected(net, ids.a, ids.b)
     assert len(configurations) == 2
     for configuration in configurations:
         # None would make aiortc add its public STUN server.
         assert configuration is not None and configuration.iceServers == []
-    connection = internal_link(a, "b")._connection.pc.sctp.transport.transport._connection
+    connection = internal_link(a, ids.b)._connection.pc.sctp.transport.transport._connection
     assert connection.stun_server is None and connection.turn_server is None
 
 
@@ -133,10 +135,10 @@ def test_host_candidate_adapter_is_scoped_to_its_block():
 
 
 async def test_host_candidates_are_loopback_only(net):
-    a, b = await connected(net, "a", "b")
-    for peer, other in ((a, "b"), (b, "a")):
+    a, b = await connected(net, ids.a, ids.b)
+    for peer, other in ((a, ids.b), (b, ids.a)):
         assert local_candidate_addresses(peer, other) == {"127.0.0.1"}
-    assert a.mesh.links()["b"].local_candidate_type == "host"
+    assert a.mesh.links()[ids.b].local_candidate_type == "host"
 
 
 def test_mesh_config_rejects_inconsistent_settings():
@@ -156,10 +158,10 @@ async def test_listener_replays_presence_seen_before_the_mesh_was_bound(net):
     states: list[str] = []
     listener = MeshSignalingListener(on_state=states.append)
     listener.on_state("connected")
-    listener.on_peers(frozenset({"b"}))
-    a = net("a", join=False)
+    listener.on_peers(frozenset({ids.b}))
+    a = net(ids.a, join=False)
     listener.bind(a.mesh)
-    assert a.state_of("b") == LinkState.CONNECTING
+    assert a.state_of(ids.b) == LinkState.CONNECTING
     assert states == ["connected"]
 
 
@@ -167,17 +169,19 @@ async def test_listener_replays_presence_seen_before_the_mesh_was_bound(net):
 
 
 async def test_two_peers_exchange_messages(net):
-    a, b = await connected(net, "a", "b")
-    assert a.mesh.send("b", b"hello b")
-    assert b.mesh.send("a", b"hello a")
-    await wait_until(lambda: b.received["a"] == [b"hello b"] and a.received["b"] == [b"hello a"])
-    info = a.mesh.links()["b"]
+    a, b = await connected(net, ids.a, ids.b)
+    assert a.mesh.send(ids.b, b"hello b")
+    assert b.mesh.send(ids.a, b"hello a")
+    await wait_until(
+        lambda: b.received[ids.a] == [b"hello b"] and a.received[ids.b] == [b"hello a"]
+    )
+    info = a.mesh.links()[ids.b]
     assert info.messages_sent == 1 and info.messages_received == 1
     assert info.bytes_sent == len(b"hello b")
 
 
 async def test_five_peers_form_a_full_mesh(net):
-    peers = await connected(net, "p1", "p2", "p3", "p4", "p5")
+    peers = await connected(net, ids.p1, ids.p2, ids.p3, ids.p4, ids.p5)
     for peer in peers:
         assert peer.mesh.broadcast(f"from {peer.peer_id}".encode()) == 4
     for peer in peers:
@@ -190,35 +194,35 @@ async def test_five_peers_form_a_full_mesh(net):
 
 
 async def test_send_without_open_link_returns_false(net):
-    a = net("a")
+    a = net(ids.a)
     assert not a.mesh.send("nobody", b"x")
-    b = net("b")
-    assert a.state_of("b") == LinkState.CONNECTING
-    assert not a.mesh.send("b", b"too early")
+    b = net(ids.b)
+    assert a.state_of(ids.b) == LinkState.CONNECTING
+    assert not a.mesh.send(ids.b, b"too early")
     await wait_until(lambda: all_open([a, b]))
 
 
 async def test_megabyte_message_is_chunked_and_arrives_intact(net):
-    a, b = await connected(net, "a", "b")
+    a, b = await connected(net, ids.a, ids.b)
     big = bytes(range(256)) * 4096
-    assert a.mesh.send("b", big)
-    assert a.mesh.send("b", b"after")
-    await wait_until(lambda: len(b.received["a"]) == 2)
-    assert b.received["a"][0] == big and b.received["a"][1] == b"after"
-    info = a.mesh.links()["b"]
+    assert a.mesh.send(ids.b, big)
+    assert a.mesh.send(ids.b, b"after")
+    await wait_until(lambda: len(b.received[ids.a]) == 2)
+    assert b.received[ids.a][0] == big and b.received[ids.a][1] == b"after"
+    info = a.mesh.links()[ids.b]
     assert info.max_frame_bytes == TEST_CONFIG.max_frame_bytes
     assert info.frames_sent >= len(big) // info.max_frame_bytes
 
 
 async def test_burst_of_small_messages_is_batched_in_order(net):
-    a, b = await connected(net, "a", "b")
-    frames_before = a.mesh.links()["b"].frames_sent
+    a, b = await connected(net, ids.a, ids.b)
+    frames_before = a.mesh.links()[ids.b].frames_sent
     messages = [i.to_bytes(4, "big") * 25 for i in range(5000)]
     for message in messages:
-        assert a.mesh.send("b", message)
-    await wait_until(lambda: len(b.received["a"]) == len(messages))
-    assert b.received["a"] == messages
-    data_frames = a.mesh.links()["b"].frames_sent - frames_before
+        assert a.mesh.send(ids.b, message)
+    await wait_until(lambda: len(b.received[ids.a]) == len(messages))
+    assert b.received[ids.a] == messages
+    data_frames = a.mesh.links()[ids.b].frames_sent - frames_before
     # 5000 messages of 100 B fit in a handful of 64 KiB frames (plus a few pings).
     assert data_frames < 50
 
@@ -226,24 +230,24 @@ async def test_burst_of_small_messages_is_batched_in_order(net):
 async def test_oversized_message_is_refused_with_a_clear_error(net):
     a, _ = await connected(
         net,
-        "a",
-        "b",
+        ids.a,
+        ids.b,
         config=MeshConfig(
             **{**vars(TEST_CONFIG), "max_message_bytes": 1000, "max_queued_bytes": 1000}
         ),
     )
     with pytest.raises(ValueError, match="max_message_bytes"):
-        a.mesh.send("b", b"x" * 1001)
+        a.mesh.send(ids.b, b"x" * 1001)
 
 
 async def test_full_send_queue_drops_the_newest_messages(net):
     config = MeshConfig(**{**vars(TEST_CONFIG), "max_queued_messages": 10})
-    a, b = await connected(net, "a", "b", config=config)
-    results = [a.mesh.send("b", bytes([i])) for i in range(15)]
+    a, b = await connected(net, ids.a, ids.b, config=config)
+    results = [a.mesh.send(ids.b, bytes([i])) for i in range(15)]
     assert results == [True] * 10 + [False] * 5
-    assert a.mesh.links()["b"].dropped_overflow == 5
-    await wait_until(lambda: len(b.received["a"]) == 10)
-    assert b.received["a"] == [bytes([i]) for i in range(10)]
+    assert a.mesh.links()[ids.b].dropped_overflow == 5
+    await wait_until(lambda: len(b.received[ids.a]) == 10)
+    assert b.received[ids.a] == [bytes([i]) for i in range(10)]
 
 
 async def test_send_buffer_is_bounded_by_backpressure(net):
@@ -254,10 +258,10 @@ async def test_send_buffer_is_bounded_by_backpressure(net):
             "send_buffer_low_bytes": 32 * 1024,
         }
     )
-    a, b = await connected(net, "a", "b", config=config)
+    a, b = await connected(net, ids.a, ids.b, config=config)
     message = b"m" * 1000
     count = 2000
-    link = internal_link(a, "b")
+    link = internal_link(a, ids.b)
     peak = 0
 
     def watch(sender, data):
@@ -266,9 +270,9 @@ async def test_send_buffer_is_bounded_by_backpressure(net):
 
     b.mesh._on_message = watch
     for _ in range(count):
-        assert a.mesh.send("b", message)
-    assert a.mesh.links()["b"].queued_messages == count
-    await wait_until(lambda: b.mesh.links()["a"].messages_received == count, 20)
+        assert a.mesh.send(ids.b, message)
+    assert a.mesh.links()[ids.b].queued_messages == count
+    await wait_until(lambda: b.mesh.links()[ids.a].messages_received == count, 20)
     assert 0 < peak <= config.send_buffer_high_bytes + config.max_frame_bytes
 
 
@@ -280,21 +284,21 @@ async def test_urgent_messages_overtake_queued_bulk_messages_and_keep_their_orde
             "send_buffer_low_bytes": 16 * 1024,
         }
     )
-    a, b = await connected(net, "a", "b", config=config)
+    a, b = await connected(net, ids.a, ids.b, config=config)
     bulk = [b"b" + i.to_bytes(4, "big") * 250 for i in range(500)]
     urgent = [b"u" + bytes([i]) for i in range(3)]
     too_big_for_a_frame = b"U" * (2 * config.max_frame_bytes)
     for message in bulk[:250]:
-        assert a.mesh.send("b", message)
-    assert a.mesh.send("b", urgent[0], urgent=True)
-    assert a.mesh.send("b", too_big_for_a_frame, urgent=True)
+        assert a.mesh.send(ids.b, message)
+    assert a.mesh.send(ids.b, urgent[0], urgent=True)
+    assert a.mesh.send(ids.b, too_big_for_a_frame, urgent=True)
     for message in bulk[250:]:
-        assert a.mesh.send("b", message)
-    assert a.mesh.send("b", urgent[1], urgent=True)
-    assert a.mesh.send("b", urgent[2], urgent=True)
-    assert a.mesh.links()["b"].queued_messages == len(bulk) + len(urgent) + 1
-    await wait_until(lambda: len(b.received["a"]) == len(bulk) + len(urgent) + 1, 20)
-    received = b.received["a"]
+        assert a.mesh.send(ids.b, message)
+    assert a.mesh.send(ids.b, urgent[1], urgent=True)
+    assert a.mesh.send(ids.b, urgent[2], urgent=True)
+    assert a.mesh.links()[ids.b].queued_messages == len(bulk) + len(urgent) + 1
+    await wait_until(lambda: len(b.received[ids.a]) == len(bulk) + len(urgent) + 1, 20)
+    received = b.received[ids.a]
     # Everything was queued before the first flush: the urgent lane went out first.
     assert received[: len(urgent)] == urgent
     # A message too large for one frame cannot jump the queue: it keeps its place.
@@ -304,8 +308,8 @@ async def test_urgent_messages_overtake_queued_bulk_messages_and_keep_their_orde
 async def test_open_link_enlarges_its_udp_receive_buffer(net):
     wanted = 1024 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "udp_receive_buffer_bytes": wanted})
-    a, _ = await connected(net, "a", "b", config=config)
-    ice_connection = internal_link(a, "b")._connection.pc.sctp.transport.transport._connection
+    a, _ = await connected(net, ids.a, ids.b, config=config)
+    ice_connection = internal_link(a, ids.b)._connection.pc.sctp.transport.transport._connection
     sock = selected_socket(ice_connection)
     assert sock is not None
     try:
@@ -319,8 +323,8 @@ async def test_open_link_enlarges_its_udp_receive_buffer(net):
 async def test_sctp_flight_is_limited_on_mesh_connections_only(net):
     cap = 16 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": cap})
-    a, b = await connected(net, "a", "b", config=config)
-    sctp = internal_link(a, "b")._connection.pc.sctp
+    a, b = await connected(net, ids.a, ids.b, config=config)
+    sctp = internal_link(a, ids.b)._connection.pc.sctp
     assert flight_limit(sctp) == cap
     peak = 0
 
@@ -331,13 +335,13 @@ async def test_sctp_flight_is_limited_on_mesh_connections_only(net):
     b.mesh._on_message = watch
     count = 200
     for _ in range(count):
-        assert a.mesh.send("b", b"f" * 10_000)
-    await wait_until(lambda: b.mesh.links()["a"].messages_received == count, 20)
+        assert a.mesh.send(ids.b, b"f" * 10_000)
+    await wait_until(lambda: b.mesh.links()[ids.a].messages_received == count, 20)
     # The window may overshoot by the one packet that crossed it.
     assert 0 < peak <= cap + USERDATA_MAX_LENGTH
     unlimited = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": 0})
-    c, _ = await connected(net, "c", "d", config=unlimited)
-    assert flight_limit(internal_link(c, "d")._connection.pc.sctp) is None
+    c, _ = await connected(net, ids.c, ids.d, config=unlimited)
+    assert flight_limit(internal_link(c, ids.d)._connection.pc.sctp) is None
 
 
 def test_receive_buffer_of_a_connection_without_a_socket_is_left_alone():
@@ -345,7 +349,7 @@ def test_receive_buffer_of_a_connection_without_a_socket_is_left_alone():
 
 
 async def test_failing_message_handler_does_not_break_the_link(net, caplog):
-    a, b = await connected(net, "a", "b")
+    a, b = await connected(net, ids.a, ids.b)
     calls = []
 
     def explode(sender, data):
@@ -354,10 +358,10 @@ async def test_failing_message_handler_does_not_break_the_link(net, caplog):
 
     b.mesh._on_message = explode
     with caplog.at_level(logging.ERROR):
-        a.mesh.send("b", b"one")
-        a.mesh.send("b", b"two")
+        a.mesh.send(ids.b, b"one")
+        a.mesh.send(ids.b, b"two")
         await wait_until(lambda: len(calls) == 2)
-    assert b.state_of("a") == LinkState.OPEN
+    assert b.state_of(ids.a) == LinkState.OPEN
     assert "message handler failed" in caplog.text
 
 
@@ -365,22 +369,22 @@ async def test_failing_message_handler_does_not_break_the_link(net, caplog):
 
 
 async def test_rtt_is_measured_by_ping(net):
-    a, b = await connected(net, "a", "b")
-    await wait_until(lambda: a.mesh.links()["b"].rtt_ms is not None)
-    await wait_until(lambda: b.mesh.links()["a"].rtt_ms is not None)
-    assert 0 < a.mesh.links()["b"].rtt_ms < 5000
+    a, b = await connected(net, ids.a, ids.b)
+    await wait_until(lambda: a.mesh.links()[ids.b].rtt_ms is not None)
+    await wait_until(lambda: b.mesh.links()[ids.a].rtt_ms is not None)
+    assert 0 < a.mesh.links()[ids.b].rtt_ms < 5000
 
 
 async def test_malformed_frames_are_counted_and_dropped(net):
-    a, b = await connected(net, "a", "b")
-    channel = internal_link(a, "b")._open_connection
+    a, b = await connected(net, ids.a, ids.b)
+    channel = internal_link(a, ids.b)._open_connection
     channel.send(b"\x07garbage")
     channel.send("a text frame")
     channel.send(encode_chunks(99, b"z" * 3000, 1000)[1])  # continuation without a start
-    assert a.mesh.send("b", b"still fine")
-    await wait_until(lambda: b.received["a"] == [b"still fine"])
-    assert b.mesh.links()["a"].malformed_frames == 3
-    assert b.state_of("a") == LinkState.OPEN
+    assert a.mesh.send(ids.b, b"still fine")
+    await wait_until(lambda: b.received[ids.a] == [b"still fine"])
+    assert b.mesh.links()[ids.a].malformed_frames == 3
+    assert b.state_of(ids.a) == LinkState.OPEN
 
 
 @pytest.mark.parametrize(
@@ -396,24 +400,24 @@ async def test_malformed_frames_are_counted_and_dropped(net):
     ],
 )
 async def test_malformed_signals_are_counted_and_dropped(net, payload):
-    b = net("b")
-    b.mesh.handle_signal("a", payload)
+    b = net(ids.b)
+    b.mesh.handle_signal(ids.a, payload)
     assert b.mesh.malformed_signals == 1
     assert b.mesh.links() == {}
 
 
 async def test_offer_breaking_the_glare_rule_is_refused(net):
-    a = net("a")
-    a.mesh.handle_signal("z", {"type": "offer", "session": "s1", "sdp": "v=0\r\n"})
+    a = net(ids.a)
+    a.mesh.handle_signal(ids.z, {"type": "offer", "session": "s1", "sdp": "v=0\r\n"})
     assert a.mesh.malformed_signals == 1
 
 
 async def test_garbage_sdp_fails_the_attempt_without_crashing(net):
-    b = net("b", join=False)
-    b.mesh.handle_signal("a", {"type": "offer", "session": "s1", "sdp": "not sdp at all"})
-    await wait_until(lambda: b.state_of("a") == LinkState.FAILED)
-    a = net("a")
-    net.relay.join("b", b.mesh)
+    b = net(ids.b, join=False)
+    b.mesh.handle_signal(ids.a, {"type": "offer", "session": "s1", "sdp": "not sdp at all"})
+    await wait_until(lambda: b.state_of(ids.a) == LinkState.FAILED)
+    a = net(ids.a)
+    net.relay.join(ids.b, b.mesh)
     await wait_until(lambda: all_open([a, b]))
 
 
@@ -421,50 +425,50 @@ async def test_garbage_sdp_fails_the_attempt_without_crashing(net):
 
 
 async def test_peer_leaving_closes_the_link_and_reports_it(net):
-    a, b, c = await connected(net, "a", "b", "c")
-    net.relay.leave("b")
+    a, b, c = await connected(net, ids.a, ids.b, ids.c)
+    net.relay.leave(ids.b)
     await b.mesh.close()
-    await wait_until(lambda: "b" not in a.mesh.links() and "b" not in c.mesh.links())
-    await wait_until(lambda: any(p == "b" and i.state == LinkState.CLOSED for p, i in a.changes))
-    states = [info.state for peer, info in a.changes if peer == "b"]
+    await wait_until(lambda: ids.b not in a.mesh.links() and ids.b not in c.mesh.links())
+    await wait_until(lambda: any(p == ids.b and i.state == LinkState.CLOSED for p, i in a.changes))
+    states = [info.state for peer, info in a.changes if peer == ids.b]
     assert states[0] == LinkState.CONNECTING and LinkState.OPEN in states
-    assert a.mesh.send("c", b"still here")
-    await wait_until(lambda: c.received["a"] == [b"still here"])
+    assert a.mesh.send(ids.c, b"still here")
+    await wait_until(lambda: c.received[ids.a] == [b"still here"])
 
 
 async def test_failed_link_reconnects_while_peer_is_present(net):
-    a, b = await connected(net, "a", "b")
+    a, b = await connected(net, ids.a, ids.b)
     # Kill b's side of the connection behind the mesh's back: both ends see it fail.
-    await internal_link(b, "a")._connection.pc.close()
-    await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == "b"))
-    await wait_until(lambda: all_open([a, b]) and a.mesh.links()["b"].connects == 2)
-    assert a.mesh.send("b", b"after reconnect")
-    await wait_until(lambda: b.received["a"] == [b"after reconnect"])
+    await internal_link(b, ids.a)._connection.pc.close()
+    await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == ids.b))
+    await wait_until(lambda: all_open([a, b]) and a.mesh.links()[ids.b].connects == 2)
+    assert a.mesh.send(ids.b, b"after reconnect")
+    await wait_until(lambda: b.received[ids.a] == [b"after reconnect"])
 
 
-@pytest.mark.parametrize("resetter", ["a", "b"])
+@pytest.mark.parametrize("resetter", [ids.a, ids.b])
 async def test_reset_link_reconnects_from_either_side(net, resetter):
-    peers = {p.peer_id: p for p in await connected(net, "a", "b")}
-    other = "b" if resetter == "a" else "a"
+    peers = {p.peer_id: p for p in await connected(net, ids.a, ids.b)}
+    other = ids.b if resetter == ids.a else ids.a
     assert peers[resetter].mesh.reset_link(other)
     await wait_until(
         lambda: (
             all_open(list(peers.values()))
-            and peers["a"].mesh.links()["b"].connects == 2
-            and peers["b"].mesh.links()["a"].connects == 2
+            and peers[ids.a].mesh.links()[ids.b].connects == 2
+            and peers[ids.b].mesh.links()[ids.a].connects == 2
         )
     )
-    assert peers["b"].mesh.send("a", b"new link")
-    await wait_until(lambda: peers["a"].received["b"] == [b"new link"])
-    assert not peers["a"].mesh.reset_link("nobody")
+    assert peers[ids.b].mesh.send(ids.a, b"new link")
+    await wait_until(lambda: peers[ids.a].received[ids.b] == [b"new link"])
+    assert not peers[ids.a].mesh.reset_link("nobody")
 
 
 async def test_lost_offer_is_retried_after_the_connect_timeout(net):
     config = MeshConfig(**{**vars(TEST_CONFIG), "connect_timeout": 0.5})
     net.relay.drop_signals = True
-    a = net("a", config)
-    b = net("b", config)
-    await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == "b"))
+    a = net(ids.a, config)
+    b = net(ids.b, config)
+    await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == ids.b))
     net.relay.drop_signals = False
     await wait_until(lambda: all_open([a, b]))
 
@@ -477,42 +481,42 @@ LONG_SILENCE_CONFIG = MeshConfig(**{**vars(TEST_CONFIG), "dead_after": 60.0})
 
 
 async def test_block_drops_traffic_silently(net):
-    a, b = await connected(net, "a", "b", config=LONG_SILENCE_CONFIG)
-    block(a.mesh, "b")
-    assert a.mesh.send("b", b"lost")
-    b.mesh.send("a", b"also lost")
-    await wait_until(lambda: a.mesh.links()["b"].dropped_by_fault >= 2)
-    assert a.state_of("b") == LinkState.OPEN
-    unblock(a.mesh, "b")
-    assert a.mesh.send("b", b"delivered")
-    await wait_until(lambda: b.received["a"] == [b"delivered"])
-    assert a.received["b"] == []
+    a, b = await connected(net, ids.a, ids.b, config=LONG_SILENCE_CONFIG)
+    block(a.mesh, ids.b)
+    assert a.mesh.send(ids.b, b"lost")
+    b.mesh.send(ids.a, b"also lost")
+    await wait_until(lambda: a.mesh.links()[ids.b].dropped_by_fault >= 2)
+    assert a.state_of(ids.b) == LinkState.OPEN
+    unblock(a.mesh, ids.b)
+    assert a.mesh.send(ids.b, b"delivered")
+    await wait_until(lambda: b.received[ids.a] == [b"delivered"])
+    assert a.received[ids.b] == []
 
 
 async def test_fault_filter_can_drop_one_direction(net):
-    a, b = await connected(net, "a", "b", config=LONG_SILENCE_CONFIG)
+    a, b = await connected(net, ids.a, ids.b, config=LONG_SILENCE_CONFIG)
     a.mesh.engine.frame_filter = lambda peer, direction: direction == "recv"
-    assert a.mesh.send("b", b"a to b")
-    b.mesh.send("a", b"b to a")
-    await wait_until(lambda: b.received["a"] == [b"a to b"])
-    await wait_until(lambda: a.mesh.links()["b"].dropped_by_fault >= 1)
-    assert a.received["b"] == []
+    assert a.mesh.send(ids.b, b"a to b")
+    b.mesh.send(ids.a, b"b to a")
+    await wait_until(lambda: b.received[ids.a] == [b"a to b"])
+    await wait_until(lambda: a.mesh.links()[ids.b].dropped_by_fault >= 1)
+    assert a.received[ids.b] == []
     a.mesh.engine.frame_filter = None
-    b.mesh.send("a", b"again")
-    await wait_until(lambda: a.received["b"] == [b"again"])
+    b.mesh.send(ids.a, b"again")
+    await wait_until(lambda: a.received[ids.b] == [b"again"])
 
 
 # --- shutdown hygiene -------------------------------------------------------------------
 
 
 async def test_close_leaves_no_pending_tasks_or_warnings(net, recwarn, caplog):
-    a, b, c = await connected(net, "a", "b", "c")
-    a.mesh.send("b", b"x" * 200_000)
-    b.mesh.reset_link("c")  # close while a reconnection is in flight
+    a, b, c = await connected(net, ids.a, ids.b, ids.c)
+    a.mesh.send(ids.b, b"x" * 200_000)
+    b.mesh.reset_link(ids.c)  # close while a reconnection is in flight
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         await a.mesh.close()
         # b's link to a fails and starts tearing down; close b while that is in flight.
-        await wait_until(lambda: b.state_of("a") == LinkState.FAILED)
+        await wait_until(lambda: b.state_of(ids.a) == LinkState.FAILED)
         await b.mesh.close()
         await c.mesh.close()
         await wait_until(lambda: not pending_tasks(), 5, "no pending tasks")
@@ -521,7 +525,7 @@ async def test_close_leaves_no_pending_tasks_or_warnings(net, recwarn, caplog):
     assert "Task was destroyed" not in caplog.text
     assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
     assert a.mesh.links() == {}
-    assert not a.mesh.send("b", b"after close")
+    assert not a.mesh.send(ids.b, b"after close")
 
 
 # --- with the real signaling server and client ------------------------------------------
@@ -537,15 +541,16 @@ async def signaling_server():
 async def real_peers(server, count: int) -> list[tuple[Peer, SignalingClient]]:
     """``count`` meshes, each joined to one channel through a real SignalingClient."""
     result = []
-    for index in range(count):
-        peer_id = f"mesh-test-peer-{index:02d}"
+    for _ in range(count):
+        identity = NodeIdentity.generate()
+        peer_id = identity.node_id
         received: dict[str, list[bytes]] = defaultdict(list)
         listener = MeshSignalingListener()
-        client = SignalingClient(server.url, "mesh-test", peer_id, f"token-for-{peer_id}", listener)
+        client = SignalingClient(server.url, "mesh-test", identity, listener)
         # The signaling server is on loopback, so ICE host candidates are restricted to it.
         config = MeshConfig(**{**vars(TEST_CONFIG), "ice_host": None, "signaling_url": server.url})
         mesh = Mesh(
-            peer_id,
+            identity,
             client,
             config,
             on_message=lambda sender, data, received=received: received[sender].append(data),

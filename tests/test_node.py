@@ -124,8 +124,9 @@ def test_proposal_overtaken_by_a_later_serial_is_proposed_again_and_acked_by_its
     first_data = node.proposals.pending[first].data
     # A restart whose clock stepped back: the previous run left a higher serial of ours in
     # the log. The session drops our serials below it, so they are proposed again at once.
-    earlier = chat.encode_command(chat.ChatMessage("ada", "earlier", 1_700_000_000_000))
-    node._apply(Entry(1, 1, EntryKind.NORMAL, earlier, node.node_id, second + 1_000))
+    earlier = node._sign(chat.ChatMessage("ada", "earlier", 1_700_000_000_000), second + 1_000)
+    encoded = chat.encode_command(earlier)
+    node._apply(Entry(1, 1, EntryKind.NORMAL, encoded, node.node_id, second + 1_000))
     again = list(node.proposals.pending.values())
     assert [p.message_id for p in again] == [first_id, second_id]
     assert all(p.serial > second + 1_000 for p in again)
@@ -294,7 +295,7 @@ def test_own_messages_inside_an_installed_snapshot_are_acknowledged_not_proposed
     queue = node.subscribe()
     ids = [node.send_chat(f"m{i}") for i in range(40)]
     serials = [serial_of(message_id) for message_id in ids]
-    leader_state = chat.ChatState()
+    leader_state = chat.ChatState(channel=node.channel)
     for index, serial in enumerate(serials, 1):  # the leader committed them all
         leader_state.apply(committed(node, index, serial))
     snapshot = Snapshot(SnapshotMeta(40, 1, Configuration()), leader_state.snapshot())

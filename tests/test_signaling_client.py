@@ -11,21 +11,21 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from signaling_utils import RawPeer, RecordingListener
+from signaling_utils import RawPeer, RecordingListener, new_peer_id
 from support.ports import free_port
 from support.waiting import wait_until
 
+from raftchat.net.identity import NodeIdentity, signaling_hello_message, verify
 from raftchat.net.signaling.client import (
     ClientConfig,
+    IdentityRefusedError,
     InvalidChannelError,
-    PeerIdTakenError,
     ServerRejectedError,
     ServerUnreachableError,
     SignalingClient,
     server_is_up,
     websocket_url,
 )
-from raftchat.net.signaling.protocol import new_peer_id, new_token
 from raftchat.net.signaling.server import RunningServer, ServerConfig, start_server
 
 FAST = ClientConfig(
@@ -38,12 +38,10 @@ FAST = ClientConfig(
 
 
 def make_client(
-    url: str, channel: str = "room", peer_id: str | None = None, token: str | None = None
+    url: str, channel: str = "room", identity: NodeIdentity | None = None
 ) -> tuple[SignalingClient, RecordingListener]:
     listener = RecordingListener()
-    client = SignalingClient(
-        url, channel, peer_id or new_peer_id(), token or new_token(), listener, FAST
-    )
+    client = SignalingClient(url, channel, identity or NodeIdentity.generate(), listener, FAST)
     return client, listener
 
 
@@ -116,13 +114,55 @@ async def test_reconnects_after_server_restart_and_resyncs_presence() -> None:
         await server.close()
 
 
-async def test_id_taken_raises_from_start(server: RunningServer) -> None:
-    owner, _ = await RawPeer.join(server.url, "room")
-    client, events = make_client(server.url, peer_id=owner.peer_id, token=new_token())
-    with pytest.raises(PeerIdTakenError, match=owner.peer_id):
+async def test_the_hello_signs_the_servers_challenge(server: RunningServer) -> None:
+    hellos: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def server_side(ws: web.WebSocketResponse) -> None:
+        nonce = random.randbytes(16)
+        await ws.send_json({"type": "challenge", "nonce": nonce.hex()})
+        hello = json.loads((await ws.receive()).data)
+        hellos.append((nonce, hello))
+        me = hello["peer_id"]
+        await ws.send_json({"type": "welcome", "channel": "room", "peer_id": me, "peers": []})
+        await ws.receive()  # until the client leaves
+
+    identity = NodeIdentity.generate()
+    async with fake_server(server_side) as url:
+        client, _ = make_client(url, identity=identity)
         await client.start()
-    assert events.states[-1] == "closed"
-    await owner.close()
+        await client.close()
+    [(nonce, hello)] = hellos
+    assert hello["peer_id"] == identity.node_id
+    assert bytes.fromhex(hello["public_key"]) == identity.public_key
+    message = signaling_hello_message(nonce, "room", identity.node_id)
+    assert verify(identity.public_key, message, bytes.fromhex(hello["signature"]))
+
+
+async def test_a_refused_proof_of_id_is_not_retried() -> None:
+    async def server_side(ws: web.WebSocketResponse) -> None:
+        await ws.send_json({"type": "challenge", "nonce": "00" * 16})
+        await ws.receive()
+        error = {"type": "error", "code": "bad_signature", "message": "no", "fatal": True}
+        await ws.send_json(error)
+        await ws.close()
+
+    async with fake_server(server_side) as url:
+        client, events = make_client(url)
+        with pytest.raises(IdentityRefusedError, match="refused our proof of id") as info:
+            await client.start()
+        assert info.value.code == "bad_signature"
+        assert events.states[-1] == "closed"
+
+
+async def test_a_server_without_challenge_is_reported_as_incompatible() -> None:
+    async def old_server(ws: web.WebSocketResponse) -> None:
+        await ws.receive()  # waits for a hello, as servers of earlier releases did
+
+    config = ClientConfig(connect_timeout=0.3, first_connect_attempts=1)
+    async with fake_server(old_server) as url:
+        client = SignalingClient(url, "room", NodeIdentity.generate(), RecordingListener(), config)
+        with pytest.raises(ServerUnreachableError, match="both need a compatible raftchat"):
+            await client.start()
 
 
 async def test_unreachable_server_error_is_clear() -> None:
@@ -152,8 +192,6 @@ async def test_channel_full_raises_server_rejected() -> None:
 def test_invalid_channel_name_is_refused_before_connecting() -> None:
     with pytest.raises(InvalidChannelError, match="invalid channel name 'bad name'"):
         make_client("http://127.0.0.1:9", channel="bad name")
-    with pytest.raises(ValueError, match="invalid peer id"):
-        SignalingClient("http://127.0.0.1:9", "room", "short", new_token(), RecordingListener())
     with pytest.raises(ValueError, match="must look like http"):
         make_client("127.0.0.1:8765")
 
@@ -164,10 +202,10 @@ def test_websocket_url_is_derived_from_http_url() -> None:
 
 
 async def test_replaced_client_goes_to_closed(server: RunningServer) -> None:
-    peer_id, token = new_peer_id(), new_token()
-    old, old_events = make_client(server.url, peer_id=peer_id, token=token)
+    identity = NodeIdentity.generate()
+    old, old_events = make_client(server.url, identity=identity)
     await old.start()
-    new, _ = make_client(server.url, peer_id=peer_id, token=token)
+    new, _ = make_client(server.url, identity=identity)
     await new.start()
     await old_events.wait_for(lambda: old.state == "closed", what="old client closed")
     assert new.state == "connected"
@@ -182,7 +220,7 @@ async def test_listener_errors_do_not_stop_the_client(server: RunningServer) -> 
             raise RuntimeError("listener bug")
 
     listener = Exploding()
-    alice = SignalingClient(server.url, "room", new_peer_id(), new_token(), listener, FAST)
+    alice = SignalingClient(server.url, "room", NodeIdentity.generate(), listener, FAST)
     await alice.start()
     bob, _ = make_client(server.url)
     await bob.start()
@@ -336,6 +374,7 @@ async def test_role_set_while_joining_is_sent_after_welcome() -> None:
     received: list[dict[str, Any]] = []
 
     async def server(ws: web.WebSocketResponse) -> None:
+        await ws.send_json({"type": "challenge", "nonce": "00" * 16})
         hello = json.loads((await ws.receive()).data)
         received.append(hello)
         hello_seen.set()
@@ -370,6 +409,7 @@ async def test_invalid_role_hints_from_the_server_are_dropped() -> None:
     ]
 
     async def lying_server(ws: web.WebSocketResponse) -> None:
+        await ws.send_json({"type": "challenge", "nonce": "00" * 16})
         me = json.loads((await ws.receive()).data)["peer_id"]
         roles = {good: "voter", bad: "chief", me: "voter", "short": "voter"}
         welcome = {"type": "welcome", "channel": "room", "peer_id": me, "peers": [good, bad]}

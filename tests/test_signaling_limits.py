@@ -22,10 +22,11 @@ from signaling_utils import (
 from support.clocks import ManualClock
 from support.waiting import wait_until
 
+from raftchat.net.identity import NodeIdentity
 from raftchat.net.signaling.addresses import Addresses, address_key
 from raftchat.net.signaling.client import ClientConfig, ServerRejectedError, SignalingClient
 from raftchat.net.signaling.config import ServerConfig
-from raftchat.net.signaling.protocol import ERROR_HEADER, new_peer_id, new_token
+from raftchat.net.signaling.protocol import ERROR_HEADER
 from raftchat.net.signaling.server import RunningServer, start_server
 
 ATTACKER = "127.0.0.2"
@@ -46,7 +47,7 @@ async def running(config: ServerConfig, clock: ManualClock | None = None):
 
 
 async def hello(peer: RawPeer) -> dict:
-    await peer.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+    await peer.send_json(peer.hello())
     return await peer.recv()
 
 
@@ -109,7 +110,7 @@ async def test_a_client_refused_for_connections_gets_a_clear_error() -> None:
         held = await open_sockets(ATTACKER, server.port, 2)
         await wait_until(lambda: len(server.server.guard.open) == 2, what="2 sockets held")
         listener = RecordingListener()
-        client = SignalingClient(server.url, "room", new_peer_id(), new_token(), listener)
+        client = SignalingClient(server.url, "room", NodeIdentity.generate(), listener)
         with pytest.raises(ServerRejectedError) as caught:
             await client.start()
         assert caught.value.code == "server_full"
@@ -255,8 +256,7 @@ async def test_idle_squatters_are_dropped_and_a_keepalive_client_stays() -> None
         honest = SignalingClient(
             server.url,
             "room",
-            new_peer_id(),
-            new_token(),
+            NodeIdentity.generate(),
             listener,
             ClientConfig(keepalive_interval=0.1),
         )

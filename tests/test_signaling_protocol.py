@@ -1,4 +1,5 @@
-"""Signaling frames: parsing and encoding of the role hints (hello, role, welcome, peer_role)."""
+"""Signaling frames: the challenge and the signed hello, and the role hints (hello, role,
+welcome, peer_role)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import json
 
 import pytest
 
+from raftchat.net.identity import NodeIdentity
 from raftchat.net.signaling.protocol import (
     ROLES,
+    Challenge,
     ErrorCode,
     Hello,
     PeerJoined,
@@ -15,13 +18,12 @@ from raftchat.net.signaling.protocol import (
     ProtocolError,
     RoleUpdate,
     Welcome,
+    encode_challenge,
     encode_hello,
     encode_peer_joined,
     encode_peer_role,
     encode_role,
     encode_welcome,
-    new_peer_id,
-    new_token,
     parse_client_frame,
     parse_server_frame,
 )
@@ -34,23 +36,60 @@ def test_roles_are_the_three_hints() -> None:
     assert {"voter", "learner", "none"} == ROLES
 
 
+IDENTITY = NodeIdentity.generate()
+SIGNATURE = IDENTITY.sign(b"anything")
+
+
 @pytest.mark.parametrize("role", sorted(ROLES))
 def test_client_frames_with_a_role_round_trip(role: str) -> None:
-    peer_id, token = new_peer_id(), new_token()
-    assert parse_client_frame(encode_hello(peer_id, token, role)) == Hello(peer_id, token, role)
+    peer_id, key = IDENTITY.node_id, IDENTITY.public_key
+    text = encode_hello(peer_id, key, SIGNATURE, role)
+    assert parse_client_frame(text) == Hello(peer_id, key, SIGNATURE, role)
     assert parse_client_frame(encode_role(role)) == RoleUpdate(role)
 
 
 def test_hello_without_role_has_none_and_no_field() -> None:
-    peer_id, token = new_peer_id(), new_token()
-    text = encode_hello(peer_id, token)
+    text = encode_hello(IDENTITY.node_id, IDENTITY.public_key, SIGNATURE)
     assert "role" not in json.loads(text)
-    assert parse_client_frame(text) == Hello(peer_id, token, None)
+    assert json.loads(text)["public_key"] == IDENTITY.public_key.hex()
+    assert parse_client_frame(text) == Hello(IDENTITY.node_id, IDENTITY.public_key, SIGNATURE, None)
+
+
+def test_the_challenge_round_trips_and_needs_16_bytes_in_hex() -> None:
+    nonce = bytes(range(16))
+    assert json.loads(encode_challenge(nonce)) == {"type": "challenge", "nonce": nonce.hex()}
+    assert parse_server_frame(encode_challenge(nonce)) == Challenge(nonce)
+    for bad in ("00" * 15, "00" * 17, "ZZ" * 16, "AA" * 16, 5, None):
+        with pytest.raises(ProtocolError) as info:
+            parse_server_frame(json.dumps({"type": "challenge", "nonce": bad}))
+        assert info.value.code == ErrorCode.BAD_FIELD
+
+
+def test_a_hello_without_key_or_signature_is_bad_field() -> None:
+    hello = json.loads(encode_hello(IDENTITY.node_id, IDENTITY.public_key, SIGNATURE))
+    for field in ("public_key", "signature"):
+        for value in (None, "", hello[field][:-2], hello[field].upper(), 7):
+            with pytest.raises(ProtocolError, match=f"'{field}' must be") as info:
+                parse_client_frame(json.dumps({**hello, field: value}))
+            assert info.value.code == ErrorCode.BAD_FIELD
+    with pytest.raises(ProtocolError):  # a hello of an earlier release: a token, no key
+        parse_client_frame(json.dumps({"type": "hello", "peer_id": "a" * 20, "token": "t" * 20}))
+
+
+def test_the_welcome_token_is_optional_and_checked() -> None:
+    text = encode_welcome("room", ALICE, [], token="t" * 43)
+    assert parse_server_frame(text).token == "t" * 43
+    assert parse_server_frame(encode_welcome("room", ALICE, [])).token is None
+    bad = {**json.loads(text), "token": "no spaces allowed"}
+    assert parse_server_frame(json.dumps(bad)).token is None
 
 
 @pytest.mark.parametrize("role", ["king", "Voter", "", 3, None, ["voter"], {"voter": 1}])
 def test_client_frames_with_an_invalid_role_are_bad_field(role: object) -> None:
-    hello = {"type": "hello", "peer_id": new_peer_id(), "token": new_token(), "role": role}
+    hello = {
+        **json.loads(encode_hello(IDENTITY.node_id, IDENTITY.public_key, SIGNATURE)),
+        "role": role,
+    }
     for frame in (hello, {"type": "role", "role": role}):
         with pytest.raises(ProtocolError) as info:
             parse_client_frame(json.dumps(frame))

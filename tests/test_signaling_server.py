@@ -9,11 +9,12 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from signaling_utils import RawPeer, assert_server_serves
+from signaling_utils import RawPeer, assert_server_serves, get_metrics, new_peer_id, signed_hello
 from support.clocks import ManualClock
 from support.waiting import wait_until
 
 from raftchat.limits import PEER_ID_PATTERN
+from raftchat.net.identity import NodeIdentity
 from raftchat.net.signaling.connection import Connection, QueueBudget
 from raftchat.net.signaling.protocol import (
     ERROR_HEADER,
@@ -23,12 +24,19 @@ from raftchat.net.signaling.protocol import (
     ProtocolError,
     RoleUpdate,
     SignalRequest,
-    new_peer_id,
     new_token,
     normalize_channel,
     parse_client_frame,
 )
 from raftchat.net.signaling.server import RunningServer, ServerConfig, start_server
+
+HELLO_FIELDS = {
+    "type": "hello",
+    "peer_id": "a" * 32,
+    "public_key": "0" * 64,
+    "signature": "0" * 128,
+}
+"""A hello that parses (its signature would not verify)."""
 
 
 async def start_with(config: ServerConfig, clock: ManualClock | None = None) -> RunningServer:
@@ -123,20 +131,19 @@ async def test_signal_to_self_or_unknown_peer_is_refused(server: RunningServer) 
         ('{"type": "signal", "to": "%s", "payload": [1]}' % ("a" * 20), "bad_field"),
         ('{"type": "signal", "to": "%s"}' % ("a" * 20), "bad_field"),
         ('{"type": "hello", "peer_id": "%s"}' % ("a" * 20), "bad_field"),
-        (
-            '{"type": "hello", "peer_id": "bad id with spaces!", "token": "%s"}' % ("t" * 20),
-            "bad_field",
-        ),
-        ('{"type": "hello", "peer_id": "%s", "token": 12}' % ("a" * 20), "bad_field"),
+        (json.dumps({**HELLO_FIELDS, "peer_id": "bad id with spaces!"}), "bad_field"),
+        (json.dumps({**HELLO_FIELDS, "public_key": 12}), "bad_field"),
+        (json.dumps({**HELLO_FIELDS, "public_key": "0" * 63}), "bad_field"),
+        (json.dumps({**HELLO_FIELDS, "public_key": "A" * 64}), "bad_field"),
+        (json.dumps({**HELLO_FIELDS, "signature": "0" * 130}), "bad_field"),
+        (json.dumps({**HELLO_FIELDS, "signature": None}), "bad_field"),
+        (json.dumps({"type": "hello", "peer_id": "a" * 20, "token": "t" * 20}), "bad_field"),
         ('{"type": "welcome", "peers": []}', "unknown_type"),
         ('{"type": "role"}', "bad_field"),
         ('{"type": "role", "role": "king"}', "bad_field"),
         ('{"type": "role", "role": null}', "bad_field"),
         ('{"type": "peer_role", "peer_id": "%s", "role": "voter"}' % ("a" * 20), "unknown_type"),
-        (
-            json.dumps({"type": "hello", "peer_id": "a" * 20, "token": "t" * 20, "role": "boss"}),
-            "bad_field",
-        ),
+        (json.dumps({**HELLO_FIELDS, "role": "boss"}), "bad_field"),
     ],
 )
 async def test_malformed_frames_get_error_frames_after_hello(
@@ -167,7 +174,7 @@ async def test_signal_before_hello_is_refused_and_hello_still_accepted(
     await peer.expect_error("hello_required")
     await peer.send_str("garbage")
     await peer.expect_error("bad_json")
-    await peer.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+    await peer.send_json(peer.hello())
     assert (await peer.recv())["type"] == "welcome"
     await peer.close()
     await assert_server_serves(server.url)
@@ -175,7 +182,7 @@ async def test_signal_before_hello_is_refused_and_hello_still_accepted(
 
 async def test_second_hello_is_refused(server: RunningServer) -> None:
     peer, _ = await RawPeer.join(server.url, "twice")
-    await peer.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+    await peer.send_json(peer.hello(identity=NodeIdentity.generate()))
     await peer.expect_error("already_joined")
     await peer.close()
     await assert_server_serves(server.url)
@@ -259,7 +266,7 @@ async def test_channel_full() -> None:
         first, _ = await RawPeer.join(server.url, "small")
         second, _ = await RawPeer.join(server.url, "small")
         third = await RawPeer.connect(server.url, "small")
-        await third.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+        await third.send_json(third.hello())
         frame = await third.expect_error("channel_full")
         assert frame["fatal"] is True
         await third.expect_closed()
@@ -275,7 +282,7 @@ async def test_too_many_channels_and_connections() -> None:
     try:
         first, _ = await RawPeer.join(server.url, "one")
         other = await RawPeer.connect(server.url, "two")
-        await other.send_json({"type": "hello", "peer_id": new_peer_id(), "token": new_token()})
+        await other.send_json(other.hello())
         await other.expect_error("too_many_channels")
         await other.expect_closed()
         await other.close()
@@ -405,56 +412,91 @@ async def test_the_longest_queue_goes_when_all_queues_together_are_too_long() ->
 # ------------------------------------------------------------------ identity
 
 
-async def test_id_taken_while_connected(server: RunningServer) -> None:
+async def test_the_server_challenges_every_websocket_with_a_new_nonce(
+    server: RunningServer,
+) -> None:
+    first = await RawPeer.connect(server.url, "ids")
+    second = await RawPeer.connect(server.url, "ids")
+    assert len(first.nonce) == len(second.nonce) == 16 and first.nonce != second.nonce
+    for peer in (first, second):
+        await peer.close()
+
+
+async def test_a_hello_for_another_peers_id_is_refused(server: RunningServer) -> None:
     owner, _ = await RawPeer.join(server.url, "ids")
     thief = await RawPeer.connect(server.url, "ids")
-    await thief.send_json({"type": "hello", "peer_id": owner.peer_id, "token": new_token()})
-    await thief.expect_error("id_taken")
+    # Its own key, the owner's id: the id is not the key's.
+    await thief.send_json(signed_hello(thief.identity, thief.nonce, "ids", peer_id=owner.peer_id))
+    frame = await thief.expect_error("id_not_of_key")
+    assert frame["fatal"] is True and owner.peer_id in frame["message"]
     await thief.expect_closed()
     await thief.close()
-    # The same id in another channel is someone else's business.
-    elsewhere, _ = await RawPeer.join(server.url, "other-ids", owner.peer_id, new_token())
+    # The owner's public key, signed with its own key: the signature fails.
+    thief = await RawPeer.connect(server.url, "ids")
+    forged = signed_hello(thief.identity, thief.nonce, "ids")
+    forged.update(peer_id=owner.peer_id, public_key=owner.identity.public_key.hex())
+    await thief.send_json(forged)
+    assert (await thief.expect_error("bad_signature"))["fatal"] is True
+    await thief.expect_closed()
+    await thief.close()
     await owner.signal(new_peer_id(), {})
     await owner.expect_error("unknown_peer")  # the owner was not disturbed
+    assert server.peers("ids") == {owner.peer_id}
+    metrics = await get_metrics(server.url)
+    assert metrics['raftchat_signaling_errors_total{code="id_not_of_key"}'] == 1
+    assert metrics['raftchat_signaling_errors_total{code="bad_signature"}'] == 1
     await owner.close()
-    await elsewhere.close()
     await assert_server_serves(server.url)
 
 
-async def test_id_remembered_after_disconnect_until_ttl() -> None:
-    clock = ManualClock()
-    server = await start_with(ServerConfig(remembered_peer_ttl=60), clock)
-    try:
-        owner, _ = await RawPeer.join(server.url, "ids")
-        watcher, _ = await RawPeer.join(server.url, "ids")
-        await owner.recv()
-        await owner.close()
-        assert await watcher.recv() == {"type": "peer_left", "peer_id": owner.peer_id}
-
+async def test_a_hello_replayed_on_another_connection_is_refused(server: RunningServer) -> None:
+    owner = await RawPeer.connect(server.url, "ids")
+    recorded = owner.hello()  # signed over this connection's nonce
+    await owner.send_json(recorded)
+    assert (await owner.recv())["type"] == "welcome"
+    watcher, _ = await RawPeer.join(server.url, "ids")
+    await owner.recv()  # peer_joined watcher
+    for owner_present in (True, False):
         thief = await RawPeer.connect(server.url, "ids")
-        await thief.send_json({"type": "hello", "peer_id": owner.peer_id, "token": new_token()})
-        await thief.expect_error("id_taken")
+        await thief.send_json(recorded)
+        await thief.expect_error("bad_signature")
+        await thief.expect_closed()
         await thief.close()
-
-        back, welcome = await RawPeer.join(server.url, "ids", owner.peer_id, owner.token)
-        assert welcome["peers"] == [watcher.peer_id]
-        assert await watcher.recv() == {"type": "peer_joined", "peer_id": owner.peer_id}
-        await back.close()
-        await watcher.recv()  # peer_left
-
-        clock.advance(61)
-        newcomer, _ = await RawPeer.join(server.url, "ids", owner.peer_id, new_token())
-        await newcomer.close()
-        await watcher.close()
-    finally:
-        await server.close()
+        if owner_present:
+            await owner.close()  # gone: its id is still nobody else's
+            assert await watcher.recv() == {"type": "peer_left", "peer_id": owner.identity.node_id}
+    assert server.peers("ids") == {watcher.peer_id}
+    # The owner comes back at once, with its key.
+    back, welcome = await RawPeer.join(server.url, "ids", owner.identity)
+    assert welcome["peers"] == [watcher.peer_id]
+    assert await watcher.recv() == {"type": "peer_joined", "peer_id": back.peer_id}
+    for peer in (back, watcher):
+        await peer.close()
 
 
-async def test_reconnect_with_token_replaces_half_dead_socket(server: RunningServer) -> None:
+async def test_a_hello_signed_for_another_channel_is_refused(server: RunningServer) -> None:
+    peer = await RawPeer.connect(server.url, "ids")
+    await peer.send_json(signed_hello(peer.identity, peer.nonce, "other-ids"))
+    await peer.expect_error("bad_signature")
+    await peer.expect_closed()
+    await peer.close()
+
+
+async def test_the_same_key_may_be_in_several_channels(server: RunningServer) -> None:
+    here, _ = await RawPeer.join(server.url, "ids")
+    there, _ = await RawPeer.join(server.url, "other-ids", here.identity)
+    assert here.peer_id == there.peer_id
+    await here.signal(new_peer_id(), {})
+    await here.expect_error("unknown_peer")  # not replaced: another channel
+    for peer in (here, there):
+        await peer.close()
+
+
+async def test_reconnect_with_the_key_replaces_half_dead_socket(server: RunningServer) -> None:
     old, _ = await RawPeer.join(server.url, "replace")
     watcher, _ = await RawPeer.join(server.url, "replace")
     await old.recv()  # peer_joined watcher
-    new, welcome = await RawPeer.join(server.url, "replace", old.peer_id, old.token)
+    new, welcome = await RawPeer.join(server.url, "replace", old.identity)
     assert welcome["peers"] == [watcher.peer_id]
     frame = await old.expect_error("replaced")
     assert frame["fatal"] is True
@@ -463,6 +505,9 @@ async def test_reconnect_with_token_replaces_half_dead_socket(server: RunningSer
     await new.signal(watcher.peer_id, {"hi": 1})
     assert await watcher.recv() == {"type": "signal", "from": new.peer_id, "payload": {"hi": 1}}
     assert server.peers("replace") == {old.peer_id, watcher.peer_id}
+    # Only the new socket's token lists the channel.
+    assert (await peer_list(server.url, "replace", f"{new.peer_id}:{new.token}"))[0] == 200
+    assert (await peer_list(server.url, "replace", f"{old.peer_id}:{old.token}"))[0] == 403
     for peer in (old, new, watcher):
         await peer.close()
     await assert_server_serves(server.url)
@@ -529,7 +574,7 @@ async def test_role_is_forgotten_when_the_peer_leaves(server: RunningServer) -> 
     await watcher.recv()  # peer_joined alice
     await alice.close()
     assert await watcher.recv() == {"type": "peer_left", "peer_id": alice.peer_id}
-    back, welcome = await RawPeer.join(server.url, "roles", alice.peer_id, alice.token)
+    back, welcome = await RawPeer.join(server.url, "roles", alice.identity)
     assert welcome["roles"] == {}
     assert await watcher.recv() == {"type": "peer_joined", "peer_id": alice.peer_id}
     newcomer, welcome = await RawPeer.join(server.url, "roles")
@@ -542,13 +587,13 @@ async def test_replacing_socket_keeps_or_updates_the_role(server: RunningServer)
     watcher, _ = await RawPeer.join(server.url, "roles")
     old, _ = await RawPeer.join(server.url, "roles", role="none")
     await watcher.recv()  # peer_joined old
-    same, _ = await RawPeer.join(server.url, "roles", old.peer_id, old.token)  # no role said
+    same, _ = await RawPeer.join(server.url, "roles", old.identity)  # no role said
     await old.expect_error("replaced")
     newcomer, welcome = await RawPeer.join(server.url, "roles")
     assert welcome["roles"] == {old.peer_id: "none"}
     for peer in (watcher, same):  # only the newcomer's join: the replacement made no churn
         assert await peer.recv() == {"type": "peer_joined", "peer_id": newcomer.peer_id}
-    promoted, _ = await RawPeer.join(server.url, "roles", old.peer_id, old.token, role="voter")
+    promoted, _ = await RawPeer.join(server.url, "roles", old.identity, role="voter")
     await same.expect_error("replaced")
     change = {"type": "peer_role", "peer_id": old.peer_id, "role": "voter"}
     assert await watcher.recv() == change
@@ -650,7 +695,7 @@ json_values = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
-            st.sampled_from(["type", "to", "payload", "peer_id", "token", "x"])
+            st.sampled_from(["type", "to", "payload", "peer_id", "public_key", "signature", "x"])
             | st.text(max_size=5),
             children,
             max_size=4,
@@ -668,7 +713,8 @@ frames = st.one_of(
             "to": peer_ids | json_values,
             "payload": json_values,
             "peer_id": peer_ids | json_values,
-            "token": peer_ids | json_values,
+            "public_key": st.from_regex(r"[0-9a-f]{64}", fullmatch=True) | json_values,
+            "signature": st.from_regex(r"[0-9a-f]{128}", fullmatch=True) | json_values,
         },
     ).map(json.dumps),
     st.text(max_size=50),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from raftchat.net.identity import derive_node_id
 from raftchat.raft.messages import (
     Configuration,
     Entry,
@@ -96,12 +97,12 @@ def tamper(store: Storage, sql: str, parameters: tuple = ()) -> Path:
 
 def test_new_database_is_empty_with_a_stable_node_id(node_dir: Path) -> None:
     store = Storage.open(node_dir, CHANNEL)
-    node_id, token = store.node_id, store.reconnect_token
+    node_id, public_key = store.node_id, store.identity.public_key
     assert store.load() == PersistedState(HardState(), None, [])
-    assert node_id and token and node_id != token
+    assert node_id == derive_node_id(public_key) and store.legacy_node_id is None
     assert stat.S_IMODE(node_dir.stat().st_mode) == 0o700
     store = reopen(store)
-    assert (store.node_id, store.reconnect_token) == (node_id, token)
+    assert (store.node_id, store.identity.public_key) == (node_id, public_key)
     assert store.schema_version == SCHEMA_VERSION
     store.close()
     other = Storage.open(node_dir.parent / "elsewhere", CHANNEL)

@@ -9,7 +9,15 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from mesh_utils import CLOSE_WAIT_S, TEST_CONFIG, FakeRelay, all_open, make_peer, pending_tasks
+from mesh_utils import (
+    CLOSE_WAIT_S,
+    TEST_CONFIG,
+    FakeRelay,
+    all_open,
+    ids,
+    make_peer,
+    pending_tasks,
+)
 from support.ports import free_port
 from support.waiting import wait_until
 
@@ -87,19 +95,19 @@ async def test_two_peers_connect_through_turn_relay_only(turn_server):
         }
     )
     relay = FakeRelay()
-    a = make_peer(relay, "a", config)
-    b = make_peer(relay, "b", config)
+    a = make_peer(relay, ids.a, config)
+    b = make_peer(relay, ids.b, config)
     try:
         await wait_until(lambda: all_open([a, b]), 15, "relayed link open")
-        for peer, other in ((a, "b"), (b, "a")):
+        for peer, other in ((a, ids.b), (b, ids.a)):
             info = peer.mesh.links()[other]
             assert (info.local_candidate_type, info.remote_candidate_type) == ("relay", "relay")
-        assert a.mesh.send("b", b"through the relay")
+        assert a.mesh.send(ids.b, b"through the relay")
         big = bytes(range(256)) * 1024
-        assert b.mesh.send("a", big)
-        await wait_until(lambda: b.received["a"] == [b"through the relay"])
-        await wait_until(lambda: a.received["b"] == [big])
-        assert a.mesh.links()["b"].state == LinkState.OPEN
+        assert b.mesh.send(ids.a, big)
+        await wait_until(lambda: b.received[ids.a] == [b"through the relay"])
+        await wait_until(lambda: a.received[ids.b] == [big])
+        assert a.mesh.links()[ids.b].state == LinkState.OPEN
     finally:
         await a.mesh.close()
         await b.mesh.close()

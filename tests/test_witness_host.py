@@ -9,9 +9,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from signaling_utils import RawPeer
+from signaling_utils import RawPeer, signed_hello
 from support.waiting import wait_until
 
+from raftchat.net.identity import NodeIdentity
 from raftchat.net.signaling.protocol import (
     MAX_WITNESS_MESSAGES,
     ErrorCode,
@@ -53,7 +54,8 @@ from raftchat.witness import (
 from raftchat.witness.store import DATABASE_NAME
 
 CLUSTER = ClusterIdentity(1_700_000_000_000, "ab" * 16)
-ALICE = "alice-0123456789abcdef"
+ALICE_KEY = NodeIdentity.from_seed(bytes(32))
+ALICE = ALICE_KEY.node_id
 BOB = "bob-0123456789abcdef00"
 
 
@@ -385,7 +387,7 @@ async def test_the_server_names_its_witness_and_relays_both_ways(tmp_path: Path)
     witness = WitnessHost.open(tmp_path / "w")
     server = await start_server("127.0.0.1", 0, witness=witness)
     try:
-        peer, welcome = await RawPeer.join(server.url, "room", peer_id=ALICE)
+        peer, welcome = await RawPeer.join(server.url, "room", ALICE_KEY)
         assert welcome["witness"] == witness.witness_id
         await peer.send_str(encode_witness_relay(relay(vote_request(ALICE, 4))))
         answer = parse_server_frame(json.dumps(await peer.recv()))
@@ -393,9 +395,8 @@ async def test_the_server_names_its_witness_and_relays_both_ways(tmp_path: Path)
         assert decode(answer.messages[0]) == RequestVoteResponse(witness.witness_id, 4, True)
 
         impostor = await RawPeer.connect(server.url, "room")
-        await impostor.send_json(
-            {"type": "hello", "peer_id": witness.witness_id, "token": "t" * 20}
-        )
+        hello = signed_hello(impostor.identity, impostor.nonce, "room", peer_id=witness.witness_id)
+        await impostor.send_json(hello)
         await impostor.expect_error(ErrorCode.ID_TAKEN)
         await impostor.close()
         await peer.close()
@@ -406,7 +407,7 @@ async def test_the_server_names_its_witness_and_relays_both_ways(tmp_path: Path)
 async def test_a_server_without_witness_says_so(tmp_path: Path) -> None:
     server = await start_server("127.0.0.1", 0)
     try:
-        peer, welcome = await RawPeer.join(server.url, "room", peer_id=ALICE)
+        peer, welcome = await RawPeer.join(server.url, "room", ALICE_KEY)
         assert "witness" not in welcome
         await peer.send_str(encode_witness_relay(relay(vote_request(ALICE, 4))))
         await peer.expect_error(ErrorCode.WITNESS_UNAVAILABLE)

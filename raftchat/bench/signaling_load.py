@@ -39,7 +39,8 @@ from typing import Any
 
 import aiohttp
 
-from raftchat.net.signaling.protocol import new_peer_id, new_token
+from raftchat.net.identity import NodeIdentity, signaling_hello_message
+from raftchat.net.signaling.protocol import encode_hello
 
 HONEST_PER_ADDRESS = 8
 """Honest clients sharing one source address (as behind one NAT)."""
@@ -98,6 +99,28 @@ class LoadReport:
             and not self.honest_errors
             and self.signals_delivered == self.signals_sent
         )
+
+
+def _signed_hello(channel: str, challenge: bytes | str) -> tuple[str, str]:
+    """A hello answering ``challenge`` (the server's first frame) with a new identity, and
+    that identity's peer id."""
+    frame = json.loads(challenge)
+    if not isinstance(frame, dict) or frame.get("type") != "challenge":
+        raise RuntimeError(f"expected the server's challenge, got {frame!r}")
+    identity = NodeIdentity.generate()
+    message = signaling_hello_message(bytes.fromhex(frame["nonce"]), channel, identity.node_id)
+    hello = encode_hello(identity.node_id, identity.public_key, identity.sign(message))
+    return hello, identity.node_id
+
+
+async def _hello_on(ws: aiohttp.ClientWebSocketResponse, channel: str) -> str:
+    """Read the challenge on ``ws``, answer it with a signed hello; return the peer id."""
+    msg = await ws.receive(timeout=30)
+    if msg.type != aiohttp.WSMsgType.TEXT:
+        raise RuntimeError(f"no challenge from the server ({msg.type.name})")
+    hello, peer_id = _signed_hello(channel, msg.data)
+    await ws.send_str(hello)
+    return peer_id
 
 
 def _addresses(first: int) -> Iterator[str]:
@@ -184,8 +207,8 @@ class _Honest:
         self.load = load
         self.channel = channel
         self.source = source
-        self.peer_id = new_peer_id()
-        self.token = new_token()
+        self.peer_id = ""
+        "Set by each join (a new identity each time)."
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.peers: set[str] = set()
         self.received = 0
@@ -196,9 +219,7 @@ class _Honest:
         started = time.perf_counter()
         session = self.load.session_for(self.source)
         self.ws = await session.ws_connect(f"{self.load.server.url}/channels/{self.channel}/ws")
-        await self.ws.send_str(
-            json.dumps({"type": "hello", "peer_id": self.peer_id, "token": self.token})
-        )
+        self.peer_id = await _hello_on(self.ws, self.channel)
         msg = await self.ws.receive(timeout=30)
         frame = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else {}
         if frame.get("type") != "welcome":
@@ -291,8 +312,7 @@ class _Load:
             ws = await session.ws_connect(
                 f"{self.server.url}/channels/ch-0/ws", heartbeat=0.5, autoping=True
             )
-            hello = {"type": "hello", "peer_id": new_peer_id(), "token": new_token()}
-            await ws.send_str(json.dumps(hello))
+            await _hello_on(ws, "ch-0")
             async for _ in ws:
                 pass
 
@@ -329,8 +349,8 @@ class _Load:
                 "Sec-WebSocket-Version: 13\r\n\r\n".encode()
             )
             await reader.readuntil(b"\r\n\r\n")
-            peer_id = new_peer_id()
-            hello = json.dumps({"type": "hello", "peer_id": peer_id, "token": new_token()})
+            head = await reader.readexactly(2)  # the challenge: a short unmasked text frame
+            hello, peer_id = _signed_hello(channel, await reader.readexactly(head[1] & 0x7F))
             writer.write(_masked_text_frame(hello.encode()))
             self.attack_tasks.append(asyncio.create_task(self._keep_stuck_alive(writer)))
             return peer_id
@@ -346,8 +366,7 @@ class _Load:
         with contextlib.suppress(Exception):
             session = self.session_for(source)
             ws = await session.ws_connect(f"{self.server.url}/channels/flood/ws")
-            hello = {"type": "hello", "peer_id": new_peer_id(), "token": new_token()}
-            await ws.send_str(json.dumps(hello))
+            await _hello_on(ws, "flood")
             while not ws.closed and not self.stop.is_set():
                 await ws.send_str('{"type":"keepalive"}')
                 await asyncio.sleep(0)
@@ -359,8 +378,7 @@ class _Load:
             with contextlib.suppress(Exception):
                 name = f"hoard-{source.replace('.', '-')}-{n}"
                 ws = await session.ws_connect(f"{self.server.url}/channels/{name}/ws")
-                hello = {"type": "hello", "peer_id": new_peer_id(), "token": new_token()}
-                await ws.send_str(json.dumps(hello))
+                await _hello_on(ws, name)
                 held.append(ws)
         await self.stop.wait()
 
@@ -371,8 +389,7 @@ class _Load:
         async def one() -> None:
             with contextlib.suppress(Exception):
                 async with session.ws_connect(f"{self.server.url}/channels/spam/ws") as ws:
-                    hello = {"type": "hello", "peer_id": new_peer_id(), "token": new_token()}
-                    await ws.send_str(json.dumps(hello))
+                    await _hello_on(ws, "spam")
                     await ws.receive(timeout=5)
 
         for start in range(0, self.options.join_spam, 20):
@@ -505,7 +522,6 @@ async def run_load(options: LoadOptions, progress: bool = False) -> LoadReport:
                 await asyncio.gather(*(client.leave() for client in leaving))
                 for client in leaving:
                     client.received = 0
-                    client.peer_id, client.token = new_peer_id(), new_token()
                 await asyncio.gather(*(client.join() for client in leaving))
                 report.honest_rejoined = len(leaving)
                 say(f"{len(leaving)} honest clients left and joined again")

@@ -1,39 +1,51 @@
-"""Channel authentication: peers prove they know the channel passphrase, and nobody else can.
+"""Link authentication: each peer proves its node id with its identity key, and in a
+private channel that it knows the channel passphrase; nobody else gets in.
 
 Every new DataChannel starts with this handshake, before any application message is
 sent or accepted. It runs over the (DTLS-encrypted) channel itself, so the signaling
-server never sees it. Both peers send at once; no message waits for a reply except
-the confirmation.
+server never sees it. Both peers send at once; the proof waits only for the peer's hello.
 
 Messages (each one AUTH frame; byte 0 = ``AUTH_VERSION``, byte 1 = message type)::
 
-    HELLO    mode (OPEN | PAKE) [+ SPAKE2 message, 33 bytes, when mode is PAKE]
-    CONFIRM  key_mac (32 bytes) + binding_mac (32 bytes)         only in PAKE mode
-    REJECT   reason (1 byte); informational, the peer gives up too
+    HELLO   mode (OPEN | PAKE) + nonce (16 bytes)
+            [+ SPAKE2 message (33 bytes), when mode is PAKE]
+    PROOF   public key (32) + fingerprint_A (32) + fingerprint_B (32) + signature (64)
+            [+ key_mac (32) + binding_mac (32), when mode is PAKE]
+    REJECT  reason (1 byte); informational, the peer gives up too
 
-Open channels (no passphrase) exchange ``HELLO(OPEN)`` only: that makes a mismatch
-(one side private, one side open) fail on both sides with a clear error instead of a
-link that is half authenticated.
+A peer speaking another ``AUTH_VERSION`` fails with ``incompatible``: both peers need a
+compatible raftchat. Side A is the peer with the smaller id (also the WebRTC offerer).
 
-Private channels run SPAKE2 (the ``spake2`` package, Ed25519 group) with roles fixed by
-id order: the smaller id (also the WebRTC offerer) is side A. A PAKE gives an attacker
-one guess per handshake it takes part in, and a recording of the traffic gives none
-(unlike a MAC of the passphrase, which could be brute-forced offline). The SPAKE2
-identities bind the protocol name, the channel name and both peer ids, so a handshake
-for another channel or between other peers yields another key.
+Identity (every channel). The transcript (``net/identity.py:link_transcript``) holds the
+protocol name, the channel, both ids, the mode, both nonces and both SPAKE2 messages
+(empty when open). Each side signs the transcript, its side and the SHA-256 fingerprints
+of both DTLS certificates *as it sees them on its own connection*
+(``link_proof_message``) with its Ed25519 identity key, and sends its public key, the
+fingerprints it signed and the signature. The verifier accepts only if
 
-Key confirmation, from the SPAKE2 key ``K`` with HKDF-SHA256 (salt = protocol name)::
+- the id derived from the public key is the peer id this link is for (``wrong_identity``
+  otherwise: someone claims an id that is not its own);
+- the signature verifies over the transcript as the verifier built it, with fresh
+  nonces of both sides (``bad_signature`` otherwise: the peer does not hold the key, or
+  replays an old proof);
+- the fingerprints signed are the ones the verifier sees (``intercepted`` otherwise). A
+  signaling server that rewrites the SDP fingerprints to sit in the middle terminates two
+  DTLS connections, so the two ends see different certificates; it cannot sign for either
+  end, so forwarding the proofs gives itself away.
+
+Passphrase (private channels). SPAKE2 (the ``spake2`` package, Ed25519 group) with the
+passphrase; a PAKE gives an attacker one guess per handshake it takes part in, and a
+recording of the traffic gives none (unlike a MAC of the passphrase, which could be
+brute-forced offline). The SPAKE2 identities bind the protocol name, the channel name and
+both peer ids, so a handshake for another channel or between other peers yields another
+key. Key confirmation, from the SPAKE2 key ``K`` with HKDF-SHA256 (salt = protocol name)::
 
     key_mac_X     = HMAC(HKDF(K, "key confirm X"), transcript)
     binding_mac_X = HMAC(HKDF(K, "dtls binding X"), transcript + fingerprint_A + fingerprint_B)
 
-where ``transcript`` holds the protocol name, channel, both ids and both SPAKE2 messages,
-and ``fingerprint_A``/``fingerprint_B`` are the SHA-256 digests of A's and B's DTLS
-certificates *as this side sees them on its DTLS connection*. A signaling server that
-rewrites the SDP fingerprints to sit in the middle terminates two DTLS connections,
-so the two ends see different fingerprints: even if it forwards the SPAKE2 messages
-untouched, ``binding_mac`` fails and the interception is reported as such. A wrong
-passphrase fails ``key_mac``. Every comparison is constant-time.
+with the fingerprints as the verifier sees them. A wrong passphrase fails ``key_mac``
+(checked first: ``wrong_passphrase``); an interception fails the binding too. Every MAC
+comparison is constant-time.
 
 Everything here is pure (no I/O, no clock): the link feeds messages in and sends what
 comes out.
@@ -51,17 +63,34 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B
+from spake2.ed25519_basic import NotOnCurve
 from spake2.spake2 import SPAKEError
 
-AUTH_VERSION = 1
-PROTOCOL_NAME = b"raftchat-channel-auth-v1"
+from raftchat.net.identity import (
+    LINK_AUTH_PROTOCOL,
+    NONCE_BYTES,
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    NodeIdentity,
+    derive_node_id,
+    length_prefixed,
+    link_proof_message,
+    link_transcript,
+    verify,
+)
+
+AUTH_VERSION = 2
+PROTOCOL_NAME = LINK_AUTH_PROTOCOL
 MAC_BYTES = 32
 SPAKE2_MESSAGE_BYTES = 33
+FINGERPRINT_BYTES = 32
+"""A DTLS certificate fingerprint: its SHA-256 digest."""
+IDENTITY_PROOF_BYTES = PUBLIC_KEY_BYTES + 2 * FINGERPRINT_BYTES + SIGNATURE_BYTES
 
 
 class AuthMessageType(enum.IntEnum):
     HELLO = 1
-    CONFIRM = 2
+    PROOF = 2
     REJECT = 3
 
 
@@ -80,17 +109,26 @@ class AuthErrorKind(enum.StrEnum):
     PEER_HAS_NO_PASSPHRASE = "peer_has_no_passphrase"
     "Our channel is private but the peer has no passphrase."
     INTERCEPTED = "intercepted"
-    "Same passphrase, but the two ends see different DTLS certificates: a man in the middle."
+    """The peer proved itself, but the two ends see different DTLS certificates: a man in
+    the middle."""
     REJECTED = "rejected"
     "The peer refused our handshake (it sent REJECT)."
     PROTOCOL = "protocol"
-    "A malformed or unexpected handshake message, or an unknown protocol version."
+    "A malformed or unexpected handshake message."
     TIMEOUT = "timeout"
     "The peer did not finish the handshake in time."
     THROTTLED = "throttled"
     """This peer, or its address, failed too many handshakes lately (someone may be
     guessing): no new handshake with it starts until its budget refills. Other peers are
     not affected (``net/guess_throttle.py``)."""
+    INCOMPATIBLE = "incompatible"
+    "The peer speaks another version of the handshake: both need a compatible raftchat."
+    WRONG_IDENTITY = "wrong_identity"
+    """The peer's public key does not give the peer id this link is for: it claims an id
+    that is not its own."""
+    BAD_SIGNATURE = "bad_signature"
+    """The peer's signature does not verify over this handshake: it does not hold the key
+    of its id (or replays another handshake's proof)."""
 
 
 _REJECT_CODES = list(AuthErrorKind)
@@ -112,10 +150,6 @@ def normalize_passphrase(passphrase: str) -> bytes:
     return unicodedata.normalize("NFC", passphrase).encode("utf-8")
 
 
-def _length_prefixed(*parts: bytes) -> bytes:
-    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
-
-
 def _hkdf(key: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=PROTOCOL_NAME, info=info).derive(key)
 
@@ -124,12 +158,21 @@ def _mac(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def encode_hello(mode: AuthMode, pake_message: bytes = b"") -> bytes:
-    return bytes([AUTH_VERSION, AuthMessageType.HELLO, mode]) + pake_message
+def encode_hello(mode: AuthMode, nonce: bytes, pake_message: bytes = b"") -> bytes:
+    return bytes([AUTH_VERSION, AuthMessageType.HELLO, mode]) + nonce + pake_message
 
 
-def encode_confirm(key_mac: bytes, binding_mac: bytes) -> bytes:
-    return bytes([AUTH_VERSION, AuthMessageType.CONFIRM]) + key_mac + binding_mac
+def encode_proof(
+    public_key: bytes,
+    fingerprints: tuple[bytes, bytes],
+    signature: bytes,
+    macs: tuple[bytes, bytes] | None = None,
+) -> bytes:
+    """``fingerprints`` = (A's certificate, B's certificate) as the sender sees them."""
+    body = public_key + fingerprints[0] + fingerprints[1] + signature
+    if macs is not None:
+        body += macs[0] + macs[1]
+    return bytes([AUTH_VERSION, AuthMessageType.PROOF]) + body
 
 
 def encode_reject(kind: AuthErrorKind) -> bytes:
@@ -149,53 +192,63 @@ class Handshake:
         self,
         *,
         channel: str,
-        self_id: str,
+        identity: NodeIdentity,
         peer_id: str,
         passphrase: str | None,
         local_fingerprint: bytes,
         remote_fingerprint: bytes,
         entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        self_id = identity.node_id
         if self_id == peer_id:
             raise ValueError("a handshake needs two different peer ids")
+        for fingerprint in (local_fingerprint, remote_fingerprint):
+            if len(fingerprint) != FINGERPRINT_BYTES:
+                raise ValueError(f"a DTLS fingerprint has {FINGERPRINT_BYTES} bytes")
         self.channel = channel
         self.peer_id = peer_id
         self.is_side_a = self_id < peer_id
         self.private = passphrase is not None
         self.complete = False
         self.failed = False
+        self._identity = identity
+        self._entropy = entropy
         self._started = False
-        id_a, id_b = (self_id, peer_id) if self.is_side_a else (peer_id, self_id)
-        fp_a, fp_b = (
+        self._id_a, self._id_b = (self_id, peer_id) if self.is_side_a else (peer_id, self_id)
+        self._fingerprints = (
             (local_fingerprint, remote_fingerprint)
             if self.is_side_a
             else (remote_fingerprint, local_fingerprint)
         )
-        self._context = _length_prefixed(
-            PROTOCOL_NAME, channel.encode(), id_a.encode(), id_b.encode()
-        )
-        self._fingerprints = _length_prefixed(fp_a, fp_b)
+        "(A's certificate, B's certificate) as this side sees them."
         self._pake: SPAKE2_A | SPAKE2_B | None = None
         if passphrase is not None:
             # The ids given to SPAKE2 carry the channel name, so keys never carry over.
             side_ids = {
-                "idA": _length_prefixed(PROTOCOL_NAME, channel.encode(), id_a.encode()),
-                "idB": _length_prefixed(PROTOCOL_NAME, channel.encode(), id_b.encode()),
+                "idA": length_prefixed(PROTOCOL_NAME, channel.encode(), self._id_a.encode()),
+                "idB": length_prefixed(PROTOCOL_NAME, channel.encode(), self._id_b.encode()),
             }
             side = SPAKE2_A if self.is_side_a else SPAKE2_B
             self._pake = side(normalize_passphrase(passphrase), entropy_f=entropy, **side_ids)
+        self._nonce = b""
         self._own_pake_message = b""
-        self._expected_confirm: tuple[bytes, bytes] | None = None
+        self._transcript: bytes | None = None
+        "Set once the peer's HELLO arrived: what the peer's PROOF must be about."
+        self._expected_macs: tuple[bytes, bytes] | None = None
+
+    @property
+    def mode(self) -> AuthMode:
+        return AuthMode.PAKE if self._pake is not None else AuthMode.OPEN
 
     def start(self) -> bytes:
         """The HELLO to send first."""
         if self._started:
             raise RuntimeError("Handshake.start() may be called once")
         self._started = True
-        if self._pake is None:
-            return encode_hello(AuthMode.OPEN)
-        self._own_pake_message = self._pake.start()
-        return encode_hello(AuthMode.PAKE, self._own_pake_message)
+        self._nonce = self._entropy(NONCE_BYTES)
+        if self._pake is not None:
+            self._own_pake_message = self._pake.start()
+        return encode_hello(self.mode, self._nonce, self._own_pake_message)
 
     def receive(self, message: bytes) -> list[bytes]:
         """Handle one handshake message from the peer; return the messages to send."""
@@ -208,27 +261,38 @@ class Handshake:
             raise
 
     def _receive(self, message: bytes) -> list[bytes]:
-        if len(message) < 2 or message[0] != AUTH_VERSION:
-            version = message[0] if message else None
+        if not message:
+            raise self._error(AuthErrorKind.PROTOCOL, "empty handshake message")
+        if message[0] != AUTH_VERSION:
             raise self._error(
-                AuthErrorKind.PROTOCOL,
-                f"unsupported handshake version {version} (this raftchat speaks "
-                f"{AUTH_VERSION}); both peers need a compatible raftchat",
+                AuthErrorKind.INCOMPATIBLE,
+                f"peer {self.peer_id} speaks handshake version {message[0]} and this "
+                f"raftchat speaks {AUTH_VERSION}: both peers need a compatible raftchat",
             )
+        if len(message) < 2:
+            raise self._error(AuthErrorKind.PROTOCOL, "handshake message without a type")
         kind, body = message[1], message[2:]
         if kind == AuthMessageType.REJECT:
             raise self._rejected(body)
-        if kind == AuthMessageType.HELLO and self._expected_confirm is None:
+        if kind == AuthMessageType.HELLO and self._transcript is None:
             return self._on_hello(body)
-        if kind == AuthMessageType.CONFIRM and self._expected_confirm is not None:
-            self._on_confirm(body)
+        if kind == AuthMessageType.PROOF and self._transcript is not None:
+            self._on_proof(body)
             return []
         raise self._error(AuthErrorKind.PROTOCOL, f"unexpected handshake message type {kind}")
 
     def _on_hello(self, body: bytes) -> list[bytes]:
         if not body or body[0] not in (AuthMode.OPEN, AuthMode.PAKE):
             raise self._error(AuthErrorKind.PROTOCOL, "HELLO with an unknown mode")
-        mode, pake_message = AuthMode(body[0]), body[1:]
+        mode, nonce, pake_message = (
+            AuthMode(body[0]),
+            body[1 : 1 + NONCE_BYTES],
+            body[1 + NONCE_BYTES :],
+        )
+        if len(nonce) != NONCE_BYTES:
+            raise self._error(AuthErrorKind.PROTOCOL, "HELLO without its nonce")
+        if nonce == self._nonce:
+            raise self._error(AuthErrorKind.PROTOCOL, "our own HELLO came back")
         if mode == AuthMode.OPEN:
             if pake_message:
                 raise self._error(AuthErrorKind.PROTOCOL, "open HELLO with trailing bytes")
@@ -238,55 +302,92 @@ class Handshake:
                     f"peer {self.peer_id} has no passphrase for private channel "
                     f"{self.channel!r}; it cannot join",
                 )
-            self.complete = True
-            return []
-        if self._pake is None:
+        elif self._pake is None:
             raise self._error(
                 AuthErrorKind.PASSPHRASE_REQUIRED,
                 f"channel {self.channel!r} is private: peer {self.peer_id} requires a "
                 "passphrase; join again with the channel passphrase",
             )
-        if len(pake_message) != SPAKE2_MESSAGE_BYTES:
+        elif len(pake_message) != SPAKE2_MESSAGE_BYTES:
             raise self._error(AuthErrorKind.PROTOCOL, "PAKE HELLO of the wrong length")
-        try:
-            key = self._pake.finish(pake_message)
-        except (SPAKEError, ValueError, AssertionError) as exc:
-            raise self._error(AuthErrorKind.PROTOCOL, f"invalid PAKE message ({exc})") from None
-        msg_a, msg_b = (
-            (self._own_pake_message, pake_message)
-            if self.is_side_a
-            else (pake_message, self._own_pake_message)
+        ours, theirs = (self._nonce, self._own_pake_message), (nonce, pake_message)
+        (nonce_a, pake_a), (nonce_b, pake_b) = (ours, theirs) if self.is_side_a else (theirs, ours)
+        transcript = link_transcript(
+            channel=self.channel,
+            id_a=self._id_a,
+            id_b=self._id_b,
+            mode=mode,
+            nonce_a=nonce_a,
+            nonce_b=nonce_b,
+            pake_a=pake_a,
+            pake_b=pake_b,
         )
-        transcript = self._context + _length_prefixed(msg_a, msg_b)
-        bound = transcript + self._fingerprints
+        signature = self._identity.sign(
+            link_proof_message(self.is_side_a, transcript, *self._fingerprints)
+        )
+        own_macs = None
+        if self._pake is not None:
+            try:
+                key = self._pake.finish(pake_message)
+            except (SPAKEError, NotOnCurve, ValueError, AssertionError) as exc:
+                raise self._error(AuthErrorKind.PROTOCOL, f"invalid PAKE message ({exc})") from None
+            bound = transcript + length_prefixed(*self._fingerprints)
 
-        def macs(side: bytes) -> tuple[bytes, bytes]:
-            return (
-                _mac(_hkdf(key, b"key confirm " + side), transcript),
-                _mac(_hkdf(key, b"dtls binding " + side), bound),
-            )
+            def macs(side: bytes) -> tuple[bytes, bytes]:
+                return (
+                    _mac(_hkdf(key, b"key confirm " + side), transcript),
+                    _mac(_hkdf(key, b"dtls binding " + side), bound),
+                )
 
-        own, theirs = (b"A", b"B") if self.is_side_a else (b"B", b"A")
-        self._expected_confirm = macs(theirs)
-        return [encode_confirm(*macs(own))]
+            own, peer = (b"A", b"B") if self.is_side_a else (b"B", b"A")
+            own_macs = macs(own)
+            self._expected_macs = macs(peer)
+        self._transcript = transcript
+        return [encode_proof(self._identity.public_key, self._fingerprints, signature, own_macs)]
 
-    def _on_confirm(self, body: bytes) -> None:
-        assert self._expected_confirm is not None
-        if len(body) != 2 * MAC_BYTES:
-            raise self._error(AuthErrorKind.PROTOCOL, "CONFIRM of the wrong length")
-        expected_key_mac, expected_binding_mac = self._expected_confirm
-        if not hmac.compare_digest(body[:MAC_BYTES], expected_key_mac):
+    def _on_proof(self, body: bytes) -> None:
+        assert self._transcript is not None
+        expected_length = IDENTITY_PROOF_BYTES + (2 * MAC_BYTES if self._pake else 0)
+        if len(body) != expected_length:
+            raise self._error(AuthErrorKind.PROTOCOL, "PROOF of the wrong length")
+        public_key, body = body[:PUBLIC_KEY_BYTES], body[PUBLIC_KEY_BYTES:]
+        seen = (body[:FINGERPRINT_BYTES], body[FINGERPRINT_BYTES : 2 * FINGERPRINT_BYTES])
+        body = body[2 * FINGERPRINT_BYTES :]
+        signature, macs = body[:SIGNATURE_BYTES], body[SIGNATURE_BYTES:]
+        if self._expected_macs is not None and not hmac.compare_digest(
+            macs[:MAC_BYTES], self._expected_macs[0]
+        ):
             raise self._error(
                 AuthErrorKind.WRONG_PASSPHRASE,
                 f"wrong passphrase for channel {self.channel!r}: peer {self.peer_id} "
                 "does not share it (or someone without it is in between); check the passphrase",
             )
-        if not hmac.compare_digest(body[MAC_BYTES:], expected_binding_mac):
+        claimed = derive_node_id(public_key)
+        if claimed != self.peer_id:
+            raise self._error(
+                AuthErrorKind.WRONG_IDENTITY,
+                f"the peer on the link to {self.peer_id} presented the key of another id "
+                f"({claimed}): it is not {self.peer_id} (someone, e.g. the signaling "
+                "server, may pose as it)",
+            )
+        signed = link_proof_message(not self.is_side_a, self._transcript, *seen)
+        if not verify(public_key, signed, signature):
+            raise self._error(
+                AuthErrorKind.BAD_SIGNATURE,
+                f"peer {self.peer_id} could not prove its id: its signature does not verify "
+                "over this handshake (it does not hold the key of that id)",
+            )
+        if seen != self._fingerprints or (
+            self._expected_macs is not None
+            and not hmac.compare_digest(macs[MAC_BYTES:], self._expected_macs[1])
+        ):
             raise self._error(
                 AuthErrorKind.INTERCEPTED,
                 f"connection to peer {self.peer_id} in channel {self.channel!r} is "
-                "intercepted: both ends know the passphrase but see different DTLS "
-                "certificates (the signaling server or network is in the middle)",
+                "intercepted: the peer proved its id"
+                + (" and knows the passphrase" if self._pake is not None else "")
+                + " but sees different DTLS certificates (the signaling server or network "
+                "is in the middle)",
             )
         self.complete = True
 

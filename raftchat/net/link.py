@@ -6,15 +6,17 @@ ignored), its send queue (``net/send_queue.py``), the receive path, RTT pings, a
 reconnection with backoff. The mesh drives it; the engine (``net/engines/``) makes its
 peer connections and reports their events to it.
 
-Every new DataChannel first runs the channel handshake (``net/auth.py``): the link
-stays CONNECTING until the peer is authenticated, messages sent meanwhile wait in the
-queue, and any frame but a handshake frame that arrives before is dropped. Only then
-does the link become OPEN. A failed handshake, or a peer that keeps sending frames
-that are malformed, out of turn or over the rate limits (``net/inbound_limits.py``),
-fails the link with a longer backoff (``auth_retry_*``), during which that peer's
-offers are ignored. In a private channel a failed handshake is also charged to the peer
-and to its address (``net/guess_throttle.py``): when either budget is spent, no handshake
-with that peer starts until it refills, while every other peer is unaffected.
+Every new DataChannel first runs the channel handshake (``net/auth.py``): the peer
+proves with its identity key that it holds the id this link is for (and, in a private
+channel, that it knows the passphrase). The link stays CONNECTING until then, messages
+sent meanwhile wait in the queue, and any frame but a handshake frame that arrives
+before is dropped. Only then does the link become OPEN. A failed handshake, or a peer
+that keeps sending frames that are malformed, out of turn or over the rate limits
+(``net/inbound_limits.py``), fails the link with a longer backoff (``auth_retry_*``),
+during which that peer's offers are ignored. In a private channel a failed handshake is
+also charged to the peer and to its address (``net/guess_throttle.py``): when either
+budget is spent, no handshake with that peer starts until it refills, while every other
+peer is unaffected.
 
 Glare is avoided by rule: the peer with the smaller id always offers. The
 answerer never offers; when it wants a new connection it sends a ``restart``
@@ -43,6 +45,7 @@ from raftchat.net import framing
 from raftchat.net.auth import AuthError, AuthErrorKind, Handshake, encode_reject
 from raftchat.net.engines.base import Engine, EngineError, PeerConnection
 from raftchat.net.guess_throttle import GuessThrottle, remote_address
+from raftchat.net.identity import NodeIdentity
 from raftchat.net.inbound_limits import InboundLimits
 from raftchat.net.link_info import LinkInfo, LinkState
 from raftchat.net.link_signals import SIGNAL_ANSWER, SIGNAL_OFFER, SIGNAL_RESTART, SignalSender
@@ -56,6 +59,7 @@ _NOT_A_GUESS = frozenset(
         AuthErrorKind.THROTTLED,  # no handshake was started
         AuthErrorKind.PASSPHRASE_REQUIRED,  # an open and a private node: no passphrase tried
         AuthErrorKind.PEER_HAS_NO_PASSPHRASE,
+        AuthErrorKind.INCOMPATIBLE,  # another release of raftchat: nothing was tried
     }
 )
 """Handshake failures that are not charged to the peer's guess budget."""
@@ -69,7 +73,7 @@ class Link:
 
     def __init__(
         self,
-        self_id: str,
+        identity: NodeIdentity,
         peer: str,
         config: MeshConfig,
         engine: Engine,
@@ -78,9 +82,11 @@ class Link:
         notify: Callable[[Link], None],
         guess_throttle: GuessThrottle | None = None,
     ) -> None:
-        self.self_id = self_id
+        self.self_id = identity.node_id
+        self._identity = identity
+        "Proves ``self_id`` in every handshake."
         self.peer = peer
-        self.is_offerer = self_id < peer
+        self.is_offerer = self.self_id < peer
         self._config = config
         self._connection_settings = config.connection_settings()
         self._engine = engine
@@ -495,7 +501,7 @@ class Link:
             return
         self._handshake = Handshake(
             channel=self._config.channel,
-            self_id=self.self_id,
+            identity=self._identity,
             peer_id=self.peer,
             passphrase=self._config.passphrase,
             local_fingerprint=local_fingerprint,
@@ -544,7 +550,7 @@ class Link:
         logger.info(
             "link %s: open, %s (frames up to %s bytes)",
             self.peer,
-            "peer authenticated" if self._config.passphrase else "open channel",
+            "peer's id and passphrase proven" if self._config.passphrase else "peer's id proven",
             self._max_frame_bytes,
         )
         self._last_received = self._loop.time()

@@ -8,8 +8,9 @@ SDP: the engine gathers every candidate before it creates a description, so ther
 no trickle ICE. The engine (``net/engines/``, aiortc unless another is given) makes
 the peer connections.
 
-With ``MeshConfig.passphrase`` set, a link opens only after the peer proved it
-knows the passphrase (``net/auth.py``); a failed handshake shows in the link's
+A link opens only after the peer proved with its identity key that it holds the id the
+link is for and, with ``MeshConfig.passphrase`` set, that it knows the passphrase
+(``net/auth.py``); a failed handshake shows in the link's
 :class:`LinkInfo` (``state`` FAILED, ``auth_error``, ``auth_error_kind``) and
 reaches ``on_link_change``.
 
@@ -17,8 +18,8 @@ Typical wiring: whatever listens to the signaling client forwards presence
 (``on_peers``) to :meth:`Mesh.set_peers` and relayed signals (``on_signal``) to
 :meth:`Mesh.handle_signal`, as the node does::
 
-    client = SignalingClient(url, channel, my_id, token, listener)
-    mesh = Mesh(my_id, client, MeshConfig(signaling_url=url), on_message)
+    client = SignalingClient(url, channel, identity, listener)
+    mesh = Mesh(identity, client, MeshConfig(signaling_url=url), on_message)
     await client.start()
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from raftchat.net.engines import Engine, default_engine
 from raftchat.net.guess_throttle import GuessThrottle
+from raftchat.net.identity import NodeIdentity
 from raftchat.net.link import Link
 from raftchat.net.link_info import LinkInfo
 from raftchat.net.link_signals import SIGNAL_OFFER, SignalSender, signal_problem
@@ -51,14 +53,15 @@ class Mesh:
 
     def __init__(
         self,
-        self_id: str,
+        identity: NodeIdentity,
         signaling: SignalSender,
         config: MeshConfig | None = None,
         on_message: Callable[[str, bytes], None] | None = None,
         on_link_change: Callable[[str, LinkInfo], None] | None = None,
         engine: Engine | None = None,
     ) -> None:
-        self.self_id = self_id
+        self.identity = identity
+        self.self_id = identity.node_id
         self.config = config or MeshConfig()
         self._signaling = signaling
         self._on_message = on_message
@@ -169,7 +172,7 @@ class Mesh:
 
     def _add_link(self, peer: str) -> Link:
         link = Link(
-            self.self_id,
+            self.identity,
             peer,
             self.config,
             self.engine,

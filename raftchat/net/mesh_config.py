@@ -70,8 +70,8 @@ class MeshConfig:
     "Largest SDP accepted in a signal."
 
     channel: str = ""
-    """Channel name, bound into the authentication handshake (keys never carry over
-    between channels). Required with a passphrase."""
+    """Channel name, bound into the handshake (identity proofs and passphrase keys never
+    carry over between channels). Required with a passphrase."""
     passphrase: str | None = field(default=None, repr=False)
     """Channel passphrase. With one, every link runs a SPAKE2 handshake bound to both
     DTLS certificates before any message crosses: only peers that know it can join,

@@ -281,6 +281,10 @@ class ProposalTracker:
         del self.pending[proposal.serial]
         self.serial = max(self.serial, last_applied_serial) + 1
         proposal.serial = self.serial
+        if self._sign is not None:  # a signature covers the serial
+            proposal.command = self._sign(proposal.command, proposal.serial)
+        proposal.prev_serial = self._prev_serial(proposal.serial)
+        proposal.data = encode_command(proposal.command, prev_serial=proposal.prev_serial)
         self.pending[proposal.serial] = proposal
         self._enqueue(proposal, now)
 

@@ -57,6 +57,7 @@ from raftchat.node.incarnation import IncarnationHello, begin_incarnation
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
 from raftchat.node.merge import MergeProgress, merge_items
 from raftchat.node.proposals import ProposalKind, ProposalTracker
+from raftchat.node.reidentify import settle_legacy_state
 from raftchat.node.ticker import LazyTicker
 from raftchat.node.witness_link import WitnessLink, witness_allowed
 from raftchat.raft import (
@@ -158,14 +159,9 @@ class Node:
         rng: random.Random | None = None,
         passphrase: str | None = None,
         startup_problems: Sequence[str] = (),
-        identity: chat.Signer | None = None,
     ) -> None:
         """``startup_problems``: what went wrong while opening (the damaged state that was
         set aside); every front end is told, even one that subscribes later."""
-        if identity is not None and identity.node_id != storage.node_id:
-            raise ValueError(f"identity {identity.node_id} is not node {storage.node_id}")
-        self._identity = identity
-        """This node's key pair: it signs every command the node proposes."""
         self.settings = settings
         self.tuning = tuning = tuning or RuntimeTuning()
         self._passphrase = passphrase
@@ -218,6 +214,7 @@ class Node:
         self._witness: WitnessLink | None = None
         """The way to the signaling server's witness (no mesh link goes there)."""
 
+        settle_legacy_state(storage, settings.history_window)  # a data dir from before keys
         persisted = storage.load()
         self.incarnation = begin_incarnation(storage)
         """This run of the node (:mod:`raftchat.node.incarnation`); its leave request
@@ -251,7 +248,7 @@ class Node:
             self._submit,
             tuning.max_unacknowledged_proposals,
             first_serial=max(self.chat.last_serial(self.node_id), time.time_ns() // 1000),
-            sign=self._sign if identity is not None else None,
+            sign=self._sign,
         )
 
     # --- ChatNode interface ---------------------------------------------------------
@@ -339,14 +336,10 @@ class Node:
         """Connect to the signaling server and the peers; begin ticking."""
         self._loop = asyncio.get_running_loop()
         self._signaling = SignalingClient(
-            self._server_url,
-            self.channel,
-            self.node_id,
-            self._storage.reconnect_token,
-            self,
+            self._server_url, self.channel, self._storage.identity, self
         )
         self._mesh = Mesh(
-            self.node_id,
+            self._storage.identity,
             self._signaling,
             MeshConfig(
                 ice_servers=tuple(self.settings.ice_servers),
@@ -806,9 +799,9 @@ class Node:
         return chat.ChatState.restore(snapshot.data, history_limit=window, channel=self.channel)
 
     def _sign(self, command: chat.Command, serial: int) -> chat.Command:
-        """This node's signature on its own command (every node checks it on apply)."""
-        assert self._identity is not None
-        return chat.sign_command(command, self._identity, self.channel, serial)
+        """This node's signature on its own command, with its identity key (every node
+        checks it on apply)."""
+        return chat.sign_command(command, self._storage.identity, self.channel, serial)
 
     def _maybe_compact(self) -> None:
         applied = self.chat.last_applied_index

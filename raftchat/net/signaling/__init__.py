@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from raftchat.net.signaling.client import (
     ClientConfig,
+    IdentityRefusedError,
     InvalidChannelError,
     PeerIdTakenError,
     ServerRejectedError,
@@ -23,7 +24,6 @@ from raftchat.net.signaling.protocol import (
     ErrorCode,
     ProtocolError,
     new_channel_name,
-    new_peer_id,
     new_token,
     normalize_channel,
 )
@@ -32,6 +32,7 @@ from raftchat.net.signaling.server import RunningServer, run_server, start_serve
 __all__ = [
     "ClientConfig",
     "ErrorCode",
+    "IdentityRefusedError",
     "InvalidChannelError",
     "PeerIdTakenError",
     "ProtocolError",
@@ -43,7 +44,6 @@ __all__ = [
     "SignalingError",
     "SignalingListener",
     "new_channel_name",
-    "new_peer_id",
     "new_token",
     "normalize_channel",
     "run_server",

@@ -1,6 +1,7 @@
 """Signaling client: keeps one peer present in a channel and relays its signals.
 
-It connects to the signaling server's WebSocket, says hello, tracks the set of other peers
+It connects to the signaling server's WebSocket, answers the server's challenge with a
+hello signed by the node's identity key (``net/identity.py``), tracks the set of other peers
 (and the roles they announce) and hands relayed payloads to a listener. When the server
 goes away it reconnects in the background with exponential backoff and jitter and then
 reports the fresh peer set. The role this node announces (``set_role``) goes into every
@@ -23,17 +24,19 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from raftchat.net.identity import NodeIdentity, signaling_hello_message
 from raftchat.net.signaling.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     ERROR_HEADER,
     KEEPALIVE_INTERVAL,
     ROLES,
     WS_PATH_TEMPLATE,
+    Challenge,
     ErrorCode,
     ErrorFrame,
     PeerJoined,
@@ -48,15 +51,15 @@ from raftchat.net.signaling.protocol import (
     encode_role,
     encode_signal_request,
     encode_witness_relay,
-    is_valid_peer_id,
     is_valid_role,
-    is_valid_token,
     normalize_channel,
     parse_server_frame,
     utf8_length,
 )
 
 logger = logging.getLogger(__name__)
+
+_Frame = TypeVar("_Frame", Challenge, Welcome)
 
 CONNECTING = "connecting"
 CONNECTED = "connected"
@@ -95,7 +98,15 @@ class InvalidChannelError(SignalingError, ValueError):
 
 
 class PeerIdTakenError(SignalingError):
-    """Another peer holds this id in the channel (or held it recently with another token)."""
+    """The id is reserved on this server (the witness's)."""
+
+
+class IdentityRefusedError(SignalingError):
+    """The server did not accept this node's proof of its id (``code`` says why)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ServerRejectedError(SignalingError):
@@ -194,8 +205,7 @@ class SignalingClient:
         self,
         server_url: str,
         channel: str,
-        peer_id: str,
-        token: str,
+        identity: NodeIdentity,
         listener: SignalingListener,
         config: ClientConfig | None = None,
     ) -> None:
@@ -203,14 +213,11 @@ class SignalingClient:
             self.channel = normalize_channel(channel)
         except ProtocolError as exc:
             raise InvalidChannelError(exc.message) from None
-        if not is_valid_peer_id(peer_id):
-            raise ValueError(f"invalid peer id {peer_id!r}: use 16-64 url-safe characters")
-        if not is_valid_token(token):
-            raise ValueError("invalid token: use 16-256 url-safe characters")
         self.server_url = server_url
         self.ws_url = websocket_url(server_url, self.channel)
-        self.peer_id = peer_id
-        self._token = token
+        self.peer_id = identity.node_id
+        self._identity = identity
+        "Signs every hello: the server admits this peer id only with its key's proof."
         self._listener = listener
         self.config = config or ClientConfig()
         self._rng = random.Random()
@@ -232,6 +239,8 @@ class SignalingClient:
         self._witness_task: asyncio.Task[None] | None = None
         self.witness: str | None = None
         """The id of the witness the server hosts, from the latest welcome (None: none)."""
+        self.token: str | None = None
+        """The latest welcome's token, for ``GET /channels/<channel>/peers``."""
         self.failed_reconnects = 0
         """Reconnect attempts that failed since start (for status displays and tests)."""
 
@@ -260,8 +269,8 @@ class SignalingClient:
     async def start(self) -> None:
         """Connect and join; then stay connected in the background.
 
-        Raises ServerUnreachableError, InvalidChannelError, PeerIdTakenError or
-        ServerRejectedError when the first connection cannot be made.
+        Raises ServerUnreachableError, InvalidChannelError, PeerIdTakenError,
+        IdentityRefusedError or ServerRejectedError when the first connection cannot be made.
         """
         if self._task is not None or self._closed:
             raise RuntimeError("SignalingClient.start() may be called once")
@@ -358,8 +367,10 @@ class SignalingClient:
     # ------------------------------------------------------------ connection
 
     async def _connect(self) -> None:
-        """One attempt: handshake, hello, welcome. Raises _ServerGone or SignalingError."""
+        """One attempt: handshake, challenge, hello, welcome. Raises _ServerGone or
+        SignalingError."""
         assert self._session is not None
+        waiting_for = "the WebSocket"
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 ws = await self._session.ws_connect(
@@ -370,8 +381,19 @@ class SignalingClient:
                 )
                 hello_role = self._role
                 try:
-                    await ws.send_str(encode_hello(self.peer_id, self._token, hello_role))
-                    welcome = await self._read_welcome(ws)
+                    waiting_for = "a challenge"
+                    challenge = await self._read_frame(ws, Challenge, waiting_for)
+                    message = signaling_hello_message(challenge.nonce, self.channel, self.peer_id)
+                    await ws.send_str(
+                        encode_hello(
+                            self.peer_id,
+                            self._identity.public_key,
+                            self._identity.sign(message),
+                            hello_role,
+                        )
+                    )
+                    waiting_for = "a welcome"
+                    welcome = await self._read_frame(ws, Welcome, waiting_for)
                 except BaseException:
                     await ws.close()
                     raise
@@ -386,10 +408,18 @@ class SignalingClient:
             raise _ServerGone(
                 f"{self.ws_url} is not a raftchat signaling endpoint (HTTP {exc.status})"
             ) from None
+        except TimeoutError:  # (an OSError too: caught first)
+            hint = (
+                " (a signaling server of an earlier raftchat sends none: both need a "
+                "compatible raftchat)"
+                if waiting_for == "a challenge"
+                else ""
+            )
+            raise _ServerGone(
+                f"no {waiting_for.removeprefix('a ')} within {self.config.connect_timeout} s" + hint
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise _ServerGone(str(exc) or type(exc).__name__) from None
-        except TimeoutError:
-            raise _ServerGone(f"no answer within {self.config.connect_timeout} s") from None
         self._ws = ws
         self._last_sent = asyncio.get_running_loop().time()
         self._keepalive_task = asyncio.create_task(
@@ -399,29 +429,38 @@ class SignalingClient:
         self._peers = welcome.peers - {self.peer_id}
         self._peer_roles = _present_roles(welcome.roles, self._peers)
         self.witness = welcome.witness
+        self.token = welcome.token
         self._set_state(CONNECTED)
         logger.info("joined channel %s with %d other peers", self.channel, len(self._peers))
         self._notify("on_peers", self._peers)
         self._announce_role()  # set_role may have changed it while we waited for welcome
 
-    async def _read_welcome(self, ws: aiohttp.ClientWebSocketResponse) -> Welcome:
+    async def _read_frame(
+        self, ws: aiohttp.ClientWebSocketResponse, kind: type[_Frame], what: str
+    ) -> _Frame:
         msg = await ws.receive()
         if msg.type != aiohttp.WSMsgType.TEXT:
-            raise _ServerGone(f"server closed the connection before welcoming us ({msg.type.name})")
+            raise _ServerGone(
+                f"server closed the connection before sending {what} ({msg.type.name})"
+            )
         try:
             frame = parse_server_frame(msg.data)
         except ProtocolError as exc:
             raise _ServerGone(f"bad frame from server: {exc.message}") from None
-        if isinstance(frame, Welcome):
+        if isinstance(frame, kind):
             return frame
         if isinstance(frame, ErrorFrame):
             raise self._error_from_frame(frame)
-        raise _ServerGone(f"expected a welcome from the server, got {type(frame).__name__}")
+        raise _ServerGone(f"expected {what} from the server, got {type(frame).__name__}")
 
     def _error_from_frame(self, frame: ErrorFrame) -> Exception:
         detail = f"{frame.message} (server {self.server_url}, channel {self.channel!r})"
         if frame.code == ErrorCode.ID_TAKEN:
             return PeerIdTakenError(f"peer id {self.peer_id} is taken: {detail}")
+        if frame.code in (ErrorCode.ID_NOT_OF_KEY, ErrorCode.BAD_SIGNATURE):
+            return IdentityRefusedError(
+                frame.code, f"the signaling server refused our proof of id {self.peer_id}: {detail}"
+            )
         if frame.code == ErrorCode.INVALID_CHANNEL:
             return InvalidChannelError(detail)
         if frame.code in (ErrorCode.SHUTTING_DOWN, ErrorCode.HELLO_TIMEOUT):
@@ -463,7 +502,7 @@ class SignalingClient:
             except (_ServerGone, ServerRejectedError) as exc:  # full now, maybe not later
                 self.failed_reconnects += 1
                 logger.info("reconnect attempt %d failed: %s", attempt, exc)
-            except SignalingError as exc:  # id taken, invalid channel: retrying cannot help
+            except SignalingError as exc:  # id refused, invalid channel: retrying cannot help
                 return exc
         return None
 

@@ -93,10 +93,6 @@ class ServerConfig:
     """Bytes queued for all peers together; beyond, the peer with the longest queue is
     closed with ``slow_consumer``."""
 
-    remembered_peer_ttl: float = 600.0
-    """Seconds a departed peer's id stays bound to its token (id_taken for others)."""
-    max_remembered_peers: int = 100_000
-    """Bound on remembered ids over all channels; the oldest are forgotten first."""
     max_tracked_addresses: int = 65_536
     """Bound on the addresses whose join rate is remembered after they leave; the
     longest-idle are forgotten first."""

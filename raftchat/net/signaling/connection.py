@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 
 from aiohttp import WSCloseCode, web
 
+from raftchat.net.identity import NONCE_BYTES
 from raftchat.net.rate_limit import TokenBucket
 from raftchat.net.signaling.addresses import AddressUsage
 from raftchat.net.signaling.config import ServerConfig
@@ -85,7 +87,10 @@ class Connection:
         self.budget = budget or QueueBudget(config.max_queued_bytes_total)
         self.peer_id: str | None = None
         self.channel: str | None = None
+        self.nonce = os.urandom(NONCE_BYTES)
+        "This WebSocket's challenge: the hello must sign it (no other socket's will do)."
         self.token_hash = b""
+        "Of the token the welcome gave this peer for its HTTP requests."
         self.role: str | None = None
         """The role this peer announced, if any (a hint passed on to the others)."""
         self.rate = TokenBucket(config.messages_per_second, config.burst_messages, now)

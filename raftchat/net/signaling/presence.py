@@ -1,13 +1,14 @@
-"""Who is where on the signaling server: channels, their peers, remembered ids, and the
-per-address limits on joining. Pure bookkeeping, no I/O."""
+"""Who is where on the signaling server: channels, their peers, the proof of each peer's
+id, and the per-address limits on joining. Pure bookkeeping, no I/O."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 
+from raftchat.net.identity import is_id_of, signaling_hello_message, verify
 from raftchat.net.signaling.addresses import Addresses, AddressUsage
 from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.connection import Connection
@@ -45,8 +46,28 @@ class Channel:
                 del self.per_address[conn.usage.key]
 
 
+def identity_problem(conn: Connection, channel: str, hello: Hello) -> ProtocolError | None:
+    """Why ``hello`` does not prove its id on ``conn``, or None if it does: the id must be
+    the one derived from the hello's public key, and the signature must verify over this
+    connection's challenge (``net/identity.py``)."""
+    if not is_id_of(hello.peer_id, hello.public_key):
+        return ProtocolError(
+            ErrorCode.ID_NOT_OF_KEY,
+            f"peer id {hello.peer_id!r} is not the id of the public key in the hello (a peer "
+            "id is derived from its key); only the holder of that key may use that id",
+        )
+    message = signaling_hello_message(conn.nonce, channel, hello.peer_id)
+    if not verify(hello.public_key, message, hello.signature):
+        return ProtocolError(
+            ErrorCode.BAD_SIGNATURE,
+            "the hello's signature does not verify: it must sign this connection's challenge "
+            "with the key of the peer id",
+        )
+    return None
+
+
 class SignalingState:
-    """Channels, connected peers and remembered ids."""
+    """Channels and connected peers."""
 
     def __init__(self, config: ServerConfig, clock: Clock, addresses: Addresses) -> None:
         self.config = config
@@ -54,8 +75,6 @@ class SignalingState:
         self.addresses = addresses
         self.channels: dict[str, Channel] = {}
         self.connections: set[Connection] = set()
-        # (channel, peer id) -> (token hash, expiry); ordered by expiry.
-        self._remembered: OrderedDict[tuple[str, str], tuple[bytes, float]] = OrderedDict()
 
     def peer_count(self) -> int:
         return sum(len(channel) for channel in self.channels.values())
@@ -64,28 +83,15 @@ class SignalingState:
         found = self.channels.get(channel)
         return found.peers if found is not None else {}
 
-    def _expire_remembered(self) -> None:
-        now = self.clock()
-        while self._remembered:
-            key, (_, expiry) = next(iter(self._remembered.items()))
-            if expiry > now:
-                break
-            del self._remembered[key]
-
-    def remember(self, channel: str, peer_id: str, token_hash: bytes) -> None:
-        key = (channel, peer_id)
-        self._remembered.pop(key, None)
-        self._remembered[key] = (token_hash, self.clock() + self.config.remembered_peer_ttl)
-        while len(self._remembered) > self.config.max_remembered_peers:
-            self._remembered.popitem(last=False)
-
     def is_member(self, channel: str, peer_id: str, token: str) -> bool:
-        """Whether ``peer_id`` is connected to ``channel`` with this token."""
+        """Whether ``peer_id`` is connected to ``channel`` on the connection given ``token``."""
         conn = self.peers_of(channel).get(peer_id)
         return conn is not None and hmac.compare_digest(conn.token_hash, hash_token(token))
 
-    def join(self, conn: Connection, channel: str, hello: Hello) -> Connection | None:
-        """Admit ``conn`` as ``hello.peer_id``; return the connection it replaces, if any.
+    def join(self, conn: Connection, channel: str, hello: Hello, token: str) -> Connection | None:
+        """Admit ``conn`` as ``hello.peer_id`` if the hello proves that id; return the
+        connection it replaces (the same peer's older socket), if any. ``token`` is the
+        connection's secret for HTTP requests (only its hash is kept).
 
         Raises ProtocolError with a fatal code when the peer cannot join.
         """
@@ -97,18 +103,12 @@ class SignalingState:
                 f"more than {self.config.joins_per_minute_per_address:g} joins per minute "
                 "from your address; wait a little and try again",
             )
-        self._expire_remembered()
-        token_hash = hash_token(hello.token)
+        # After the rate limit: a verification costs the server more than a refusal.
+        problem = identity_problem(conn, channel, hello)
+        if problem is not None:
+            raise problem
         found = self.channels.get(channel)
         current = found.peers.get(hello.peer_id) if found else None
-        remembered = self._remembered.get((channel, hello.peer_id))
-        known_hash = current.token_hash if current else (remembered[0] if remembered else None)
-        if known_hash is not None and not hmac.compare_digest(known_hash, token_hash):
-            raise ProtocolError(
-                ErrorCode.ID_TAKEN,
-                f"peer id {hello.peer_id!r} is in use in channel {channel!r} by another peer; "
-                "pick a new random id",
-            )
         if found is None:
             if len(self.channels) >= self.config.max_channels:
                 raise ProtocolError(
@@ -139,10 +139,9 @@ class SignalingState:
                     f"your address has {limit} peers in channel {channel!r}, the maximum "
                     "per address",
                 )
-        self._remembered.pop((channel, hello.peer_id), None)
         if current is not None:
             found.remove(current)
-        conn.peer_id, conn.channel, conn.token_hash = hello.peer_id, channel, token_hash
+        conn.peer_id, conn.channel, conn.token_hash = hello.peer_id, channel, hash_token(token)
         found.add(conn)
         return current
 
@@ -160,5 +159,4 @@ class SignalingState:
             if opener is not None:
                 opener.channels -= 1
                 self.addresses.release(opener, self.clock())
-        self.remember(conn.channel, conn.peer_id, conn.token_hash)
         return True

@@ -2,9 +2,14 @@
 
 Every frame is one WebSocket *text* message holding a JSON object with a ``type`` field.
 
+Server to client, first, on every new WebSocket::
+
+    {"type": "challenge", "nonce": HEX}                       16 random bytes (32 hex digits),
+                                                              new for every WebSocket
+
 Client to server::
 
-    {"type": "hello",  "peer_id": ID, "token": SECRET, "role": ROLE}
+    {"type": "hello", "peer_id": ID, "public_key": HEX, "signature": HEX, "role": ROLE}
                                                               first frame, exactly once;
                                                               "role" is optional
     {"type": "role", "role": ROLE}                            change the role, after hello
@@ -16,9 +21,11 @@ Client to server::
 Server to client::
 
     {"type": "welcome", "channel": NAME, "peer_id": ID, "peers": [ID, ...],
-     "roles": {ID: ROLE, ...}, "witness": ID}                 the other peers (and the roles
+     "roles": {ID: ROLE, ...}, "witness": ID, "token": TOKEN}
+                                                              the other peers (and the roles
                                                               of those that announced one);
-                                                              "witness" only if it hosts one
+                                                              "witness" only if it hosts one;
+                                                              "token" for GET .../peers
     {"type": "peer_joined", "peer_id": ID, "role": ROLE}      "role" only if its hello had one
     {"type": "peer_role", "peer_id": ID, "role": ROLE}        a peer's role was set or changed
     {"type": "peer_left", "peer_id": ID}
@@ -27,6 +34,18 @@ Server to client::
      "messages": [BASE64, ...]}                               the witness's answers
     {"type": "error", "code": CODE, "message": TEXT, "fatal": BOOL}
 
+Ids are proven, not claimed. A peer id is derived from an Ed25519 public key
+(``net/identity.py``: the first 32 hex digits of a domain-separated SHA-256 of the key). A
+hello carries the key (64 hex digits) and the signature (128 hex digits) of
+``identity.signaling_hello_message(nonce, channel, peer_id)``, over the nonce of *this*
+WebSocket's challenge. The server refuses, with a fatal error, a hello whose id is not the
+key's (``id_not_of_key``) or whose signature does not verify (``bad_signature``: e.g. one
+signed for another connection's challenge, so a recorded hello cannot be replayed). A valid
+hello for an id whose socket is still open replaces that socket (``replaced``): only the
+key's holder can say it, so nobody can take another peer's id, present or gone. The
+welcome's ``token`` (random, per connection) lets that peer list the channel's peers over
+HTTP (``Authorization: Bearer PEER_ID:TOKEN``).
+
 A server may host a *witness* for the channels (see ``raftchat.witness``): a tie-breaking
 Raft vote that keeps only the (index, term) of entries. Its id is in every welcome; a
 peer's ``witness`` frames carry Raft messages (each one base64 of the Raft codec's bytes)
@@ -34,7 +53,7 @@ for the witness of its cluster (``cluster``: 32 hex digits, and when it was foun
 the witness answers the same way. The server stamps the sender: the witness takes a
 message only if its ``sender`` is the peer whose socket it came in on. A server without a
 witness answers ``witness_unavailable``. The witness's id is reserved: no peer may say
-hello with it.
+hello with it (``id_taken``; a derived id cannot be one anyway).
 
 A fatal error is followed by the server closing the socket. Unknown extra fields in a frame
 are ignored (so newer clients can add some); a ``from`` field sent by a client is ignored.
@@ -61,7 +80,8 @@ client sending an unknown role gets ``bad_field``; a client reading one from the
 drops just that hint (an old server sends no ``roles`` at all, which is fine too).
 
 Channel names are case-insensitive: they are normalized to lower case and then must match
-``CHANNEL_NAME_PATTERN``. Peer ids and tokens are case-sensitive url-safe strings.
+``CHANNEL_NAME_PATTERN``. Peer ids and tokens are case-sensitive url-safe strings; keys,
+signatures and nonces are lower-case hex.
 
 This module does no I/O: it only parses, validates and builds frames.
 """
@@ -78,8 +98,12 @@ from enum import StrEnum
 from typing import Any
 
 from raftchat.limits import CHANNEL_NAME_PATTERN, CHANNEL_NAME_RULE, PEER_ID_PATTERN
+from raftchat.net.identity import NONCE_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,256}")
+PUBLIC_KEY_PATTERN = re.compile(f"[0-9a-f]{{{2 * PUBLIC_KEY_BYTES}}}")
+SIGNATURE_PATTERN = re.compile(f"[0-9a-f]{{{2 * SIGNATURE_BYTES}}}")
+NONCE_PATTERN = re.compile(f"[0-9a-f]{{{2 * NONCE_BYTES}}}")
 CLUSTER_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_WITNESS_MESSAGES = 256
 """Raft messages in one ``witness`` frame, at most (the frame size limit applies too)."""
@@ -100,6 +124,7 @@ WS_PATH_TEMPLATE = "/channels/{channel}/ws"
 
 
 class FrameType(StrEnum):
+    CHALLENGE = "challenge"
     HELLO = "hello"
     ROLE = "role"
     SIGNAL = "signal"
@@ -127,7 +152,9 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"  # frame dropped; slow down
     FLOODING = "flooding"  # rate limited too often: closed
     INVALID_CHANNEL = "invalid_channel"
-    ID_TAKEN = "id_taken"
+    ID_TAKEN = "id_taken"  # the witness's id: reserved
+    ID_NOT_OF_KEY = "id_not_of_key"  # the hello's id is not derived from its public key
+    BAD_SIGNATURE = "bad_signature"  # the hello's signature fails over this socket's nonce
     CHANNEL_FULL = "channel_full"
     TOO_MANY_PEERS_FROM_ADDRESS = "too_many_peers_from_address"  # in this channel
     TOO_MANY_CHANNELS = "too_many_channels"
@@ -148,6 +175,8 @@ FATAL_ERROR_CODES = frozenset(
         ErrorCode.FLOODING,
         ErrorCode.INVALID_CHANNEL,
         ErrorCode.ID_TAKEN,
+        ErrorCode.ID_NOT_OF_KEY,
+        ErrorCode.BAD_SIGNATURE,
         ErrorCode.CHANNEL_FULL,
         ErrorCode.TOO_MANY_PEERS_FROM_ADDRESS,
         ErrorCode.TOO_MANY_CHANNELS,
@@ -200,13 +229,8 @@ def is_valid_role(role: object) -> bool:
     return isinstance(role, str) and role in ROLES
 
 
-def new_peer_id() -> str:
-    """A random, unguessable peer id (22 url-safe characters)."""
-    return secrets.token_urlsafe(16)
-
-
 def new_token() -> str:
-    """A random secret proving a reconnecting peer is the same one (43 url-safe characters)."""
+    """A random secret for one connection's HTTP requests (43 url-safe characters)."""
     return secrets.token_urlsafe(32)
 
 
@@ -219,9 +243,19 @@ def new_channel_name() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Challenge:
+    """The server's nonce for this WebSocket: the client's hello signs it."""
+
+    nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Hello:
     peer_id: str
-    token: str
+    public_key: bytes
+    """The raw Ed25519 public key whose derived id ``peer_id`` must be."""
+    signature: bytes
+    """Over ``identity.signaling_hello_message(nonce, channel, peer_id)``."""
     role: str | None = None
 
 
@@ -264,6 +298,8 @@ class Welcome:
     """Announced roles by peer id; entries that are not valid hints are left out."""
     witness: str | None = None
     """The id of the witness this server hosts (None: it hosts none)."""
+    token: str | None = None
+    """This connection's token for ``GET /channels/<channel>/peers``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +335,16 @@ class ErrorFrame:
 
 
 ClientFrame = Hello | RoleUpdate | SignalRequest | Keepalive | WitnessRelay
-ServerFrame = Welcome | PeerJoined | PeerRole | PeerLeft | RelayedSignal | ErrorFrame | WitnessRelay
+ServerFrame = (
+    Challenge
+    | Welcome
+    | PeerJoined
+    | PeerRole
+    | PeerLeft
+    | RelayedSignal
+    | ErrorFrame
+    | WitnessRelay
+)
 
 
 def _reject_constant(name: str) -> Any:
@@ -334,6 +379,16 @@ def _peer_id_field(obj: dict[str, Any], field: str) -> str:
             f"field {field!r} must be a peer id of 16-64 characters A-Z, a-z, 0-9, '_' or '-'",
         )
     return value
+
+
+def _hex_field(obj: dict[str, Any], field: str, pattern: re.Pattern[str]) -> bytes:
+    value = obj.get(field)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        digits = pattern.pattern.rpartition("{")[2].rstrip("}")
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD, f"field {field!r} must be {digits} lower-case hex digits"
+        )
+    return bytes.fromhex(value)
 
 
 def _role_field(obj: dict[str, Any]) -> str:
@@ -393,14 +448,12 @@ def parse_client_frame(text: str) -> ClientFrame:
     obj = decode_object(text)
     frame_type = _frame_type(obj)
     if frame_type == FrameType.HELLO:
-        peer_id = _peer_id_field(obj, "peer_id")
-        token = obj.get("token")
-        if not is_valid_token(token):
-            raise ProtocolError(
-                ErrorCode.BAD_FIELD,
-                "field 'token' must be 16-256 characters A-Z, a-z, 0-9, '_' or '-'",
-            )
-        return Hello(peer_id, token, _role_field(obj) if "role" in obj else None)
+        return Hello(
+            _peer_id_field(obj, "peer_id"),
+            _hex_field(obj, "public_key", PUBLIC_KEY_PATTERN),
+            _hex_field(obj, "signature", SIGNATURE_PATTERN),
+            _role_field(obj) if "role" in obj else None,
+        )
     if frame_type == FrameType.ROLE:
         return RoleUpdate(_role_field(obj))
     if frame_type == FrameType.SIGNAL:
@@ -416,6 +469,8 @@ def parse_server_frame(text: str) -> ServerFrame:
     """Validate a frame sent by the server (client side)."""
     obj = decode_object(text)
     frame_type = _frame_type(obj)
+    if frame_type == FrameType.CHALLENGE:
+        return Challenge(_hex_field(obj, "nonce", NONCE_PATTERN))
     if frame_type == FrameType.WELCOME:
         channel = obj.get("channel")
         peers = obj.get("peers")
@@ -425,12 +480,14 @@ def parse_server_frame(text: str) -> ServerFrame:
             raise ProtocolError(ErrorCode.BAD_FIELD, "welcome 'peers' must be peer ids")
         peer_id = _peer_id_field(obj, "peer_id")
         witness = obj.get("witness")
+        token = obj.get("token")
         return Welcome(
             channel,
             peer_id,
             frozenset(peers),
             _role_hints(obj.get("roles")),
             witness if is_valid_peer_id(witness) and witness not in peers else None,
+            token if is_valid_token(token) else None,
         )
     if frame_type == FrameType.PEER_JOINED:
         role = obj.get("role")
@@ -457,8 +514,17 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
-def encode_hello(peer_id: str, token: str, role: str | None = None) -> str:
-    frame = {"type": FrameType.HELLO, "peer_id": peer_id, "token": token}
+def encode_challenge(nonce: bytes) -> str:
+    return _dump({"type": FrameType.CHALLENGE, "nonce": nonce.hex()})
+
+
+def encode_hello(peer_id: str, public_key: bytes, signature: bytes, role: str | None = None) -> str:
+    frame = {
+        "type": FrameType.HELLO,
+        "peer_id": peer_id,
+        "public_key": public_key.hex(),
+        "signature": signature.hex(),
+    }
     if role is not None:
         frame["role"] = role
     return _dump(frame)
@@ -482,6 +548,7 @@ def encode_welcome(
     peers: list[str],
     roles: dict[str, str] | None = None,
     witness: str | None = None,
+    token: str | None = None,
 ) -> str:
     frame: dict[str, Any] = {
         "type": FrameType.WELCOME,
@@ -492,6 +559,8 @@ def encode_welcome(
     }
     if witness is not None:
         frame["witness"] = witness
+    if token is not None:
+        frame["token"] = token
     return _dump(frame)
 
 

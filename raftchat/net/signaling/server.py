@@ -1,11 +1,14 @@
 """The signaling server: introduces peers of a channel and relays their offers/answers.
 
 One WebSocket per peer per channel at ``/channels/{channel}/ws`` (frames in
-``protocol``), plus a few HTTP endpoints:
+``protocol``): the server opens it with a challenge, and admits a peer only with a hello
+that proves its id with the id's key (``net/identity.py``), so nobody can hold another
+peer's id. A few HTTP endpoints:
 
 - ``GET /channels/{channel}/peers`` -> JSON list of the peer ids connected to the channel,
-  only for a peer of that channel: ``Authorization: Bearer PEER_ID:TOKEN`` (its hello's id
-  and token); anyone else gets 403, whether the channel exists or not
+  only for a peer of that channel: ``Authorization: Bearer PEER_ID:TOKEN`` (its id and the
+  token its welcome gave its present connection); anyone else gets 403, whether the
+  channel exists or not
 - ``POST /channels`` -> ``{"channel": NAME}``, a new random channel name
 - ``GET /healthz`` -> ``{"ok": true, "channels": N, "peers": N, "connections": N,
   "sockets": N}`` (connections: WebSockets; sockets: every open TCP connection)
@@ -51,6 +54,7 @@ from raftchat.net.signaling.protocol import (
     RoleUpdate,
     SignalRequest,
     WitnessRelay,
+    encode_challenge,
     encode_peer_joined,
     encode_peer_left,
     encode_peer_role,
@@ -60,6 +64,7 @@ from raftchat.net.signaling.protocol import (
     is_valid_peer_id,
     is_valid_token,
     new_channel_name,
+    new_token,
     normalize_channel,
     parse_client_frame,
     utf8_length,
@@ -96,6 +101,8 @@ class WitnessService(Protocol):
 _JOIN_REFUSALS = frozenset(
     {
         ErrorCode.ID_TAKEN,
+        ErrorCode.ID_NOT_OF_KEY,
+        ErrorCode.BAD_SIGNATURE,
         ErrorCode.CHANNEL_FULL,
         ErrorCode.TOO_MANY_PEERS_FROM_ADDRESS,
         ErrorCode.TOO_MANY_CHANNELS,
@@ -178,7 +185,8 @@ class SignalingServer:
                 {
                     "error": "forbidden",
                     "message": "only a peer of the channel may list it: send "
-                    "'Authorization: Bearer PEER_ID:TOKEN' with your hello's id and token",
+                    "'Authorization: Bearer PEER_ID:TOKEN' with your id and the token of "
+                    "your welcome",
                 },
                 status=403,
             )
@@ -267,6 +275,7 @@ class SignalingServer:
             conn.fail(exc.code, exc.message)
             return
         conn.channel = channel
+        conn.send(encode_challenge(conn.nonce))
         while not conn.closing:
             msg = await conn.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
@@ -345,17 +354,21 @@ class SignalingServer:
     def _admit(self, conn: Connection, channel: str, hello: Hello) -> None:
         if self.witness is not None and hello.peer_id == self.witness.witness_id:
             raise ProtocolError(ErrorCode.ID_TAKEN, "that peer id is the witness's")
-        replaced = self.state.join(conn, channel, hello)
+        token = new_token()
+        replaced = self.state.join(conn, channel, hello, token)
         self.metrics.inc("joins_total")
         conn.joined()
         peers = self.state.peers_of(channel)
         others = sorted(peer for peer in peers if peer != hello.peer_id)
         roles = {peer: peers[peer].role for peer in others if peers[peer].role is not None}
         witness = self.witness.witness_id if self.witness is not None else None
-        conn.send(encode_welcome(channel, hello.peer_id, others, roles, witness))
+        conn.send(encode_welcome(channel, hello.peer_id, others, roles, witness, token))
         if replaced is not None:
             logger.info("peer reconnected, replacing its old socket: %s", conn.describe())
-            replaced.fail(ErrorCode.REPLACED, "this peer connected again on another socket")
+            replaced.fail(
+                ErrorCode.REPLACED,
+                "this peer connected again on another socket (with its identity key)",
+            )
             # The others were told the old socket's role: keep it unless the hello has one.
             conn.role = replaced.role
             if hello.role is not None:
