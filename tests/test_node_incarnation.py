@@ -95,7 +95,9 @@ def test_the_leave_request_names_this_run_and_only_this_runs_request_counts(node
     assert not node._leave_committed.is_set()
     node._propose_command(chat.Leave(node.incarnation), "leave")
     (proposal,) = node.proposals.pending.values()
-    assert chat.decode_command(proposal.data)[0] == chat.Leave(node.incarnation)
+    leave = chat.decode_command(proposal.data)[0]
+    assert isinstance(leave, chat.Leave) and leave.incarnation == node.incarnation
+    assert leave.signature is not None  # signed: nobody else can ask for its removal
     node._apply(Entry(2, 1, EntryKind.NORMAL, proposal.data, own, proposal.serial))
     assert node._leave_committed.is_set()
     assert node.membership.leave_requests[own] == node.incarnation

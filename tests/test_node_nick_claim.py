@@ -88,7 +88,7 @@ def test_a_node_added_to_the_channel_proposes_its_nick(node: Node) -> None:
 
 def test_a_node_whose_nick_the_channel_knows_proposes_nothing(node: Node) -> None:
     """E.g. it was a member before and was added again: its nick is in the chat state."""
-    data = chat.encode_command(chat.NickChange("ada"))
+    data = chat.encode_command(node._sign(chat.NickChange("ada"), 1))
     replicate(node, Entry(1, 1, EntryKind.NORMAL, data, node.node_id, 1))
     added(node, index=2)
     node._propose_nick_if_unknown()

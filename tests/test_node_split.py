@@ -71,7 +71,8 @@ def prepare_rival_clusters(root: Path, names: list[str], messages: int) -> dict[
         entries = [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))]
         for k in range(messages):
             command = chat.ChatMessage(name, f"{name}-{k}", 1_700_000_000_000 + k)
-            data = chat.encode_command(command)
+            signed = chat.sign_command(command, store.identity, CHANNEL, k + 1)
+            data = chat.encode_command(signed)
             entries.append(Entry(2 + k, 1, EntryKind.NORMAL, data, ids[name], k + 1))
         store.save(HardState(1, ids[name], len(entries)), entries)
         store.close()
