@@ -28,6 +28,7 @@ from raftchat.raft import (
     Entry,
     EntryKind,
     ForwardProposal,
+    InstallSnapshot,
     codec,
     encode_configuration,
 )
@@ -337,6 +338,40 @@ def test_a_node_stopped_mid_merge_finishes_after_a_restart(storage: Storage) -> 
         assert [m.id for m in restarted.chat.history()] == ids
     finally:
         restarted_storage.close()
+
+
+def test_a_snapshot_of_the_queued_messages_ends_the_merge(storage: Storage) -> None:
+    """Another member of the old cluster merged the queued messages, and the node learns
+    so from a snapshot after its own proposals were lost: they leave its queue, and its
+    merge ends (it had waited for them to be applied, which a snapshot never shows)."""
+    node = make_node(storage)
+    founded_with_history(node, ["c0", "c1"])
+    introduce(node, "old", cluster=OLD)
+    leader = Leader(node)
+    leader.add(node.node_id)
+    node._advance_merge(0.0)
+    drain(node)
+    assert len(node.mesh.forwarded()) == 2  # type: ignore[union-attr]
+    node.mesh.sent.clear()  # type: ignore[union-attr]  # lost
+    pending = storage.pending_merge()
+    assert pending is not None
+    configuration = Configuration(frozenset({"old"}), frozenset({node.node_id}), OLD)
+    state = ChatState(channel=node.channel)
+    state.apply(Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration)))
+    for serial, item in enumerate(pending.items, 1):
+        state.apply(Entry(1 + serial, 1, EntryKind.NORMAL, item.data, "other", serial))
+    snapshot = InstallSnapshot("old", 1, 3, 1, configuration, 0, state.snapshot(), True)
+    node._on_frame("old", codec.encode(snapshot))
+    drain(node)
+    assert [m.id for m in node.chat.history()] == [item.message_id for item in pending.items]
+    leader.index = 3
+    node._advance_merge(0.0)
+    drain(node)
+    assert storage.pending_merge().items == []  # type: ignore[union-attr]
+    # The MergeDone, then (it follows the lost proposals) those and the MergeDone again.
+    assert leader.commit_forwarded() == 1
+    assert leader.commit_forwarded() == 3
+    assert storage.pending_merge() is None and node._merge is None
 
 
 def test_a_retry_of_a_message_merged_meanwhile_is_dropped() -> None:

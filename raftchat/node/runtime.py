@@ -762,6 +762,11 @@ class Node:
         )
         self._publish(NoticeEvent("info", "caught up from a snapshot", time.time()))
         self._nick_due = True
+        if self._merge is not None:
+            # What the snapshot covers never passes through _merge_applied (queued messages
+            # the channel has now, this node's MergeDone): go over the queue again, as
+            # after a restart.
+            self._merge.proposed = self._merge.done_proposed = False
         # Only what front ends have not seen: a member that fell behind keeps a view
         # whose indices only grow (history() has the rest).
         for message in self.chat.history():
