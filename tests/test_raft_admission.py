@@ -125,3 +125,17 @@ def test_a_stranded_member_takes_a_leader_its_stale_configuration_does_not_know(
     core.step(huge_append("d", term=9))
     assert core.leader == "d" and core.term == 9
     assert core.log.term(1) == 1, "nothing at or below the commit index was rewritten"
+
+
+def test_a_former_leader_that_says_it_does_not_lead_is_forgotten() -> None:
+    """Else proposals bounce between a follower and its former leader at link speed."""
+    from raftchat.raft import ProposalResult, RequestStatus
+    from raftchat.raft.reasons import Reason
+
+    core = follower_of(leader="a")
+    assert core.propose(b"x", "b", 1).status is RequestStatus.FORWARDED
+    drain(core)
+    core.step(ProposalResult("a", 3, "b", 1, error=Reason.NO_LEADER))
+    drain(core)
+    assert core.leader == ""
+    assert core.propose(b"x", "b", 2).status is RequestStatus.REJECTED  # waits for a leader

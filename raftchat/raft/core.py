@@ -1189,6 +1189,15 @@ class RaftCore:
             return
         if m.error or m.index <= 0:
             error = m.error or Reason.NOT_LEADER
+            if (
+                error in (Reason.NOT_LEADER, Reason.NO_LEADER)
+                and m.sender == self.leader
+                and m.term >= self.term
+                and self.role is not Role.LEADER
+            ):
+                # The node taken for the leader says it is not: forget it, so proposals
+                # wait for a leader instead of bouncing off it at the speed of the link.
+                self._set_leader(NO_NODE)
             outcome = ProposalOutcome(m.client_id, m.serial, error=error, leader=m.leader)
             self._outcomes.append(outcome)
             return
