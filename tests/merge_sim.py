@@ -125,14 +125,13 @@ class MergeSimSettings:
 
 
 KNOWN_BUGS = {
-    "resent-after-leaving": (
-        "A node's own proposals still pending when it begins a merge (chat messages, or the "
-        "queued messages of an earlier merge it was proposing) stay in its proposal tracker "
-        "and go to the new cluster as soon as it knows a leader there, ahead of its new "
-        "merge queue (proposed only once it is a caught-up member). One that the old "
-        "cluster committed without the node having applied it (so it is not in the queue), "
-        "or that was still in an earlier queue, lands before messages committed ahead of it "
-        "in its cluster: that cluster's order is broken in the channel's history."
+    "committed-after-leaving": (
+        "A node that must leave its cluster to merge waits up to merge_settle_s for its own "
+        "messages that the cluster took to be applied; then it leaves anyway and puts those "
+        "at the end of its merge queue. When the cluster commits such a message after "
+        "messages the node never applied (its leader was cut off from it all that time, or "
+        "it was far behind), and the node's queue reaches the survivor before the queue of "
+        "a member that has those, that cluster's order is broken in the channel's history."
     ),
     "rejoins-left-cluster": (
         "A node that began a merge belongs to no cluster and joins the one that would "
@@ -611,7 +610,8 @@ class SimNode:
     cluster: ClusterIdentity | None = None
     """Its cluster when last checked."""
     carried: set[int] = field(default_factory=set)
-    """Serials of its own proposals still pending when it began a merge."""
+    """Serials of its own messages that it put in its merge queue, when it began a merge,
+    though its cluster had taken them and might still commit them."""
     notified: tuple[frozenset[str], tuple[tuple[str, str], ...]] | None = None
     """The presence and roles last given to ``on_peers``."""
 
@@ -916,7 +916,11 @@ class MergeSimulation:
         source = storage.merge.source
         self.merges += 1
         sim_node.left.append(source)
-        sim_node.carried.update(node.proposals.pending)
+        sim_node.carried.update(
+            serial
+            for serial, proposal in node.proposals.handed_over.items()
+            if proposal.reached_cluster
+        )
         self._trace("merge", sim_node.node_id, short(source), len(storage.merge.items))
         if node.core.log.last_index or node.core.term or node.chat.history():
             raise Violation(f"{sim_node.node_id} began a merge and still holds its Raft state")
@@ -1327,19 +1331,18 @@ class MergeSimulation:
                     f"order of cluster {short(cluster)} broken: {before} was committed "
                     f"before {after} there, and comes after it in the channel's history"
                 )
-                # Committed somewhere (in the survivor, or in a cluster that merged into
-                # it) by a proposal made before its proposer left a cluster, and sent again
-                # in the new one.
-                if all(self._resent_after_leaving(a) for _, a in inversions):
-                    raise KnownBug("resent-after-leaving", text)
+                # Committed here from a proposal whose proposer left the cluster without
+                # learning its fate, and merged it from the end of its queue.
+                if all(self._committed_after_leaving(a) for _, a in inversions):
+                    raise KnownBug("committed-after-leaving", text)
                 raise Violation(text)
         lost = sorted(set(self.acked) - set(position))
         if lost:
             raise Violation(f"acknowledged messages lost: {lost[:3]}")
 
-    def _resent_after_leaving(self, message_id: str) -> bool:
-        """Whether some cluster took the message from a proposal that its proposer had made
-        before it began a merge."""
+    def _committed_after_leaving(self, message_id: str) -> bool:
+        """Whether some cluster took the message from a proposal that its proposer carried
+        into its merge queue, unsettled, when it left."""
         for checks in self.checks.values():
             index = checks.message_index.get(message_id)
             if index is not None and index in checks.proposals:

@@ -22,7 +22,7 @@ SEEDS = int(os.environ.get("RAFTCHAT_MERGE_SIM_SEEDS", "100"))
 FIRST_SEED = int(os.environ.get("RAFTCHAT_MERGE_SIM_SEED", "0"))
 
 KNOWN_BUG_SEEDS = {
-    "resent-after-leaving": 1,
+    "committed-after-leaving": 290,
     "rejoins-left-cluster": 285,
 }
 """A seed that shows each known bug. Once a bug is fixed, or a change of schedules moves
