@@ -133,14 +133,6 @@ KNOWN_BUGS = {
         "it was far behind), and the node's queue reaches the survivor before the queue of "
         "a member that has those, that cluster's order is broken in the channel's history."
     ),
-    "rejoins-left-cluster": (
-        "A node that began a merge belongs to no cluster and joins the one that would "
-        "survive among the peers linked to it at that moment. Right after the reset it "
-        "keeps links only to announced voters, so the link to the peer that named the "
-        "older cluster (a learner there) can close before it hears of that cluster from "
-        "another; its old cluster's leader, whose configuration still counts it, then adds "
-        "it back, with the log and votes it had there dropped."
-    ),
 }
 """Bugs of the merge code this simulator found, by name: a violation they explain is
 reported as such (:class:`KnownBug`), and the test suite replays one seed of each."""
@@ -960,11 +952,10 @@ class MergeSimulation:
             if not storage.raft_state_empty or core.term or core.log.last_index:
                 raise Violation(f"{sim_node.node_id} holds Raft state while in no cluster")
         elif cluster in sim_node.left:
-            raise KnownBug(
-                "rejoins-left-cluster",
+            raise Violation(
                 f"{sim_node.node_id} is in cluster {short(cluster)} again after leaving it "
                 f"to merge: its votes and log there were dropped, and that cluster's "
-                f"configuration may still count it",
+                f"configuration may still count it"
             )
 
     # --- hooks from the nodes --------------------------------------------------------

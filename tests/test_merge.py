@@ -473,3 +473,48 @@ def test_own_messages_pending_when_leaving_follow_the_history_they_were_sent_aft
             acks.append(event.id)
     assert acks == [late], "the message sent before leaving is acknowledged once merged"
     assert not node.proposals.pending and not node.proposals.handed_over
+
+
+def test_a_node_that_left_its_cluster_to_merge_is_never_taken_back_by_it(
+    storage: Storage,
+) -> None:
+    """Its old leader, whose configuration still counts it, adds it again once the link
+    to the older cluster is down: back as an empty member it could vote twice in a term
+    or lose entries counted as stored on it. It waits for the older cluster (after a
+    restart too), and may join any cluster again once its merge is done."""
+    node = make_node(storage)
+    young = member_of_young(node)
+    introduce(node, "old", cluster=OLD)
+    assert node.cluster_gate.cluster is None and storage.pending_merge() is not None
+    node._links["old"] = SimpleNamespace(state=LinkState.CLOSED, connects=1)  # type: ignore[assignment]
+    young.index = 0
+    young.add(node.node_id)
+    assert node.cluster_gate.cluster is None, "taken back by the cluster it left"
+    assert storage.cluster is None and node.core.log.last_index == 0
+
+    directory = storage.directory
+    storage.close()
+    restarted_storage = Storage.open(directory, "split")
+    try:
+        restarted = make_node(restarted_storage)
+        restarted._links["old"] = SimpleNamespace(state=LinkState.CLOSED, connects=1)  # type: ignore[assignment]
+        introduce(restarted, "young", cluster=YOUNG)
+        young.node, young.index = restarted, 0
+        young.add(restarted.node_id)
+        assert restarted.cluster_gate.cluster is None, "taken back after a restart"
+
+        restarted._links["old"] = SimpleNamespace(state=LinkState.OPEN, connects=2)  # type: ignore[assignment]
+        introduce(restarted, "old", cluster=OLD)
+        leader = Leader(restarted)
+        leader.add(restarted.node_id)
+        assert restarted.cluster_gate.cluster == OLD
+        restarted._advance_merge(0.0)
+        drain(restarted)
+        assert leader.commit_forwarded() == 1  # ada's message
+        restarted._advance_merge(0.0)
+        drain(restarted)
+        assert leader.commit_forwarded() == 1  # the MergeDone
+        assert restarted._merge is None and restarted_storage.pending_merge() is None
+        assert not restarted.cluster_gate.left, "nothing is refused once the merge is done"
+    finally:
+        restarted_storage.close()

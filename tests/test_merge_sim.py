@@ -23,7 +23,6 @@ FIRST_SEED = int(os.environ.get("RAFTCHAT_MERGE_SIM_SEED", "0"))
 
 KNOWN_BUG_SEEDS = {
     "committed-after-leaving": 290,
-    "rejoins-left-cluster": 285,
 }
 """A seed that shows each known bug. Once a bug is fixed, or a change of schedules moves
 it to other seeds, its test below fails: remove the bug from KNOWN_BUGS, or pick another

@@ -156,10 +156,11 @@ class MergeProgress:
         self.queue: OrderedDict[str, MergeItem] = OrderedDict(
             (item.message_id, mended(item)) for item in pending.items
         )
-        self.sources = {pending.source.cluster_id} | {
-            _source_of(item) for item in pending.items
-        } - {""}
-        """Every cluster whose messages are in the queue: one MergeDone each."""
+        self.sources = frozenset(
+            {pending.source.cluster_id} | {_source_of(item) for item in pending.items} - {""}
+        )
+        """Every cluster whose messages are in the queue: one MergeDone each. This node
+        left them all (the one it left last is ``source``)."""
         self.total = len(self.queue)
         self.proposed = False
         """The queue was proposed (in this run: after a restart it is proposed again)."""

@@ -245,6 +245,7 @@ class Node:
         pending_merge = storage.pending_merge()
         self._merge = MergeProgress(pending_merge) if pending_merge else None
         """The history of a cluster this node left, still to merge into its new one."""
+        self.cluster_gate.left = self._merge.sources if self._merge else frozenset()
         self._survivor_seen: ClusterIdentity | None = None
         """The older cluster met, which this node must leave its own for (once it can)."""
         self._merges_told: set[ClusterIdentity] = set()
@@ -1106,6 +1107,7 @@ class Node:
         self.proposals.hand_over()  # in the queue now: nothing goes ahead of it
         self._survivor_seen = self._merge_due_since = None
         self._merge = MergeProgress(pending)
+        self.cluster_gate.left = self._merge.sources
         self.core = RaftCore(
             self._raft_settings(self._election_timeout_ms), PersistentState(), self._rng
         )
@@ -1178,6 +1180,7 @@ class Node:
                 if merge.done_proposed and not merge.queue:
                     logger.info("merge from cluster %s done", merge.source.cluster_id[:8])
                     self._merge = None
+                    self.cluster_gate.left = frozenset()
                     try:
                         self._storage.finish_merge()
                     except StorageError as error:
