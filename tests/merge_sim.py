@@ -57,8 +57,8 @@ by more than one way, so their order among the rest is not kept.)
 
 A violation that a known bug of the merge code explains (:data:`KNOWN_BUGS`, recognised by
 its signature) is reported with the bug's name. ``python -m tests.merge_sim --seeds 500
-[--seed S]`` (from the repository root) runs many schedules; the tests run
-``RAFTCHAT_MERGE_SIM_SEEDS`` of them.
+[--seed S]`` (from the repository root) runs many schedules; the default test run tries a
+few of them, the ``slow`` test ``RAFTCHAT_MERGE_SIM_SEEDS`` (``tests/test_merge_sim.py``).
 """
 
 from __future__ import annotations
