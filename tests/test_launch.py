@@ -210,3 +210,10 @@ async def test_join_refuses_a_passphrase_file_others_can_read(tmp_path: Path) ->
     assert code == 1 and out == ""
     assert f"{secret} can be read by other users (mode 644)" in err
     assert f"chmod 600 {secret}" in err
+
+
+async def test_headless_takes_exactly_one_channel(tmp_path: Path) -> None:
+    code, out, err = await join("red", "blue", "--headless", "--data-dir", str(tmp_path))
+    assert code == 2 and out == ""
+    assert "--headless runs one channel per process" in err and "got 2" in err
+    assert not (tmp_path / "red").exists(), "nothing is opened before the usage error"
