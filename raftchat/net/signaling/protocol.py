@@ -2,10 +2,19 @@
 
 Every frame is one WebSocket *text* message holding a JSON object with a ``type`` field.
 
-Server to client, first, on every new WebSocket::
+Two WebSockets carry the same frames. A channel's own (``WS_PATH_TEMPLATE``) is one
+*session*: one peer in one channel. A shared one (``SHARED_WS_PATH``) carries a session per
+channel the client opens: the client sends ``{"channel": NAME, "type": "open"}``, the server
+answers with that session's challenge, and from then on every frame of the session, both
+ways, carries the ``channel`` tag (``{"channel": NAME, "type": "leave"}`` ends it). Only
+``keepalive`` is untagged there: liveness is the socket's. An error frame tagged with a
+channel is about that session; a fatal one ends the session and the socket stays. Below,
+frames are shown untagged, as on a channel's own socket.
+
+Server to client, first, for every new session::
 
     {"type": "challenge", "nonce": HEX}                       16 random bytes (32 hex digits),
-                                                              new for every WebSocket
+                                                              new for every session
 
 Client to server::
 

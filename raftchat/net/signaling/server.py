@@ -1,9 +1,11 @@
 """The signaling server: introduces peers of a channel and relays their offers/answers.
 
-One WebSocket per peer per channel at ``/channels/{channel}/ws`` (frames in
-``protocol``): the server opens it with a challenge, and admits a peer only with a hello
-that proves its id with the id's key (``net/identity.py``), so nobody can hold another
-peer's id. A few HTTP endpoints:
+A peer is present in a channel through a *session* (``session``): on a WebSocket of its own
+at ``/channels/{channel}/ws``, or on a shared one at ``/ws`` that carries a client's
+sessions in several channels, each tagged with its channel (frames in ``protocol``). The
+server opens every session with a challenge, and admits a peer only with a hello that
+proves its id with the id's key (``net/identity.py``), so nobody can hold another peer's
+id. A bad frame of one session never ends another. A few HTTP endpoints:
 
 - ``GET /channels/{channel}/peers`` -> JSON list of the peer ids connected to the channel,
   only for a peer of that channel: ``Authorization: Bearer PEER_ID:TOKEN`` (its id and the
