@@ -151,3 +151,27 @@ async def test_closing_leaves_only_that_channel_and_a_second_open_is_refused(
         assert server.server.metrics.value("websockets") == 1
     finally:
         await host.shutdown()
+
+
+async def test_a_private_channel_opened_from_the_ui_is_never_prompted_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raftchat.frontends.channels import ChannelOpenError
+
+    monkeypatch.delenv("RAFTCHAT_PASSPHRASE", raising=False)
+    monkeypatch.setattr("getpass.getpass", lambda prompt: pytest.fail(f"prompted: {prompt}"))
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    host = ProcessChannels(
+        JoinOptions(
+            channels=(), ask_passphrase=True, data_dir=tmp_path / "host", config_path=config
+        )
+    )
+    try:
+        with pytest.raises(ChannelOpenError) as info:
+            await host.open("secret")
+        assert "cannot ask for the passphrase of channel secret here" in str(info.value)
+        assert "RAFTCHAT_PASSPHRASE" in str(info.value)
+        assert host.channels == ()
+    finally:
+        await host.shutdown()
