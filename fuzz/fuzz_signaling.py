@@ -7,6 +7,7 @@ The properties, for any text:
 - a parsed frame re-encodes (with the ``encode_*`` helpers) to text that parses back to
   an equal frame;
 - ``normalize_channel`` only raises ``ProtocolError``, and what it returns is valid;
+- a shared socket's tagged parsers only raise ``ProtocolError``, and pass valid tags only;
 - the mesh's check of a relayed payload (``link_signals.signal_problem``) never raises.
 
 With atheris (coverage-guided, libFuzzer flags)::
@@ -27,6 +28,7 @@ A failing input is printed (atheris also writes it to ``crash-*``); replay it wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -39,6 +41,8 @@ from raftchat.net.signaling.protocol import (
     Challenge,
     ErrorFrame,
     Hello,
+    LeaveSession,
+    OpenSession,
     PeerJoined,
     PeerLeft,
     PeerRole,
@@ -47,6 +51,7 @@ from raftchat.net.signaling.protocol import (
     RoleUpdate,
     SignalRequest,
     Welcome,
+    client_frame_of,
     encode_challenge,
     encode_hello,
     encode_peer_joined,
@@ -59,6 +64,8 @@ from raftchat.net.signaling.protocol import (
     normalize_channel,
     parse_client_frame,
     parse_server_frame,
+    parse_tagged_client_frame,
+    parse_tagged_server_frame,
 )
 
 SELF_ID = "fuzz-self-peer-id-0000"
@@ -91,6 +98,8 @@ def _reencode(frame: Any) -> str | None:
         return encode_peer_left(frame.peer_id)
     if isinstance(frame, RelayedSignal):
         return encode_relayed_signal(frame.sender, frame.payload)
+    if isinstance(frame, OpenSession | LeaveSession):
+        return json.dumps({"type": "open" if isinstance(frame, OpenSession) else "leave"})
     if isinstance(frame, ErrorFrame):
         return json.dumps(
             {"type": "error", "code": frame.code, "message": frame.message, "fatal": frame.fatal}
@@ -103,7 +112,25 @@ def _payloads_equal(first: Any, second: Any) -> bool:
     return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
 
 
+def check_tagged(text: str) -> None:
+    """A shared socket's parsers raise nothing but ProtocolError, and a tag they pass is
+    a channel name in canonical form."""
+    for parse in (
+        lambda text: client_frame_of(parse_tagged_client_frame(text)),
+        parse_tagged_server_frame,
+    ):
+        with contextlib.suppress(ProtocolError):
+            parse(text)
+    try:
+        tagged = parse_tagged_client_frame(text)
+    except ProtocolError:
+        return
+    if tagged.channel is not None and not CHANNEL_NAME_PATTERN.fullmatch(tagged.channel):
+        raise AssertionError(f"a tag that is no channel name passed: {tagged.channel!r}")
+
+
 def check_one(text: str) -> None:
+    check_tagged(text)
     for parse in (parse_client_frame, parse_server_frame):
         try:
             frame = parse(text)

@@ -75,7 +75,7 @@ def _join(args: argparse.Namespace) -> int:
     default_level = logging.WARNING if args.headless else logging.INFO
     configure_logging(_log_level(args.verbose, default_level), to_file=not args.headless)
     options = JoinOptions(
-        channel=args.channel,
+        channels=tuple(args.channels),
         server_url=args.server,
         nick=args.nick,
         data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -217,13 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     join = sub.add_parser(
         "join",
-        help="join a channel",
-        description="Join a chat channel. With --headless, stdin lines are messages "
+        help="join channels",
+        description="Join chat channels. With --headless (one channel), stdin lines are messages "
         f"({_headless_commands()}) and stdout is one JSON object per line; logs go to "
         "stderr. Otherwise the chat UI runs and logs go to "
         f"{_log_file_hint()}.",
     )
-    join.add_argument("channel", metavar="CHANNEL", help="channel name")
+    join.add_argument(
+        "channels",
+        metavar="CHANNEL",
+        nargs="+",
+        help="channel names (case-insensitive, shown in lower case); several run in one "
+        "window, one WebSocket to the server; --headless takes exactly one",
+    )
     join.add_argument("--server", help="signaling server URL")
     join.add_argument("--nick", help="nickname shown to others")
     join.add_argument("--data-dir", help="where this node keeps its log")

@@ -296,3 +296,79 @@ class RecordingListener:
             changed=self._changed,
             details=lambda: f"states={self.states} peers={self.peer_sets} signals={self.signals}",
         )
+
+
+class SharedSocket:
+    """A bare shared WebSocket (``/ws``) to the server: sessions opened, tagged, signed and
+    read by hand; :attr:`identities` holds the identity of each channel's session."""
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+        self.session = session
+        self.ws = ws
+        self.identities: dict[str, NodeIdentity] = {}
+        self.nonces: dict[str, bytes] = {}
+
+    @classmethod
+    async def connect(cls, base_url: str, *, source: str | None = None) -> SharedSocket:
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        session = aiohttp.ClientSession(connector=connector)
+        try:
+            ws = await session.ws_connect(f"{base_url}/ws")
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws)
+
+    def peer_id(self, channel: str) -> str:
+        return self.identities[channel].node_id
+
+    async def send_json(self, value: Any) -> None:
+        await self.ws.send_str(json.dumps(value))
+
+    async def send(self, channel: str | None, frame: dict[str, Any]) -> None:
+        """``frame`` tagged with ``channel`` (untagged for None)."""
+        tag = {} if channel is None else {"channel": channel}
+        await self.send_json({**tag, **frame})
+
+    async def open(self, channel: str) -> bytes:
+        """Open a session in ``channel`` and return its challenge's nonce."""
+        await self.send(channel, {"type": "open"})
+        challenge = await self.recv()
+        assert challenge["type"] == "challenge" and challenge["channel"] == channel, challenge
+        self.nonces[channel] = bytes.fromhex(challenge["nonce"])
+        return self.nonces[channel]
+
+    async def join(
+        self, channel: str, identity: NodeIdentity | None = None, role: str | None = None
+    ) -> dict[str, Any]:
+        """Open a session in ``channel``, say hello as ``identity`` (new unless given) and
+        return the welcome."""
+        nonce = await self.open(channel)
+        identity = self.identities[channel] = identity or NodeIdentity.generate()
+        await self.send(channel, signed_hello(identity, nonce, channel, role))
+        welcome = await self.recv()
+        assert welcome["type"] == "welcome" and welcome["channel"] == channel, welcome
+        return welcome
+
+    async def signal(self, channel: str, to: str, payload: dict[str, Any]) -> None:
+        await self.send(channel, {"type": "signal", "to": to, "payload": payload})
+
+    async def leave(self, channel: str) -> None:
+        await self.send(channel, {"type": "leave"})
+
+    async def recv(self, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout=timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, f"expected a text frame, got {msg}"
+        return json.loads(msg.data)
+
+    async def expect_error(self, code: str, channel: str | None) -> dict[str, Any]:
+        """The next frame: an error with ``code``, tagged with ``channel`` (None: untagged)."""
+        frame = await self.recv()
+        assert frame["type"] == "error" and frame["code"] == code, frame
+        assert frame.get("channel") == channel, frame
+        assert isinstance(frame["message"], str) and frame["message"]
+        return frame
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()

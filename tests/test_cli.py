@@ -39,7 +39,7 @@ def test_missing_subcommand_is_an_error() -> None:
 
 def test_parser_knows_join_options() -> None:
     args = build_parser().parse_args(["join", "lobby", "--nick", "ada", "--headless"])
-    assert (args.channel, args.nick, args.headless) == ("lobby", "ada", True)
+    assert (args.channels, args.nick, args.headless) == (["lobby"], "ada", True)
 
 
 def test_headless_nodes_run_on_uvloop_and_the_tui_on_asyncio() -> None:

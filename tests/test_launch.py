@@ -144,7 +144,7 @@ def test_ice_flags_replace_the_config_files_servers(tmp_path: Path) -> None:
     config.write_text('[[ice_servers]]\nurls = "stun:127.0.0.1:9"\n')
     settings = resolve_settings(
         JoinOptions(
-            "room",
+            ("room",),
             config_path=config,
             ice_servers=("turn:127.0.0.1:3478", "stun:127.0.0.1:3479"),
             ice_username="u",
@@ -175,7 +175,7 @@ def test_bad_ice_flags_are_clear_errors(tmp_path: Path, options: dict, expected:
     config = tmp_path / "config.toml"
     config.write_text("")
     with pytest.raises(LaunchError, match=expected):
-        resolve_settings(JoinOptions("room", config_path=config, **options))
+        resolve_settings(JoinOptions(("room",), config_path=config, **options))
 
 
 def test_a_weak_passphrase_from_the_environment_is_refused_with_advice(
@@ -184,13 +184,13 @@ def test_a_weak_passphrase_from_the_environment_is_refused_with_advice(
     from raftchat.frontends.launch import JoinOptions, LaunchError, resolve_channel_passphrase
     from raftchat.settings import Settings
 
-    options = JoinOptions(channel="team", ask_passphrase=True)
+    options = JoinOptions(channels=("team",), ask_passphrase=True)
     monkeypatch.setenv("RAFTCHAT_PASSPHRASE", "team2024")
     with pytest.raises(LaunchError, match="the passphrase is too weak") as info:
-        resolve_channel_passphrase(options, Settings())
+        resolve_channel_passphrase(options, Settings(), "team")
     assert "random words" in str(info.value)
     monkeypatch.setenv("RAFTCHAT_PASSPHRASE", "orbit lantern velvet cactus")
-    assert resolve_channel_passphrase(options, Settings()) == "orbit lantern velvet cactus"
+    assert resolve_channel_passphrase(options, Settings(), "team") == "orbit lantern velvet cactus"
 
 
 async def test_join_refuses_a_passphrase_file_others_can_read(tmp_path: Path) -> None:
@@ -210,3 +210,10 @@ async def test_join_refuses_a_passphrase_file_others_can_read(tmp_path: Path) ->
     assert code == 1 and out == ""
     assert f"{secret} can be read by other users (mode 644)" in err
     assert f"chmod 600 {secret}" in err
+
+
+async def test_headless_takes_exactly_one_channel(tmp_path: Path) -> None:
+    code, out, err = await join("red", "blue", "--headless", "--data-dir", str(tmp_path))
+    assert code == 2 and out == ""
+    assert "--headless runs one channel per process" in err and "got 2" in err
+    assert not (tmp_path / "red").exists(), "nothing is opened before the usage error"

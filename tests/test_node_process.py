@@ -20,8 +20,8 @@ def test_the_command_is_a_headless_join_the_cli_accepts(tmp_path: Path) -> None:
     )
     assert command[:3] == [sys.executable, "-m", "raftchat"]
     arguments = build_parser().parse_args(command[3:])
-    assert (arguments.channel, arguments.nick, arguments.server) == (
-        "room",
+    assert (arguments.channels, arguments.nick, arguments.server) == (
+        ["room"],
         "ada",
         "http://127.0.0.1:8765",
     )

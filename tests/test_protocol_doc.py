@@ -51,3 +51,13 @@ def test_the_versions_and_labels_the_doc_names_are_the_codes() -> None:
         value: name for name, value in vars(commands).items() if re.fullmatch(r"_TAG_[A-Z_]+", name)
     }
     assert sorted(tags) == sorted(code_tags)
+
+
+def test_every_signaling_frame_type_and_both_websockets_are_documented() -> None:
+    from raftchat.net.signaling.protocol import SHARED_WS_PATH, WS_PATH_TEMPLATE, FrameType
+
+    section = DOC[DOC.index("## 1. Signaling") : DOC.index("## 2. DataChannel frames")]
+    for frame_type in FrameType:
+        assert f'"type":"{frame_type}"' in section, frame_type
+    assert f"`GET {SHARED_WS_PATH}`" in section
+    assert f"`GET {WS_PATH_TEMPLATE}`" in section

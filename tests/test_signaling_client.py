@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import WSMessage, WSMsgType, web
 from signaling_utils import RawPeer, RecordingListener, new_peer_id
 from support.ports import free_port
 from support.waiting import wait_until
@@ -24,6 +24,7 @@ from raftchat.net.signaling.client import (
     ServerUnreachableError,
     SignalingClient,
     server_is_up,
+    shared_websocket_url,
     websocket_url,
 )
 from raftchat.net.signaling.server import RunningServer, ServerConfig, start_server
@@ -117,7 +118,7 @@ async def test_reconnects_after_server_restart_and_resyncs_presence() -> None:
 async def test_the_hello_signs_the_servers_challenge(server: RunningServer) -> None:
     hellos: list[tuple[bytes, dict[str, Any]]] = []
 
-    async def server_side(ws: web.WebSocketResponse) -> None:
+    async def server_side(ws: RoomSocket) -> None:
         nonce = random.randbytes(16)
         await ws.send_json({"type": "challenge", "nonce": nonce.hex()})
         hello = json.loads((await ws.receive()).data)
@@ -139,7 +140,7 @@ async def test_the_hello_signs_the_servers_challenge(server: RunningServer) -> N
 
 
 async def test_a_refused_proof_of_id_is_not_retried() -> None:
-    async def server_side(ws: web.WebSocketResponse) -> None:
+    async def server_side(ws: RoomSocket) -> None:
         await ws.send_json({"type": "challenge", "nonce": "00" * 16})
         await ws.receive()
         error = {"type": "error", "code": "bad_signature", "message": "no", "fatal": True}
@@ -155,7 +156,7 @@ async def test_a_refused_proof_of_id_is_not_retried() -> None:
 
 
 async def test_a_server_without_challenge_is_reported_as_incompatible() -> None:
-    async def old_server(ws: web.WebSocketResponse) -> None:
+    async def old_server(ws: RoomSocket) -> None:
         await ws.receive()  # waits for a hello, as servers of earlier releases did
 
     config = ClientConfig(connect_timeout=0.3, first_connect_attempts=1)
@@ -199,6 +200,8 @@ def test_invalid_channel_name_is_refused_before_connecting() -> None:
 def test_websocket_url_is_derived_from_http_url() -> None:
     assert websocket_url("http://127.0.0.1:8765", "room") == "ws://127.0.0.1:8765/channels/room/ws"
     assert websocket_url("https://example.org/sig/", "a") == "wss://example.org/sig/channels/a/ws"
+    assert shared_websocket_url("http://127.0.0.1:8765") == "ws://127.0.0.1:8765/ws"
+    assert shared_websocket_url("https://example.org/sig/") == "wss://example.org/sig/ws"
 
 
 async def test_replaced_client_goes_to_closed(server: RunningServer) -> None:
@@ -345,21 +348,49 @@ async def test_role_survives_reconnect_and_changes_while_away_are_sent() -> None
         await server.close()
 
 
-WsHandler = Callable[[web.WebSocketResponse], Awaitable[None]]
+class RoomSocket:
+    """The session in channel ``room`` of a shared WebSocket, for a fake server written
+    as if the socket were the channel's own: frames it sends are tagged, frames it
+    receives untagged, and the client's ``open`` is taken care of."""
+
+    def __init__(self, ws: RoomSocket) -> None:
+        self.ws = ws
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_json({"channel": "room", **frame})
+
+    async def receive(self) -> WSMessage:
+        while True:
+            msg = await self.ws.receive()
+            if msg.type != WSMsgType.TEXT:
+                return msg
+            frame = json.loads(msg.data)
+            if frame.get("type") == "open":
+                continue
+            if frame.pop("channel", "room") != "room":
+                continue
+            return WSMessage(msg.type, json.dumps(frame), msg.extra)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+WsHandler = Callable[[RoomSocket], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
 async def fake_server(handler: WsHandler) -> AsyncIterator[str]:
-    """A loopback server whose channel ``room`` runs ``handler`` on each WebSocket."""
+    """A loopback server whose shared socket runs ``handler`` on each WebSocket's session
+    in channel ``room``."""
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        await handler(ws)
+        await handler(RoomSocket(ws))
         return ws
 
     app = web.Application()
-    app.router.add_get("/channels/room/ws", handle)
+    app.router.add_get("/ws", handle)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -373,7 +404,7 @@ async def test_role_set_while_joining_is_sent_after_welcome() -> None:
     hello_seen, role_set = asyncio.Event(), asyncio.Event()
     received: list[dict[str, Any]] = []
 
-    async def server(ws: web.WebSocketResponse) -> None:
+    async def server(ws: RoomSocket) -> None:
         await ws.send_json({"type": "challenge", "nonce": "00" * 16})
         hello = json.loads((await ws.receive()).data)
         received.append(hello)
@@ -408,12 +439,15 @@ async def test_invalid_role_hints_from_the_server_are_dropped() -> None:
         {"type": "peer_role", "peer_id": bad, "role": "learner"},  # the last one: a marker
     ]
 
-    async def lying_server(ws: web.WebSocketResponse) -> None:
+    welcome_checked = asyncio.Event()
+
+    async def lying_server(ws: RoomSocket) -> None:
         await ws.send_json({"type": "challenge", "nonce": "00" * 16})
         me = json.loads((await ws.receive()).data)["peer_id"]
         roles = {good: "voter", bad: "chief", me: "voter", "short": "voter"}
         welcome = {"type": "welcome", "channel": "room", "peer_id": me, "peers": [good, bad]}
         await ws.send_json({**welcome, "roles": roles})
+        await welcome_checked.wait()
         for frame in frames:
             await ws.send_json(frame)
         await ws.receive()  # until the client leaves
@@ -422,6 +456,7 @@ async def test_invalid_role_hints_from_the_server_are_dropped() -> None:
         client, events = make_client(url)
         await client.start()
         assert client.peer_roles == {good: "voter"}
+        welcome_checked.set()
         await events.wait_for(lambda: bad in client.peer_roles, what="the marker hint")
         assert client.state == "connected"
         assert client.peers == {good, bad, unknown}

@@ -158,7 +158,7 @@ async def run_demo(options: DemoOptions) -> int:
             config.write_text("")
             return await run_join(
                 JoinOptions(
-                    channel=channel,
+                    channels=(channel,),
                     server_url=server.url,
                     nick=options.nick,
                     data_dir=root / "you",

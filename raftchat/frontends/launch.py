@@ -1,5 +1,7 @@
-"""``raftchat join``: settings, storage, a signaling server, stop signals, then a node
-run under a front end (the TUI or headless mode) until the user quits.
+"""``raftchat join``: settings, storage, a signaling server, stop signals, then the nodes
+of the channels asked for, run under a front end (the TUI, or headless mode for one
+channel) until the user quits. The channels of one process share what they can
+(:mod:`raftchat.frontends.channels`): an embedded signaling server, and one WebSocket to it.
 
 ``raftchat demo`` joins through here too, and so does every node process of the
 benchmark and the tests (a headless ``raftchat join``).
@@ -23,7 +25,7 @@ from urllib.parse import urlsplit
 from raftchat.chat import ChatSnapshotError
 from raftchat.limits import MAX_NICK_CHARS
 from raftchat.net.ice import loopback_address_of
-from raftchat.net.signaling.client import SignalingError, server_is_up
+from raftchat.net.signaling.client import SignalingConnection, server_is_up
 from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.protocol import ProtocolError, normalize_channel
 from raftchat.net.signaling.server import RunningServer, start_server
@@ -54,7 +56,8 @@ class LaunchError(Exception):
 class JoinOptions:
     """What ``raftchat join`` was asked for (None: from the config file or defaults)."""
 
-    channel: str
+    channels: tuple[str, ...]
+    """The channel names as typed (headless: exactly one)."""
     server_url: str | None = None
     nick: str | None = None
     data_dir: Path | None = None
@@ -79,23 +82,35 @@ class JoinOptions:
 
 EXIT_NOT_COMMITTED = 3
 """Exit status of a headless node that left before every message it was given committed."""
+EXIT_USAGE = 2
+"""Exit status of a command line that asks for something ``join`` cannot do."""
 
 
 PASSPHRASE_ENV = "RAFTCHAT_PASSPHRASE"
 
 
-def resolve_channel_passphrase(options: JoinOptions, settings: Settings) -> str | None:
-    """The channel passphrase: flags first, then the config file's source, else None.
+def resolve_channel_passphrase(
+    options: JoinOptions, settings: Settings, channel: str, *, can_ask: bool = True
+) -> str | None:
+    """The passphrase of ``channel``: flags first, then the config file's source, else None.
 
     A weak one is refused with advice (unless ``allow_weak_passphrase``), and so is a
-    passphrase file that other users can read."""
-    context = (options.channel, settings.nick)
+    passphrase file that other users can read. Without ``can_ask`` (a channel opened from
+    inside the chat UI, which owns the terminal) ``--passphrase`` needs the environment."""
+    context = (channel, settings.nick)
     if options.ask_passphrase:
         from_env = os.environ.get(PASSPHRASE_ENV)
         if from_env:
             return _strong_enough(settings, from_env, context)
+        if not can_ask:
+            raise LaunchError(
+                f"cannot ask for the passphrase of channel {channel} here: set "
+                f"{PASSPHRASE_ENV}, or passphrase_file in the config file, before starting "
+                f"raftchat, or join it from the command line (raftchat join {channel} "
+                "--passphrase)"
+            )
         try:
-            entered = getpass.getpass(f"passphrase for channel {options.channel}: ")
+            entered = getpass.getpass(f"passphrase for channel {channel}: ")
         except (EOFError, OSError) as error:
             raise LaunchError(
                 f"cannot ask for the passphrase ({error}); set {PASSPHRASE_ENV} "
@@ -148,10 +163,21 @@ def _ice_server_table(url: str, options: JoinOptions) -> dict[str, str]:
 
 
 def channel_name(raw: str) -> str:
+    """The canonical name of the channel typed as ``raw`` (names are case-insensitive)."""
     try:
         return normalize_channel(raw)
     except ProtocolError as error:
         raise LaunchError(str(error)) from None
+
+
+def renamed_notice(raw: str, channel: str) -> str | None:
+    """What to tell a user who typed ``raw`` for ``channel``, if it is not the same."""
+    if raw == channel:
+        return None
+    return (
+        f"channel names are case-insensitive and shown in lower case: {raw!r} is channel "
+        f"{channel!r}"
+    )
 
 
 def default_nick() -> str:
@@ -175,9 +201,15 @@ def start_over(storage_dir: Path, problem: str) -> str:
     return message
 
 
-def open_node(channel: str, settings: Settings, passphrase: str | None) -> Node:
+def open_node(
+    channel: str,
+    settings: Settings,
+    passphrase: str | None,
+    signaling: SignalingConnection | None = None,
+) -> Node:
     """The node of ``channel``, starting over (and saying so) if its stored state is
-    damaged, rather than refusing to start until someone deletes the data dir."""
+    damaged, rather than refusing to start until someone deletes the data dir.
+    ``signaling``: the WebSocket it shares with the process's other channels."""
     problems: list[str] = []
     for _ in range(2):
         try:
@@ -194,6 +226,7 @@ def open_node(channel: str, settings: Settings, passphrase: str | None) -> Node:
                 nick=settings.nick or default_nick() or None,
                 passphrase=passphrase,
                 startup_problems=problems,
+                signaling=signaling,
             )
         except (ChatSnapshotError, StorageCorruptError) as error:  # found while loading
             directory = storage.directory
@@ -229,31 +262,6 @@ async def ensure_server(settings: Settings, explicit: bool) -> RunningServer | N
     return server
 
 
-async def start_node(options: JoinOptions) -> tuple[Node, RunningServer | None]:
-    """Everything up to a running node (the caller runs a front end, then stops both)."""
-    channel = channel_name(options.channel)
-    settings = resolve_settings(options)
-    passphrase = resolve_channel_passphrase(options, settings)
-    server = await ensure_server(settings, explicit=options.server_url is not None)
-    node: Node | None = None
-    try:
-        node = open_node(channel, settings, passphrase)
-        await node.start()
-    except SignalingError as error:
-        if node is not None:
-            await node.stop()
-        if server is not None:
-            await server.close()
-        raise LaunchError(str(error)) from None
-    except BaseException:
-        if node is not None:
-            await node.stop()
-        if server is not None:
-            await server.close()
-        raise
-    return node, server
-
-
 def install_stop_signals(stop: Callable[[], None]) -> None:
     """SIGTERM and SIGINT (Ctrl-C) ask the node to leave cleanly."""
     loop = asyncio.get_running_loop()
@@ -283,29 +291,38 @@ def event_loop_factory(headless: bool) -> Callable[[], asyncio.AbstractEventLoop
 
 async def run_join(options: JoinOptions) -> int:
     """``raftchat join``: run until the user quits; the exit status."""
-    try:
-        node, server = await start_node(options)
-    except LaunchError as error:
-        print(f"raftchat join: {error}", file=sys.stderr)
-        return 1
+    from raftchat.frontends.channels import ChannelOpenError, ProcessChannels
+
+    if options.headless and len(options.channels) != 1:
+        print(
+            "raftchat join: --headless runs one channel per process: give exactly one "
+            f"CHANNEL (got {len(options.channels)})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    host = ProcessChannels(options)
     not_committed = 0
     try:
+        try:
+            nodes = [await host.open(name) for name in options.channels]
+        except ChannelOpenError as error:
+            print(f"raftchat join: {error}", file=sys.stderr)
+            return 1
         if options.headless:
             from raftchat.frontends.headless import END_OF_INPUT_TIMEOUT_S, run_headless
 
             timeout = options.commit_timeout_s
             not_committed = await run_headless(
-                node,
+                nodes[0],
                 install_signals=install_stop_signals,
                 end_of_input_timeout_s=END_OF_INPUT_TIMEOUT_S if timeout is None else timeout,
             )
         else:
             from raftchat.tui.app import run_app
 
-            await run_app(node)
-            await node.leave()
+            await run_app(nodes, host=host)
+            for channel in host.channels:
+                await host.close(channel)
     finally:
-        await node.stop()
-        if server is not None:
-            await server.close()
+        await host.shutdown()
     return EXIT_NOT_COMMITTED if not_committed else 0

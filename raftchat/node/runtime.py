@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from raftchat import chat
 from raftchat.limits import MAX_SNAPSHOT_BYTES, incarnation_problem
 from raftchat.net import LinkInfo, LinkState, Mesh, MeshConfig, SignalingClient
+from raftchat.net.signaling.client import SignalingConnection, SignalingSession
 from raftchat.net.signaling.protocol import WitnessRelay
 from raftchat.node.api import (
     AckEvent,
@@ -164,9 +165,12 @@ class Node:
         rng: random.Random | None = None,
         passphrase: str | None = None,
         startup_problems: Sequence[str] = (),
+        signaling: SignalingConnection | None = None,
     ) -> None:
         """``startup_problems``: what went wrong while opening (the damaged state that was
-        set aside); every front end is told, even one that subscribes later."""
+        set aside); every front end is told, even one that subscribes later.
+        ``signaling``: a WebSocket to the server shared with other channels' nodes of this
+        process (None: a socket of its own)."""
         self.settings = settings
         self.tuning = tuning = tuning or RuntimeTuning()
         self._passphrase = passphrase
@@ -215,7 +219,8 @@ class Node:
         """This node became a member: propose its nick if the channel does not know it."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._mesh: Mesh | None = None
-        self._signaling: SignalingClient | None = None
+        self._shared_signaling = signaling
+        self._signaling: SignalingSession | None = None
         self._witness: WitnessLink | None = None
         """The way to the signaling server's witness (no mesh link goes there)."""
 
@@ -344,9 +349,14 @@ class Node:
     async def start(self) -> None:
         """Connect to the signaling server and the peers; begin ticking."""
         self._loop = asyncio.get_running_loop()
-        self._signaling = SignalingClient(
-            self._server_url, self.channel, self._storage.identity, self
-        )
+        if self._shared_signaling is not None:
+            self._signaling = self._shared_signaling.session(
+                self.channel, self._storage.identity, self
+            )
+        else:
+            self._signaling = SignalingClient(
+                self._server_url, self.channel, self._storage.identity, self
+            )
         self._mesh = Mesh(
             self._storage.identity,
             self._signaling,

@@ -15,8 +15,10 @@ from raftchat.net.signaling.client import (
     ServerRejectedError,
     ServerUnreachableError,
     SignalingClient,
+    SignalingConnection,
     SignalingError,
     SignalingListener,
+    SignalingSession,
     server_is_up,
 )
 from raftchat.net.signaling.config import ServerConfig
@@ -41,8 +43,10 @@ __all__ = [
     "ServerRejectedError",
     "ServerUnreachableError",
     "SignalingClient",
+    "SignalingConnection",
     "SignalingError",
     "SignalingListener",
+    "SignalingSession",
     "new_channel_name",
     "new_token",
     "normalize_channel",

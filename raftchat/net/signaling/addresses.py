@@ -50,12 +50,14 @@ class AddressUsage:
         "Open TCP connections (HTTP or WebSocket)."
         self.channels = 0
         "Channels this address opened that still have a peer."
+        self.sessions = 0
+        "Peers it has in channels (a socket of its own or a session of a shared one)."
         self.joins = TokenBucket(
             config.joins_per_minute_per_address / 60, config.join_burst_per_address, now
         )
 
     def idle(self) -> bool:
-        return self.connections == 0 and self.channels == 0
+        return self.connections == 0 and self.channels == 0 and self.sessions == 0
 
 
 class Addresses:

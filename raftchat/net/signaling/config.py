@@ -50,6 +50,16 @@ class ServerConfig:
     max_connections_per_address: int = 64
     """Open TCP connections from one address; beyond, ``503`` with
     ``too_many_connections``."""
+    max_sessions: int = 4096
+    """Peers present in channels in total (each a channel's own socket or a session of a
+    shared one); beyond, a hello gets ``server_full``."""
+    max_sessions_per_connection: int = 16
+    """Sessions one shared socket may carry (``open`` beyond: ``too_many_sessions``). Its
+    frame rate is this many times a session's at most."""
+    max_sessions_per_address: int = 64
+    """Peers one address has in channels over all its sockets; beyond, a hello gets
+    ``too_many_sessions_from_address`` (so sharing a socket is no way around
+    ``max_connections_per_address``)."""
     max_channels: int = 1000
     """Channels with at least one peer; a hello that would open one more gets
     ``too_many_channels``. A channel is gone when its last peer leaves."""

@@ -1,5 +1,8 @@
-"""One client WebSocket on the signaling server: its outbound queue, bounded in bytes, and
-its liveness timer (hello, then idle).
+"""One client WebSocket on the signaling server: its outbound queue, bounded in bytes, its
+liveness timer (a joined session in time, then idle) and its rate gate.
+
+A WebSocket carries sessions (``session``): one, implied, on a channel's own socket, or
+any number up to ``max_sessions_per_connection`` on a shared one.
 
 Frames for a peer are queued without waiting and written by the connection's own task, so
 a peer that does not read never blocks the peers that send to it. The queue is bounded in
@@ -13,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections import deque
+from enum import Enum
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from raftchat.net.identity import NONCE_BYTES
 from raftchat.net.rate_limit import TokenBucket
 from raftchat.net.signaling.addresses import AddressUsage
 from raftchat.net.signaling.config import ServerConfig
@@ -63,8 +66,32 @@ class QueueBudget:
             victim.slow_consumer("the server's queues are full and yours is the longest")
 
 
+class RateVerdict(Enum):
+    PASS = "pass"
+    LIMITED = "limited"  # drop the frame, answer rate_limited
+    FLOODING = "flooding"  # limited too often: close what it came for
+
+
+class RateGate:
+    """Frames per second for one sender (a socket or a session), with bursts; a sender
+    limited too often in a row is flooding."""
+
+    def __init__(self, config: ServerConfig, now: float, scale: int = 1) -> None:
+        self.rate = TokenBucket(
+            config.messages_per_second * scale, config.burst_messages * scale, now
+        )
+        self.violations = TokenBucket(
+            config.rate_violations_forgiven_per_second, config.max_rate_violations, now
+        )
+
+    def check(self, now: float) -> RateVerdict:
+        if self.rate.take(now):
+            return RateVerdict.PASS
+        return RateVerdict.LIMITED if self.violations.take(now) else RateVerdict.FLOODING
+
+
 class Connection:
-    """One WebSocket: queue, writer task and liveness timer."""
+    """One WebSocket: queue, writer task, liveness timer and rate gate."""
 
     def __init__(
         self,
@@ -85,18 +112,17 @@ class Connection:
         "The client address's share of the server (None only in unit tests)."
         self.metrics = metrics
         self.budget = budget or QueueBudget(config.max_queued_bytes_total)
-        self.peer_id: str | None = None
-        self.channel: str | None = None
-        self.nonce = os.urandom(NONCE_BYTES)
-        "This WebSocket's challenge: the hello must sign it (no other socket's will do)."
-        self.token_hash = b""
-        "Of the token the welcome gave this peer for its HTTP requests."
-        self.role: str | None = None
-        """The role this peer announced, if any (a hint passed on to the others)."""
-        self.rate = TokenBucket(config.messages_per_second, config.burst_messages, now)
-        self.violations = TokenBucket(
-            config.rate_violations_forgiven_per_second, config.max_rate_violations, now
-        )
+        self.shared = False
+        "A shared socket (sessions tagged with their channel), not a channel's own."
+        self.sessions: dict[str, Any] = {}
+        "Its sessions by channel (:class:`raftchat.net.signaling.session.Session`)."
+        self.joined_sessions = 0
+        "Sessions whose hello was accepted and that have not ended."
+        self.gate = RateGate(config, now)
+        """Frames of the socket itself (on a channel's own socket: all of them; on a shared
+        one: those of no session, such as ``open``, ``keepalive`` or a broken frame)."""
+        self.ceiling = RateGate(config, now, config.max_sessions_per_connection)
+        """A shared socket's frames of all sessions together, checked before parsing."""
         self.closing = False
         self._close_code = WSCloseCode.OK
         self._queue: deque[str | None] = deque()
@@ -109,12 +135,17 @@ class Connection:
         self.connected_at = loop.time()
         self.last_heard = self.connected_at
         "When the client last sent a frame (loop time)."
+        self.unjoined_since = self.connected_at
+        "Since when no session of this socket is joined (loop time)."
         self._liveness: asyncio.TimerHandle | None = loop.call_at(
             self.connected_at + config.hello_timeout, self._check_liveness
         )
 
     def describe(self) -> str:
-        return f"{self.remote} peer={self.peer_id or '?'} channel={self.channel or '?'}"
+        sessions = ",".join(
+            f"{channel}:{session.peer_id or '?'}" for channel, session in self.sessions.items()
+        )
+        return f"{self.remote} sessions={sessions or '-'}"
 
     # --- sending --------------------------------------------------------------------------
 
@@ -145,10 +176,11 @@ class Connection:
             dropped, self.queued_bytes = self.queued_bytes, 0
             self.budget.changed(self, -dropped)
 
-    def error(self, code: ErrorCode, message: str) -> None:
+    def error(self, code: ErrorCode, message: str, *, channel: str | None = None) -> None:
+        """A non-fatal error frame (tagged with ``channel`` if about that session)."""
         if self.metrics is not None and not self.closing:
             self.metrics.inc("errors_total", code)
-        self.send(encode_error(code, message))
+        self.send(encode_error(code, message, channel=channel))
 
     def slow_consumer(self, why: str) -> None:
         """Drop what this peer did not read, tell it why and close it."""
@@ -177,26 +209,40 @@ class Connection:
         self.last_heard = asyncio.get_running_loop().time()
 
     def joined(self) -> None:
-        """Its hello was accepted: from now on it must not stay silent for idle_timeout."""
+        """A session's hello was accepted: from now on the socket must not stay silent for
+        idle_timeout."""
+        self.joined_sessions += 1
         self.heard()
+        self._schedule_liveness(self.last_heard + self.config.idle_timeout)
+
+    def session_ended(self, was_joined: bool) -> None:
+        """A session ended; with none joined left, the socket has hello_timeout to join
+        one again (a shared socket cannot idle along without a channel)."""
+        if not was_joined:
+            return
+        self.joined_sessions -= 1
+        if self.joined_sessions == 0 and not self.closing:
+            self.unjoined_since = asyncio.get_running_loop().time()
+            self._schedule_liveness(self.unjoined_since + self.config.hello_timeout)
+
+    def _schedule_liveness(self, due: float) -> None:
         if self._liveness is not None:
             self._liveness.cancel()
-        self._liveness = asyncio.get_running_loop().call_at(
-            self.last_heard + self.config.idle_timeout, self._check_liveness
-        )
+        self._liveness = asyncio.get_running_loop().call_at(due, self._check_liveness)
 
     def _check_liveness(self) -> None:
         self._liveness = None
         if self.closing:
             return
         now = asyncio.get_running_loop().time()
-        if self.peer_id is None:
-            due = self.connected_at + self.config.hello_timeout
+        if self.joined_sessions == 0:
+            due = self.unjoined_since + self.config.hello_timeout
             if now >= due:
                 logger.info("no hello from %s in time", self.describe())
                 self.fail(
                     ErrorCode.HELLO_TIMEOUT,
-                    f"no hello within {self.config.hello_timeout:g} s of connecting",
+                    f"no hello within {self.config.hello_timeout:g} s of connecting (or of "
+                    "leaving the last channel)",
                 )
                 return
         else:

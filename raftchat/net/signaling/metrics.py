@@ -53,6 +53,8 @@ class Metrics:
             ("header", "body"),
         )
         self._counter("joins_total", "Hellos accepted.")
+        self._counter("shared_websockets_total", "Shared WebSockets opened (several channels).")
+        self._counter("sessions_opened_total", "Channel sessions opened (challenges sent).")
         self._counter("frames_received_total", "WebSocket frames received from clients.")
         self._counter("signals_relayed_total", "Signals relayed from one peer to another.")
         self._counter("witness_frames_received_total", "Witness frames passed to the witness.")

@@ -2,10 +2,19 @@
 
 Every frame is one WebSocket *text* message holding a JSON object with a ``type`` field.
 
-Server to client, first, on every new WebSocket::
+Two WebSockets carry the same frames. A channel's own (``WS_PATH_TEMPLATE``) is one
+*session*: one peer in one channel. A shared one (``SHARED_WS_PATH``) carries a session per
+channel the client opens: the client sends ``{"channel": NAME, "type": "open"}``, the server
+answers with that session's challenge, and from then on every frame of the session, both
+ways, carries the ``channel`` tag (``{"channel": NAME, "type": "leave"}`` ends it). Only
+``keepalive`` is untagged there: liveness is the socket's. An error frame tagged with a
+channel is about that session; a fatal one ends the session and the socket stays. Below,
+frames are shown untagged, as on a channel's own socket.
+
+Server to client, first, for every new session::
 
     {"type": "challenge", "nonce": HEX}                       16 random bytes (32 hex digits),
-                                                              new for every WebSocket
+                                                              new for every session
 
 Client to server::
 
@@ -121,6 +130,9 @@ ERROR_HEADER = "X-Raftchat-Error"
 """HTTP header naming the error code of a refusal answered before any WebSocket."""
 
 WS_PATH_TEMPLATE = "/channels/{channel}/ws"
+"""A WebSocket for one channel: frames carry no ``channel`` tag."""
+SHARED_WS_PATH = "/ws"
+"""A WebSocket shared by sessions in several channels: every session frame is tagged."""
 
 
 class FrameType(StrEnum):
@@ -130,6 +142,8 @@ class FrameType(StrEnum):
     SIGNAL = "signal"
     KEEPALIVE = "keepalive"
     WITNESS = "witness"
+    OPEN = "open"
+    LEAVE = "leave"
     WELCOME = "welcome"
     PEER_JOINED = "peer_joined"
     PEER_ROLE = "peer_role"
@@ -168,6 +182,9 @@ class ErrorCode(StrEnum):
     SLOW_CONSUMER = "slow_consumer"  # did not read its frames: closed
     SHUTTING_DOWN = "shutting_down"
     WITNESS_UNAVAILABLE = "witness_unavailable"  # no witness here (or none for that cluster)
+    NO_SESSION = "no_session"  # shared socket: a frame for a channel it has not opened
+    TOO_MANY_SESSIONS = "too_many_sessions"  # shared socket: sessions on this socket
+    TOO_MANY_SESSIONS_FROM_ADDRESS = "too_many_sessions_from_address"  # over all sockets
 
 
 FATAL_ERROR_CODES = frozenset(
@@ -189,8 +206,12 @@ FATAL_ERROR_CODES = frozenset(
         ErrorCode.REPLACED,
         ErrorCode.SLOW_CONSUMER,
         ErrorCode.SHUTTING_DOWN,
+        ErrorCode.TOO_MANY_SESSIONS,
+        ErrorCode.TOO_MANY_SESSIONS_FROM_ADDRESS,
     }
 )
+"""An error frame with one of these codes ends what it is about: a tagged one the session
+of its channel (the shared socket stays), an untagged one the WebSocket."""
 
 
 class ProtocolError(Exception):
@@ -334,7 +355,27 @@ class ErrorFrame:
     fatal: bool
 
 
-ClientFrame = Hello | RoleUpdate | SignalRequest | Keepalive | WitnessRelay
+@dataclass(frozen=True, slots=True)
+class OpenSession:
+    """Shared socket: start a session in the frame's channel (the server challenges it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveSession:
+    """Shared socket: end the session in the frame's channel (the peer leaves it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    """A frame with the ``channel`` it is tagged with (None: untagged)."""
+
+    channel: str | None
+    frame: Any
+
+
+ClientFrame = (
+    Hello | RoleUpdate | SignalRequest | Keepalive | WitnessRelay | OpenSession | LeaveSession
+)
 ServerFrame = (
     Challenge
     | Welcome
@@ -443,10 +484,43 @@ def _witness_relay(obj: dict[str, Any]) -> WitnessRelay:
     return WitnessRelay(cluster, founded, tuple(decoded))
 
 
+def _channel_tag(obj: dict[str, Any]) -> str | None:
+    """A shared socket's ``channel`` tag: absent, or a channel name in canonical form."""
+    if "channel" not in obj:
+        return None
+    channel = obj["channel"]
+    if not isinstance(channel, str) or not CHANNEL_NAME_PATTERN.fullmatch(channel):
+        raise ProtocolError(
+            ErrorCode.BAD_FIELD,
+            f"field 'channel' must be a channel name in lower case: {CHANNEL_NAME_RULE}",
+        )
+    return channel
+
+
 def parse_client_frame(text: str) -> ClientFrame:
-    """Validate a frame sent by a client (server side)."""
+    """Validate a frame sent by a client on a channel's own WebSocket (server side)."""
+    return _client_frame(decode_object(text))
+
+
+def parse_tagged_client_frame(text: str) -> Tagged:
+    """Validate a frame sent by a client on a shared WebSocket (server side). The channel
+    tag is checked first, so a frame whose tag is valid gets errors naming its channel."""
     obj = decode_object(text)
+    return Tagged(_channel_tag(obj), obj)
+
+
+def client_frame_of(tagged: Tagged) -> ClientFrame:
+    """The frame inside what :func:`parse_tagged_client_frame` returned; raises
+    ProtocolError for a frame that breaks the rules."""
+    return _client_frame(tagged.frame)
+
+
+def _client_frame(obj: dict[str, Any]) -> ClientFrame:
     frame_type = _frame_type(obj)
+    if frame_type == FrameType.OPEN:
+        return OpenSession()
+    if frame_type == FrameType.LEAVE:
+        return LeaveSession()
     if frame_type == FrameType.HELLO:
         return Hello(
             _peer_id_field(obj, "peer_id"),
@@ -467,7 +541,16 @@ def parse_client_frame(text: str) -> ClientFrame:
 
 def parse_server_frame(text: str) -> ServerFrame:
     """Validate a frame sent by the server (client side)."""
+    return _server_frame(decode_object(text))
+
+
+def parse_tagged_server_frame(text: str) -> Tagged:
+    """Validate a frame sent by the server on a shared WebSocket (client side)."""
     obj = decode_object(text)
+    return Tagged(_channel_tag(obj), _server_frame(obj))
+
+
+def _server_frame(obj: dict[str, Any]) -> ServerFrame:
     frame_type = _frame_type(obj)
     if frame_type == FrameType.CHALLENGE:
         return Challenge(_hex_field(obj, "nonce", NONCE_PATTERN))
@@ -510,15 +593,26 @@ def parse_server_frame(text: str) -> ServerFrame:
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {frame_type[:40]!r}")
 
 
-def _dump(obj: dict[str, Any]) -> str:
+def _dump(obj: dict[str, Any], channel: str | None = None) -> str:
+    """The frame's JSON text; with ``channel``, tagged for that session of a shared
+    connection (the tag comes first, so a reader sees at once where it belongs)."""
+    if channel is not None:
+        obj = {"channel": channel, **obj}
     return json.dumps(obj, separators=(",", ":"), allow_nan=False)
 
 
-def encode_challenge(nonce: bytes) -> str:
-    return _dump({"type": FrameType.CHALLENGE, "nonce": nonce.hex()})
+def encode_challenge(nonce: bytes, *, channel: str | None = None) -> str:
+    return _dump({"type": FrameType.CHALLENGE, "nonce": nonce.hex()}, channel)
 
 
-def encode_hello(peer_id: str, public_key: bytes, signature: bytes, role: str | None = None) -> str:
+def encode_hello(
+    peer_id: str,
+    public_key: bytes,
+    signature: bytes,
+    role: str | None = None,
+    *,
+    channel: str | None = None,
+) -> str:
     frame = {
         "type": FrameType.HELLO,
         "peer_id": peer_id,
@@ -527,19 +621,27 @@ def encode_hello(peer_id: str, public_key: bytes, signature: bytes, role: str | 
     }
     if role is not None:
         frame["role"] = role
-    return _dump(frame)
+    return _dump(frame, channel)
 
 
-def encode_role(role: str) -> str:
-    return _dump({"type": FrameType.ROLE, "role": role})
+def encode_role(role: str, *, channel: str | None = None) -> str:
+    return _dump({"type": FrameType.ROLE, "role": role}, channel)
+
+
+def encode_open(channel: str) -> str:
+    return _dump({"type": FrameType.OPEN}, channel)
+
+
+def encode_leave(channel: str) -> str:
+    return _dump({"type": FrameType.LEAVE}, channel)
 
 
 def encode_keepalive() -> str:
     return _dump({"type": FrameType.KEEPALIVE})
 
 
-def encode_signal_request(to: str, payload: dict[str, Any]) -> str:
-    return _dump({"type": FrameType.SIGNAL, "to": to, "payload": payload})
+def encode_signal_request(to: str, payload: dict[str, Any], *, channel: str | None = None) -> str:
+    return _dump({"type": FrameType.SIGNAL, "to": to, "payload": payload}, channel)
 
 
 def encode_welcome(
@@ -549,7 +651,11 @@ def encode_welcome(
     roles: dict[str, str] | None = None,
     witness: str | None = None,
     token: str | None = None,
+    *,
+    tagged: bool = False,
 ) -> str:
+    """``tagged``: for a session of a shared connection (the ``channel`` field then
+    comes first, as in every tagged frame)."""
     frame: dict[str, Any] = {
         "type": FrameType.WELCOME,
         "channel": channel,
@@ -561,10 +667,10 @@ def encode_welcome(
         frame["witness"] = witness
     if token is not None:
         frame["token"] = token
-    return _dump(frame)
+    return _dump(frame, channel if tagged else None)
 
 
-def encode_witness_relay(relay: WitnessRelay) -> str:
+def encode_witness_relay(relay: WitnessRelay, *, channel: str | None = None) -> str:
     """Both directions use the same frame."""
     return _dump(
         {
@@ -572,38 +678,42 @@ def encode_witness_relay(relay: WitnessRelay) -> str:
             "cluster": relay.cluster_id,
             "founded_ms": relay.founded_ms,
             "messages": [base64.b64encode(message).decode("ascii") for message in relay.messages],
-        }
+        },
+        channel,
     )
 
 
-def encode_peer_joined(peer_id: str, role: str | None = None) -> str:
+def encode_peer_joined(peer_id: str, role: str | None = None, *, channel: str | None = None) -> str:
     frame = {"type": FrameType.PEER_JOINED, "peer_id": peer_id}
     if role is not None:
         frame["role"] = role
-    return _dump(frame)
+    return _dump(frame, channel)
 
 
-def encode_peer_role(peer_id: str, role: str) -> str:
-    return _dump({"type": FrameType.PEER_ROLE, "peer_id": peer_id, "role": role})
+def encode_peer_role(peer_id: str, role: str, *, channel: str | None = None) -> str:
+    return _dump({"type": FrameType.PEER_ROLE, "peer_id": peer_id, "role": role}, channel)
 
 
-def encode_peer_left(peer_id: str) -> str:
-    return _dump({"type": FrameType.PEER_LEFT, "peer_id": peer_id})
+def encode_peer_left(peer_id: str, *, channel: str | None = None) -> str:
+    return _dump({"type": FrameType.PEER_LEFT, "peer_id": peer_id}, channel)
 
 
-def encode_relayed_signal(sender: str, payload: dict[str, Any]) -> str:
+def encode_relayed_signal(
+    sender: str, payload: dict[str, Any], *, channel: str | None = None
+) -> str:
     """Raises ValueError/RecursionError if ``payload`` cannot be written back as JSON."""
-    return _dump({"type": FrameType.SIGNAL, "from": sender, "payload": payload})
+    return _dump({"type": FrameType.SIGNAL, "from": sender, "payload": payload}, channel)
 
 
-def encode_error(code: ErrorCode, message: str) -> str:
+def encode_error(code: ErrorCode, message: str, *, channel: str | None = None) -> str:
     return _dump(
         {
             "type": FrameType.ERROR,
             "code": code,
             "message": message,
             "fatal": code in FATAL_ERROR_CODES,
-        }
+        },
+        channel,
     )
 
 

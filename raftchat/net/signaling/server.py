@@ -1,9 +1,11 @@
 """The signaling server: introduces peers of a channel and relays their offers/answers.
 
-One WebSocket per peer per channel at ``/channels/{channel}/ws`` (frames in
-``protocol``): the server opens it with a challenge, and admits a peer only with a hello
-that proves its id with the id's key (``net/identity.py``), so nobody can hold another
-peer's id. A few HTTP endpoints:
+A peer is present in a channel through a *session* (``session``): on a WebSocket of its own
+at ``/channels/{channel}/ws``, or on a shared one at ``/ws`` that carries a client's
+sessions in several channels, each tagged with its channel (frames in ``protocol``). The
+server opens every session with a challenge, and admits a peer only with a hello that
+proves its id with the id's key (``net/identity.py``), so nobody can hold another peer's
+id. A bad frame of one session never ends another. A few HTTP endpoints:
 
 - ``GET /channels/{channel}/peers`` -> JSON list of the peer ids connected to the channel,
   only for a peer of that channel: ``Authorization: Bearer PEER_ID:TOKEN`` (its id and the
@@ -34,7 +36,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,18 +44,23 @@ from aiohttp import WSMsgType, web
 
 from raftchat.net.signaling.addresses import Addresses
 from raftchat.net.signaling.config import LOOPBACK_ADDRESSES, ServerConfig
-from raftchat.net.signaling.connection import Connection, QueueBudget
+from raftchat.net.signaling.connection import Connection, QueueBudget, RateGate, RateVerdict
 from raftchat.net.signaling.guard import HEADERS_TOO_LARGE, ConnectionGuard
 from raftchat.net.signaling.metrics import CONTENT_TYPE, Metrics
 from raftchat.net.signaling.presence import SignalingState
 from raftchat.net.signaling.protocol import (
+    SHARED_WS_PATH,
+    ClientFrame,
     ErrorCode,
     Hello,
     Keepalive,
+    LeaveSession,
+    OpenSession,
     ProtocolError,
     RoleUpdate,
     SignalRequest,
     WitnessRelay,
+    client_frame_of,
     encode_challenge,
     encode_peer_joined,
     encode_peer_left,
@@ -67,8 +74,10 @@ from raftchat.net.signaling.protocol import (
     new_token,
     normalize_channel,
     parse_client_frame,
+    parse_tagged_client_frame,
     utf8_length,
 )
+from raftchat.net.signaling.session import Session
 
 __all__ = [
     "LOOPBACK_ADDRESSES",
@@ -108,9 +117,12 @@ _JOIN_REFUSALS = frozenset(
         ErrorCode.TOO_MANY_CHANNELS,
         ErrorCode.TOO_MANY_CHANNELS_FROM_ADDRESS,
         ErrorCode.JOIN_RATE_LIMITED,
+        ErrorCode.SERVER_FULL,
+        ErrorCode.TOO_MANY_SESSIONS_FROM_ADDRESS,
     }
 )
-"""Errors in a hello that end the connection; other bad frames only get an error frame."""
+"""Errors in a hello that end the session (on a channel's own socket: the socket); other
+bad frames only get an error frame."""
 
 _METRIC_CODES = [*(str(code) for code in ErrorCode), HEADERS_TOO_LARGE]
 
@@ -135,6 +147,7 @@ class SignalingServer:
         self._add_gauges()
         self.app = web.Application()
         self.app.router.add_get("/channels/{channel}/ws", self._handle_ws)
+        self.app.router.add_get(SHARED_WS_PATH, self._handle_shared_ws)
         self.app.router.add_get("/channels/{channel}/peers", self._handle_peers)
         self.app.router.add_post("/channels", self._handle_new_channel)
         self.app.router.add_get("/healthz", self._handle_health)
@@ -147,7 +160,17 @@ class SignalingServer:
         gauges = (
             ("open_connections", "Open TCP connections.", lambda: len(self.guard.open)),
             ("websockets", "Open WebSockets.", lambda: len(self.state.connections)),
-            ("peers", "Peers present in a channel.", self.state.peer_count),
+            (
+                "shared_websockets",
+                "Open shared WebSockets (sessions in several channels).",
+                lambda: sum(1 for conn in self.state.connections if conn.shared),
+            ),
+            (
+                "sessions",
+                "Channel sessions open (joined or waiting for their hello), on all WebSockets.",
+                lambda: sum(len(conn.sessions) for conn in self.state.connections),
+            ),
+            ("peers", "Peers present in a channel (joined sessions).", self.state.peer_count),
             ("channels", "Channels with at least one peer.", lambda: len(self.state.channels)),
             ("queued_bytes", "Bytes queued for peers.", lambda: self.budget.total),
             ("tracked_addresses", "Client addresses tracked.", lambda: len(self.addresses)),
@@ -220,11 +243,11 @@ class SignalingServer:
 
     def send_witness(self, channel: str, peer_id: str, relay: WitnessRelay) -> bool:
         """The witness's answer to a peer; False if it is not connected here."""
-        conn = self.state.peers_of(channel).get(peer_id)
-        if conn is None:
+        session = self.state.peers_of(channel).get(peer_id)
+        if session is None:
             return False
         self.metrics.inc("witness_frames_sent_total")
-        conn.send(encode_witness_relay(relay))
+        session.send(encode_witness_relay(relay, channel=session.tag))
         return True
 
     async def _on_shutdown(self, app: web.Application) -> None:
@@ -235,7 +258,7 @@ class SignalingServer:
 
     # ------------------------------------------------------------ WebSocket
 
-    async def _handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def _open_socket(self, request: web.Request, shared: bool) -> Connection:
         ws = web.WebSocketResponse(
             timeout=self.config.close_timeout,
             heartbeat=self.config.heartbeat_interval,
@@ -255,27 +278,93 @@ class SignalingServer:
             metrics=self.metrics,
             budget=self.budget,
         )
+        conn.shared = shared
         self.state.connections.add(conn)
-        try:
-            await self._serve(conn, request.match_info["channel"])
-        finally:
-            self.state.connections.discard(conn)
-            if self.state.leave(conn):
-                logger.info("peer left: %s", conn.describe())
-                self._broadcast(conn.channel, encode_peer_left(conn.peer_id), exclude=None)
-            await conn.close()
-            self.addresses.release(usage, self.clock())
-        return ws
+        return conn
 
-    async def _serve(self, conn: Connection, raw_channel: str) -> None:
+    async def _close_socket(self, conn: Connection) -> None:
+        self.state.connections.discard(conn)
+        for session in list(conn.sessions.values()):
+            self._end(session)
+        await conn.close()
+        if conn.usage is not None:
+            self.addresses.release(conn.usage, self.clock())
+
+    async def _handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+        """A channel's own WebSocket: one session, untagged frames."""
+        conn = await self._open_socket(request, shared=False)
+        try:
+            await self._serve_channel_socket(conn, request.match_info["channel"])
+        finally:
+            await self._close_socket(conn)
+        return conn.ws
+
+    async def _handle_shared_ws(self, request: web.Request) -> web.WebSocketResponse:
+        """A shared WebSocket: sessions opened, tagged and ended by the client."""
+        conn = await self._open_socket(request, shared=True)
+        self.metrics.inc("shared_websockets_total")
+        try:
+            await self._serve_shared_socket(conn)
+        finally:
+            await self._close_socket(conn)
+        return conn.ws
+
+    async def _serve_channel_socket(self, conn: Connection, raw_channel: str) -> None:
         try:
             channel = normalize_channel(raw_channel)
         except ProtocolError as exc:
             logger.info("refusing %s: %s", conn.remote, exc.message)
             conn.fail(exc.code, exc.message)
             return
-        conn.channel = channel
-        conn.send(encode_challenge(conn.nonce))
+        session = self._open_session(conn, channel, tagged=False)
+        async for text in self._texts(conn, conn.gate):
+            try:
+                self._handle_frame(session, parse_client_frame(self._checked_size(text)))
+            except ProtocolError as exc:
+                self._refuse(session, exc)
+
+    async def _serve_shared_socket(self, conn: Connection) -> None:
+        async for text in self._texts(conn, conn.ceiling):
+            session: Session | None = None
+            channel: str | None = None
+            charged = False
+            try:
+                tagged = parse_tagged_client_frame(self._checked_size(text))
+                channel = tagged.channel
+                session = conn.sessions.get(channel) if channel is not None else None
+                charged = True  # to the session's gate, or the socket's for no session
+                if not self._within_rate(conn, session.gate if session else conn.gate, session):
+                    continue
+                frame = client_frame_of(tagged)
+                if isinstance(frame, Keepalive) and channel is None:
+                    continue
+                if channel is None:
+                    raise ProtocolError(
+                        ErrorCode.BAD_FIELD,
+                        "on a shared socket every frame but keepalive names its 'channel'",
+                    )
+                if isinstance(frame, OpenSession):
+                    self._open_tagged(conn, channel, session)
+                elif session is None:
+                    raise ProtocolError(
+                        ErrorCode.NO_SESSION,
+                        f"no session in channel {channel!r} on this socket; send open first",
+                    )
+                elif isinstance(frame, LeaveSession):
+                    self._end(session)
+                else:
+                    self._handle_frame(session, frame)
+            except ProtocolError as exc:
+                if not charged and not self._within_rate(conn, conn.gate, None):
+                    continue
+                if session is not None:
+                    self._refuse(session, exc)
+                else:
+                    logger.info("bad frame from %s: %s", conn.describe(), exc.message)
+                    conn.error(exc.code, exc.message, channel=channel)
+
+    async def _texts(self, conn: Connection, gate: RateGate) -> AsyncIterator[str]:
+        """The socket's text frames, past ``gate`` (checked before anything is parsed)."""
         while not conn.closing:
             msg = await conn.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
@@ -284,7 +373,7 @@ class SignalingServer:
                 logger.info("websocket error from %s: %s", conn.describe(), msg.data)
                 return
             self.metrics.inc("frames_received_total")
-            if not self._within_rate(conn):
+            if not self._within_rate(conn, gate, None):
                 continue
             if msg.type == WSMsgType.BINARY:
                 logger.info("binary frame from %s", conn.describe())
@@ -292,109 +381,198 @@ class SignalingServer:
                 continue
             if msg.type != WSMsgType.TEXT:
                 continue
-            if conn.peer_id is not None:
+            if conn.joined_sessions:
                 conn.heard()
-            try:
-                self._handle_text(conn, channel, msg.data)
-            except ProtocolError as exc:
-                if exc.code in _JOIN_REFUSALS:
-                    logger.warning("refusing %s: %s", conn.describe(), exc.message)
-                    conn.fail(exc.code, exc.message)
-                else:
-                    logger.info("bad frame from %s: %s", conn.describe(), exc.message)
-                    conn.error(exc.code, exc.message)
+            yield msg.data
 
-    def _within_rate(self, conn: Connection) -> bool:
-        now = self.clock()
-        if conn.rate.take(now):
-            return True
-        if conn.violations.take(now):
-            conn.error(
-                ErrorCode.RATE_LIMITED,
-                f"more than {self.config.messages_per_second:g} frames/s; frame dropped",
-            )
-        else:
-            logger.warning("closing flooding peer %s", conn.describe())
-            conn.fail(ErrorCode.FLOODING, "kept sending over the rate limit; disconnected")
-        return False
-
-    def _handle_text(self, conn: Connection, channel: str, text: str) -> None:
+    def _checked_size(self, text: str) -> str:
         if utf8_length(text) > self.config.max_frame_bytes:
             raise ProtocolError(
                 ErrorCode.FRAME_TOO_LARGE,
                 f"frame is larger than {self.config.max_frame_bytes} bytes; dropped",
             )
-        frame = parse_client_frame(text)
-        if isinstance(frame, Hello):
-            if conn.peer_id is not None:
-                raise ProtocolError(ErrorCode.ALREADY_JOINED, "hello was already accepted")
-            self._admit(conn, channel, frame)
+        return text
+
+    def _within_rate(self, conn: Connection, gate: RateGate, session: Session | None) -> bool:
+        """Whether a frame passes ``gate``; past it the frame is dropped, and a sender
+        limited too often is closed: the session's own, else the socket."""
+        verdict = gate.check(self.clock())
+        if verdict is RateVerdict.PASS:
+            return True
+        scale = self.config.max_sessions_per_connection if gate is conn.ceiling else 1
+        limit = self.config.messages_per_second * scale
+        if verdict is RateVerdict.LIMITED:
+            message = f"more than {limit:g} frames/s; frame dropped"
+            if session is not None:
+                session.error(ErrorCode.RATE_LIMITED, message)
+            else:
+                conn.error(ErrorCode.RATE_LIMITED, message)
+            return False
+        if session is not None and session.tagged:
+            logger.warning("ending flooding session %s", session.describe())
+            self._fail(session, ErrorCode.FLOODING, "kept sending over the rate limit; left")
+        else:
+            logger.warning("closing flooding peer %s", conn.describe())
+            conn.fail(ErrorCode.FLOODING, "kept sending over the rate limit; disconnected")
+        return False
+
+    # ------------------------------------------------------------ sessions
+
+    def _open_session(self, conn: Connection, channel: str, tagged: bool) -> Session:
+        session = Session(conn, channel, tagged, self.clock())
+        conn.sessions[channel] = session
+        self.metrics.inc("sessions_opened_total")
+        session.send(encode_challenge(session.nonce, channel=session.tag))
+        return session
+
+    def _open_tagged(self, conn: Connection, channel: str, current: Session | None) -> None:
+        if current is not None:
+            raise ProtocolError(
+                ErrorCode.ALREADY_JOINED, f"this socket already has a session in {channel!r}"
+            )
+        if len(conn.sessions) >= self.config.max_sessions_per_connection:
+            conn.error(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"this socket has its maximum of {self.config.max_sessions_per_connection} "
+                "sessions; leave one first or open another socket",
+                channel=channel,
+            )
             return
-        if conn.peer_id is None:
+        session = self._open_session(conn, channel, tagged=True)
+        session.expect_hello(self.config.hello_timeout, self._hello_expired)
+
+    def _hello_expired(self, session: Session) -> None:
+        logger.info("no hello from %s in time", session.describe())
+        self._fail(
+            session,
+            ErrorCode.HELLO_TIMEOUT,
+            f"no hello within {self.config.hello_timeout:g} s of opening the session",
+        )
+
+    def _refuse(self, session: Session, exc: ProtocolError) -> None:
+        """Answer a frame of ``session`` that broke a rule: a refused hello ends the
+        session, anything else gets an error frame."""
+        if exc.code in _JOIN_REFUSALS:
+            logger.warning("refusing %s: %s", session.describe(), exc.message)
+            self._fail(session, exc.code, exc.message)
+        else:
+            logger.info("bad frame from %s: %s", session.describe(), exc.message)
+            session.error(exc.code, exc.message)
+
+    def _fail(self, session: Session, code: ErrorCode, message: str) -> None:
+        """End ``session`` with a fatal error: on a channel's own socket, the socket."""
+        if not session.tagged:
+            session.conn.fail(code, message)
+            return
+        if session.ended:
+            return
+        self.metrics.inc("errors_total", code)
+        session.send(session.fatal_frame(code, message))
+        self._end(session)
+
+    def _end(self, session: Session) -> None:
+        """The session is over: the peer left its channel (the others are told)."""
+        if not session.end():
+            return
+        if self.state.leave(session):
+            logger.info("peer left: %s", session.describe())
+            self._broadcast(
+                session.channel,
+                lambda tag: encode_peer_left(session.peer_id or "", channel=tag),
+                exclude=None,
+            )
+
+    def _handle_frame(self, session: Session, frame: ClientFrame) -> None:
+        if isinstance(frame, OpenSession | LeaveSession):
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TYPE, "open and leave are frames of a shared socket (/ws)"
+            )
+        if isinstance(frame, Hello):
+            if session.peer_id is not None:
+                raise ProtocolError(ErrorCode.ALREADY_JOINED, "hello was already accepted")
+            self._admit(session, frame)
+            return
+        if session.peer_id is None:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello before anything else")
         if isinstance(frame, Keepalive):
             return
         if isinstance(frame, RoleUpdate):
-            self._set_role(conn, channel, frame.role)
+            self._set_role(session, frame.role)
             return
         if isinstance(frame, WitnessRelay):
-            self._to_witness(conn, channel, frame)
+            self._to_witness(session, frame)
             return
         assert isinstance(frame, SignalRequest)
-        self._relay(conn, channel, frame)
+        self._relay(session, frame)
 
-    def _to_witness(self, conn: Connection, channel: str, relay: WitnessRelay) -> None:
+    def _to_witness(self, session: Session, relay: WitnessRelay) -> None:
         if self.witness is None:
             raise ProtocolError(ErrorCode.WITNESS_UNAVAILABLE, "this server hosts no witness")
         self.metrics.inc("witness_frames_received_total")
-        refusal = self.witness.receive(channel, conn.peer_id, relay)
+        refusal = self.witness.receive(session.channel, session.peer_id or "", relay)
         if refusal is not None:
             raise ProtocolError(ErrorCode.WITNESS_UNAVAILABLE, refusal)
 
-    def _admit(self, conn: Connection, channel: str, hello: Hello) -> None:
+    def _admit(self, session: Session, hello: Hello) -> None:
         if self.witness is not None and hello.peer_id == self.witness.witness_id:
             raise ProtocolError(ErrorCode.ID_TAKEN, "that peer id is the witness's")
+        channel = session.channel
         token = new_token()
-        replaced = self.state.join(conn, channel, hello, token)
+        replaced = self.state.join(session, channel, hello, token)
         self.metrics.inc("joins_total")
-        conn.joined()
+        session.conn.joined()
         peers = self.state.peers_of(channel)
         others = sorted(peer for peer in peers if peer != hello.peer_id)
         roles = {peer: peers[peer].role for peer in others if peers[peer].role is not None}
         witness = self.witness.witness_id if self.witness is not None else None
-        conn.send(encode_welcome(channel, hello.peer_id, others, roles, witness, token))
+        session.send(
+            encode_welcome(
+                channel, hello.peer_id, others, roles, witness, token, tagged=session.tagged
+            )
+        )
         if replaced is not None:
-            logger.info("peer reconnected, replacing its old socket: %s", conn.describe())
-            replaced.fail(
+            logger.info("peer reconnected, replacing its old session: %s", session.describe())
+            self._fail(
+                replaced,
                 ErrorCode.REPLACED,
                 "this peer connected again on another socket (with its identity key)",
             )
-            # The others were told the old socket's role: keep it unless the hello has one.
-            conn.role = replaced.role
+            # The others were told the old session's role: keep it unless the hello has one.
+            session.role = replaced.role
             if hello.role is not None:
-                self._set_role(conn, channel, hello.role)
+                self._set_role(session, hello.role)
         else:
-            logger.info("peer joined: %s", conn.describe())
-            conn.role = hello.role
-            self._broadcast(channel, encode_peer_joined(hello.peer_id, hello.role), exclude=conn)
+            logger.info("peer joined: %s", session.describe())
+            session.role = hello.role
+            self._broadcast(
+                channel,
+                lambda tag: encode_peer_joined(hello.peer_id, hello.role, channel=tag),
+                exclude=session,
+            )
 
-    def _set_role(self, conn: Connection, channel: str, role: str) -> None:
-        """Record ``conn``'s role and tell the others, unless it is unchanged."""
-        if role == conn.role:
+    def _set_role(self, session: Session, role: str) -> None:
+        """Record ``session``'s role and tell the others, unless it is unchanged."""
+        if role == session.role:
             return
-        conn.role = role
-        logger.debug("peer %s announces role %s", conn.describe(), role)
-        self._broadcast(channel, encode_peer_role(conn.peer_id, role), exclude=conn)
+        session.role = role
+        logger.debug("peer %s announces role %s", session.describe(), role)
+        peer_id = session.peer_id or ""
+        self._broadcast(
+            session.channel,
+            lambda tag: encode_peer_role(peer_id, role, channel=tag),
+            exclude=session,
+        )
 
-    def _relay(self, conn: Connection, channel: str, request: SignalRequest) -> None:
+    def _relay(self, session: Session, request: SignalRequest) -> None:
+        channel = session.channel
         target = self.state.peers_of(channel).get(request.to)
-        if target is None or target is conn:
+        if target is None or target is session:
             raise ProtocolError(
                 ErrorCode.UNKNOWN_PEER,
                 f"no peer {request.to!r} in channel {channel!r}; wait for its peer_joined",
             )
         try:
-            text = encode_relayed_signal(conn.peer_id, request.payload)
+            text = encode_relayed_signal(session.peer_id or "", request.payload, channel=target.tag)
         except (ValueError, RecursionError):
             raise ProtocolError(ErrorCode.BAD_FIELD, "payload is nested too deeply") from None
         if utf8_length(text) > self.config.max_frame_bytes:  # re-encoding can grow it
@@ -405,10 +583,17 @@ class SignalingServer:
         self.metrics.inc("signals_relayed_total")
         target.send(text)
 
-    def _broadcast(self, channel: str | None, text: str, exclude: Connection | None) -> None:
-        for peer in list(self.state.peers_of(channel or "").values()):
+    def _broadcast(
+        self, channel: str, encode: Callable[[str | None], str], exclude: Session | None
+    ) -> None:
+        """Send a frame to every peer of ``channel``, encoded once per tag."""
+        texts: dict[str | None, str] = {}
+        for peer in list(self.state.peers_of(channel).values()):
             if peer is not exclude:
-                peer.send(text)
+                tag = peer.tag
+                if tag not in texts:
+                    texts[tag] = encode(tag)
+                peer.send(texts[tag])
 
 
 @dataclass
