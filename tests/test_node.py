@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -554,6 +555,9 @@ def test_a_new_link_to_a_peer_says_hello_again(node: Node) -> None:
                 hellos.append(to)
             return True
 
+        def links(self) -> dict[str, LinkInfo]:
+            return {}
+
     node._mesh = HelloMesh()  # type: ignore[assignment]
     node._on_link_change("p1", link("p1", "open", 1))
     node._on_link_change("p1", link("p1", "open", 1))  # the same connection: said already
@@ -587,5 +591,37 @@ def test_forget_warns_then_carries_on_alone_with_its_notice(tmp_path: Path) -> N
         assert "you carried on without user-b0b (forgotten)" in notices
         status = node.status()
         assert status.quorum_problem is None and status.voters == (node.node_id,)
+    finally:
+        storage.close()
+
+
+def test_members_show_the_round_trip_time_measured_after_the_link_opened(
+    tmp_path: Path,
+) -> None:
+    """The mesh reports a link when it opens, before its first ping has come back; the
+    member list must show the round-trip time measured since, not the one at opening."""
+    storage = Storage.open_channel("pair", tmp_path)
+    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
+    storage.save(
+        HardState(term=3, commit=1),
+        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
+    )
+    node = Node(storage, Settings(), nick="ada")
+    try:
+        node._drain()
+        opened = link("b0b", "open", 1)
+        assert opened.rtt_ms is None
+
+        class PingedMesh:
+            def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
+                return True
+
+            def links(self) -> dict[str, LinkInfo]:
+                return {"b0b": replace(opened, rtt_ms=0.42)}
+
+        node._mesh = PingedMesh()  # type: ignore[assignment]
+        node._on_link_change("b0b", opened)
+        peer = next(member for member in node.members() if member.node_id == "b0b")
+        assert peer.link_state == "connected" and peer.rtt_ms == 0.42
     finally:
         storage.close()

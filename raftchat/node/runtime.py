@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from raftchat import chat
 from raftchat.limits import MAX_SNAPSHOT_BYTES, incarnation_problem
@@ -1211,8 +1211,21 @@ class Node:
 
     def _members_info(self) -> tuple[MemberInfo, ...]:
         return self.view.members_info(
-            self.core.status(), self.chat, self._links, self._witness_reachable()
+            self.core.status(), self.chat, self._links_now(), self._witness_reachable()
         )
+
+    def _links_now(self) -> dict[str, LinkInfo]:
+        """The links as last reported, with round-trip times measured since: the mesh
+        reports a link when its state changes, before its first ping has come back."""
+        if self._mesh is None:
+            return self._links
+        fresh = self._mesh.links()
+        return {
+            peer: replace(info, rtt_ms=fresh[peer].rtt_ms)
+            if peer in fresh and fresh[peer].state == info.state
+            else info
+            for peer, info in self._links.items()
+        }
 
     def _witness_reachable(self) -> bool:
         """The witness answered within a few heartbeats (it only answers the leader)."""

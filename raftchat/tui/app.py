@@ -15,16 +15,20 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
+from pathlib import Path
 from typing import ClassVar
 
+import platformdirs
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from raftchat import APP_NAME
 from raftchat.chat.textsafety import sanitize_text
 from raftchat.frontends.commands import TUI_COMMANDS, Forget, InputProblem, RunCommand, SendText
 from raftchat.node.api import (
@@ -75,6 +79,8 @@ class TuiConfig:
     """How long /leave waits for the node to leave cleanly before quitting anyway."""
     recent_nicks: int = 200
     """Distinct senders remembered for Tab completion (besides current members)."""
+    screenshot_dir: Path | None = None
+    """Where the palette's Screenshot saves SVGs; None: :func:`default_screenshot_dir`."""
 
     def __post_init__(self) -> None:
         for name in ("event_batch_max", "chart_points", "recent_nicks"):
@@ -91,13 +97,39 @@ class RaftChatApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "raftchat"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f2", "toggle_stats", "Stats"),
-        Binding("f3", "toggle_members", "Members"),
+        Binding("f2", "toggle_stats", "Stats", tooltip="show or hide the node stats"),
+        Binding("f3", "toggle_members", "Members", tooltip="show or hide the members"),
         # Priority: the single-line input would otherwise take the page keys.
-        Binding("pageup", "scroll_chat(-1)", "Scroll", key_display="PgUp", priority=True),
-        Binding("pagedown", "scroll_chat(1)", "Scroll", key_display="PgDn", priority=True),
-        Binding("ctrl+q", "leave", "Leave", priority=True),
+        Binding(
+            "pageup",
+            "scroll_chat(-1)",
+            "Scroll",
+            key_display="PgUp",
+            priority=True,
+            tooltip="scroll the chat up a page",
+        ),
+        Binding(
+            "pagedown",
+            "scroll_chat(1)",
+            "Scroll",
+            key_display="PgDn",
+            priority=True,
+            tooltip="scroll the chat down a page (End: to the newest)",
+        ),
+        Binding("ctrl+q", "leave", "Leave", priority=True, tooltip="leave the channel and quit"),
+        # Ctrl+C quits as in other terminal programs (the input's copy gives way to it).
+        Binding("ctrl+c", "leave", "Leave", show=False, priority=True, tooltip="same as Ctrl+Q"),
     ]
+    EXTRA_KEYS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("Enter", "send the line"),
+        ("Up/Down", "recall what you typed"),
+        ("Tab", "complete commands and nicks"),
+        ("F1", "command palette: theme, screenshot, keys"),
+    )
+    """Keys /help lists besides the bindings above (the input's own and Textual's)."""
+
+    COMMAND_PALETTE_BINDING = "f1"
+    """Ctrl+P (Textual's default) switches to the previous channel here."""
 
     class NodeEvents(Message):
         """A batch of events from the node, in the order the node published them."""
@@ -399,7 +431,7 @@ class RaftChatApp(App[None]):
         """Run a command; False (with an error shown) if it cannot run as typed."""
         name = command.name
         if name == "/help":
-            for line in TUI_COMMANDS.help_lines():
+            for line in [*TUI_COMMANDS.help_lines(), *self.key_help_lines()]:
                 self._add_notice("info", line)
         elif name == "/nick":
             try:
@@ -441,6 +473,50 @@ class RaftChatApp(App[None]):
         except Exception as error:
             logger.exception("set_nick failed")
             self._show_input_error(f"Could not change the nick: {error}. Try again.")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's palette, with Quit leaving the channels cleanly and Screenshot saving
+        to :attr:`TuiConfig.screenshot_dir` and saying where."""
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":
+                yield SystemCommand("Quit", "Leave the channel and quit", self.action_leave)
+            elif command.title == "Screenshot":
+                yield SystemCommand(
+                    "Screenshot",
+                    f"Save an SVG of the screen in {self.screenshot_dir()}",
+                    self.action_save_screenshot,
+                )
+            else:
+                yield command
+
+    def screenshot_dir(self) -> Path:
+        return self.config.screenshot_dir or default_screenshot_dir()
+
+    def action_save_screenshot(self) -> None:
+        """Save the screen as an SVG file and say where (or why not)."""
+        folder = self.screenshot_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = self.save_screenshot(path=str(folder))
+        except OSError as error:
+            self.notify(
+                f"Could not save a screenshot in {folder}: {error.strerror or error}",
+                title="Screenshot",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.notify(f"Saved {path}", title="Screenshot", markup=False)
+
+    def key_help_lines(self) -> list[str]:
+        """The keys, as /help lists them: the bindings (once per key) and the extra keys."""
+        keys: dict[str, str] = {}
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            for key in binding.key.split(","):
+                keys.setdefault(binding.key_display or key_label(key), binding.tooltip)
+        keys.update(self.EXTRA_KEYS)
+        return [f"{key:<9} {what}" for key, what in keys.items()]
 
     # --- actions ---------------------------------------------------------------------
 
@@ -489,6 +565,18 @@ class RaftChatApp(App[None]):
         except Exception:
             logger.exception("leaving the channel failed; quitting anyway")
         self.exit()
+
+
+def default_screenshot_dir() -> Path:
+    """Where Screenshot saves unless :attr:`TuiConfig.screenshot_dir` says otherwise:
+    ``screenshots`` in the user data folder (``~/.local/share/raftchat/screenshots``)."""
+    return platformdirs.user_data_path(APP_NAME) / "screenshots"
+
+
+def key_label(key: str) -> str:
+    """``ctrl+q`` as people write it: ``Ctrl+Q``; ``f2``: ``F2``."""
+    parts = key.split("+")
+    return "+".join(part.upper() if len(part) == 1 else part.capitalize() for part in parts)
 
 
 async def run_app(node: ChatNode, config: TuiConfig | None = None) -> None:

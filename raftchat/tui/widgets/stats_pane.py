@@ -9,10 +9,11 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Label, Static
 
 from raftchat.chat.textsafety import sanitize_nick, sanitize_text
 from raftchat.node.api import StatusEvent
+from raftchat.tui.widgets.chart import Chart
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +78,16 @@ class StatsPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="stats-table")
         yield Label("commit latency", id="latency-label", classes="chart-label")
-        yield Sparkline([], id="latency-chart")
+        yield Chart(" ms", id="latency-chart")
         yield Label("messages/s", id="rate-label", classes="chart-label")
-        yield Sparkline([], id="rate-chart")
+        yield Chart("/s", id="rate-chart")
 
     def show_status(self, status: StatusEvent, leader_nick: str | None = None) -> None:
         self.query_one("#stats-table", Static).update(status_table(status, leader_nick))
 
     def show_latency(self, samples_ms: Sequence[float]) -> None:
         """Send-to-commit times of own messages, most recent last."""
-        self.query_one("#latency-chart", Sparkline).data = list(samples_ms)
+        self.query_one("#latency-chart", Chart).show(samples_ms)
         label = "commit latency"
         if samples_ms:
             ordered = sorted(samples_ms)
@@ -96,7 +97,7 @@ class StatsPane(Vertical):
 
     def show_rate(self, samples: Sequence[float]) -> None:
         """Committed messages per second, one sample per interval, most recent last."""
-        self.query_one("#rate-chart", Sparkline).data = list(samples)
+        self.query_one("#rate-chart", Chart).show(samples)
         label = "messages/s"
         if samples:
             label += f" {samples[-1]:.1f} (peak {max(samples):.1f})"
