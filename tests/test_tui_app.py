@@ -25,7 +25,12 @@ SIZE = (110, 32)
 TUI_CLOCK_START = 100.0
 
 
-def make_app(node: FakeChatNode, clock: ManualClock | None = None, **config: object) -> RaftChatApp:
+def make_app(
+    node: FakeChatNode | list[FakeChatNode],
+    clock: ManualClock | None = None,
+    host: object = None,
+    **config: object,
+) -> RaftChatApp:
     clock = clock or ManualClock(TUI_CLOCK_START)
     return RaftChatApp(
         node,
@@ -36,6 +41,7 @@ def make_app(node: FakeChatNode, clock: ManualClock | None = None, **config: obj
             cursor_blink=False,
             **config,  # type: ignore[arg-type]
         ),
+        host,  # type: ignore[arg-type]
     )
 
 
@@ -54,7 +60,7 @@ def shows(chat_log: ChatLog, fragment: str) -> bool:
 
 
 async def type_line(pilot: Pilot, text: str) -> None:
-    chat_input = pilot.app.query_one(ChatInput)
+    chat_input = pilot.app.chat_input  # the input of the channel shown
     chat_input.value = text
     chat_input.cursor_position = len(text)
     await pilot.press("enter")
@@ -62,7 +68,7 @@ async def type_line(pilot: Pilot, text: str) -> None:
 
 
 def input_error(app: RaftChatApp) -> str:
-    error = app.query_one("#input-error", Static)
+    error = app.view.query_one("#input-error", Static)
     return str(error.render()) if error.has_class("-visible") else ""
 
 
@@ -321,8 +327,8 @@ async def test_stats_pane_follows_status_events() -> None:
             "3 voters, 1 learners",
             "900",
             "456 ms",
-            "11 sent / 12 recv",
-            "13 sent / 14 recv",
+            "11 out, 12 in",
+            "13 out, 14 in",
             "15",
         ):
             assert expected in text

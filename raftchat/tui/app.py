@@ -139,7 +139,8 @@ class RaftChatApp(App[None]):
             tooltip="search: newer match",
         ),
         Binding(
-            "escape", "end_search", show=False, tooltip="end the search",
+            "escape", "end_search", show=False, key_display="Esc",
+            tooltip="end the search",
         ),
         Binding(
             "ctrl+q", "quit_all", "Quit", priority=True, tooltip="leave every channel and quit"

@@ -53,12 +53,17 @@ class NoticeBurst:
 
     started: float
     last: float
-    kind: str
     parts: list[_Part] = field(default_factory=list)
+    kinds: set[str] = field(default_factory=set)
+
+    @property
+    def kind(self) -> str:
+        """The notice kind the line is marked as: joins only, leaves only, or a mix."""
+        return next(iter(self.kinds)) if len(self.kinds) == 1 else "info"
 
     def add(self, notice: NoticeEvent, name: str) -> None:
         self.last = max(self.last, notice.ts)
-        self.kind = notice.kind if notice.kind != "info" else self.kind
+        self.kinds.add(notice.kind)
         for part in self.parts:
             if notice.member is not None and part.member == notice.member:
                 text = notice.text

@@ -294,9 +294,9 @@ class ChannelView(Vertical):
             chat_log.replace_last(record)
             self._burst_record = record
             return
-        burst = NoticeBurst(started=event.ts, last=event.ts, kind=event.kind)
+        burst = NoticeBurst(started=event.ts, last=event.ts)
         burst.add(event, name)
-        record = make_notice(ts=event.ts, text=burst.text(), kind=event.kind, tz=self.config.tz)
+        record = make_notice(ts=event.ts, text=burst.text(), kind=burst.kind, tz=self.config.tz)
         chat_log.add_records([record])
         self._burst, self._burst_record = burst, record
 

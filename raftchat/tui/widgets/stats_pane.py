@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.table import Table
 from rich.text import Text
@@ -16,6 +16,21 @@ from raftchat.node.api import StatusEvent
 from raftchat.tui.widgets.chart import Chart
 
 logger = logging.getLogger(__name__)
+
+
+SHORT_ID_CHARS = 6
+"""How much of a node id names the leader (as in the members pane)."""
+
+
+def compact_count(value: int) -> str:
+    """A counter or index in at most 6 cells: ``1874``, ``98765``, ``1.2M``, ``340k``."""
+    if value < 100_000:
+        return str(value)
+    for divisor, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if value >= divisor:
+            scaled = value / divisor
+            return f"{scaled:.1f}{suffix}" if scaled < 100 else f"{scaled:.0f}{suffix}"
+    return str(value)  # unreachable: 100,000 and more have a suffix
 
 
 def cluster_summary(status: StatusEvent) -> str:
@@ -31,41 +46,41 @@ def _row(table: Table, label: str, value: object) -> None:
     table.add_row(Text(label, style="dim"), Text(sanitize_text(str(value))))
 
 
+def _sent_received(counters: Mapping[str, int], name: str) -> str:
+    sent = compact_count(counters.get(f"{name}_sent", 0))
+    received = compact_count(counters.get(f"{name}_received", 0))
+    return f"{sent} out, {received} in"
+
+
 def status_table(status: StatusEvent, leader_nick: str | None = None) -> Table:
-    """The stats as a two-column grid of plain Text cells (no markup from node data)."""
+    """The stats as a two-column grid of plain Text cells (no markup from node data).
+
+    Labels and values are short enough for the side pane (36 cells): ids and counters
+    are abbreviated rather than cut off; a value too long all the same wraps at a space.
+    """
     table = Table.grid(padding=(0, 1))
     table.add_column(no_wrap=True)
-    table.add_column(no_wrap=True, overflow="ellipsis")
+    table.add_column(overflow="fold")
     counters = status.counters
     _row(table, "node", status.node_id)
     _row(table, "state", status.state)
-    _row(table, "term", status.term)
+    _row(table, "term", compact_count(status.term))
     if status.leader is None:
         leader = "none (election)"
     elif leader_nick:
-        leader = f"{sanitize_nick(leader_nick)} ({status.leader})"
+        leader = f"{sanitize_nick(leader_nick)} ({status.leader[:SHORT_ID_CHARS]})"
     else:
         leader = status.leader
     _row(table, "leader", leader)
     _row(table, "cluster", cluster_summary(status))
-    _row(table, "log length", status.last_index)
-    _row(table, "commit", status.commit_index)
-    _row(table, "applied", status.applied_index)
-    _row(table, "snapshot", status.snapshot_index)
+    _row(table, "log length", compact_count(status.last_index))
+    _row(table, "commit", compact_count(status.commit_index))
+    _row(table, "applied", compact_count(status.applied_index))
+    _row(table, "snapshot", compact_count(status.snapshot_index))
     _row(table, "election t/o", f"{status.election_timeout_ms:.0f} ms")
-    _row(
-        table,
-        "RequestVote",
-        f"{counters.get('requestvote_sent', 0)} sent / "
-        f"{counters.get('requestvote_received', 0)} recv",
-    )
-    _row(
-        table,
-        "AppendEntries",
-        f"{counters.get('appendentries_sent', 0)} sent / "
-        f"{counters.get('appendentries_received', 0)} recv",
-    )
-    _row(table, "forwarded", counters.get("proposals_forwarded", 0))
+    _row(table, "RequestVote", _sent_received(counters, "requestvote"))
+    _row(table, "AppendEntries", _sent_received(counters, "appendentries"))
+    _row(table, "forwarded", compact_count(counters.get("proposals_forwarded", 0)))
     return table
 
 
