@@ -7,7 +7,7 @@ from support.waiting import wait_until
 from test_tui_app import make_app, widget_text
 
 from raftchat.node.api import StatusEvent
-from raftchat.tui.widgets.stats_pane import compact_count
+from raftchat.tui.widgets.stats_pane import compact_count, short_id
 from raftchat.tui.widgets.status_bar import status_line
 
 
@@ -69,3 +69,8 @@ def test_the_status_line_fits_80_columns() -> None:
     )  # fmt: skip
     line = status_line("raft-lab", "alice", status, "carol")
     assert line.cell_len <= 80, line.plain
+
+
+def test_a_long_node_id_is_abbreviated_with_an_ellipsis() -> None:
+    assert short_id("8e53f1e9ec16addd") == "8e53f1e9ec16addd"
+    assert short_id("d25eb0b4b47f249bf6aeeeaab96c5d3e") == "d25eb0b4b47f249\u2026"

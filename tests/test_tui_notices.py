@@ -94,3 +94,16 @@ async def test_set_refuses_what_it_does_not_know() -> None:
         await type_line(pilot, "/set colour red")
         assert "Unknown setting 'colour'" in input_error(app)
         assert app.notice_mode == "smart"
+
+
+async def test_a_member_named_anew_in_a_burst_gets_a_part_of_its_own() -> None:
+    """A leader notice can name a member by id before its nick is known; the join that
+    follows names it by nick: two parts, not "user-0a63 is the leader, alice joined"."""
+    node = FakeChatNode()
+    app = make_app(node)
+    async with app.run_test(size=(200, 32)) as pilot:
+        node.publish(NoticeEvent("leader", "user-0a63 is the leader (term 2)", T0, "0a63f"))
+        node.publish(NoticeEvent("join", "alice joined as voter", T0 + 1, member="0a63f"))
+        await wait_until(lambda: shows(app.chat_log, "alice joined"), pilot=pilot)
+        notices = [r.text for r in app.chat_log.records if r.notice_kind]
+        assert notices == ["user-0a63 is the leader (term 2) \u00b7 alice joined as voter"]

@@ -65,11 +65,9 @@ class NoticeBurst:
         self.last = max(self.last, notice.ts)
         self.kinds.add(notice.kind)
         for part in self.parts:
-            if notice.member is not None and part.member == notice.member:
-                text = notice.text
-                if text.startswith(part.name + " "):
-                    text = text[len(part.name) + 1 :]  # "alice joined, is now a voter"
-                part.texts.append(text)
+            same_name = notice.text.startswith(part.name + " ")
+            if notice.member is not None and part.member == notice.member and same_name:
+                part.texts.append(notice.text[len(part.name) + 1 :])  # "alice joined, is …"
                 return
         self.parts.append(_Part(notice.member, name, [notice.text]))
 

@@ -22,6 +22,16 @@ SHORT_ID_CHARS = 6
 """How much of a node id names the leader (as in the members pane)."""
 
 
+NODE_ID_CELLS = 16
+"""A node id longer than this shows its start and "…" (the members pane has the rest)."""
+
+
+def short_id(node_id: str) -> str:
+    if len(node_id) <= NODE_ID_CELLS:
+        return node_id
+    return node_id[: NODE_ID_CELLS - 1] + "\u2026"
+
+
 def compact_count(value: int) -> str:
     """A counter or index in at most 6 cells: ``1874``, ``98765``, ``1.2M``, ``340k``."""
     if value < 100_000:
@@ -62,7 +72,7 @@ def status_table(status: StatusEvent, leader_nick: str | None = None) -> Table:
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
     counters = status.counters
-    _row(table, "node", status.node_id)
+    _row(table, "node", short_id(status.node_id))
     _row(table, "state", status.state)
     _row(table, "term", compact_count(status.term))
     if status.leader is None:
