@@ -169,7 +169,7 @@ class RaftChatApp(App[None]):
         self.config = config or TuiConfig()
         self.host = host
         self.notice_mode: NoticeMode = self.config.notices
-        self._initial_nodes = [nodes] if isinstance(nodes, ChatNode) else list(nodes)
+        self._initial_nodes = list(nodes) if isinstance(nodes, Sequence) else [nodes]
         if not self._initial_nodes:
             raise ValueError("RaftChatApp needs at least one node")
         self._view_numbers = iter(range(1, 1_000_000))
