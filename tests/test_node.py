@@ -9,6 +9,7 @@ dropped.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -555,9 +556,6 @@ def test_a_new_link_to_a_peer_says_hello_again(node: Node) -> None:
                 hellos.append(to)
             return True
 
-        def links(self) -> dict[str, LinkInfo]:
-            return {}
-
     node._mesh = HelloMesh()  # type: ignore[assignment]
     node._on_link_change("p1", link("p1", "open", 1))
     node._on_link_change("p1", link("p1", "open", 1))  # the same connection: said already
@@ -621,6 +619,7 @@ def test_members_show_the_round_trip_time_measured_after_the_link_opened(
 
         node._mesh = PingedMesh()  # type: ignore[assignment]
         node._on_link_change("b0b", opened)
+        node._note_links(time.monotonic())  # as every status interval does
         peer = next(member for member in node.members() if member.node_id == "b0b")
         assert peer.link_state == "connected" and peer.rtt_ms == 0.42
     finally:
