@@ -389,8 +389,28 @@ def demo_node(*, auto_commit: bool = False) -> FakeChatNode:
     return node
 
 
-def demo_app(clock: ManualClock | None = None, **config: Any) -> Any:
-    """The TUI on :func:`demo_node` with fixed clocks and timezone (same pixels every run)."""
+def demo_side_channels() -> list[FakeChatNode]:
+    """Two more channels for the demo: #ops (a mention waiting) and #random."""
+    ops = FakeChatNode(node_id="a1f3c9", nick="alice", channel="ops", clock=demo_wall_clock)
+    random = FakeChatNode(node_id="a1f3c9", nick="alice", channel="random", clock=demo_wall_clock)
+    for number, (node, nick, text) in enumerate(
+        (
+            (ops, "frank", "rolling out the signaling server on the new box"),
+            (random, "grace", "anyone tried the wrtc engine yet?"),
+        ),
+        start=1,
+    ):
+        node.load_history(
+            [ChatMessageEvent(1, f"{nick}:1", f"{nick}-id", nick, text, DEMO_START_TS + number)]
+        )
+    return [ops, random]
+
+
+def demo_app(
+    clock: ManualClock | None = None, *, channels: Sequence[FakeChatNode] = (), **config: Any
+) -> Any:
+    """The TUI on :func:`demo_node` (and ``channels``) with fixed clocks and timezone (same
+    pixels every run)."""
     from raftchat.tui.app import RaftChatApp, TuiConfig
 
     node = demo_node()
@@ -402,7 +422,7 @@ def demo_app(clock: ManualClock | None = None, **config: Any) -> Any:
         rate_interval_s=3600.0,  # charts move only when the demo calls sample_rate()
         **config,
     )
-    return RaftChatApp(node, settings)
+    return RaftChatApp([node, *channels], settings)
 
 
 async def play_demo_traffic(pilot: Any, clock: ManualClock, rounds: int = 24) -> None:

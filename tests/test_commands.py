@@ -80,9 +80,28 @@ def test_completion_and_help_cover_only_the_offered_commands() -> None:
         "/help",
         "/nick",
         "/me",
+        "/join",
+        "/part",
+        "/search",
+        "/set",
         "/members",
         "/stats",
         "/leave",
         "/quit",
         "/forget",
     ]
+
+
+def test_join_search_and_set_need_their_argument_and_part_takes_none() -> None:
+    assert TUI_COMMANDS.parse("/JOIN MyRoom") == RunCommand("/join", "MyRoom")
+    assert TUI_COMMANDS.parse("/search  two words ") == RunCommand("/search", "two words")
+    assert TUI_COMMANDS.parse("/set notices all") == RunCommand("/set", "notices all")
+    assert TUI_COMMANDS.parse("/part") == RunCommand("/part")
+    for line, usage in (
+        ("/join", "/join CHANNEL"),
+        ("/search  ", "/search TEXT"),
+        ("/set", "/set SETTING"),
+    ):
+        problem = TUI_COMMANDS.parse(line)
+        assert isinstance(problem, InputProblem) and usage in problem.message
+    assert isinstance(HEADLESS_COMMANDS.parse("/join x"), InputProblem), "headless: one channel"

@@ -9,7 +9,9 @@ dropped.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -587,5 +589,38 @@ def test_forget_warns_then_carries_on_alone_with_its_notice(tmp_path: Path) -> N
         assert "you carried on without user-b0b (forgotten)" in notices
         status = node.status()
         assert status.quorum_problem is None and status.voters == (node.node_id,)
+    finally:
+        storage.close()
+
+
+def test_members_show_the_round_trip_time_measured_after_the_link_opened(
+    tmp_path: Path,
+) -> None:
+    """The mesh reports a link when it opens, before its first ping has come back; the
+    member list must show the round-trip time measured since, not the one at opening."""
+    storage = Storage.open_channel("pair", tmp_path)
+    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
+    storage.save(
+        HardState(term=3, commit=1),
+        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
+    )
+    node = Node(storage, Settings(), nick="ada")
+    try:
+        node._drain()
+        opened = link("b0b", "open", 1)
+        assert opened.rtt_ms is None
+
+        class PingedMesh:
+            def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
+                return True
+
+            def links(self) -> dict[str, LinkInfo]:
+                return {"b0b": replace(opened, rtt_ms=0.42)}
+
+        node._mesh = PingedMesh()  # type: ignore[assignment]
+        node._on_link_change("b0b", opened)
+        node._note_links(time.monotonic())  # as every status interval does
+        peer = next(member for member in node.members() if member.node_id == "b0b")
+        assert peer.link_state == "connected" and peer.rtt_ms == 0.42
     finally:
         storage.close()

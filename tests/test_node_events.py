@@ -284,9 +284,10 @@ def test_a_join_notice_waits_for_the_newcomers_nick() -> None:
     joined = channel.notices(channel.configure({ALICE}, {BOB}), now=WALL)
     assert joined == []
     named = channel.notices(channel.nick(BOB), now=WALL + 0.4)
-    assert named == [NoticeEvent("join", "bob joined as learner", WALL)]
+    assert named == [NoticeEvent("join", "bob joined as learner", WALL, member=BOB)]
     promoted = channel.notices(channel.configure({ALICE, BOB}), now=WALL + 1)
     assert texts(promoted) == ["bob is now a voter"]
+    assert [notice.member for notice in promoted] == [BOB], "front ends group them by member"
 
 
 def test_a_nick_known_already_is_used_at_once() -> None:

@@ -47,10 +47,14 @@ COMMANDS: dict[str, Command] = {
         Command("/help", "show this help"),
         Command("/nick", "/nick NAME — change your nick", "NAME"),
         Command("/me", "/me ACTION — say what you do, e.g. /me waves", "ACTION"),
+        Command("/join", "/join CHANNEL — open another channel in this window", "CHANNEL"),
+        Command("/part", "leave this channel (the others stay open)"),
+        Command("/search", "/search TEXT — find earlier messages in this channel", "TEXT"),
+        Command("/set", "/set notices all|smart|none — how membership notices show", "SETTING"),
         Command("/members", "show or hide the members pane"),
         Command("/stats", "show or hide the node stats pane"),
-        Command("/leave", "leave the channel and quit"),
-        Command("/quit", "same as /leave"),
+        Command("/leave", "leave this channel; quit if it is the only one open"),
+        Command("/quit", "leave every open channel and quit"),
         Command(
             "/forget",
             "/forget NICK… — carry on without members whose machines are gone for good"

@@ -220,6 +220,9 @@ class NoticeEvent:
     text: str
     ts: float
     """When it happened (node clock, epoch seconds)."""
+    member: str | None = None
+    """Node id of the member a membership notice (join, leave, role or leader change) is
+    about, so a front end can group a burst of them; None for other notices."""
     type: Literal["notice"] = "notice"
 
 

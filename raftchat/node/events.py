@@ -493,7 +493,7 @@ class NodeView:
                         requested=requested,
                         liveness=liveness,
                     )
-                notices.append(NoticeEvent("leave", text, now))
+                notices.append(NoticeEvent("leave", text, now, node_id))
                 return notices
         return []
 
@@ -512,7 +512,7 @@ class NodeView:
     ) -> list[NoticeEvent]:
         """A notice about ``node_id``, or none yet if its nick is not known (held)."""
         if node_id == self.node_id or chat_state.nick_of(node_id):
-            return [NoticeEvent(kind, self.name(chat_state, node_id) + rest, now)]
+            return [NoticeEvent(kind, self.name(chat_state, node_id) + rest, now, node_id)]
         self._held.append(_HeldNotice(node_id, kind, rest, now))
         return []
 
@@ -529,7 +529,7 @@ class NodeView:
         for held in self._held:
             if which(held) and (not named or chat_state.nick_of(held.node_id)):
                 name = self.name(chat_state, held.node_id)
-                released.append(NoticeEvent(held.kind, name + held.rest, held.ts))
+                released.append(NoticeEvent(held.kind, name + held.rest, held.ts, held.node_id))
             else:
                 kept.append(held)
         self._held = kept
@@ -537,4 +537,4 @@ class NodeView:
 
     def leader_notice(self, chat_state: chat.ChatState, leader: str, term: int) -> NoticeEvent:
         name = "this node" if leader == self.node_id else self.name(chat_state, leader)
-        return NoticeEvent("leader", f"{name} is the leader (term {term})", time.time())
+        return NoticeEvent("leader", f"{name} is the leader (term {term})", time.time(), leader)

@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from raftchat import chat
 from raftchat.limits import MAX_SNAPSHOT_BYTES, incarnation_problem
@@ -197,6 +197,8 @@ class Node:
         )
         self._auth_errors: dict[str, str] = {}
         self._links: dict[str, LinkInfo] = {}
+        self._link_rtts: dict[str, float | None] = {}
+        """Each link's round-trip time when the status was last published."""
         self._malformed: dict[str, int] = {}
         self._spoofed: dict[str, int] = {}
         self._reads: dict[int, asyncio.Future[int]] = {}
@@ -631,8 +633,7 @@ class Node:
                 self._adapt_election_timeout()
             if now - last_status >= self.tuning.status_interval_s:
                 last_status = now
-                if self._mesh is not None:
-                    self.membership.links_seen(self._mesh.links(), now)
+                self._note_links(now)
                 self._publish_status()
                 self._publish_members()
                 for notice in self.view.due_notices(self.chat):
@@ -1257,8 +1258,28 @@ class Node:
 
     def _members_info(self) -> tuple[MemberInfo, ...]:
         return self.view.members_info(
-            self.core.status(), self.chat, self._links, self._witness_reachable()
+            self.core.status(), self.chat, self._links_now(), self._witness_reachable()
         )
+
+    def _note_links(self, now: float) -> None:
+        """What the mesh says of every link now: who was heard, and round-trip times."""
+        if self._mesh is None:
+            return
+        links = self._mesh.links()
+        self.membership.links_seen(links, now)
+        self._link_rtts = {peer: info.rtt_ms for peer, info in links.items()}
+
+    def _links_now(self) -> dict[str, LinkInfo]:
+        """The links as last reported, with the round-trip times measured since (taken with
+        the status): the mesh reports a link when its state changes, before its first ping
+        has come back, so the report alone never has one."""
+        rtts = self._link_rtts
+        return {
+            peer: replace(info, rtt_ms=rtts[peer])
+            if info.rtt_ms is None and rtts.get(peer) is not None
+            else info
+            for peer, info in self._links.items()
+        }
 
     def _witness_reachable(self) -> bool:
         """The witness answered within a few heartbeats (it only answers the leader)."""

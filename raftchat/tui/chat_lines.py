@@ -104,6 +104,8 @@ class ChatRecord:
     """Cells of the body text: if they fit the width the record is one line (fast path)."""
     key: int = 0
     """Unique per record and per state change, so the render cache never serves stale lines."""
+    found: bool = False
+    """The match of a history search the view is showing now."""
 
     def renew_key(self) -> None:
         self.key = next(_keys)
@@ -233,6 +235,7 @@ class LineStyles:
     pending: Style = _DIM_ITALIC
     ack: Style = _GREEN
     mention: Style = _BOLD_REVERSE
+    found: Style = _BOLD_REVERSE
     notice: Style = _DIM
     error: Style = _BOLD_RED
     day: Style = _DIM
@@ -269,6 +272,8 @@ def _body_text(record: ChatRecord, styles: LineStyles) -> Text:
         body = Text(record.text)
     if record.mention:
         body.stylize(styles.mention)
+    if record.found:
+        body.stylize(styles.found)
     if record.pending:
         body.stylize(styles.pending)
     return body

@@ -54,6 +54,7 @@ class ChatLog(ScrollView, can_focus=False):
         "chat-log--pending",
         "chat-log--ack",
         "chat-log--mention",
+        "chat-log--found",
         "chat-log--notice",
         "chat-log--error",
         "chat-log--day",
@@ -120,6 +121,40 @@ class ChatLog(ScrollView, can_focus=False):
         self.records.extend(new)
         arrived = sum(1 for record in new if record.kind in _COUNTED_KINDS)
         self._content_changed(arrived)
+
+    def replace_last(self, record: ChatRecord) -> None:
+        """Show ``record`` instead of the last committed record (a line updated in place)."""
+        if not self.records:
+            self.add_records([record])
+            return
+        self.records[-1] = record
+        self._relayout_tail(len(self.records) - 1)
+
+    def refresh_record(self, position: int) -> None:
+        """Record ``position`` changed how it looks (it was restyled and its key renewed)."""
+        self._relayout_tail(position)
+
+    def _relayout_tail(self, position: int) -> None:
+        """Recompute the line numbers from record ``position`` on (a few records: cheap)."""
+        width = self._wrap_width
+        if width:
+            layout = self.line_layout
+            total = self._starts[position]
+            for number in range(position, len(self.records)):
+                self._starts[number] = total
+                total += record_height(self.records[number], width, layout)
+            self._committed_lines = total
+        self._content_changed(0)
+
+    def scroll_to_record(self, position: int) -> None:
+        """Bring committed record ``position`` into view, in the middle of the screen."""
+        if not self._wrap_width or position >= len(self._starts):
+            return
+        self._following = False
+        top = self._starts[position] - self.scrollable_content_region.height // 2
+        top_padding = max(0, self.scrollable_content_region.height - self.total_lines)
+        self.scroll_to(y=max(0, top + top_padding), animate=False, immediate=True)
+        self.refresh()
 
     def add_pending(self, record: ChatRecord) -> None:
         """Show an own message that was proposed but is not committed yet."""
@@ -248,6 +283,7 @@ class ChatLog(ScrollView, can_focus=False):
                 pending=component("pending"),
                 ack=component("ack"),
                 mention=component("mention"),
+                found=component("found"),
                 notice=component("notice"),
                 error=component("error"),
                 day=component("day"),

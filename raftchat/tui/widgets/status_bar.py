@@ -23,7 +23,7 @@ SIGNALING_STYLES = {
 def status_line(channel: str, nick: str, status: StatusEvent, leader_nick: str | None) -> Text:
     """Plain Text pieces only: channel names and nicks come from other people."""
     signaling = status.signaling_state
-    line = Text()
+    line = Text(no_wrap=True, overflow="ellipsis")  # one line; the start matters most
     line.append("\u25cf ", style=SIGNALING_STYLES.get(signaling, ""))
     line.append(f"signaling {sanitize_text(signaling)}")
     line.append("  #", style="dim")
