@@ -123,18 +123,23 @@ class ChatState:
 
     # --- applying ---
 
-    def apply(self, entry: Entry) -> list[ChatEvent]:
+    def apply(self, entry: Entry, *, signed_here: bool = False) -> list[ChatEvent]:
         """Apply the next committed entry. Entries must come in log order without gaps
-        (after :meth:`restore`, starting right after the snapshot's index)."""
+        (after :meth:`restore`, starting right after the snapshot's index).
+
+        ``signed_here``: the caller made these very bytes for the entry's client id and
+        serial, signed with that client's own key (a node applying its own proposal), so
+        the signature is known to hold and is not checked again: the outcome is the same,
+        without the most expensive step of applying an entry."""
         expected = self._last_applied_index + 1
         if entry.index != expected:
             raise ValueError(f"entry {entry.index} applied out of order: expected {expected}")
         self._last_applied_index = entry.index
         if entry.kind != EntryKind.NORMAL:
             return []
-        return self._apply_normal(entry)
+        return self._apply_normal(entry, signed_here)
 
-    def _apply_normal(self, entry: Entry) -> list[ChatEvent]:
+    def _apply_normal(self, entry: Entry, signed_here: bool = False) -> list[ChatEvent]:
         """The client session rule: serial ``s`` of a client applies only above the
         client's last applied serial (else it is a duplicate) and right after the serial it
         names as its predecessor, unless it names none (else it is out of order)."""
@@ -157,7 +162,7 @@ class ChatState:
         if prev_serial and prev_serial != last_serial:
             logger.debug("entry %d: %s#%d out of order", entry.index, entry.client_id, entry.serial)
             return [OutOfOrderDropped(entry.index, entry.client_id, entry.serial, last_serial)]
-        problem = self._forgery(entry, command)
+        problem = None if signed_here else self._forgery(entry, command)
         if problem:
             self._record_serial(entry, nick=old_nick)
             return [self._invalid(entry, f"not its author's: {problem}")]

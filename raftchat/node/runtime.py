@@ -828,7 +828,7 @@ class Node:
     # --- applying -------------------------------------------------------------------
 
     def _apply(self, entry: Entry) -> None:
-        events = self.chat.apply(entry)
+        events = self.chat.apply(entry, signed_here=self._signed_here(entry))
         if entry.kind == EntryKind.CONFIG:
             try:
                 configuration = decode_configuration(entry.data)
@@ -844,6 +844,15 @@ class Node:
             self.proposals.applied_own_entry(
                 entry.serial, self.chat.last_serial(self.node_id), time.monotonic()
             )
+
+    def _signed_here(self, entry: Entry) -> bool:
+        """Whether ``entry`` holds exactly the bytes this node signed and proposed under its
+        serial (the chat state then skips checking the signature). A merged message carries
+        another author's signature: that one is always checked."""
+        if entry.client_id != self.node_id:
+            return False
+        proposal = self.proposals.pending.get(entry.serial)
+        return proposal is not None and proposal.kind != "merge" and proposal.data == entry.data
 
     def _on_chat_event(self, event: chat.ChatEvent) -> None:
         if self._merge is not None:
