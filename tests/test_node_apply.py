@@ -1,5 +1,5 @@
-"""Applying committed entries on the hot path: a node does not check its own signature on
-the bytes it signed itself, and checks everything else."""
+"""Applying committed entries on the hot path: a node neither decodes nor checks the
+signature of the bytes it signed and proposed itself, and checks everything else."""
 
 from __future__ import annotations
 
@@ -30,6 +30,20 @@ def node(tmp_path: Path) -> Iterator[Node]:
     storage = Storage.open_channel("unit", tmp_path)
     yield Node(storage, Settings(), nick="ada")
     storage.close()
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The commands the chat state decoded."""
+    seen: list[bytes] = []
+    decode = chat.state.decode_command
+
+    def counting(data: bytes, *args: object) -> tuple[chat.Command, int]:
+        seen.append(data)
+        return decode(data, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chat.state, "decode_command", counting)
+    return seen
 
 
 @pytest.fixture
@@ -68,8 +82,8 @@ def test_the_signed_bytes_are_the_length_prefixed_fields() -> None:
         assert signing.signed_bytes(channel, BOB.node_id, serial, tag, fields) == expected
 
 
-def test_own_proposal_applies_without_checking_its_own_signature(
-    node: Node, checks: list[str]
+def test_own_proposal_applies_without_decoding_or_checking_its_own_signature(
+    node: Node, checks: list[str], decoded: list[bytes]
 ) -> None:
     queue = node.subscribe()
     message_id = node.send_chat("hello")
@@ -79,11 +93,12 @@ def test_own_proposal_applies_without_checking_its_own_signature(
     events = drain(queue)
     assert [e.text for e in events if isinstance(e, ChatMessageEvent)] == ["hello"]
     assert [e.id for e in events if isinstance(e, AckEvent)] == [message_id]
-    assert checks == []
-    # Another author's entry is checked.
+    assert checks == [] and decoded == []
+    # Another author's entry is decoded and checked.
     command = chat.sign_command(chat.ChatMessage("bob", "hi", TS), BOB, node.channel, 1)
-    node._apply(Entry(2, 1, EntryKind.NORMAL, chat.encode_command(command), BOB.node_id, 1))
-    assert checks == [BOB.node_id]
+    data = chat.encode_command(command)
+    node._apply(Entry(2, 1, EntryKind.NORMAL, data, BOB.node_id, 1))
+    assert checks == [BOB.node_id] and decoded == [data]
     assert [e.text for e in drain(queue) if isinstance(e, ChatMessageEvent)] == ["hi"]
 
 

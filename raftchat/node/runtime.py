@@ -828,7 +828,7 @@ class Node:
     # --- applying -------------------------------------------------------------------
 
     def _apply(self, entry: Entry) -> None:
-        events = self.chat.apply(entry, signed_here=self._signed_here(entry))
+        events = self.chat.apply(entry, proposed=self._own_proposal(entry))
         if entry.kind == EntryKind.CONFIG:
             try:
                 configuration = decode_configuration(entry.data)
@@ -845,14 +845,17 @@ class Node:
                 entry.serial, self.chat.last_serial(self.node_id), time.monotonic()
             )
 
-    def _signed_here(self, entry: Entry) -> bool:
-        """Whether ``entry`` holds exactly the bytes this node signed and proposed under its
-        serial (the chat state then skips checking the signature). A merged message carries
-        another author's signature: that one is always checked."""
+    def _own_proposal(self, entry: Entry) -> tuple[chat.Command, int] | None:
+        """The command and ``prev_serial`` of this node's own proposal if ``entry`` holds
+        exactly the bytes it signed and proposed under that serial (the chat state then
+        neither decodes nor checks them again). A merged message carries another author's
+        signature: that one is always checked."""
         if entry.client_id != self.node_id:
-            return False
+            return None
         proposal = self.proposals.pending.get(entry.serial)
-        return proposal is not None and proposal.kind != "merge" and proposal.data == entry.data
+        if proposal is None or proposal.kind == "merge" or proposal.data != entry.data:
+            return None
+        return proposal.command, proposal.prev_serial
 
     def _on_chat_event(self, event: chat.ChatEvent) -> None:
         if self._merge is not None:
