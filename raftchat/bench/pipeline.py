@@ -77,6 +77,8 @@ class PipelineOptions:
     text_bytes: int = 100
     warmup: int = 500
     """Messages sent (and delivered) before the measured burst, in each trial."""
+    samples: int = 100
+    """Messages sent one at a time after the burst, in each trial: latency."""
     uvloop: bool = True
     """The event loop ``raftchat join --headless`` runs on (uvloop when installed)."""
 
@@ -87,6 +89,8 @@ class Trial:
     committed_s: float
     delivered_s: float
     cpu_s: float
+    commit_latencies_s: list[float] = field(default_factory=list)
+    delivery_latencies_s: list[float] = field(default_factory=list)
 
     @property
     def msgs_per_s(self) -> float:
@@ -107,6 +111,8 @@ class PipelineResult:
         def median(values: list[float]) -> float:
             return round(statistics.median(values), 1) if values else 0.0
 
+        commit = [s for t in self.trials for s in t.commit_latencies_s]
+        delivery = [s for t in self.trials for s in t.delivery_latencies_s]
         return {
             "tool": "pipeline",
             **asdict(self.options),
@@ -116,10 +122,23 @@ class PipelineResult:
             "cpu_us_per_msg_min": round(min(t.cpu_us_per_msg for t in self.trials), 1),
             "trials_msgs_per_s": [round(t.msgs_per_s) for t in self.trials],
             "trials_cpu_us_per_msg": [round(t.cpu_us_per_msg, 1) for t in self.trials],
+            "commit_latency_ms": _percentiles_ms(commit),
+            "delivery_latency_ms": _percentiles_ms(delivery),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             **({"profile": self.profile} if self.profile else {}),
         }
+
+
+def _percentiles_ms(samples: list[float]) -> dict[str, float] | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+
+    def at(fraction: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
+
+    return {"p50": at(0.5), "p99": at(0.99), "samples": len(ordered)}
 
 
 # --- the in-memory transport ----------------------------------------------------------
@@ -348,9 +367,16 @@ async def run_trial(
         if profiler is not None:
             profiler.disable()
         cpu_s = time.process_time() - cpu
+        trial = Trial(options.messages, committed_s, delivered_s, cpu_s)
+        start = options.warmup + options.messages
+        for number in range(options.samples):
+            line = burst_lines(1, options.text_bytes, start=start + number)
+            committed_s, delivered_s = await channel.burst(leader, line, 1)
+            trial.commit_latencies_s.append(committed_s)
+            trial.delivery_latencies_s.append(delivered_s)
     finally:
         await channel.stop()
-    return Trial(options.messages, committed_s, delivered_s, cpu_s)
+    return trial
 
 
 def run_trials(options: PipelineOptions, profile_path: Path | None = None) -> PipelineResult:
@@ -419,6 +445,13 @@ def _print_table(summary: dict[str, Any]) -> None:
         f"  CPU per message          {summary['cpu_us_per_msg']:>10.1f} us (all nodes;"
         f" least {summary['cpu_us_per_msg_min']:.1f})"
     )
+    for label, key in (("commit", "commit_latency_ms"), ("delivery", "delivery_latency_ms")):
+        latency = summary.get(key)
+        if latency:
+            print(
+                f"  {label} latency, one at a time  p50 {latency['p50']:.2f} ms,"
+                f" p99 {latency['p99']:.2f} ms ({latency['samples']} messages)"
+            )
     profile = summary.get("profile")
     if profile:
         print(f"profile: {profile['file']} (python -m pstats); own time, % of the burst:")
@@ -438,6 +471,9 @@ def _parse(argv: list[str] | None) -> tuple[PipelineOptions, argparse.Namespace]
     parser.add_argument("--text-bytes", type=int, default=defaults.text_bytes)
     parser.add_argument("--warmup", type=int, default=defaults.warmup)
     parser.add_argument(
+        "--samples", type=int, default=defaults.samples, help="one-at-a-time messages per trial"
+    )
+    parser.add_argument(
         "--asyncio", action="store_true", help="asyncio's own event loop instead of uvloop"
     )
     parser.add_argument("--json", action="store_true", help="a JSON object as the last line")
@@ -451,6 +487,7 @@ def _parse(argv: list[str] | None) -> tuple[PipelineOptions, argparse.Namespace]
         trials=args.trials,
         text_bytes=args.text_bytes,
         warmup=max(0, args.warmup),
+        samples=max(0, args.samples),
         uvloop=not args.asyncio,
     )
     return options, args
