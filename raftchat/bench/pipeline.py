@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raftchat.bench.stats import summarize
 from raftchat.frontends.headless import run_headless
 from raftchat.frontends.launch import event_loop_factory
 from raftchat.net import LinkInfo, LinkState
@@ -122,23 +123,12 @@ class PipelineResult:
             "cpu_us_per_msg_min": round(min(t.cpu_us_per_msg for t in self.trials), 1),
             "trials_msgs_per_s": [round(t.msgs_per_s) for t in self.trials],
             "trials_cpu_us_per_msg": [round(t.cpu_us_per_msg, 1) for t in self.trials],
-            "commit_latency_ms": _percentiles_ms(commit),
-            "delivery_latency_ms": _percentiles_ms(delivery),
+            "commit_latency_ms": summarize([1000 * s for s in commit]),
+            "delivery_latency_ms": summarize([1000 * s for s in delivery]),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             **({"profile": self.profile} if self.profile else {}),
         }
-
-
-def _percentiles_ms(samples: list[float]) -> dict[str, float] | None:
-    if not samples:
-        return None
-    ordered = sorted(samples)
-
-    def at(fraction: float) -> float:
-        return round(1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 3)
-
-    return {"p50": at(0.5), "p99": at(0.99), "samples": len(ordered)}
 
 
 # --- the in-memory transport ----------------------------------------------------------
@@ -447,10 +437,10 @@ def _print_table(summary: dict[str, Any]) -> None:
     )
     for label, key in (("commit", "commit_latency_ms"), ("delivery", "delivery_latency_ms")):
         latency = summary.get(key)
-        if latency:
+        if latency and latency["n"]:
             print(
                 f"  {label} latency, one at a time  p50 {latency['p50']:.2f} ms,"
-                f" p99 {latency['p99']:.2f} ms ({latency['samples']} messages)"
+                f" p99 {latency['p99']:.2f} ms ({latency['n']} messages)"
             )
     profile = summary.get("profile")
     if profile:
