@@ -21,8 +21,9 @@ def test_burst_lines_are_distinct_lines_of_the_given_length() -> None:
 
 @pytest.mark.parametrize("nodes", [1, 3])
 def test_a_tiny_run_delivers_every_message_on_every_node(nodes: int) -> None:
-    options = PipelineOptions(nodes=nodes, messages=60, trials=1, warmup=10, samples=3)
+    options = PipelineOptions(nodes=nodes, messages=60, trials=1, warmup=10, samples=3, idle_s=0.2)
     summary = run_trials(options).summary()
+    assert summary["idle_cpu_percent_per_node"] >= 0
     assert summary["nodes"] == nodes and summary["messages"] == 60
     assert summary["msgs_per_s"] > 0 and summary["commits_per_s"] > 0
     assert summary["cpu_us_per_msg"] > 0
@@ -33,7 +34,7 @@ def test_a_tiny_run_delivers_every_message_on_every_node(nodes: int) -> None:
 
 def test_the_profile_names_where_the_time_went(tmp_path) -> None:
     output = tmp_path / "burst.prof"
-    options = PipelineOptions(nodes=1, messages=40, trials=1, warmup=0, samples=0)
+    options = PipelineOptions(nodes=1, messages=40, trials=1, warmup=0, samples=0, idle_s=0)
     result = run_trials(options, output)
     assert output.stat().st_size > 0
     assert result.profile is not None and result.profile["file"] == str(output)
@@ -44,6 +45,6 @@ def test_the_profile_names_where_the_time_went(tmp_path) -> None:
 
 def test_main_prints_a_json_summary_last(capsys: pytest.CaptureFixture[str]) -> None:
     assert pipeline.main(["--messages", "30", "--trials", "1", "--warmup", "0",
-                          "--samples", "1", "--json"]) == 0  # fmt: skip
+                          "--samples", "1", "--idle", "0", "--json"]) == 0  # fmt: skip
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert '"tool": "pipeline"' in last and '"msgs_per_s"' in last

@@ -80,6 +80,9 @@ class PipelineOptions:
     """Messages sent (and delivered) before the measured burst, in each trial."""
     samples: int = 100
     """Messages sent one at a time after the burst, in each trial: latency."""
+    idle_s: float = 2.0
+    """Seconds the channel then stays idle, in each trial: the nodes' own idle CPU
+    (heartbeats, timers, housekeeping), without any network's."""
     uvloop: bool = True
     """The event loop ``raftchat join --headless`` runs on (uvloop when installed)."""
 
@@ -92,6 +95,8 @@ class Trial:
     cpu_s: float
     commit_latencies_s: list[float] = field(default_factory=list)
     delivery_latencies_s: list[float] = field(default_factory=list)
+    idle_cpu_percent: float | None = None
+    """CPU of the idle channel per node, in % of a core."""
 
     @property
     def msgs_per_s(self) -> float:
@@ -125,6 +130,11 @@ class PipelineResult:
             "trials_cpu_us_per_msg": [round(t.cpu_us_per_msg, 1) for t in self.trials],
             "commit_latency_ms": summarize([1000 * s for s in commit]),
             "delivery_latency_ms": summarize([1000 * s for s in delivery]),
+            "idle_cpu_percent_per_node": median(
+                [t.idle_cpu_percent for t in self.trials if t.idle_cpu_percent is not None]
+            )
+            if self.options.idle_s
+            else None,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             **({"profile": self.profile} if self.profile else {}),
@@ -364,6 +374,12 @@ async def run_trial(
             committed_s, delivered_s = await channel.burst(leader, line, 1)
             trial.commit_latencies_s.append(committed_s)
             trial.delivery_latencies_s.append(delivered_s)
+        if options.idle_s:
+            await asyncio.sleep(0.5)  # the burst's last answers and status lines settle
+            cpu = time.process_time()
+            await asyncio.sleep(options.idle_s)  # measuring idleness: nothing to wait for
+            idle_cpu_s = time.process_time() - cpu
+            trial.idle_cpu_percent = 100 * idle_cpu_s / options.idle_s / options.nodes
     finally:
         await channel.stop()
     return trial
@@ -435,6 +451,9 @@ def _print_table(summary: dict[str, Any]) -> None:
         f"  CPU per message          {summary['cpu_us_per_msg']:>10.1f} us (all nodes;"
         f" least {summary['cpu_us_per_msg_min']:.1f})"
     )
+    idle = summary.get("idle_cpu_percent_per_node")
+    if idle is not None:
+        print(f"  idle CPU per node        {idle:>10.2f} % of a core (no network)")
     for label, key in (("commit", "commit_latency_ms"), ("delivery", "delivery_latency_ms")):
         latency = summary.get(key)
         if latency and latency["n"]:
@@ -466,6 +485,9 @@ def _parse(argv: list[str] | None) -> tuple[PipelineOptions, argparse.Namespace]
     parser.add_argument(
         "--asyncio", action="store_true", help="asyncio's own event loop instead of uvloop"
     )
+    parser.add_argument(
+        "--idle", type=float, default=defaults.idle_s, help="idle seconds measured per trial"
+    )
     parser.add_argument("--json", action="store_true", help="a JSON object as the last line")
     parser.add_argument("--profile", type=Path, help="write a cProfile of one more trial here")
     args = parser.parse_args(argv)
@@ -478,6 +500,7 @@ def _parse(argv: list[str] | None) -> tuple[PipelineOptions, argparse.Namespace]
         text_bytes=args.text_bytes,
         warmup=max(0, args.warmup),
         samples=max(0, args.samples),
+        idle_s=max(0.0, args.idle),
         uvloop=not args.asyncio,
     )
     return options, args
