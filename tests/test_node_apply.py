@@ -121,3 +121,22 @@ def test_a_leader_cannot_pass_off_other_bytes_under_a_pending_serial(
         assert not [e for e in events if isinstance(e, ChatMessageEvent)]
         assert any(isinstance(e, ErrorEvent) and "not its author's" in e.message for e in events)
     assert node.chat.history() == []
+
+
+def test_a_merged_message_this_node_proposed_is_checked_all_the_same(
+    node: Node, checks: list[str]
+) -> None:
+    """A merged message carries its original author's signature, not this node's: its
+    own proposal of one is decoded and checked like any entry, and a forged one refused."""
+    queue = node.subscribe()
+    forged = chat.sign_command(chat.ChatMessage("bob", "FORGED", TS), MALLORY, node.channel, 3)
+    merged = chat.MergedMessage(
+        "0" * 32, BOB.node_id, 3, "bob", "FORGED", TS, False, signature=forged.signature
+    )
+    serial = int(node.proposals.propose(merged, "merge", 0.0).split(":")[1])
+    data = node.proposals.pending[serial].data
+    node._apply(Entry(1, 1, EntryKind.NORMAL, data, node.node_id, serial))
+    assert checks == [BOB.node_id]
+    events = drain(queue)
+    assert not [e for e in events if isinstance(e, ChatMessageEvent)]
+    assert node.chat.history() == []

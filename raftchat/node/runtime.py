@@ -848,12 +848,16 @@ class Node:
     def _own_proposal(self, entry: Entry) -> tuple[chat.Command, int] | None:
         """The command and ``prev_serial`` of this node's own proposal if ``entry`` holds
         exactly the bytes it signed and proposed under that serial (the chat state then
-        neither decodes nor checks them again). A merged message carries another author's
-        signature: that one is always checked."""
+        neither decodes nor checks them again). Only a command this node signs itself: a
+        merged message carries another author's signature, which is always checked."""
         if entry.client_id != self.node_id:
             return None
         proposal = self.proposals.pending.get(entry.serial)
-        if proposal is None or proposal.kind == "merge" or proposal.data != entry.data:
+        if (
+            proposal is None
+            or isinstance(proposal.command, chat.MergedMessage | chat.MergeDone)
+            or proposal.data != entry.data
+        ):
             return None
         return proposal.command, proposal.prev_serial
 
