@@ -13,6 +13,7 @@ before still loads.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -71,7 +72,15 @@ DEFAULT_LIMITS = ChatLimits()
 
 def nick_problem(nick: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | None:
     """Why ``nick`` is not acceptable under ``limits``, or None if it is."""
+    if type(nick) is str:
+        return _known_nick_problem(nick, limits.max_nick_chars)
     return _nick_rule(nick, limits.max_nick_chars)
+
+
+KNOWN_NICKS = 1024
+"""Nicks whose verdict is kept: every entry names its author's nick, a channel has few."""
+
+_known_nick_problem = functools.lru_cache(maxsize=KNOWN_NICKS)(_nick_rule)
 
 
 def stored_nick_problem(nick: object, limits: ChatLimits = DEFAULT_LIMITS) -> str | None:

@@ -20,6 +20,7 @@ derived form must sign; its unsigned or badly signed commands apply as no-ops.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple, Protocol
 
@@ -53,20 +54,44 @@ class Signer(Protocol):
     def sign(self, message: bytes) -> bytes: ...
 
 
+KNOWN_AUTHORS = 1024
+"""(channel, author) and (author, key) pairs whose derived parts are kept: a channel has
+a few authors, each checked on every entry they wrote."""
+
+_SERIAL_PART = (8).to_bytes(4, "big")
+"""The length prefix of the serial (8 bytes)."""
+
+
 def signs(client_id: str) -> bool:
     """Whether commands of ``client_id`` must be signed: its id is derived from a key."""
     return _DERIVED_ID.fullmatch(client_id) is not None
 
 
 def signed_bytes(channel: str, author: str, serial: int, tag: int, fields: list) -> bytes:
-    """The bytes an author signs for a command (see the module docstring)."""
-    return length_prefixed(
-        COMMAND_DOMAIN,
-        channel.encode(),
-        author.encode(),
-        serial.to_bytes(8, "big"),
-        packer().pack([tag, *fields]),
+    """The bytes an author signs for a command (see the module docstring):
+    ``length_prefixed(COMMAND_DOMAIN, channel, author, serial (8 bytes), msgpack of [tag,
+    *fields])``, with the parts that stay the same for an author made once."""
+    content = packer().pack([tag, *fields])
+    return b"".join(
+        (
+            _signed_prefix(channel, author),
+            _SERIAL_PART,
+            serial.to_bytes(8, "big"),
+            len(content).to_bytes(4, "big"),
+            content,
+        )
     )
+
+
+@functools.lru_cache(maxsize=KNOWN_AUTHORS)
+def _signed_prefix(channel: str, author: str) -> bytes:
+    return length_prefixed(COMMAND_DOMAIN, channel.encode(), author.encode())
+
+
+@functools.lru_cache(maxsize=KNOWN_AUTHORS)
+def _is_key_of(author: str, public_key: bytes) -> bool:
+    """:func:`~raftchat.net.identity.is_id_of`, remembered (a SHA-256 per entry saved)."""
+    return is_id_of(author, public_key)
 
 
 def sign(signer: Signer, channel: str, serial: int, tag: int, fields: list) -> Signature:
@@ -87,7 +112,7 @@ def signature_problem(
         return f"unsigned, but {author} signs its commands" if signs(author) else None
     if not signs(author):
         return f"signed, but {author} is no id derived from a key"
-    if not is_id_of(author, signature.public_key):
+    if not _is_key_of(author, signature.public_key):
         return f"signed with a key that is not {author}'s"
     if not verify(
         signature.public_key,

@@ -848,7 +848,7 @@ class Node:
     # --- applying -------------------------------------------------------------------
 
     def _apply(self, entry: Entry) -> None:
-        events = self.chat.apply(entry)
+        events = self.chat.apply(entry, proposed=self._own_proposal(entry))
         if entry.kind == EntryKind.CONFIG:
             try:
                 configuration = decode_configuration(entry.data)
@@ -864,6 +864,22 @@ class Node:
             self.proposals.applied_own_entry(
                 entry.serial, self.chat.last_serial(self.node_id), time.monotonic()
             )
+
+    def _own_proposal(self, entry: Entry) -> tuple[chat.Command, int] | None:
+        """The command and ``prev_serial`` of this node's own proposal if ``entry`` holds
+        exactly the bytes it signed and proposed under that serial (the chat state then
+        neither decodes nor checks them again). Only a command this node signs itself: a
+        merged message carries another author's signature, which is always checked."""
+        if entry.client_id != self.node_id:
+            return None
+        proposal = self.proposals.pending.get(entry.serial)
+        if (
+            proposal is None
+            or isinstance(proposal.command, chat.MergedMessage | chat.MergeDone)
+            or proposal.data != entry.data
+        ):
+            return None
+        return proposal.command, proposal.prev_serial
 
     def _on_chat_event(self, event: chat.ChatEvent) -> None:
         if self._merge is not None:
