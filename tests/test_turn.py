@@ -1,4 +1,5 @@
-"""Two mesh peers connect through a real coturn relay on loopback, relay-only."""
+"""Two mesh peers connect through a real coturn relay on loopback, relay-only, on each
+engine and with one of each (the ``webrtc`` fixture)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from mesh_utils import TEST_CONFIG, FakeRelay, all_open, make_peer, pending_tasks
+from mesh_utils import TEST_CONFIG, FakeRelay, all_open, engine_of, make_peer, pending_tasks
 from support.ports import free_port
 from support.waiting import wait_until
 
@@ -74,7 +75,7 @@ def turn_server(tmp_path) -> Iterator[int]:
             process.wait()
 
 
-async def test_two_peers_connect_through_turn_relay_only(turn_server):
+async def test_two_peers_connect_through_turn_relay_only(turn_server, webrtc):
     config = MeshConfig(
         **{
             **vars(TEST_CONFIG),
@@ -87,8 +88,8 @@ async def test_two_peers_connect_through_turn_relay_only(turn_server):
         }
     )
     relay = FakeRelay()
-    a = make_peer(relay, "a", config)
-    b = make_peer(relay, "b", config)
+    a = make_peer(relay, "a", config, webrtc=engine_of(webrtc, 0))
+    b = make_peer(relay, "b", config, webrtc=engine_of(webrtc, 1))
     try:
         await wait_until(lambda: all_open([a, b]), 15, "relayed link open")
         for peer, other in ((a, "b"), (b, "a")):

@@ -17,6 +17,8 @@ SCTP flight cap             ``RTCSctpTransport._cwnd`` (a class property replace
                             applied only on aiortc 1.16.x (``CHECKED_AIORTC_VERSIONS``)
 UDP receive buffer          ``aioice.ice.Connection._nominated``; ``pair.protocol.transport``
 selected candidate pair     ``aioice.ice.Connection._nominated``
+consent guard               ``aioice.ice.Connection.query_consent`` (wrapped) and
+                            ``Connection._closing``
 the ICE connection          ``RTCIceTransport._connection`` (``sctp.transport.transport``)
 peer's DTLS certificate     ``RTCDtlsTransport._ssl`` (the pyOpenSSL connection)
 remote max message size     ``RTCSctpTransport._remote_max_message_size``
@@ -33,8 +35,8 @@ import contextvars
 import datetime
 import logging
 import socket
-from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aioice.ice
@@ -57,9 +59,8 @@ from raftchat.net.engines.base import (
     CHANNEL_LABEL,
     ConnectionHandler,
     ConnectionSettings,
-    Direction,
     EngineError,
-    FrameFilter,
+    FrameFilterHook,
     SelectedPair,
 )
 
@@ -324,6 +325,30 @@ def enlarge_receive_buffer(ice_connection: Any, size: int) -> int | None:
         return None
 
 
+# --- no consent checks after close ----------------------------------------------------
+#
+# aioice's Connection.connect() starts the consent freshness checks (RFC 7675) once its
+# check list completed. If the connection is closed between the check list completing
+# and connect() resuming (a peer that answers fast, as libwebrtc does, makes this
+# common), close() finds no consent task to cancel, and connect() then starts one that
+# runs for the life of the process: a leaked task per such connection. The adapter ends
+# a consent task at once if its connection is already closing (``Connection._closing``,
+# set first thing in close()).
+
+_original_query_consent = aioice.ice.Connection.query_consent
+
+
+async def _query_consent(self: aioice.ice.Connection) -> None:
+    if getattr(self, "_closing", False):
+        return
+    await _original_query_consent(self)
+
+
+def _install_consent_guard() -> None:
+    if aioice.ice.Connection.query_consent is not _query_consent:
+        aioice.ice.Connection.query_consent = _query_consent  # type: ignore[method-assign]
+
+
 # --- reading a connection -------------------------------------------------------------
 
 
@@ -493,13 +518,14 @@ class AiortcPeerConnection:
         self._handler.channel_open(self)
 
     def _tune_transport(self) -> None:
-        """Apply the UDP receive buffer and SCTP flight cap the settings ask for."""
+        """Apply the engine's UDP receive buffer and SCTP flight cap."""
         sctp = self.pc.sctp
         ice_connection = ice_connection_of(self.pc)
-        if ice_connection is not None and self._settings.udp_receive_buffer_bytes:
-            enlarge_receive_buffer(ice_connection, self._settings.udp_receive_buffer_bytes)
-        if sctp is not None and self._settings.sctp_max_flight_bytes:
-            limit_flight(sctp, self._settings.sctp_max_flight_bytes)
+        tuning = self._engine.tuning
+        if ice_connection is not None and tuning.udp_receive_buffer_bytes:
+            enlarge_receive_buffer(ice_connection, tuning.udp_receive_buffer_bytes)
+        if sctp is not None and tuning.sctp_max_flight_bytes:
+            limit_flight(sctp, tuning.sctp_max_flight_bytes)
 
     def _on_message(self, frame: bytes | str) -> None:
         if self._closed or self._engine.drops(self.peer, "recv"):
@@ -515,46 +541,28 @@ class AiortcPeerConnection:
             self._handler.send_buffer_low(self)
 
 
-class AiortcEngine:
+@dataclass(frozen=True)
+class AiortcTuning:
+    """What the aiortc engine adapts on every open connection (see the sections above);
+    the mesh's ``MeshConfig`` holds the values. 0 leaves aiortc's own behaviour."""
+
+    udp_receive_buffer_bytes: int = 4 * 1024 * 1024
+    "Receive buffer asked for on the selected UDP socket (0: aioice's 256 KiB)."
+    sctp_max_flight_bytes: int = 128 * 1024
+    "Most bytes SCTP keeps unacknowledged (0: no limit, as in aiortc)."
+
+
+class AiortcEngine(FrameFilterHook):
     """Peer connections through aiortc (see :class:`~raftchat.net.engines.base.Engine`)."""
 
-    frame_filter: FrameFilter | None = None
-    """The test hook (:data:`~raftchat.net.engines.base.FrameFilter`). Set on an engine
-    for its mesh only, or on this class for every mesh of the process (how tests
-    partition node processes)."""
+    name = "aiortc"
 
-    def __init__(self) -> None:
-        self._frames_dropped: Counter[str] = Counter()
+    def __init__(self, tuning: AiortcTuning | None = None) -> None:
+        super().__init__()
+        self.tuning = tuning or AiortcTuning()
+        _install_consent_guard()
 
     def connect(
         self, peer: str, settings: ConnectionSettings, handler: ConnectionHandler
     ) -> AiortcPeerConnection:
         return AiortcPeerConnection(self, peer, settings, handler)
-
-    def frames_dropped(self, peer: str) -> int:
-        return self._frames_dropped[peer]
-
-    def drops(self, peer: str, direction: Direction) -> bool:
-        """Whether the frame filter drops this frame (counted if it does)."""
-        if self.frame_filter is None:
-            return False
-        dropped = self._filter_says(peer, direction)
-        if dropped:
-            self._frames_dropped[peer] += 1
-        return dropped
-
-    def partitioned(self, peer: str) -> bool:
-        """Whether the frame filter drops ``peer``'s traffic in either direction."""
-        if self.frame_filter is None:
-            return False
-        return self._filter_says(peer, "send") or self._filter_says(peer, "recv")
-
-    def _filter_says(self, peer: str, direction: Direction) -> bool:
-        frame_filter = self.frame_filter
-        if frame_filter is None:
-            return False
-        try:
-            return bool(frame_filter(peer, direction))
-        except Exception:
-            logger.exception("frame filter failed; traffic passes")
-            return False
