@@ -37,6 +37,7 @@ def status(state: str = "follower", commit_index: int = 3, applied_index: int = 
         last_index=4,
         snapshot_index=0,
         election_timeout_ms=500.0,
+        webrtc="wrtc",
     )
 
 
@@ -107,6 +108,7 @@ def test_status_line_has_exactly_the_documented_fields() -> None:
         "last_index": 4,
         "snapshot_index": 0,
         "witness": None,
+        "webrtc": "wrtc",
         "cluster": None,
     }
 
@@ -187,6 +189,7 @@ def test_status_line_says_why_the_channel_cannot_commit() -> None:
         "last_index": 4,
         "snapshot_index": 0,
         "witness": None,
+        "webrtc": "wrtc",
         "cluster": None,
         "quorum_problem": (
             "no leader: waiting for bob (last heard 6 s ago) \u2014 "

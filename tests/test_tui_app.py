@@ -592,3 +592,20 @@ async def test_ack_alone_marks_the_pending_message_committed() -> None:
         node.publish(AckEvent(message_id, 1))
         await wait_until(lambda: not app.chat_log.pending, pilot=pilot)
         assert shows(app.chat_log, "alice \u2713 acked only")
+
+
+def test_stats_pane_names_the_webrtc_engine() -> None:
+    from dataclasses import replace
+
+    from raftchat.tui.widgets.stats_pane import status_table
+
+    def rows(status) -> dict[str, str]:
+        labels, values = status_table(status).columns
+        return {
+            str(label): str(value)
+            for label, value in zip(labels._cells, values._cells, strict=True)
+        }
+
+    status = FakeChatNode().status()
+    assert "webrtc" not in rows(status)  # before the node started
+    assert rows(replace(status, webrtc="wrtc"))["webrtc"] == "wrtc"

@@ -275,6 +275,7 @@ class NodeView:
         signaling_state: str,
         chat_state: chat.ChatState | None = None,
         liveness: Liveness | None = None,
+        webrtc: str | None = None,
     ) -> StatusEvent:
         self.witnesses = status.configuration.witnesses
         sent, received = status.messages_sent, status.messages_received
@@ -309,6 +310,7 @@ class NodeView:
             counters=counters,
             cluster_id=cluster.cluster_id if cluster is not None else None,
             signaling_state=signaling_state,  # type: ignore[arg-type]
+            webrtc=webrtc,
             quorum_problem=report.problem if report else None,
             missing_voters=report.missing if report else (),
             voters_needed=report.needed if report else None,

@@ -312,6 +312,7 @@ class Node:
                 ice_servers=tuple(self.settings.ice_servers),
                 relay_only=self.settings.relay_only,
                 ice_host=self.settings.ice_host,
+                webrtc=self.settings.webrtc,
                 signaling_url=self._server_url,
                 channel=self.channel,
                 passphrase=self._passphrase,
@@ -1147,6 +1148,7 @@ class Node:
             signaling_state=self._signaling_state,
             chat_state=self.chat,
             liveness=self._liveness(),
+            webrtc=self._mesh.engine.name if self._mesh is not None else None,
         )
 
     def _liveness(self) -> Liveness:
