@@ -247,6 +247,8 @@ class NodeView:
         self._quorum_shown = False
         self.witnesses: frozenset[str] = frozenset()
         """The witnesses of the latest configuration seen (named, not nicked)."""
+        self.webrtc: str | None = None
+        """The WebRTC engine the node's mesh runs on, once it started (the status says it)."""
 
     def nick_of(self, chat_state: chat.ChatState, node_id: str) -> str:
         return self.nick if node_id == self.node_id else (chat_state.nick_of(node_id) or "")
@@ -275,7 +277,6 @@ class NodeView:
         signaling_state: str,
         chat_state: chat.ChatState | None = None,
         liveness: Liveness | None = None,
-        webrtc: str | None = None,
     ) -> StatusEvent:
         self.witnesses = status.configuration.witnesses
         sent, received = status.messages_sent, status.messages_received
@@ -310,7 +311,7 @@ class NodeView:
             counters=counters,
             cluster_id=cluster.cluster_id if cluster is not None else None,
             signaling_state=signaling_state,  # type: ignore[arg-type]
-            webrtc=webrtc,
+            webrtc=self.webrtc,
             quorum_problem=report.problem if report else None,
             missing_voters=report.missing if report else (),
             voters_needed=report.needed if report else None,

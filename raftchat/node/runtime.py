@@ -320,6 +320,7 @@ class Node:
             on_message=self._on_frame,
             on_link_change=self._on_link_change,
         )
+        self.view.webrtc = self._mesh.engine.name
         signaling = self._signaling
         self._witness = WitnessLink(
             lambda: signaling.witness,
@@ -1148,7 +1149,6 @@ class Node:
             signaling_state=self._signaling_state,
             chat_state=self.chat,
             liveness=self._liveness(),
-            webrtc=self._mesh.engine.name if self._mesh is not None else None,
         )
 
     def _liveness(self) -> Liveness:
