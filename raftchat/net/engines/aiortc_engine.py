@@ -51,7 +51,6 @@ from aiortc import (
 from aiortc.exceptions import InvalidStateError
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
-from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.rtcsctptransport import RTCSctpTransport
 from cryptography.hazmat.primitives import hashes
 
@@ -71,12 +70,6 @@ logger = logging.getLogger(__name__)
 
 
 # --- ICE configuration ----------------------------------------------------------------
-
-
-def parse_ice_url(url: str) -> str:
-    """The scheme of a ``stun:``/``turn:`` URL (``stun``, ``stuns``, ``turn``, ``turns``);
-    ValueError says what is wrong with it."""
-    return str(parse_stun_turn_uri(url)["scheme"])
 
 
 def build_rtc_configuration(ice_servers: Sequence[IceServer], relay_only: bool) -> RTCConfiguration:
