@@ -101,6 +101,11 @@ class Soak:
         )
         self.records: dict[str, NodeRecord] = {}
         self.sent: list[str] = []
+        self.sent_by: dict[str, list[str]] = {}
+        """node name -> tokens it was given."""
+        self.lost_to_kills: set[str] = set()
+        """Tokens a node was given but had not acknowledged when it was killed: a crash
+        may lose them (nobody was told they were committed)."""
         self._tokens = itertools.count(1)
         self._started = 0.0
         self.died: list[str] = []
@@ -123,10 +128,13 @@ class Soak:
 
     async def restart(self, node: NodeProcess) -> None:
         record = self.records[node.name]
-        record.shown |= set(node.events.shown)
-        record.errors += node.events.errors
         node.kill()
         await node.wait_exit(30)
+        record.shown |= set(node.events.shown)
+        record.errors += node.events.errors
+        acked = set(node.events.acked)
+        self.lost_to_kills |= {t for t in self.sent_by.get(node.name, ()) if t not in acked}
+        self.sent_by[node.name] = []
         record.restarts += 1
         record.rss_kib.clear()
         await node.start()
@@ -160,6 +168,7 @@ class Soak:
                     token, text = self.message()
                     sender.send(text)
                     self.sent.append(token)
+                    self.sent_by.setdefault(sender.name, []).append(token)
                 next_send += interval
             if now >= next_sample:
                 self.sample()
@@ -196,7 +205,7 @@ class Soak:
         return ", ".join(parts)
 
     async def _drain(self, nodes: list[NodeProcess]) -> dict[str, int]:
-        wanted = set(self.sent)
+        wanted = set(self.sent) - self.lost_to_kills
 
         def missing_of(node: NodeProcess) -> int:
             return len(wanted - self.records[node.name].shown - set(node.events.shown))
@@ -236,6 +245,7 @@ class Soak:
             "minutes": self.options.minutes,
             "rate": self.options.rate,
             "sent": len(self.sent),
+            "lost_to_kills": len(self.lost_to_kills),
             "missing": sum(missing.values()),
             "terms": terms,
             "nodes": per_node,
@@ -263,7 +273,8 @@ async def run_soak(options: SoakOptions) -> dict[str, Any]:
 def summary_text(result: dict[str, Any]) -> str:
     lines = [
         f"soak: {result['minutes']:g} min on {result['webrtc']}, {result['sent']} messages "
-        f"({result['rate']:g}/s), {result['missing']} missing, {result['terms']} new terms",
+        f"({result['rate']:g}/s; {result['lost_to_kills']} unacknowledged when their sender "
+        f"was killed), {result['missing']} missing, {result['terms']} new terms",
     ]
     for name, node in result["nodes"].items():
         lines.append(
