@@ -37,9 +37,10 @@ class MeshConfig:
     """Per-link send queue cap (bytes). Raft resends what is dropped; a longer queue only
     delays everything behind it (seconds, at the rate a busy link drains)."""
     send_buffer_high_bytes: int = 128 * 1024
-    """Stop handing frames to aiortc once its bufferedAmount reaches this. aiortc's queue
-    is first in, first out: an urgent message handed over after it waits for all of it
-    (plus what is in flight), so a large value delays heartbeats behind a burst."""
+    """Stop handing frames to the engine once its bufferedAmount reaches this. A
+    DataChannel's queue is first in, first out (in both engines): an urgent message handed
+    over after it waits for all of it (plus what is in flight), so a large value delays
+    heartbeats behind a burst."""
     send_buffer_low_bytes: int = 32 * 1024
     "Resume when bufferedAmount falls to this (bufferedAmountLowThreshold)."
     sctp_max_flight_bytes: int = 128 * 1024
