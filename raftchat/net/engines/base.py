@@ -173,8 +173,8 @@ class FrameFilterHook:
     many were, and whether a peer looks partitioned. Engines inherit it."""
 
     frame_filter: FrameFilter | None = None
-    """The test hook. Set on an engine for its mesh only, or on the engine's class for
-    every mesh of the process (how tests partition node processes)."""
+    """The test hook. Set on an engine for its mesh only, or on this class for every
+    engine of the process (how tests partition node processes)."""
 
     def __init__(self) -> None:
         self._frames_dropped: Counter[str] = Counter()
