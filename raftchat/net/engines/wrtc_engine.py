@@ -264,7 +264,7 @@ class WrtcPeerConnection:
         self._pair: SelectedPair | None = None
         self._gathered: asyncio.Future[None] | None = None
         self._opened = False
-        "The channel opened (the open may not be reported yet, see :meth:`_on_open`)."
+        "The channel opened (the open may not be reported yet: :meth:`_open_when_known`)."
         self._reported = False
         "The handler was told the channel is open."
         self._held: list[bytes | str] = []
@@ -296,14 +296,14 @@ class WrtcPeerConnection:
         return await self._complete_description()
 
     async def create_answer(self, offer_sdp: str) -> str:
+        if "m=application " not in offer_sdp:
+            raise ValueError("the offer has no data channel (application) section")
         pc = await self._new_pc()
         pc.on("datachannel", self._on_datachannel)
         try:
             await pc.set_remote_description(webrtc.RTCSessionDescription("offer", offer_sdp))
-        except (webrtc.RTCError, webrtc.InvalidAccessError, webrtc.InvalidStateError) as exc:
+        except (webrtc.RTCError, webrtc.InvalidAccessError) as exc:
             raise ValueError(f"bad offer: {exc}") from exc
-        if "m=application" not in offer_sdp:
-            raise ValueError("the offer has no data channel (application) section")
         await pc.set_local_description(await pc.create_answer())
         return await self._complete_description()
 
