@@ -88,6 +88,7 @@ def _join(args: argparse.Namespace) -> int:
         ice_credential=args.ice_credential,
         relay_only=args.relay_only,
         ice_host=args.ice_host,
+        webrtc=args.webrtc,
         trust_server=args.trust_server,
         commit_timeout_s=args.commit_timeout,
     )
@@ -127,6 +128,8 @@ def _bench(args: argparse.Namespace) -> int:
     }
     if args.samples is not None:
         given["latency_samples"] = args.samples
+    if args.webrtc is not None:
+        given["webrtc"] = args.webrtc
     try:
         base = quick_options() if args.quick else BenchOptions()
         options = replace(
@@ -163,6 +166,11 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "--only", metavar="SCENARIO[,...]", help=f"run only these: {', '.join(SCENARIOS)}"
     )
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    bench.add_argument(
+        "--webrtc",
+        choices=("auto", "wrtc", "aiortc"),
+        help="the nodes' WebRTC engine (default auto, as raftchat join)",
+    )
     bench.add_argument(
         "--keep-data", action="store_true", help="keep node data dirs and logs (path printed)"
     )
@@ -263,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="gather ICE host candidates on this address only (default: loopback when the "
         "signaling server is on loopback, else all)",
+    )
+    join.add_argument(
+        "--webrtc",
+        choices=("auto", "wrtc", "aiortc"),
+        help="WebRTC engine: wrtc (Chrome's libwebrtc, pip install raftchat[wrtc]), aiortc "
+        "(pure Python), or auto, the best one installed (default)",
     )
     join.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging (stderr or the log file)"

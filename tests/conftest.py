@@ -6,7 +6,9 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from mesh_utils import WEBRTC_MODES
 
+from raftchat.net.engines import wrtc_problem
 from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.server import RunningServer, start_server
 
@@ -38,3 +40,14 @@ async def server() -> AsyncIterator[RunningServer]:
         yield running
     finally:
         await running.close()
+
+
+@pytest.fixture(params=WEBRTC_MODES)
+def webrtc(request: pytest.FixtureRequest) -> str:
+    """How the peers of an in-process mesh test pick their WebRTC engine (see
+    ``mesh_utils.WEBRTC_MODES``); a test parametrizes ``webrtc`` itself to run on fewer.
+    Without a working wrtc its modes are skipped."""
+    mode = str(request.param)
+    if mode != "aiortc" and wrtc_problem() is not None:
+        pytest.skip(f"wrtc engine unavailable: {wrtc_problem()}")
+    return mode

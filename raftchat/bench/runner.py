@@ -71,6 +71,8 @@ async def run_bench(options: BenchOptions, progress: ProgressPrinter) -> dict[st
             progress(f"node data dirs and logs kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+    engines = set().union(*(cluster.engines() for cluster in ctx.clusters))
+    results["webrtc"] = ",".join(sorted(engines)) or None
     return build_result(results, options.as_params(), errors, time.perf_counter() - started)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,19 @@ DEFAULT_TIMEOUT = 30.0
 STDERR_TAIL_LINES = 40
 RECENT_EVENTS = 8
 
+WEBRTC_ENV = "RAFTCHAT_WEBRTC"
+"""The WebRTC engine of the test node processes: ``aiortc`` (the default), ``wrtc`` or
+``auto``, e.g. ``RAFTCHAT_WEBRTC=wrtc python -m pytest tests/test_node*.py``."""
+
+
+def node_webrtc() -> str:
+    """The engine the node processes of this test run use (:data:`WEBRTC_ENV`)."""
+    value = os.environ.get(WEBRTC_ENV, "aiortc")
+    if value not in ("auto", "wrtc", "aiortc"):
+        raise ValueError(f"{WEBRTC_ENV} must be auto, wrtc or aiortc, got {value!r}")
+    return value
+
+
 TEST_SETTINGS = ClusterSettings(
     max_voters=None,
     heartbeat_ms=50,
@@ -35,8 +49,10 @@ TEST_SETTINGS = ClusterSettings(
     adaptive_election_timeout=None,
     member_timeout_s=30,
     own_sessions=False,
+    webrtc=node_webrtc(),
 )
-"""Short timers; what is not set here is left to the defaults."""
+"""Short timers, and the engine :data:`WEBRTC_ENV` names; what is not set here is left
+to the defaults."""
 
 
 def write_config(path: Path, **changes: Any) -> Path:

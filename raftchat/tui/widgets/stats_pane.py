@@ -52,6 +52,8 @@ def status_table(status: StatusEvent, leader_nick: str | None = None) -> Table:
     _row(table, "applied", status.applied_index)
     _row(table, "snapshot", status.snapshot_index)
     _row(table, "election t/o", f"{status.election_timeout_ms:.0f} ms")
+    if status.webrtc is not None:
+        _row(table, "webrtc", status.webrtc)
     _row(
         table,
         "RequestVote",
