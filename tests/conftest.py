@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from mesh_utils import WEBRTC_MODES
+from support import nodes
 
 from raftchat.net.engines import wrtc_problem
 from raftchat.net.signaling.config import ServerConfig
@@ -51,3 +52,19 @@ def webrtc(request: pytest.FixtureRequest) -> str:
     if mode != "aiortc" and wrtc_problem() is not None:
         pytest.skip(f"wrtc engine unavailable: {wrtc_problem()}")
     return mode
+
+
+@pytest.fixture(params=nodes.node_engines())
+def node_webrtc(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The engine of the node processes a test starts (``support.nodes``): the test runs
+    once on each engine (``RAFTCHAT_WEBRTC`` picks one). Without a working wrtc its run
+    is skipped. Modules of real-process tests use it through
+    ``pytest.mark.usefixtures("node_webrtc")``."""
+    engine = str(request.param)
+    if engine != "aiortc" and wrtc_problem() is not None:
+        pytest.skip(f"wrtc engine unavailable: {wrtc_problem()}")
+    previous = nodes.use_engine(engine)
+    try:
+        yield engine
+    finally:
+        nodes.use_engine(previous)

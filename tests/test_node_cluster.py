@@ -17,7 +17,7 @@ from support.nodes import Cluster, NodeProcess, write_config
 from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.storage import Storage
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("node_webrtc")]
 
 
 class Signaling:

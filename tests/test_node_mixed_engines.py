@@ -2,8 +2,8 @@
 other with the passphrase (bound to DTLS fingerprints each engine reads its own way),
 chat, and carry on after the leader is killed.
 
-The rest of the real-process suites run on one engine, ``RAFTCHAT_WEBRTC`` (aiortc by
-default; see docs/testing.md).
+The other real-process suites run every node on one engine, once per engine (the
+``node_webrtc`` fixture; see docs/testing.md).
 """
 
 from __future__ import annotations
