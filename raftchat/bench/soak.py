@@ -270,6 +270,12 @@ async def run_soak(options: SoakOptions) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def _start_rss(node: dict[str, Any]) -> str:
+    """The RSS after the warm-up; a restarted node has none to compare with."""
+    start = node["rss_start_mib"]
+    return "- (restarted)" if start is None else f"{start} MiB"
+
+
 def summary_text(result: dict[str, Any]) -> str:
     lines = [
         f"soak: {result['minutes']:g} min on {result['webrtc']}, {result['sent']} messages "
@@ -278,7 +284,7 @@ def summary_text(result: dict[str, Any]) -> str:
     ]
     for name, node in result["nodes"].items():
         lines.append(
-            f"  {name}: RSS start {node['rss_start_mib']} MiB, end {node['rss_end_mib']} MiB, "
+            f"  {name}: RSS start {_start_rss(node)}, end {node['rss_end_mib']} MiB, "
             f"max {node['rss_max_mib']} MiB; restarts {node['restarts']}; "
             f"missing {node['missing']}; CPU {node['cpu_s']} s"
         )
