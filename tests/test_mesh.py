@@ -52,8 +52,8 @@ from raftchat.net.signaling.client import SignalingClient
 from raftchat.net.signaling.server import start_server
 
 AIORTC_ONLY = pytest.mark.parametrize("webrtc", ["aiortc"], indirect=True)
-"""For tests of aiortc's own tuning or internals."""
-WRTC_ONLY = pytest.mark.parametrize("webrtc", ["wrtc"], indirect=True)
+"""For tests of aiortc's own tuning or internals, and of mesh logic that makes no
+connection (the engine plays no part)."""
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_rtc_configuration_has_only_configured_servers():
     assert config.iceTransportPolicy.value == "relay"
 
 
-@AIORTC_ONLY
+@AIORTC_ONLY  # spies on aiortc; wrtc: test_wrtc_engine.py, the same check on its connections
 async def test_mesh_passes_explicit_empty_ice_servers_to_every_connection(net, monkeypatch):
     configurations = []
 
@@ -323,7 +323,7 @@ async def test_urgent_messages_overtake_queued_bulk_messages_and_keep_their_orde
     assert received[len(urgent) :] == [*bulk[:250], too_big_for_a_frame, *bulk[250:]]
 
 
-@AIORTC_ONLY
+@AIORTC_ONLY  # aiortc's tuning: libwebrtc sizes its own sockets
 async def test_open_link_enlarges_its_udp_receive_buffer(net):
     wanted = 1024 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "udp_receive_buffer_bytes": wanted})
@@ -339,7 +339,7 @@ async def test_open_link_enlarges_its_udp_receive_buffer(net):
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 2 * min(wanted, rmem_max)
 
 
-@AIORTC_ONLY
+@AIORTC_ONLY  # aiortc's tuning: libwebrtc's SCTP honours the receiver's window
 async def test_sctp_flight_is_limited_on_mesh_connections_only(net):
     cap = 16 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": cap})

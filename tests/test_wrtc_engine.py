@@ -11,6 +11,7 @@ import datetime
 
 import pytest
 from mesh_utils import (
+    CLOSE_WAIT_S,
     FakeRelay,
     Peer,
     all_open,
@@ -174,7 +175,7 @@ async def relay():
     yield relay
     for mesh in list(relay.meshes.values()):
         await mesh.close()
-    await wait_until(lambda: not pending_tasks(), 5, "tasks to finish after close")
+    await wait_until(lambda: not pending_tasks(), CLOSE_WAIT_S, "tasks to finish after close")
 
 
 @pytest.mark.parametrize("offerer,answerer", [("wrtc", "aiortc"), ("aiortc", "wrtc")])
