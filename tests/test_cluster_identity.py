@@ -206,6 +206,19 @@ def test_a_blank_node_joins_only_the_cluster_that_would_survive() -> None:
     assert gate.adopts("old") == TEST_CLUSTER
 
 
+def test_a_node_merging_never_joins_a_cluster_it_left() -> None:
+    """Even when that cluster is the only one linked: the one it merges into may be
+    away a moment, and the one it left may still count it as a member."""
+    gate = ClusterGate("me")
+    gate.left = frozenset({OTHER.cluster_id})
+    gate.heard_hello(hello("young", OTHER))
+    append = AppendEntries("young", 2, 0, 0, (), 0)
+    assert not gate.admit("young", append, lambda: {"young"})
+    assert gate.dropped == 1
+    gate.left = frozenset()  # the merge is done
+    assert gate.admit("young", append, lambda: {"young"})
+
+
 def test_hello_round_trips_through_the_node_codec() -> None:
     message = hello("me", TEST_CLUSTER)
     assert NODE_CODEC.decode(NODE_CODEC.encode(message)) == message

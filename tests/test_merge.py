@@ -17,8 +17,8 @@ from support.clusters import introduce
 from raftchat import chat
 from raftchat.chat import ChatState, MergeCompleted, MergedDuplicate, MessageApplied
 from raftchat.net import LinkState
-from raftchat.node import Node
-from raftchat.node.api import NoticeEvent, ResetEvent
+from raftchat.node import Node, RuntimeTuning
+from raftchat.node.api import AckEvent, NoticeEvent, ResetEvent
 from raftchat.node.cluster import survivor
 from raftchat.node.merge import MergeProgress, merge_items
 from raftchat.raft import (
@@ -214,10 +214,11 @@ def storage(tmp_path: Path) -> Iterator[Storage]:
     store.close()
 
 
-def make_node(storage: Storage) -> Node:
-    node = Node(storage, Settings(), nick="cyd")
+def make_node(storage: Storage, tuning: RuntimeTuning | None = None) -> Node:
+    node = Node(storage, Settings(), nick="cyd", tuning=tuning)
     node._mesh = RecordingMesh()  # type: ignore[assignment]
-    node._links["old"] = SimpleNamespace(state=LinkState.OPEN, connects=1)  # type: ignore[assignment]
+    for peer in ("old", "young"):
+        node._links[peer] = SimpleNamespace(state=LinkState.OPEN, connects=1)  # type: ignore[assignment]
     return node
 
 
@@ -237,10 +238,13 @@ def founded_with_history(node: Node, texts: list[str]) -> list[str]:
 
 
 class Leader:
-    """The survivor's leader ``old``: appends and commits what the test gives it."""
+    """The survivor's leader ``old`` (or another cluster's leader): appends and commits
+    what the test gives it."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, name: str = "old", cluster: ClusterIdentity = OLD) -> None:
         self.node = node
+        self.name = name
+        self.cluster = cluster
         self.index = 0
 
     def append(self, *entries: tuple[EntryKind, bytes, str, int]) -> None:
@@ -250,13 +254,13 @@ class Leader:
         )
         prev_term = 1 if self.index else 0
         last = self.index + len(made)
-        message = AppendEntries("old", 1, self.index, prev_term, made, last)
-        self.node._on_frame("old", codec.encode(message))
+        message = AppendEntries(self.name, 1, self.index, prev_term, made, last)
+        self.node._on_frame(self.name, codec.encode(message))
         self.index = last
         drain(self.node)
 
     def add(self, learner: str) -> None:
-        configuration = Configuration(frozenset({"old"}), frozenset({learner}), OLD)
+        configuration = Configuration(frozenset({self.name}), frozenset({learner}), self.cluster)
         self.append((EntryKind.CONFIG, encode_configuration(configuration), "", 0))
 
     def commit_forwarded(self) -> int:
@@ -384,3 +388,133 @@ def test_a_retry_of_a_message_merged_meanwhile_is_dropped() -> None:
         chat.DuplicateDropped(2, "cyd", 5, 1)
     ]
     assert [m.id for m in state.history()] == ["cyd:5"]
+
+
+def chat_entry(author: str, serial: int, text: str) -> tuple[EntryKind, bytes, str, int]:
+    data = chat.encode_command(chat.ChatMessage(author, text, T0))
+    return (EntryKind.NORMAL, data, author, serial)
+
+
+def member_of_young(node: Node) -> Leader:
+    """``node`` is a learner of the younger cluster, whose leader ``young`` committed one
+    message of ``ada``'s."""
+    introduce(node, "young", cluster=YOUNG)
+    young = Leader(node, "young", YOUNG)
+    young.add(node.node_id)
+    young.append(chat_entry("ada", 1, "a0"))
+    assert node.cluster_gate.cluster == YOUNG
+    return young
+
+
+def test_a_node_leaves_once_its_own_messages_sent_to_its_cluster_are_applied(
+    storage: Storage,
+) -> None:
+    """Its cluster may commit them after messages the node has not applied yet: merged
+    from the end of its queue, they would land ahead of those."""
+    node = make_node(storage)
+    young = member_of_young(node)
+    mine = node.send_chat("c0")
+    drain(node)
+    [forwarded] = node.mesh.forwarded()  # type: ignore[union-attr]
+    node.mesh.sent.clear()  # type: ignore[union-attr]
+    introduce(node, "old", cluster=OLD)
+    assert node.cluster_gate.cluster == YOUNG, "waits: c0 may commit here"
+    later = node.send_chat("c1")  # sent while it waits: for the survivor
+    drain(node)
+    assert node.mesh.forwarded() == []  # type: ignore[union-attr]
+    young.append(
+        chat_entry("bob", 1, "b0"),
+        (EntryKind.NORMAL, forwarded.data, forwarded.client_id, forwarded.serial),
+    )
+    node._consider_merge()  # the housekeeping loop's next round
+    assert node.cluster_gate.cluster is None, "left once c0 was applied"
+    pending = storage.pending_merge()
+    assert pending is not None
+    assert [item.message_id for item in pending.items] == ["ada:1", "bob:1", mine, later]
+
+
+def test_own_messages_pending_when_leaving_follow_the_history_they_were_sent_after(
+    storage: Storage,
+) -> None:
+    """A message its cluster cannot commit now (its leader is silent) goes to the survivor
+    at the end of the merge queue, never ahead of it: sent again there as soon as a
+    leader is known, it landed before the history it followed. It is merged once and
+    acknowledged then."""
+    node = make_node(storage, RuntimeTuning(merge_settle_s=0.0))
+    events = node.subscribe()
+    member_of_young(node)
+    late = node.send_chat("c0")
+    drain(node)
+    introduce(node, "old", cluster=OLD)
+    assert node.cluster_gate.cluster is None, "left its cluster for the older one"
+    pending = storage.pending_merge()
+    assert pending is not None and [i.message_id for i in pending.items] == ["ada:1", late]
+    node.mesh.sent.clear()  # type: ignore[union-attr]
+
+    leader = Leader(node)
+    leader.add(node.node_id)  # the leader is known: before the fix, c0 went to it now
+    assert node.mesh.forwarded() == []  # type: ignore[union-attr]
+    node._advance_merge(0.0)
+    drain(node)
+    forwarded = node.mesh.forwarded()  # type: ignore[union-attr]
+    proposed = [chat.decode_command(m.data)[0] for m in forwarded]
+    assert [(c.text, type(c)) for c in proposed] == [
+        ("a0", chat.MergedMessage),
+        ("c0", chat.MergedMessage),
+    ]
+    while not events.empty():
+        events.get_nowait()
+    assert leader.commit_forwarded() == 2
+    assert [(m.id, m.text) for m in node.chat.history()] == [("ada:1", "a0"), (late, "c0")]
+    acks = []
+    while not events.empty():
+        event = events.get_nowait()
+        if isinstance(event, AckEvent):
+            acks.append(event.id)
+    assert acks == [late], "the message sent before leaving is acknowledged once merged"
+    assert not node.proposals.pending and not node.proposals.handed_over
+
+
+def test_a_node_that_left_its_cluster_to_merge_is_never_taken_back_by_it(
+    storage: Storage,
+) -> None:
+    """Its old leader, whose configuration still counts it, adds it again once the link
+    to the older cluster is down: back as an empty member it could vote twice in a term
+    or lose entries counted as stored on it. It waits for the older cluster (after a
+    restart too), and may join any cluster again once its merge is done."""
+    node = make_node(storage)
+    young = member_of_young(node)
+    introduce(node, "old", cluster=OLD)
+    assert node.cluster_gate.cluster is None and storage.pending_merge() is not None
+    node._links["old"] = SimpleNamespace(state=LinkState.CLOSED, connects=1)  # type: ignore[assignment]
+    young.index = 0
+    young.add(node.node_id)
+    assert node.cluster_gate.cluster is None, "taken back by the cluster it left"
+    assert storage.cluster is None and node.core.log.last_index == 0
+
+    directory = storage.directory
+    storage.close()
+    restarted_storage = Storage.open(directory, "split")
+    try:
+        restarted = make_node(restarted_storage)
+        restarted._links["old"] = SimpleNamespace(state=LinkState.CLOSED, connects=1)  # type: ignore[assignment]
+        introduce(restarted, "young", cluster=YOUNG)
+        young.node, young.index = restarted, 0
+        young.add(restarted.node_id)
+        assert restarted.cluster_gate.cluster is None, "taken back after a restart"
+
+        restarted._links["old"] = SimpleNamespace(state=LinkState.OPEN, connects=2)  # type: ignore[assignment]
+        introduce(restarted, "old", cluster=OLD)
+        leader = Leader(restarted)
+        leader.add(restarted.node_id)
+        assert restarted.cluster_gate.cluster == OLD
+        restarted._advance_merge(0.0)
+        drain(restarted)
+        assert leader.commit_forwarded() == 1  # ada's message
+        restarted._advance_merge(0.0)
+        drain(restarted)
+        assert leader.commit_forwarded() == 1  # the MergeDone
+        assert restarted._merge is None and restarted_storage.pending_merge() is None
+        assert not restarted.cluster_gate.left, "nothing is refused once the merge is done"
+    finally:
+        restarted_storage.close()

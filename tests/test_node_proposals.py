@@ -173,3 +173,34 @@ def test_snapshot_settles_covered_proposals_and_reproposes_overtaken_messages() 
     assert settled.leave_applied
     assert sorted(proposals.pending) == [104, 105]
     assert proposals.pending[105].command == text("overtaken")
+
+
+def test_handed_over_proposals_are_never_sent_again_and_acknowledged_once_applied() -> None:
+    """The node left its cluster to merge: its pending messages went into the merge
+    queue, so no leader change, retry or later proposal sends them again; the channel
+    applying one (merged, by anyone), or a snapshot holding it, acknowledges it."""
+    proposals, core = tracker()
+    core.answer = NO_LEADER
+    first = proposals.propose(text("a"), "message", now=0.0)
+    proposals.propose(text("b"), "message", now=0.0)
+    proposals.propose(NickChange("ada"), "nick", now=0.0)
+    handed = proposals.hand_over()
+    assert [(p.serial, p.kind) for p in handed] == [
+        (101, "message"),
+        (102, "message"),
+        (103, "nick"),
+    ]
+    assert not proposals.pending and not proposals.held
+    core.answer = APPENDED
+    core.submitted.clear()
+    proposals.after_round([], new_leader=True, leader_known=True, now=1.0)
+    proposals.retry_stale(now=100.0, retry_after=5.0)
+    assert core.submitted == []
+    proposals.propose(text("c"), "message", now=1.0)
+    assert core.submitted == [(104, 0)], "a new message names none of them"
+    acknowledged = proposals.acknowledge(101)
+    assert acknowledged is not None and acknowledged.message_id == first
+    assert proposals.acknowledge(101) is None
+    settled = proposals.settle_after_snapshot(104, {102: 9}, now=2.0)
+    assert [(p.serial, index) for p, index in settled.acknowledged] == [(102, 9)]
+    assert not proposals.handed_over

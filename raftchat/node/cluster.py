@@ -87,6 +87,11 @@ class ClusterGate:
         """This node's cluster; None before it founds or joins one."""
         self.peer_clusters: dict[NodeId, ClusterIdentity | None] = {}
         """The cluster each peer's latest hello named (None: it belongs to none)."""
+        self.left: frozenset[str] = frozenset()
+        """Ids of the clusters this node left to merge into another, while that merge is
+        pending: never joined again. Their configurations may still count this node, and
+        it dropped the log and votes it had there: back as an empty member, it could vote
+        twice in a term or lose entries counted as stored on it."""
         self.dropped = 0
         """Raft messages dropped because they came from another cluster (or before the
         peer's hello)."""
@@ -124,7 +129,8 @@ class ClusterGate:
         A node in a cluster takes messages only from peers of the same cluster. A node in
         none takes the leader's AppendEntries or InstallSnapshot that adds it to a cluster
         (:meth:`adopts`), and only from the cluster that would survive among the ones it
-        is linked to (``open_peers()``): it joins the one everybody ends up in."""
+        is linked to (``open_peers()``): it joins the one everybody ends up in; never one
+        it :attr:`left`."""
         mine = self.cluster
         theirs = self.peer_clusters.get(peer)
         if theirs is mine and mine is not None:
@@ -137,6 +143,7 @@ class ClusterGate:
             admitted = (
                 theirs is not None
                 and isinstance(message, AppendEntries | InstallSnapshot)
+                and theirs.cluster_id not in self.left
                 and theirs == survivor(self.foreign(open_peers()) | {theirs})
             )
         if not admitted:
@@ -159,6 +166,13 @@ class ClusterGate:
             logger.info("dropping Raft traffic from %s until it says which cluster", peer)
         elif theirs is None:
             logger.info("dropping Raft traffic from %s: it belongs to no cluster yet", peer)
+        elif self.cluster is None and theirs.cluster_id in self.left:
+            logger.info(
+                "dropping %s from %s (cluster %s): this node left that cluster to merge",
+                type(message).__name__,
+                peer,
+                theirs.cluster_id[:8],
+            )
         elif self.cluster is None:
             logger.info(
                 "dropping %s from %s (cluster %s): not joining that cluster",

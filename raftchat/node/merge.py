@@ -2,7 +2,9 @@
 
 When this node's cluster meets an older one (:func:`~raftchat.node.cluster.survivor`),
 the node keeps its node id but leaves its cluster: it stores its committed messages as
-the merge queue and drops its Raft state in one transaction
+the merge queue, followed by its own messages not applied yet (sent again on their own,
+they would land in the survivor ahead of the history they followed), and drops its Raft
+state in one transaction
 (:meth:`~raftchat.storage.Storage.begin_merge`), and starts over as a newcomer that the
 survivor's leader adds. Once it is a member that has applied what it was sent, it
 proposes every queued message the survivor lacks as a
@@ -25,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import msgpack
 
@@ -40,28 +43,58 @@ def merge_items(
     history: Iterable[chat.MessageApplied],
     source: ClusterIdentity,
     unfinished: Sequence[MergeItem] = (),
+    unsent: Iterable[OwnMessage] = (),
 ) -> list[MergeItem]:
     """The queue for leaving cluster ``source``: its committed ``history`` in log order,
     then what an ``unfinished`` earlier merge still had to propose (it is not in this
-    history yet), each message id once."""
+    history yet), then the node's own messages that ``source`` had not committed as far
+    as the node knows (``unsent``, in the order they were sent), each message id once: a
+    message already in the history stays where it was committed."""
     items: OrderedDict[str, MergeItem] = OrderedDict()
     for message in history:
-        command = mergeable(
-            chat.MergedMessage(
-                source.cluster_id,
-                message.client_id,
-                message.serial,
-                message.nick,
-                message.text,
-                message.ts,
-                message.action,
-                signature=message.signature,
-            )
+        items[message.id] = _item(
+            source,
+            message.client_id,
+            message.serial,
+            chat.ChatMessage(
+                message.nick, message.text, message.ts, message.action, message.signature
+            ),
         )
-        items[message.id] = MergeItem(message.id, chat.encode_command(command))
     for item in unfinished:
         items.setdefault(item.message_id, mended(item))
+    for own in unsent:
+        message_id = f"{own.author}:{own.serial}"
+        if message_id not in items:
+            items[message_id] = _item(source, own.author, own.serial, own.message)
     return list(items.values())
+
+
+@dataclass(frozen=True, slots=True)
+class OwnMessage:
+    """A message of this node still pending when it leaves its cluster to merge."""
+
+    author: str
+    serial: int
+    """The serial it was signed and last proposed with: its id is ``author:serial``."""
+    message: chat.ChatMessage
+
+
+def _item(
+    source: ClusterIdentity, author: str, serial: int, message: chat.ChatMessage
+) -> MergeItem:
+    command = mergeable(
+        chat.MergedMessage(
+            source.cluster_id,
+            author,
+            serial,
+            message.nick,
+            message.text,
+            message.ts,
+            message.action,
+            signature=message.signature,
+        )
+    )
+    return MergeItem(f"{author}:{serial}", chat.encode_command(command))
 
 
 def mergeable(command: chat.MergedMessage) -> chat.MergedMessage:
@@ -123,10 +156,11 @@ class MergeProgress:
         self.queue: OrderedDict[str, MergeItem] = OrderedDict(
             (item.message_id, mended(item)) for item in pending.items
         )
-        self.sources = {pending.source.cluster_id} | {
-            _source_of(item) for item in pending.items
-        } - {""}
-        """Every cluster whose messages are in the queue: one MergeDone each."""
+        self.sources = frozenset(
+            {pending.source.cluster_id} | {_source_of(item) for item in pending.items} - {""}
+        )
+        """Every cluster whose messages are in the queue: one MergeDone each. This node
+        left them all (the one it left last is ``source``)."""
         self.total = len(self.queue)
         self.proposed = False
         """The queue was proposed (in this run: after a restart it is proposed again)."""

@@ -7,8 +7,10 @@ through leader changes, refusals and retries: it submits new ones while fewer th
 ``window`` are unacknowledged, holds the rest (and everything behind a refused one) in
 order, resends everything after our last applied serial when the session drops one of
 ours as out of order, and proposes again under a fresh serial what a later serial of
-ours overtook (the session drops it as a duplicate). It never touches a clock, a loop or
-the core: the runtime gives it ``submit`` and the time.
+ours overtook (the session drops it as a duplicate). When the node is about to leave its
+cluster to merge into another, the tracker pauses (new proposals wait for the survivor)
+and then hands its pending proposals over to the merge queue. It never touches a clock, a
+loop or the core: the runtime gives it ``submit`` and the time.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Proposal:
     kind: ProposalKind
     message_id: str
     """The id the sender was given; kept if the proposal is re-proposed with a new serial."""
+    reached_cluster: bool = False
+    """The core took it at least once (appended or forwarded): the cluster may commit it,
+    even after a later copy failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +91,21 @@ class ProposalTracker:
         self.resume_due: tuple[int, int] | None = None
         """(serial, our last applied serial) of the latest out-of-order drop of ours,
         acted on at the end of the round that applied it."""
+        self.paused = False
+        """The node is about to leave its cluster to merge into another: new proposals
+        are held, and only those sent already go again (:meth:`unsettled`)."""
+        self.handed_over: dict[int, Proposal] = {}
+        """Messages that were pending when the node left its cluster to merge
+        (:meth:`hand_over`), by serial: never sent again from here, acknowledged when the
+        channel applies them."""
 
     def __bool__(self) -> bool:
         return bool(self.pending)
+
+    def unsettled(self) -> int:
+        """Own proposals that reached the cluster and are not applied yet: it may still
+        commit them, whatever became of the copies sent since."""
+        return sum(proposal.reached_cluster for proposal in self.pending.values())
 
     # --- new proposals --------------------------------------------------------------
 
@@ -112,7 +129,7 @@ class ProposalTracker:
         """Submit a proposal newer than every pending one, or hold it behind held ones.
         O(1): this is the hot path of every message sent."""
         in_flight = len(self.pending) - len(self.held) - 1
-        if self.held or in_flight >= self.window:
+        if self.paused or self.held or in_flight >= self.window:
             proposal.sent_at = now
             self.held.append(proposal.serial)
         elif not self._submit(proposal, now):
@@ -137,6 +154,7 @@ class ProposalTracker:
         if result.status is RequestStatus.REJECTED:
             logger.debug("proposal %d held: %s", serial, result.error)
             return False
+        proposal.reached_cluster = True
         return True
 
     # --- retries ----------------------------------------------------------------------
@@ -167,7 +185,9 @@ class ProposalTracker:
     def _resubmit(self, serials: list[int], now: float) -> None:
         """Submit pending proposals again in the given (ascending serial) order. If one is
         refused, or ``window`` have gone, it and every pending proposal after it are held
-        until a leader takes them."""
+        until a leader takes them. While paused, held ones stay held."""
+        if self.paused and self.held:
+            serials = [serial for serial in serials if serial < self.held[0]]
         budget = self.window
         for serial in serials:
             proposal = self.pending.get(serial)
@@ -184,7 +204,7 @@ class ProposalTracker:
         """Submit held proposals, oldest first, until one is refused again or ``window``
         are unacknowledged."""
         held = self.held
-        while held and len(self.pending) - len(held) < self.window:
+        while held and not self.paused and len(self.pending) - len(held) < self.window:
             proposal = self.pending.get(held[0])
             if proposal is not None and not self._submit(proposal, now):
                 return
@@ -246,8 +266,29 @@ class ProposalTracker:
     # --- applied ----------------------------------------------------------------------
 
     def acknowledge(self, serial: int) -> Proposal | None:
-        """Our proposal ``serial`` was applied (or refused by the state machine): forget it."""
-        return self.pending.pop(serial, None)
+        """Our proposal ``serial`` was applied (or refused by the state machine), or a
+        message of ours handed over to a merge queue was: forget it."""
+        proposal = self.pending.pop(serial, None)
+        return proposal if proposal is not None else self.handed_over.pop(serial, None)
+
+    def hand_over(self) -> list[Proposal]:
+        """The node leaves its cluster to merge into another: stop every pending proposal
+        and return them in serial order. Sent again to the new cluster, they would land
+        there ahead of the history they followed (the merge queue is proposed only once
+        the node is a caught-up member), so the node puts its messages at the end of its
+        merge queue instead (:func:`raftchat.node.merge.merge_items`); they are still
+        acknowledged here once applied. A nick change is made again once the node is a
+        member; merged messages of an earlier merge are in that queue already."""
+        handed = list(self.pending.values())
+        self.pending.clear()
+        self.held.clear()
+        self.paused = False
+        self._resumed = (-1, -1)
+        self.resume_due = None
+        for proposal in handed:
+            if proposal.kind == "message":
+                self.handed_over[proposal.serial] = proposal
+        return handed
 
     def applied_own_entry(self, serial: int, last_applied_serial: int, now: float) -> None:
         """An entry of ours at ``serial`` was applied, and ``last_applied_serial`` is our
@@ -293,10 +334,13 @@ class ProposalTracker:
     ) -> Settled:
         """Own proposals that a snapshot from the leader already covers never pass through
         apply: acknowledge them now (their later retries are dropped as duplicates and must
-        not be mistaken for overtaken proposals, which would commit them twice).
+        not be mistaken for overtaken proposals, which would commit them twice), and the
+        handed-over messages it holds.
         ``own_indices`` maps our serials in the restored history to their indices."""
         covered = [p for p in self.pending.values() if p.serial <= last_applied_serial]
         acknowledged: list[tuple[Proposal, int]] = []
+        for serial in [s for s in self.handed_over if s in own_indices]:
+            acknowledged.append((self.handed_over.pop(serial), own_indices[serial]))
         leave_applied = False
         for proposal in covered:
             index = own_indices.get(proposal.serial)

@@ -55,7 +55,7 @@ from raftchat.node.events import NodeView, Subscribers, assess_quorum
 from raftchat.node.forget import lost_text, messages_lost, plan_forget, split_history_text
 from raftchat.node.incarnation import IncarnationHello, begin_incarnation
 from raftchat.node.membership import Liveness, MembershipPolicy, MembershipTracker
-from raftchat.node.merge import MergeProgress, merge_items
+from raftchat.node.merge import MergeProgress, OwnMessage, merge_items
 from raftchat.node.proposals import ProposalKind, ProposalTracker
 from raftchat.node.reidentify import settle_legacy_state
 from raftchat.node.ticker import LazyTicker
@@ -135,6 +135,11 @@ class RuntimeTuning:
     adapt_interval_s: float = 1.0
     """How often the election timeout is adapted to the links' round-trip times."""
     max_apply_per_turn: int = 8192
+    merge_settle_s: float = 3.0
+    """A node that must leave its cluster to merge waits at most this long for its own
+    proposals sent there to be applied (or refused), so they keep their place in its
+    history; one its cluster may still commit but cannot now goes to the end of its merge
+    queue."""
     max_unacknowledged_proposals: int = 1024
     """Own proposals sent but not yet acknowledged; later ones wait in order. A follower
     that forwarded a whole burst at once had its proposals time out before the leader got
@@ -240,9 +245,12 @@ class Node:
         pending_merge = storage.pending_merge()
         self._merge = MergeProgress(pending_merge) if pending_merge else None
         """The history of a cluster this node left, still to merge into its new one."""
+        self.cluster_gate.left = self._merge.sources if self._merge else frozenset()
         self._survivor_seen: ClusterIdentity | None = None
         """The older cluster met, which this node must leave its own for (once it can)."""
         self._merges_told: set[ClusterIdentity] = set()
+        self._merge_due_since: float | None = None
+        """When this node first saw that its cluster must merge into a linked one."""
         self.proposals = ProposalTracker(
             self.node_id,
             self._submit,
@@ -295,6 +303,7 @@ class Node:
         if self._stopped.is_set() or self._closing:
             return
         self._closing = True
+        self._merge_not_due()  # quitting, not merging: the leave request goes out
         try:
             await asyncio.wait_for(self._depart(), self.tuning.leave_timeout_s)
         except TimeoutError:
@@ -1027,16 +1036,19 @@ class Node:
 
     def _consider_merge(self) -> None:
         """Another cluster of this channel is linked: if it survives, leave this one for it
-        (now, or as soon as everything committed here is applied)."""
+        (now, or as soon as everything committed here is applied and this node's own
+        proposals sent here are settled)."""
         gate = self.cluster_gate
         mine = gate.cluster
         if mine is None or self._closing or self._stopped.is_set():
             return
         others = gate.foreign(self._open_peers())
         if not others:
+            self._merge_not_due()
             return
         winner = survivor(others | {mine})
         if winner == mine:
+            self._merge_not_due()
             for other in others - self._merges_told:
                 self._merges_told.add(other)
                 logger.info(
@@ -1047,17 +1059,33 @@ class Node:
             self._survivor_seen = None
             return
         self._survivor_seen = winner
+        now = time.monotonic()
+        if self._merge_due_since is None:
+            self._merge_due_since = now
+        # What this node sends from now on waits for the survivor. What it sent already
+        # may still commit here, after messages it has not applied: it waits for those to
+        # settle (a while at most), or they would reach the survivor from its merge queue
+        # ahead of messages that came before them here.
+        self.proposals.paused = True
+        settling = now - self._merge_due_since < self.tuning.merge_settle_s
         if (
             self._writing is not None
             or self._held_ready is not None
             or self.chat.last_applied_index < self.core.status().commit_index
+            or (settling and self.proposals.unsettled())
         ):
             return  # the housekeeping loop tries again
         self._begin_merge(mine, winner)
 
+    def _merge_not_due(self) -> None:
+        """No surviving cluster is linked (any more): proposals go to this cluster again."""
+        self._merge_due_since = None
+        self.proposals.paused = False
+
     def _begin_merge(self, mine: ClusterIdentity, winner: ClusterIdentity) -> None:
         """Leave cluster ``mine`` for ``winner``: keep the committed history as the merge
-        queue, drop the Raft state (one transaction), start over as a newcomer."""
+        queue, with this node's own messages not yet applied after it, drop the Raft state
+        (one transaction), start over as a newcomer."""
         logger.warning(
             "channel %s is split: cluster %s (this node's) merges into the older cluster %s",
             self.channel,
@@ -1065,7 +1093,12 @@ class Node:
             winner.cluster_id[:8],
         )
         unfinished = list(self._merge.queue.values()) if self._merge is not None else []
-        items = merge_items(self.chat.history(), mine, unfinished)
+        unsent = [
+            OwnMessage(self.node_id, proposal.serial, proposal.command)
+            for proposal in self.proposals.pending.values()
+            if proposal.kind == "message" and isinstance(proposal.command, chat.ChatMessage)
+        ]
+        items = merge_items(self.chat.history(), mine, unfinished, unsent)
         try:
             self._storage.begin_merge(mine, items)
             pending = self._storage.pending_merge()
@@ -1073,8 +1106,10 @@ class Node:
             self._storage_failed(None, error)
             return
         assert pending is not None
-        self._survivor_seen = None
+        self.proposals.hand_over()  # in the queue now: nothing goes ahead of it
+        self._survivor_seen = self._merge_due_since = None
         self._merge = MergeProgress(pending)
+        self.cluster_gate.left = self._merge.sources
         self.core = RaftCore(
             self._raft_settings(self._election_timeout_ms), PersistentState(), self._rng
         )
@@ -1147,6 +1182,7 @@ class Node:
                 if merge.done_proposed and not merge.queue:
                     logger.info("merge from cluster %s done", merge.source.cluster_id[:8])
                     self._merge = None
+                    self.cluster_gate.left = frozenset()
                     try:
                         self._storage.finish_merge()
                     except StorageError as error:
