@@ -14,12 +14,13 @@ import subprocess
 import sys
 import time
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from raftchat.bench import channel_modes, node_output, process
-from raftchat.bench.compare import build_comparison, format_comparison
+from raftchat.bench.compare import build_comparison, format_comparison, run_comparison
 from raftchat.bench.node_output import token_of
 from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
 from raftchat.bench.process import NodeProcess
@@ -199,6 +200,24 @@ def test_comparison_puts_the_engines_side_by_side_with_wrtc_over_aiortc() -> Non
     assert commit.split()[-5:] == ["10.00", "ms", "4.00", "ms", "0.40"]
     assert "failover" not in table.split("FAILED")[0]  # no row for what ran nowhere
     assert "FAILED wrtc: failover: no leader" in table
+
+
+async def test_comparison_runs_each_engine_with_the_same_sizes(tmp_path: Path) -> None:
+    ran: list[BenchOptions] = []
+
+    async def fake_run_bench(options: BenchOptions, progress) -> dict:
+        ran.append(options)
+        return _engine_result(engine=options.webrtc, p50=5.0, p99=9.0, rate=100.0)
+
+    options = quick_options(messages=50, profile_dir=tmp_path)
+    comparison = await run_comparison(options, lambda _text: None, fake_run_bench)
+    assert [run.webrtc for run in ran] == ["aiortc", "wrtc"]
+    assert [run.profile_dir for run in ran] == [tmp_path / "aiortc", tmp_path / "wrtc"]
+    assert {replace(run, webrtc="auto", profile_dir=None) for run in ran} == {
+        replace(options, profile_dir=None)
+    }
+    assert comparison["ratios"]["commit_latency_p50_ms"] == 1.0
+    assert comparison["params"]["messages"] == 50
 
 
 def test_compare_refuses_a_chosen_engine() -> None:

@@ -199,10 +199,13 @@ RunBench = Callable[[BenchOptions, Callable[[str], None]], Awaitable[dict[str, A
 async def run_comparison(
     options: BenchOptions, progress: Callable[[str], None], run_bench: RunBench
 ) -> dict[str, Any]:
-    """``options``' scenarios on each engine in turn, then :func:`build_comparison`."""
+    """``options``' scenarios on each engine in turn, then :func:`build_comparison`.
+    Profiles (``--profile DIR``) go to ``DIR/<engine>``."""
     started = time.perf_counter()
     runs: dict[str, dict[str, Any]] = {}
     for engine in COMPARED_ENGINES:
         progress(f"--- {engine} ---")
-        runs[engine] = await run_bench(replace(options, webrtc=engine), progress)
+        profile_dir = options.profile_dir / engine if options.profile_dir else None
+        engine_options = replace(options, webrtc=engine, profile_dir=profile_dir)
+        runs[engine] = await run_bench(engine_options, progress)
     return build_comparison(runs, options, time.perf_counter() - started)
