@@ -88,6 +88,7 @@ def _join(args: argparse.Namespace) -> int:
         ice_credential=args.ice_credential,
         relay_only=args.relay_only,
         ice_host=args.ice_host,
+        webrtc=args.webrtc,
         trust_server=args.trust_server,
         commit_timeout_s=args.commit_timeout,
     )
@@ -109,6 +110,7 @@ def _demo(args: argparse.Namespace) -> int:
         nick=args.nick,
         headless=args.headless,
         chatter_interval_s=0.0 if args.quiet else DemoOptions.chatter_interval_s,
+        webrtc=args.webrtc,
     )
     return asyncio.run(run_demo(options))
 
@@ -127,6 +129,17 @@ def _bench(args: argparse.Namespace) -> int:
     }
     if args.samples is not None:
         given["latency_samples"] = args.samples
+    if args.webrtc is not None:
+        given["webrtc"] = args.webrtc
+    if args.compare:
+        from raftchat.net.engines import wrtc_problem
+
+        if args.webrtc is not None:
+            print("raftchat bench: --compare runs both engines: no --webrtc", file=sys.stderr)
+            return 2
+        if (problem := wrtc_problem()) is not None:
+            print(f"raftchat bench: --compare needs the wrtc engine: {problem}", file=sys.stderr)
+            return 2
     try:
         base = quick_options() if args.quick else BenchOptions()
         options = replace(
@@ -140,7 +153,7 @@ def _bench(args: argparse.Namespace) -> int:
     except OptionsError as error:
         print(f"raftchat bench: {error}", file=sys.stderr)
         return 2
-    return run(options, as_json=args.json)
+    return run(options, as_json=args.json, compare=args.compare)
 
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -164,10 +177,21 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     bench.add_argument(
+        "--webrtc",
+        choices=("auto", "wrtc", "aiortc"),
+        help="the nodes' WebRTC engine (default auto, as raftchat join)",
+    )
+    bench.add_argument(
         "--keep-data", action="store_true", help="keep node data dirs and logs (path printed)"
     )
     bench.add_argument(
         "--profile", metavar="DIR", help="py-spy profiles of leader and follower during throughput"
+    )
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help="run the scenarios on aiortc, then on wrtc, and show them side by side with "
+        "the ratios (wrtc / aiortc)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.add_argument(
@@ -271,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         "signaling server is on loopback, else all)",
     )
     join.add_argument(
+        "--webrtc",
+        choices=("auto", "wrtc", "aiortc"),
+        help="WebRTC engine: wrtc (Chrome's libwebrtc, pip install raftchat[wrtc]), aiortc "
+        "(pure Python), or auto, the best one installed (default)",
+    )
+    join.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging (stderr or the log file)"
     )
     join.set_defaults(handler=_join)
@@ -282,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nick", help="your nickname")
     demo.add_argument("--headless", action="store_true", help="JSON lines on stdout, no TUI")
     demo.add_argument("--quiet", action="store_true", help="the peers only say hello")
+    demo.add_argument(
+        "--webrtc",
+        choices=("auto", "wrtc", "aiortc"),
+        help="the WebRTC engine of every demo node (default auto, as raftchat join)",
+    )
     demo.set_defaults(handler=_demo)
 
     _add_bench_parser(sub)

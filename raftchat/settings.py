@@ -24,6 +24,7 @@ Example (``config.toml``)::
     server_url = "https://signal.example.org"
     relay_only = false
     trust_server = false
+    webrtc = "auto"
     # ice_host = "192.168.1.20"
     passphrase_env = "RAFTCHAT_PASSPHRASE"
     # passphrase_file = "passphrase.txt"
@@ -73,6 +74,7 @@ import platformdirs
 
 from raftchat import APP_NAME
 from raftchat.limits import nick_problem, passphrase_problem
+from raftchat.net.engines import ENGINE_CHOICES
 from raftchat.net.ice import IceServer
 from raftchat.net.signaling.config import ServerConfig
 
@@ -113,6 +115,10 @@ class Settings:
     """Use only TURN relay candidates (hides your address from peers; needs a TURN server)."""
     ice_host: str | None = None
     """Gather host candidates only on this IP address (e.g. ``127.0.0.1``); None: all."""
+    webrtc: str = "auto"
+    """The WebRTC engine: ``"wrtc"`` (Chrome's libwebrtc, the optional ``wrtc`` package),
+    ``"aiortc"`` (pure Python), or ``"auto"``: the best one installed that works (see
+    :func:`raftchat.net.engines.resolve_engine`). Peers on either engine talk to each other."""
     trust_server: bool = False
     """Let the signaling server's witness vote in a private channel too. In a public
     channel it always may; in a private one the server is outside the trust boundary (a
@@ -256,6 +262,13 @@ def _ip_address(value: object) -> object:
         raise _BadValue('an IP address such as "127.0.0.1"', value) from None
 
 
+def _webrtc(value: object) -> object:
+    if value not in ENGINE_CHOICES:
+        choices = ", ".join(f'"{choice}"' for choice in ENGINE_CHOICES)
+        raise _BadValue(f"one of {choices}", value)
+    return value
+
+
 def _env_name(value: object) -> object:
     if type(value) is not str or not _ENV_NAME.fullmatch(value):
         raise _BadValue('an environment variable name such as "RAFTCHAT_PASSPHRASE"', value)
@@ -318,6 +331,7 @@ _SPECS: dict[str, _Spec] = {
     "relay_only": _Spec(None, _boolean),
     "trust_server": _Spec(None, _boolean),
     "ice_host": _Spec(None, _optional(_ip_address)),
+    "webrtc": _Spec(None, _webrtc),
     "passphrase_env": _Spec(None, _optional(_env_name)),
     "passphrase_file": _Spec(None, _optional(_path), is_path=True),
     "passphrase": _Spec(None, _optional(_secret)),

@@ -6,7 +6,10 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from mesh_utils import WEBRTC_MODES
+from support import nodes
 
+from raftchat.net.engines import wrtc_problem
 from raftchat.net.signaling.config import ServerConfig
 from raftchat.net.signaling.server import RunningServer, start_server
 
@@ -38,3 +41,30 @@ async def server() -> AsyncIterator[RunningServer]:
         yield running
     finally:
         await running.close()
+
+
+@pytest.fixture(params=WEBRTC_MODES)
+def webrtc(request: pytest.FixtureRequest) -> str:
+    """How the peers of an in-process mesh test pick their WebRTC engine (see
+    ``mesh_utils.WEBRTC_MODES``); a test parametrizes ``webrtc`` itself to run on fewer.
+    Without a working wrtc its modes are skipped."""
+    mode = str(request.param)
+    if mode != "aiortc" and wrtc_problem() is not None:
+        pytest.skip(f"wrtc engine unavailable: {wrtc_problem()}")
+    return mode
+
+
+@pytest.fixture(params=nodes.node_engines())
+def node_webrtc(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The engine of the node processes a test starts (``support.nodes``): the test runs
+    once on each engine (``RAFTCHAT_WEBRTC`` picks one). Without a working wrtc its run
+    is skipped. Modules of real-process tests use it through
+    ``pytest.mark.usefixtures("node_webrtc")``."""
+    engine = str(request.param)
+    if engine != "aiortc" and wrtc_problem() is not None:
+        pytest.skip(f"wrtc engine unavailable: {wrtc_problem()}")
+    previous = nodes.use_engine(engine)
+    try:
+        yield engine
+    finally:
+        nodes.use_engine(previous)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from raftchat import cli
-from raftchat.net.engines import AiortcEngine, Direction
+from raftchat.net.engines import Direction, FrameFilterHook
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def install_from_env() -> FaultsFile | None:
         return None
     faults = FaultsFile(Path(path))
     faults.poll()
-    AiortcEngine.frame_filter = PollingFrameFilter(faults)
+    FrameFilterHook.frame_filter = PollingFrameFilter(faults)  # every engine of the process
     logger.warning("fault injection enabled from %s (a test-only setting)", path)
     return faults
 

@@ -1,6 +1,6 @@
 """Mesh test helpers: named test identities, in-memory signaling relays (honest and
 hostile), peers that record, partitions through the engine's frame filter, a signaling
-listener for real clients."""
+listener for real clients, and which WebRTC engine each peer runs (:data:`WEBRTC_MODES`)."""
 
 from __future__ import annotations
 
@@ -68,9 +68,25 @@ def identity_of(peer_id: str) -> NodeIdentity:
         raise KeyError(f"{peer_id!r} is not a test peer's id: use mesh_utils.ids.<name>") from None
 
 
+WEBRTC_MODES = ("aiortc", "wrtc", "mixed")
+"""How the peers of a test pick their engine: all aiortc, all wrtc, or alternating in the
+order they are made (the first aiortc), so that with ids in creation order each engine
+offers to the other somewhere in a mesh of three or more."""
+
+
+def engine_of(mode: str, index: int) -> str:
+    """The engine of the ``index``-th peer (from 0) made in ``mode``."""
+    if mode == "mixed":
+        return ("aiortc", "wrtc")[index % 2]
+    if mode not in WEBRTC_MODES:
+        raise ValueError(f"unknown webrtc mode {mode!r}")
+    return mode
+
+
 # Loopback only, short timers so failures are noticed quickly in tests.
 TEST_CONFIG = MeshConfig(
     ice_host=IPV4_LOOPBACK,
+    webrtc="aiortc",
     ping_interval=0.2,
     connect_timeout=5.0,
     dead_after=3.0,
@@ -181,9 +197,16 @@ class Peer:
 
 
 def make_peer(
-    relay: FakeRelay, peer_id: str, config: MeshConfig = TEST_CONFIG, join: bool = True
+    relay: FakeRelay,
+    peer_id: str,
+    config: MeshConfig = TEST_CONFIG,
+    join: bool = True,
+    webrtc: str | None = None,
 ) -> Peer:
-    """A mesh on ``relay`` that records what it receives; joins presence unless told not to."""
+    """A mesh on ``relay`` that records what it receives; joins presence unless told not to.
+    ``webrtc`` overrides the config's engine."""
+    if webrtc is not None and webrtc != config.webrtc:
+        config = with_settings(config, webrtc=webrtc)
     received: dict[str, list[bytes]] = defaultdict(list)
     changes: list[tuple[str, LinkInfo]] = []
     mesh = Mesh(
@@ -280,6 +303,28 @@ class MeshSignalingListener:
     def on_state(self, state: str) -> None:
         if self._on_state is not None:
             self._on_state(state)
+
+
+def signaled_host_addresses(peer: Peer) -> set[str]:
+    """The addresses of every host candidate ``peer`` put in the offers and answers it
+    sent through a :class:`FakeRelay`."""
+    assert isinstance(peer.mesh._signaling, FakeSignaling)
+    addresses = set()
+    for _to, payload in peer.mesh._signaling.sent:
+        for line in str(payload.get("sdp", "")).splitlines():
+            fields = line.split()
+            if line.startswith("a=candidate:") and len(fields) > 7 and fields[7] == "host":
+                addresses.add(fields[4])
+    return addresses
+
+
+async def break_connection(peer: Peer, other: str) -> None:
+    """Close ``peer``'s current connection to ``other`` behind its mesh's back, as the
+    engine's library would on a fatal transport error."""
+    pc = peer.mesh._links[other]._connection.pc
+    result = pc.close()  # aiortc: a coroutine; wrtc: synchronous
+    if asyncio.iscoroutine(result):
+        await result
 
 
 def all_open(peers: list[Peer]) -> bool:

@@ -14,17 +14,20 @@ import subprocess
 import sys
 import time
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from raftchat.bench import channel_modes, node_output, process
+from raftchat.bench.compare import build_comparison, format_comparison, run_comparison
 from raftchat.bench.node_output import token_of
 from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
 from raftchat.bench.process import NodeProcess
 from raftchat.bench.report import HEADLINE_KEYS, build_result, format_table
 from raftchat.bench.stats import percentile, rate, summarize
 from raftchat.frontends.headless import _ack_json, _message_json
+from raftchat.net.engines import wrtc_problem
 from raftchat.node.api import AckEvent, ChatMessageEvent
 
 QUICK_RUN_TIMEOUT_S = 90
@@ -153,6 +156,113 @@ def test_report_has_headline_keys_even_when_a_scenario_did_not_run() -> None:
     assert "1.00 ms" in table and "2.00 ms" in table
     assert "FAILED failover: no leader" in table
     assert result["machine"]["cpu_count"] == os.cpu_count()
+
+
+def _engine_result(**figures: object) -> dict:
+    latency = {"p50": figures["p50"], "p99": figures["p99"], "n": 3}
+    return build_result(
+        {
+            "webrtc": figures["engine"],
+            "commit_latency_ms": latency,
+            "delivery_latency_ms": latency,
+            "throughput": {
+                "one_sender": {"msgs_per_s": figures["rate"]},
+                "all_senders": {"msgs_per_s": figures["rate"]},
+                "cpu_percent": {"leader": 30.0},
+            },
+        },
+        quick_options(webrtc=str(figures["engine"])).as_params(),
+        dict(figures.get("errors", {})),  # type: ignore[call-overload]
+        1.0,
+    )
+
+
+def test_comparison_puts_the_engines_side_by_side_with_wrtc_over_aiortc() -> None:
+    runs = {
+        "aiortc": _engine_result(engine="aiortc", p50=10.0, p99=20.0, rate=2000.0),
+        "wrtc": _engine_result(
+            engine="wrtc", p50=4.0, p99=10.0, rate=5000.0, errors={"failover": "no leader"}
+        ),
+    }
+    comparison = build_comparison(runs, quick_options(), 2.0)
+    assert comparison["compare"] == ["aiortc", "wrtc"]
+    assert comparison["figures"]["aiortc"]["commit_latency_p50_ms"] == 10.0
+    assert comparison["figures"]["wrtc"]["throughput_leader_msgs_per_s"] == 5000.0
+    assert comparison["ratios"]["commit_latency_p50_ms"] == 0.4
+    assert comparison["ratios"]["throughput_all_msgs_per_s"] == 2.5
+    assert comparison["ratios"]["failover_p50_s"] is None  # did not run on either
+    assert comparison["runs"] == runs and "webrtc" not in comparison["params"]
+    assert comparison["errors"] == {"wrtc: failover": "no leader"}
+    table = format_comparison(comparison)
+    header = table.splitlines()[0].split()
+    assert header[-5:] == ["aiortc", "wrtc", "wrtc", "/", "aiortc"]
+    commit = next(line for line in table.splitlines() if line.startswith("commit latency p50"))
+    assert commit.split()[-5:] == ["10.00", "ms", "4.00", "ms", "0.40"]
+    assert "failover" not in table.split("FAILED")[0]  # no row for what ran nowhere
+    assert "FAILED wrtc: failover: no leader" in table
+
+
+async def test_comparison_runs_each_engine_with_the_same_sizes(tmp_path: Path) -> None:
+    ran: list[BenchOptions] = []
+
+    async def fake_run_bench(options: BenchOptions, progress) -> dict:
+        ran.append(options)
+        return _engine_result(engine=options.webrtc, p50=5.0, p99=9.0, rate=100.0)
+
+    options = quick_options(messages=50, profile_dir=tmp_path)
+    comparison = await run_comparison(options, lambda _text: None, fake_run_bench)
+    assert [run.webrtc for run in ran] == ["aiortc", "wrtc"]
+    assert [run.profile_dir for run in ran] == [tmp_path / "aiortc", tmp_path / "wrtc"]
+    assert {replace(run, webrtc="auto", profile_dir=None) for run in ran} == {
+        replace(options, profile_dir=None)
+    }
+    assert comparison["ratios"]["commit_latency_p50_ms"] == 1.0
+    assert comparison["params"]["messages"] == 50
+
+
+def test_compare_refuses_a_chosen_engine() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "raftchat", "bench", "--compare", "--webrtc", "wrtc"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert completed.returncode == 2
+    assert "--compare runs both engines" in completed.stderr
+
+
+@pytest.mark.skipif(wrtc_problem() is not None, reason=f"wrtc: {wrtc_problem()}")
+@pytest.mark.timeout(QUICK_RUN_TIMEOUT_S + 30)
+def test_compare_runs_both_engines_and_prints_them_side_by_side(tmp_path: Path) -> None:
+    """``raftchat bench --compare --json`` with tiny sizes: one run per engine, each on the
+    engine it names, figures and ratios for what ran (speed is not checked)."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    command = [sys.executable, "-m", "raftchat", "bench", "--compare", "--json", "--quick"]
+    completed = subprocess.run(
+        [*command, "--only", "latency", "--nodes", "2", "--samples", "3"],
+        capture_output=True,
+        text=True,
+        timeout=QUICK_RUN_TIMEOUT_S,
+        env=env,
+    )
+    print(completed.stderr[-4000:])
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    *table, last = completed.stdout.strip().splitlines()
+    comparison = json.loads(last)
+    assert comparison["compare"] == ["aiortc", "wrtc"] and comparison["errors"] == {}
+    for engine in ("aiortc", "wrtc"):
+        run = comparison["runs"][engine]
+        assert run["webrtc"] == engine, "every node of the run was on that engine"
+        assert run["params"]["webrtc"] == engine and run["params"]["latency_samples"] == 3
+        assert comparison["engines_seen"][engine] == engine
+        figures = comparison["figures"][engine]
+        assert figures["commit_latency_p50_ms"] == run["commit_latency_ms"]["p50"] > 0
+        assert figures["throughput_leader_msgs_per_s"] is None  # not among --only
+    wrtc, aiortc = (comparison["figures"][e]["delivery_latency_p50_ms"] for e in ("wrtc", "aiortc"))
+    assert comparison["ratios"]["delivery_latency_p50_ms"] == round(wrtc / aiortc, 3)
+    assert table[0].split()[-3:] == ["wrtc", "/", "aiortc"]
+    assert any(line.startswith("commit latency p50") for line in table)
+    assert not list(tmp_path.glob("raftchat-bench-*"))
 
 
 # --- a real run -----------------------------------------------------------------------

@@ -309,7 +309,7 @@ def nodes_through_fault_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.chaos
 @pytest.mark.timeout(CHAOS_TIMEOUT_S)
-@pytest.mark.usefixtures("nodes_through_fault_launcher")
+@pytest.mark.usefixtures("nodes_through_fault_launcher", "node_webrtc")
 async def test_history_survives_kills_pauses_partitions_joins_and_leaves(
     tmp_path: Path, server: RunningServer
 ) -> None:

@@ -18,7 +18,7 @@ async def read_until(stream: asyncio.StreamReader, seen: list[dict], done, timeo
     await asyncio.wait_for(pump(), timeout)
 
 
-async def test_demo_cluster_greets_and_commits_our_message() -> None:
+async def test_demo_cluster_greets_and_commits_our_message(node_webrtc: str) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -30,6 +30,8 @@ async def test_demo_cluster_greets_and_commits_our_message() -> None:
         "2",
         "--nick",
         "tester",
+        "--webrtc",
+        node_webrtc,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -51,8 +53,11 @@ async def test_demo_cluster_greets_and_commits_our_message() -> None:
             acks = {e["id"] for e in events if e["event"] == "ack"}
             return bool(ours) and ours[0]["id"] in acks
 
-        def three_voters(events: list[dict]) -> bool:  # two peers and us
-            return any(e["event"] == "status" and len(e["voters"]) == 3 for e in events)
+        def three_voters(events: list[dict]) -> bool:  # two peers and us, on the engine asked
+            return any(
+                e["event"] == "status" and len(e["voters"]) == 3 and e["webrtc"] == node_webrtc
+                for e in events
+            )
 
         await read_until(process.stdout, seen, lambda e: acked(e) and three_voters(e), 30)
         process.stdin.write(b"/quit\n")

@@ -42,6 +42,7 @@ def status(state: str = "follower", commit_index: int = 3, applied_index: int = 
         last_index=4,
         snapshot_index=0,
         election_timeout_ms=500.0,
+        webrtc="wrtc",
     )
 
 
@@ -112,6 +113,7 @@ def test_status_line_has_exactly_the_documented_fields() -> None:
         "last_index": 4,
         "snapshot_index": 0,
         "witness": None,
+        "webrtc": "wrtc",
         "cluster": None,
     }
 
@@ -194,6 +196,7 @@ def test_status_line_says_why_the_channel_cannot_commit() -> None:
         "last_index": 4,
         "snapshot_index": 0,
         "witness": None,
+        "webrtc": "wrtc",
         "cluster": None,
         "quorum_problem": (
             "no leader: waiting for bob \u2014 the channel needs 2 of 2 voters; 1 reachable"

@@ -14,7 +14,7 @@ from support.nodes import NodeProcess, write_config
 from raftchat.frontends.launch import EXIT_NOT_COMMITTED
 from raftchat.net.signaling.server import RunningServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("node_webrtc")]
 
 CHANNEL = "headless-input"
 

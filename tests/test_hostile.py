@@ -19,6 +19,7 @@ from mesh_utils import (
     FakeRelay,
     Peer,
     all_open,
+    engine_of,
     ids,
     make_peer,
     pending_tasks,
@@ -55,10 +56,14 @@ def rng() -> random.Random:
 
 
 @pytest.fixture
-async def trio():
-    """Honest peers b and c and the peer a that turns hostile, all linked."""
+async def trio(webrtc):
+    """Honest peers b and c and the peer a that turns hostile, all linked, on the engines
+    ``webrtc`` gives them (``mesh_utils.engine_of``)."""
     relay = FakeRelay()
-    peers = [make_peer(relay, peer_id, HOSTILE_CONFIG) for peer_id in (ids.a, ids.b, ids.c)]
+    peers = [
+        make_peer(relay, peer_id, HOSTILE_CONFIG, webrtc=engine_of(webrtc, index))
+        for index, peer_id in enumerate((ids.a, ids.b, ids.c))
+    ]
     await wait_until(lambda: all_open(peers), 10, "all links open")
     yield peers
     for peer in peers:
@@ -200,10 +205,10 @@ async def test_handshake_messages_after_the_handshake_are_ignored(trio):
     assert info.auth_error is None
 
 
-async def test_frames_before_the_handshake_are_dropped():
+async def test_frames_before_the_handshake_are_dropped(webrtc):
     relay = FakeRelay()
-    a = make_peer(relay, ids.a, HOSTILE_CONFIG, join=False)
-    b = make_peer(relay, ids.b, HOSTILE_CONFIG, join=False)
+    a = make_peer(relay, ids.a, HOSTILE_CONFIG, join=False, webrtc=engine_of(webrtc, 0))
+    b = make_peer(relay, ids.b, HOSTILE_CONFIG, join=False, webrtc=engine_of(webrtc, 1))
     relay.join(ids.a, a.mesh)
     relay.join(ids.b, b.mesh)
     offender = link(a, ids.b)
@@ -238,10 +243,11 @@ async def test_a_bug_in_the_receive_path_never_escapes(trio, monkeypatch, caplog
     assert b.state_of(ids.a) == LinkState.OPEN
 
 
-async def test_offers_from_invented_peers_are_bounded_by_max_links():
+@pytest.mark.parametrize("webrtc", ["aiortc", "wrtc"], indirect=True)
+async def test_offers_from_invented_peers_are_bounded_by_max_links(webrtc):
     relay = FakeRelay()
     config = with_settings(HOSTILE_CONFIG, max_links=5)
-    victim = make_peer(relay, ids.zz, config, join=False)
+    victim = make_peer(relay, ids.zz, config, join=False, webrtc=webrtc)
     try:
         for number in range(50):
             victim.mesh.handle_signal(

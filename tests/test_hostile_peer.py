@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mesh_utils import TEST_CONFIG, with_settings
+from mesh_utils import TEST_CONFIG, engine_of, with_settings
 from support.waiting import wait_until
 
 from raftchat import chat
@@ -62,7 +63,9 @@ CHUNK_BYTES = 256 * 1024
 class Mallory:
     """A signaling client and a mesh, driven by hand."""
 
-    def __init__(self, server_url: str, passphrase: str | None) -> None:
+    def __init__(self, server_url: str, passphrase: str | None, webrtc: str) -> None:
+        self.webrtc = webrtc
+        "Mallory's WebRTC engine."
         self.identity = NodeIdentity.generate()
         self.node_id = self.identity.node_id
         self.server_url = server_url
@@ -75,7 +78,9 @@ class Mallory:
 
     async def start(self) -> None:
         self.signaling = SignalingClient(self.server_url, CHANNEL, self.identity, self)
-        config = with_settings(TEST_CONFIG, channel=CHANNEL, passphrase=self.passphrase)
+        config = with_settings(
+            TEST_CONFIG, channel=CHANNEL, passphrase=self.passphrase, webrtc=self.webrtc
+        )
         self.mesh = Mesh(
             self.identity,
             self.signaling,
@@ -134,14 +139,17 @@ def passphrase(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def members(tmp_path: Path, server, passphrase: str | None) -> AsyncIterator[list[Node]]:
+async def members(
+    tmp_path: Path, server, passphrase: str | None, webrtc: str
+) -> AsyncIterator[list[Node]]:
+    """alice and bob, on the engines ``webrtc`` gives them (mallory comes third)."""
     started: list[Node] = []
     try:
-        for name in ("alice", "bob"):
+        for index, name in enumerate(("alice", "bob")):
             storage = Storage.open_channel(CHANNEL, tmp_path / name)
             node = Node(
                 storage,
-                SETTINGS,
+                replace(SETTINGS, webrtc=engine_of(webrtc, index)),
                 server_url=server.url,
                 nick=name,
                 passphrase=passphrase,
@@ -224,7 +232,7 @@ def unaffected(members: list[Node], members_ids: set[str]) -> None:
 
 
 async def test_every_attack_is_refused_and_counted(
-    members: list[Node], server, passphrase: str | None
+    members: list[Node], server, passphrase: str | None, webrtc: str
 ) -> None:
     alice, bob = members
     for node in members:
@@ -233,7 +241,7 @@ async def test_every_attack_is_refused_and_counted(
     await wait_until(lambda: alice.status().leader, WAIT_S, "a leader")
     ids = {alice.node_id, bob.node_id}
 
-    mallory = Mallory(server.url, passphrase)
+    mallory = Mallory(server.url, passphrase, engine_of(webrtc, 2))
     await mallory.start()
     try:
         await wait_until(lambda: ids <= mallory.open, WAIT_S, "mallory linked to both")

@@ -217,3 +217,21 @@ async def test_headless_takes_exactly_one_channel(tmp_path: Path) -> None:
     assert code == 2 and out == ""
     assert "--headless runs one channel per process" in err and "got 2" in err
     assert not (tmp_path / "red").exists(), "nothing is opened before the usage error"
+
+
+def test_webrtc_flag_overrides_the_config_file_and_wrtc_where_it_cannot_run_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raftchat.frontends import launch
+    from raftchat.frontends.launch import JoinOptions, LaunchError, resolve_settings
+    from raftchat.net import engines
+
+    config = tmp_path / "config.toml"
+    config.write_text('webrtc = "wrtc"\n')
+    settings = resolve_settings(JoinOptions(("room",), config_path=config, webrtc="aiortc"))
+    assert settings.webrtc == "aiortc"
+    monkeypatch.setattr(engines, "wrtc_problem", lambda: "wrtc is not installed")
+    monkeypatch.setattr(launch, "resolve_engine", engines.resolve_engine)
+    with pytest.raises(LaunchError, match="webrtc = wrtc: wrtc is not installed"):
+        resolve_settings(JoinOptions(("room",), config_path=config))
+    assert engines.resolve_engine("auto") == "aiortc"  # auto falls back

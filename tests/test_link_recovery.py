@@ -1,6 +1,7 @@
 """Links recover quickly from a peer that was killed and restarted, paused, or partitioned.
 
-Real aiortc peers on loopback through the in-memory relay. A "killed" peer is silenced
+Real peers on loopback through the in-memory relay, on each engine and on a mix of both
+(the ``webrtc`` fixture). A "killed" peer is silenced
 (its mesh sends nothing, hears nothing, and its connections stay up, so the other side
 is told nothing), and a fresh mesh with the same id takes its place, as a restarted
 process would. ``connect_timeout`` is long (15 s), so waiting for it can never pass for
@@ -14,7 +15,7 @@ import asyncio
 import itertools
 
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from mesh_utils import (
     CLOSE_WAIT_S,
     TEST_CONFIG,
@@ -22,6 +23,7 @@ from mesh_utils import (
     Peer,
     all_open,
     block,
+    engine_of,
     ids,
     make_peer,
     pending_tasks,
@@ -44,12 +46,15 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-async def net():
+async def net(webrtc):
     relay = FakeRelay()
     peers: list[Peer] = []
+    engines: dict[str, str] = {}
 
     def add(peer_id: str, config: MeshConfig = CONFIG) -> Peer:
-        peer = make_peer(relay, peer_id, config)
+        # A restarted peer (same id) runs the engine it ran before.
+        engine = engines.setdefault(peer_id, engine_of(webrtc, len(engines)))
+        peer = make_peer(relay, peer_id, config, webrtc=engine)
         peers.append(peer)
         return peer
 
@@ -199,24 +204,39 @@ async def test_one_sided_partition_also_heals(net):
 # --- overlapping attempts ---------------------------------------------------------------
 
 
+def _create_offer_method(engine: str) -> tuple[type, str]:
+    """The class and the name of the method a's engine creates its offers with."""
+    if engine == "wrtc":
+        import webrtc
+
+        return webrtc.RTCPeerConnection, "create_offer"
+    return RTCPeerConnection, "createOffer"
+
+
 async def test_reset_during_a_negotiation_replaces_it_without_failing_the_link(net, monkeypatch):
     a, b = await linked(net, ids.a, ids.b)
-    create_offer = RTCPeerConnection.createOffer
+    pc_class, method = _create_offer_method(a.mesh.engine.name)
+    create_offer = getattr(pc_class, method)
     entered, gate = asyncio.Event(), asyncio.Event()
 
-    async def held_create_offer(pc: RTCPeerConnection) -> RTCSessionDescription:
+    async def held_create_offer(pc, *args):
         entered.set()
         await gate.wait()
-        return await create_offer(pc)
+        return await create_offer(pc, *args)
 
-    monkeypatch.setattr(RTCPeerConnection, "createOffer", held_create_offer)
+    monkeypatch.setattr(pc_class, method, held_create_offer)
     changes_before = len(a.changes)
     a.mesh.reset_link(ids.b)
     await asyncio.wait_for(entered.wait(), 5)
     first = a.mesh._links[ids.b]._connection.pc
-    monkeypatch.setattr(RTCPeerConnection, "createOffer", create_offer)
+    monkeypatch.setattr(pc_class, method, create_offer)
     a.mesh.reset_link(ids.b)  # replaces the attempt in the middle of its negotiation
-    await wait_until(lambda: first.signalingState == "closed", 5, "the first attempt closed")
+
+    def first_closed() -> bool:
+        state = getattr(first, "signalingState", None) or first.signaling_state
+        return state == "closed"
+
+    await wait_until(first_closed, 5, "the first attempt closed")
     gate.set()  # its negotiation goes on, on a closed connection, and fails
     await wait_until(lambda: all_open([a, b]), RECOVERY_BOUND, "the new link")
     states = [info.state for peer, info in a.changes[changes_before:] if peer == ids.b]

@@ -1,4 +1,8 @@
-"""The WebRTC mesh with real aiortc peers on loopback, signaled through an in-memory relay."""
+"""The WebRTC mesh with real peers on loopback, signaled through an in-memory relay.
+
+Tests that take the ``net`` fixture run on each engine and on a mix of both (the
+``webrtc`` fixture, ``mesh_utils.WEBRTC_MODES``); those about one engine's own tuning or
+internals are marked to run on it alone."""
 
 from __future__ import annotations
 
@@ -21,10 +25,14 @@ from mesh_utils import (
     Peer,
     all_open,
     block,
+    break_connection,
+    engine_of,
     ids,
     make_peer,
     pending_tasks,
+    signaled_host_addresses,
     unblock,
+    with_settings,
 )
 from support.waiting import wait_until
 
@@ -43,19 +51,25 @@ from raftchat.net.link import Link
 from raftchat.net.signaling.client import SignalingClient
 from raftchat.net.signaling.server import start_server
 
+AIORTC_ONLY = pytest.mark.parametrize("webrtc", ["aiortc"], indirect=True)
+"""For tests of aiortc's own tuning or internals, and of mesh logic that makes no
+connection (the engine plays no part)."""
+
 
 @pytest.fixture
-async def net():
-    """A relay and a factory of peers on it; every mesh is closed (cleanly) at the end."""
+async def net(webrtc):
+    """A relay and a factory of peers on it, each on the engine the ``webrtc`` mode gives
+    it; every mesh is closed (cleanly) at the end."""
     relay = FakeRelay()
     peers: list[Peer] = []
 
     def add(peer_id: str, config: MeshConfig = TEST_CONFIG, join: bool = True) -> Peer:
-        peer = make_peer(relay, peer_id, config, join)
+        peer = make_peer(relay, peer_id, config, join, webrtc=engine_of(webrtc, len(peers)))
         peers.append(peer)
         return peer
 
     add.relay = relay  # type: ignore[attr-defined]
+    add.mode = webrtc  # type: ignore[attr-defined]
     yield add
     for peer in peers:
         await peer.mesh.close()
@@ -88,6 +102,7 @@ def test_rtc_configuration_has_only_configured_servers():
     assert config.iceTransportPolicy.value == "relay"
 
 
+@AIORTC_ONLY  # spies on aiortc; wrtc: test_wrtc_engine.py, the same check on its connections
 async def test_mesh_passes_explicit_empty_ice_servers_to_every_connection(net, monkeypatch):
     configurations = []
 
@@ -137,7 +152,9 @@ def test_host_candidate_adapter_is_scoped_to_its_block():
 async def test_host_candidates_are_loopback_only(net):
     a, b = await connected(net, ids.a, ids.b)
     for peer, other in ((a, ids.b), (b, ids.a)):
-        assert local_candidate_addresses(peer, other) == {"127.0.0.1"}
+        assert signaled_host_addresses(peer) == {"127.0.0.1"}
+        if peer.mesh.engine.name == "aiortc":
+            assert local_candidate_addresses(peer, other) == {"127.0.0.1"}
     assert a.mesh.links()[ids.b].local_candidate_type == "host"
 
 
@@ -154,6 +171,7 @@ def test_mesh_config_rejects_inconsistent_settings():
         MeshConfig(offer_wait=1.0, offer_in_flight=1.0)
 
 
+@AIORTC_ONLY  # no connection is made
 async def test_listener_replays_presence_seen_before_the_mesh_was_bound(net):
     states: list[str] = []
     listener = MeshSignalingListener(on_state=states.append)
@@ -305,6 +323,7 @@ async def test_urgent_messages_overtake_queued_bulk_messages_and_keep_their_orde
     assert received[len(urgent) :] == [*bulk[:250], too_big_for_a_frame, *bulk[250:]]
 
 
+@AIORTC_ONLY  # aiortc's tuning: libwebrtc sizes its own sockets
 async def test_open_link_enlarges_its_udp_receive_buffer(net):
     wanted = 1024 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "udp_receive_buffer_bytes": wanted})
@@ -320,6 +339,7 @@ async def test_open_link_enlarges_its_udp_receive_buffer(net):
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 2 * min(wanted, rmem_max)
 
 
+@AIORTC_ONLY  # aiortc's tuning: libwebrtc's SCTP honours the receiver's window
 async def test_sctp_flight_is_limited_on_mesh_connections_only(net):
     cap = 16 * 1024
     config = MeshConfig(**{**vars(TEST_CONFIG), "sctp_max_flight_bytes": cap})
@@ -399,6 +419,7 @@ async def test_malformed_frames_are_counted_and_dropped(net):
         {"type": "offer", "session": "x" * 65, "sdp": "v=0"},
     ],
 )
+@AIORTC_ONLY  # no connection is made
 async def test_malformed_signals_are_counted_and_dropped(net, payload):
     b = net(ids.b)
     b.mesh.handle_signal(ids.a, payload)
@@ -406,6 +427,7 @@ async def test_malformed_signals_are_counted_and_dropped(net, payload):
     assert b.mesh.links() == {}
 
 
+@AIORTC_ONLY  # no connection is made
 async def test_offer_breaking_the_glare_rule_is_refused(net):
     a = net(ids.a)
     a.mesh.handle_signal(ids.z, {"type": "offer", "session": "s1", "sdp": "v=0\r\n"})
@@ -438,8 +460,8 @@ async def test_peer_leaving_closes_the_link_and_reports_it(net):
 
 async def test_failed_link_reconnects_while_peer_is_present(net):
     a, b = await connected(net, ids.a, ids.b)
-    # Kill b's side of the connection behind the mesh's back: both ends see it fail.
-    await internal_link(b, ids.a)._connection.pc.close()
+    # Kill b's side of the connection behind the mesh's back: a sees its channel close.
+    await break_connection(b, ids.a)
     await wait_until(lambda: any(i.state == LinkState.FAILED for p, i in a.changes if p == ids.b))
     await wait_until(lambda: all_open([a, b]) and a.mesh.links()[ids.b].connects == 2)
     assert a.mesh.send(ids.b, b"after reconnect")
@@ -519,7 +541,12 @@ async def test_close_leaves_no_pending_tasks_or_warnings(net, recwarn, caplog):
         await wait_until(lambda: b.state_of(ids.a) == LinkState.FAILED)
         await b.mesh.close()
         await c.mesh.close()
-        await wait_until(lambda: not pending_tasks(), 5, "no pending tasks")
+        await wait_until(
+            lambda: not pending_tasks(),
+            5,
+            "no pending tasks",
+            details=lambda: "\n".join(repr(t) for t in pending_tasks()),
+        )
         gc.collect()
         await asyncio.sleep(0)
     assert "Task was destroyed" not in caplog.text
@@ -538,17 +565,47 @@ async def signaling_server():
     await server.close()
 
 
-async def real_peers(server, count: int) -> list[tuple[Peer, SignalingClient]]:
-    """``count`` meshes, each joined to one channel through a real SignalingClient."""
+class RecordingClient(SignalingClient):
+    """A SignalingClient that keeps every signal it sends."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[dict] = []
+
+    async def send_signal(self, to: str, payload: dict) -> bool:
+        self.sent.append(payload)
+        return await super().send_signal(to, payload)
+
+
+def host_addresses_in(signals: list[dict]) -> set[str]:
+    addresses = set()
+    for payload in signals:
+        for line in str(payload.get("sdp", "")).splitlines():
+            fields = line.split()
+            if line.startswith("a=candidate:") and len(fields) > 7 and fields[7] == "host":
+                addresses.add(fields[4])
+    return addresses
+
+
+async def real_peers(
+    server, count: int, mode: str = "aiortc"
+) -> list[tuple[Peer, SignalingClient]]:
+    """``count`` meshes, each joined to one channel through a real SignalingClient, made
+    in the order of their ids (so that in ``mixed`` mode each engine offers to the other)."""
     result = []
-    for _ in range(count):
-        identity = NodeIdentity.generate()
+    identities = sorted((NodeIdentity.generate() for _ in range(count)), key=lambda i: i.node_id)
+    for index, identity in enumerate(identities):
         peer_id = identity.node_id
         received: dict[str, list[bytes]] = defaultdict(list)
         listener = MeshSignalingListener()
-        client = SignalingClient(server.url, "mesh-test", identity, listener)
+        client = RecordingClient(server.url, "mesh-test", identity, listener)
         # The signaling server is on loopback, so ICE host candidates are restricted to it.
-        config = MeshConfig(**{**vars(TEST_CONFIG), "ice_host": None, "signaling_url": server.url})
+        config = with_settings(
+            TEST_CONFIG,
+            ice_host=None,
+            signaling_url=server.url,
+            webrtc=engine_of(mode, index),
+        )
         mesh = Mesh(
             identity,
             client,
@@ -568,13 +625,16 @@ async def close_real_peers(peers: list[tuple[Peer, SignalingClient]]) -> None:
 
 
 @pytest.mark.parametrize("count", [2, 5])
-async def test_real_signaling_server_connects_a_full_mesh(signaling_server, count):
-    peers = await real_peers(signaling_server, count)
+async def test_real_signaling_server_connects_a_full_mesh(signaling_server, count, webrtc):
+    peers = await real_peers(signaling_server, count, webrtc)
     meshes = [peer for peer, _ in peers]
     try:
         await wait_until(lambda: all_open(meshes), 20, "all links open via the real server")
+        for _peer, client in peers:
+            assert host_addresses_in(client.sent) == {"127.0.0.1"}
         first, second = meshes[0], meshes[1]
-        assert local_candidate_addresses(first, second.peer_id) == {"127.0.0.1"}
+        if first.mesh.engine.name == "aiortc":
+            assert local_candidate_addresses(first, second.peer_id) == {"127.0.0.1"}
         for peer in meshes:
             assert peer.mesh.broadcast(peer.peer_id.encode()) == count - 1
         for peer in meshes:

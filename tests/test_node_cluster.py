@@ -17,7 +17,7 @@ from support.nodes import Cluster, NodeProcess, write_config
 from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.storage import Storage
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("node_webrtc")]
 
 
 class Signaling:
@@ -108,9 +108,10 @@ def never_campaigned_before_added(node: NodeProcess) -> bool:
 
 @pytest.mark.parametrize("size", [3, pytest.param(5, marks=pytest.mark.slow)])
 async def test_all_nodes_agree_on_one_order_while_all_send_at_once(
-    cluster: Cluster, size: int
+    cluster: Cluster, size: int, node_webrtc: str
 ) -> None:
     nodes = await cluster.grow(size)
+    assert {node.status["webrtc"] for node in nodes} == {node_webrtc}, "the engine asked for"
     per_node = 15
     for node in nodes:
         for i in range(per_node):

@@ -14,7 +14,7 @@ from support.nodes import Cluster, NodeProcess
 from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.storage import KEY_FILENAME
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("node_webrtc")]
 
 CHANNEL = "upgrade"
 

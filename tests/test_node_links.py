@@ -241,7 +241,7 @@ def test_restarted_learner_links_to_everyone_until_a_leader_speaks(tmp_path: Pat
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, node_webrtc: str) -> AsyncIterator[Cluster]:
     server = await start_server("127.0.0.1", 0)
     nodes = Cluster(tmp_path, f"http://127.0.0.1:{server.port}")
     config = nodes.config_path.read_text()

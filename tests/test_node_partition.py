@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mesh_utils import block, unblock
+from mesh_utils import block, engine_of, unblock
 from support.waiting import wait_until
 
 from raftchat.net.signaling.server import RunningServer
@@ -34,12 +35,14 @@ TUNING = RuntimeTuning(presence_grace_s=1.0, leave_timeout_s=2.0)
 
 
 @pytest.fixture
-async def nodes(tmp_path: Path, server: RunningServer) -> AsyncIterator[list[Node]]:
+async def nodes(tmp_path: Path, server: RunningServer, webrtc: str) -> AsyncIterator[list[Node]]:
+    """Three members on the engines ``webrtc`` gives them (``mesh_utils.engine_of``)."""
     started: list[Node] = []
     try:
-        for name in ("a", "b", "c"):
+        for index, name in enumerate(("a", "b", "c")):
             storage = Storage.open_channel(CHANNEL, tmp_path / name)
-            node = Node(storage, SETTINGS, server_url=server.url, nick=name, tuning=TUNING)
+            settings = replace(SETTINGS, webrtc=engine_of(webrtc, index))
+            node = Node(storage, settings, server_url=server.url, nick=name, tuning=TUNING)
             started.append(node)
             await node.start()
             await wait_until(

@@ -17,7 +17,7 @@ from support.nodes import Cluster, NodeProcess
 
 from raftchat.net.signaling.server import RunningServer
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("node_webrtc")]
 
 ROUNDS = 10
 

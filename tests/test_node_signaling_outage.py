@@ -20,7 +20,7 @@ from support.ports import free_port
 
 from raftchat.net.signaling.client import server_is_up
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow, pytest.mark.usefixtures("node_webrtc")]
 
 CHANNEL = "outage"
 DOWN_S = 5.0

@@ -28,7 +28,7 @@ from raftchat.raft import (
 )
 from raftchat.storage import Storage
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("node_webrtc")]
 
 CHANNEL = "split"
 

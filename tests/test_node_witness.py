@@ -17,7 +17,7 @@ from support.waiting import wait_until
 from raftchat.net.signaling.server import RunningServer, start_server
 from raftchat.witness import WitnessHost
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.usefixtures("node_webrtc")]
 
 CHANNEL = "pair"
 MEMBER_TIMEOUT_S = 4

@@ -9,7 +9,7 @@ from support.nodes import NodeProcess, write_config
 
 from raftchat.net.signaling.server import RunningServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("node_webrtc")]
 
 
 def private_node(name: str, root: Path, server: RunningServer, passphrase: str) -> NodeProcess:

@@ -101,6 +101,7 @@ def test_file_values_and_relative_paths(tmp_path: Path) -> None:
         """
         relay_only = true
         ice_host = "::1"
+        webrtc = "aiortc"
         passphrase_file = "secret.txt"
         data_dir = "/srv/raftchat"
         [timers]
@@ -117,6 +118,7 @@ def test_file_values_and_relative_paths(tmp_path: Path) -> None:
     settings = load_settings(path)
     assert settings.relay_only is True
     assert settings.ice_host == "::1"
+    assert settings.webrtc == "aiortc" and Settings().webrtc == "auto"
     assert settings.passphrase_file == tmp_path / "secret.txt"
     assert settings.data_dir == Path("/srv/raftchat")
     assert (settings.heartbeat_ms, settings.election_timeout_min_ms) == (50, 200)
@@ -196,6 +198,7 @@ def test_unknown_keys_suggest_the_closest(tmp_path: Path, text: str, fragment: s
         ("server_url = 'http://h:99999'", "server_url must be an http(s) URL with a valid port"),
         ("relay_only = 'yes'", 'relay_only must be true or false, got "yes"'),
         ("ice_host = 'localhost'", 'ice_host must be an IP address such as "127.0.0.1"'),
+        ("webrtc = 'chrome'", 'webrtc must be one of "auto", "wrtc", "aiortc", got "chrome"'),
         ("passphrase_env = 'MY-VAR'", "passphrase_env must be an environment variable name"),
         ("passphrase = ''", 'passphrase must be a non-empty string, got ""'),
         ("passphrase_file = ''", "passphrase_file must be a path (a non-empty string)"),

@@ -706,3 +706,20 @@ async def test_forget_is_refused_while_the_member_is_reachable() -> None:
         await type_line(pilot, "/forget bob --yes")
         assert "bob is reachable" in input_error(app)
         assert node.status().voters == ("n1", "n2")
+
+
+def test_stats_pane_names_the_webrtc_engine() -> None:
+    from dataclasses import replace
+
+    from raftchat.tui.widgets.stats_pane import status_table
+
+    def rows(status) -> dict[str, str]:
+        labels, values = status_table(status).columns
+        return {
+            str(label): str(value)
+            for label, value in zip(labels._cells, values._cells, strict=True)
+        }
+
+    status = FakeChatNode().status()
+    assert "webrtc" not in rows(status)  # before the node started
+    assert rows(replace(status, webrtc="wrtc"))["webrtc"] == "wrtc"

@@ -1,4 +1,5 @@
-"""Two mesh peers connect through a real coturn relay on loopback, relay-only."""
+"""Two mesh peers connect through a real coturn relay on loopback, relay-only, on each
+engine and with one of each (the ``webrtc`` fixture)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mesh_utils import (
     TEST_CONFIG,
     FakeRelay,
     all_open,
+    engine_of,
     ids,
     make_peer,
     pending_tasks,
@@ -82,7 +84,7 @@ def turn_server(tmp_path) -> Iterator[int]:
             process.wait()
 
 
-async def test_two_peers_connect_through_turn_relay_only(turn_server):
+async def test_two_peers_connect_through_turn_relay_only(turn_server, webrtc):
     config = MeshConfig(
         **{
             **vars(TEST_CONFIG),
@@ -95,8 +97,8 @@ async def test_two_peers_connect_through_turn_relay_only(turn_server):
         }
     )
     relay = FakeRelay()
-    a = make_peer(relay, ids.a, config)
-    b = make_peer(relay, ids.b, config)
+    a = make_peer(relay, ids.a, config, webrtc=engine_of(webrtc, 0))
+    b = make_peer(relay, ids.b, config, webrtc=engine_of(webrtc, 1))
     try:
         await wait_until(lambda: all_open([a, b]), 15, "relayed link open")
         for peer, other in ((a, ids.b), (b, ids.a)):

@@ -31,6 +31,8 @@ class ClusterSettings:
     election_timeout_max_ms: int = 1_000
     adaptive_election_timeout: bool | None = True
     member_timeout_s: float | None = None
+    webrtc: str | None = None
+    """The nodes' WebRTC engine (``auto``, ``wrtc``, ``aiortc``); None: the default."""
     debug_nodes: bool = False
     """Nodes log at debug level into their ``<name>.stderr``."""
     keep_transcripts: bool = False
@@ -42,6 +44,7 @@ class ClusterSettings:
     def config_text(self) -> str:
         # The timers are written out so a user config elsewhere never changes a result.
         top = {
+            "webrtc": self.webrtc,
             "max_voters": self.max_voters,
             "compaction_threshold": self.compaction_threshold,
             "catchup_entries": self.catchup_entries,
@@ -65,6 +68,8 @@ class ClusterSettings:
 
 def _toml_lines(values: Mapping[str, object]) -> str:
     def literal(value: object) -> str:
+        if isinstance(value, str):
+            return f'"{value}"'
         return str(value).lower() if isinstance(value, bool) else str(value)
 
     return "".join(
@@ -97,6 +102,14 @@ class Cluster:
 
     def running(self) -> list[NodeProcess]:
         return [node for node in self.nodes if node.running]
+
+    def engines(self) -> set[str]:
+        """The WebRTC engines the nodes said they run (``webrtc`` in their status)."""
+        return {
+            str(node.status["webrtc"])
+            for node in self.nodes
+            if node.status and node.status.get("webrtc")
+        }
 
     async def spawn(
         self,

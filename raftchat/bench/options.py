@@ -59,6 +59,8 @@ class BenchOptions:
     are written here (needs the py-spy command)."""
     debug_nodes: bool = False
     """Start nodes with ``-v`` (debug logs in their ``<name>.stderr``; slows them down)."""
+    webrtc: str = "auto"
+    """The nodes' WebRTC engine (the ``webrtc`` setting: ``auto``, ``wrtc``, ``aiortc``)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -75,6 +77,8 @@ class BenchOptions:
                 raise OptionsError(
                     f"--{name.replace('_', '-')} must be between {low} and {high}, got {value}"
                 )
+        if self.webrtc not in ("auto", "wrtc", "aiortc"):
+            raise OptionsError(f"--webrtc must be auto, wrtc or aiortc, got {self.webrtc!r}")
         if self.idle_s <= 0 or self.timeout_s <= 0:
             raise OptionsError("idle and timeout intervals must be positive")
         unknown = [name for name in self.only if name not in SCENARIOS]

@@ -8,6 +8,7 @@ from importlib import metadata
 from typing import Any
 
 HEADLINE_KEYS = (
+    "webrtc",
     "throughput_msgs_per_s",
     "commit_latency_ms",
     "delivery_latency_ms",
@@ -28,7 +29,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for package in ("aiortc", "aioice"):
+    for package in ("aiortc", "aioice", "wrtc"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -147,6 +148,14 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _engine_line(result: dict[str, Any]) -> str:
+    """``WebRTC: wrtc 0.1.0`` (what the nodes said they ran, with its version)."""
+    machine = result["machine"]
+    engines = (result.get("webrtc") or "").split(",")
+    named = [f"{name} {machine.get(name) or '?'}" for name in engines if name]
+    return "WebRTC: " + (", ".join(named) or f"unknown (aiortc {machine.get('aiortc')})")
+
+
 def format_table(result: dict[str, Any]) -> str:
     header = ["measure", "p50 / value", "p99", "n / detail"]
     rows = [header, *table_rows(result)]
@@ -162,7 +171,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"{machine['cpu_count']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
-        f"aiortc {machine['aiortc']}; {result['params']['nodes']} nodes; "
+        f"{_engine_line(result)}; {result['params']['nodes']} nodes; "
         f"took {result['duration_s']:.0f} s"
     )
     for scenario, error in result["errors"].items():

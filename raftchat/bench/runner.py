@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from raftchat.bench.compare import format_comparison, run_comparison
 from raftchat.bench.errors import BenchError
 from raftchat.bench.options import BenchOptions
 from raftchat.bench.report import build_result, format_table
@@ -71,30 +72,40 @@ async def run_bench(options: BenchOptions, progress: ProgressPrinter) -> dict[st
             progress(f"node data dirs and logs kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+    engines = set().union(*(cluster.engines() for cluster in ctx.clusters))
+    results["webrtc"] = ",".join(sorted(engines)) or None
     return build_result(results, options.as_params(), errors, time.perf_counter() - started)
 
 
-async def _run_cancellable(options: BenchOptions, progress: ProgressPrinter) -> dict[str, Any]:
+async def _run_cancellable(
+    options: BenchOptions, progress: ProgressPrinter, compare: bool
+) -> dict[str, Any]:
     """SIGTERM cancels the run like Ctrl-C does, so the cleanup in run_bench happens."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    if compare:
+        return await run_comparison(options, progress, run_bench)
     return await run_bench(options, progress)
 
 
-def run(options: BenchOptions, as_json: bool, out: TextIO | None = None) -> int:
+def run(
+    options: BenchOptions, as_json: bool, out: TextIO | None = None, compare: bool = False
+) -> int:
     """``raftchat bench``: exit status 0 when every scenario ran, 1 otherwise, 130 on
-    Ctrl-C. The table (and with ``as_json`` one JSON line, last) goes to ``out``."""
+    Ctrl-C. The table (and with ``as_json`` one JSON line, last) goes to ``out``. With
+    ``compare``, the scenarios run on each engine and the table sets them side by side
+    (:mod:`raftchat.bench.compare`)."""
     out = out or sys.stdout
     progress = ProgressPrinter(sys.stderr)
     try:
-        result = asyncio.run(_run_cancellable(options, progress))
+        result = asyncio.run(_run_cancellable(options, progress, compare))
     except (KeyboardInterrupt, asyncio.CancelledError):
         progress("interrupted; every node was stopped")
         return 130
-    out.write(format_table(result) + "\n")
+    out.write((format_comparison(result) if compare else format_table(result)) + "\n")
     if as_json:
         out.write(json.dumps(result, separators=(",", ":")) + "\n")
     out.flush()

@@ -74,6 +74,7 @@ class BenchContext:
                 settings or ClusterSettings(),
                 debug_nodes=self.options.debug_nodes,
                 keep_transcripts=self.options.keep_data,
+                webrtc=self.options.webrtc,
             ),
         )
         self.clusters.append(cluster)

@@ -52,6 +52,8 @@ class DemoOptions:
     chatter_interval_s: float = 12.0
     """Mean pause between lines from the peers; 0 keeps them quiet."""
     cluster_timeout_s: float = 60.0
+    webrtc: str | None = None
+    """The WebRTC engine of every demo node (``auto``, ``wrtc``, ``aiortc``); None: auto."""
 
 
 class DemoPeer:
@@ -64,7 +66,9 @@ class DemoPeer:
         self._reader = asyncio.create_task(self._read_events())
 
     @classmethod
-    async def spawn(cls, nick: str, channel: str, server_url: str, folder: Path) -> DemoPeer:
+    async def spawn(
+        cls, nick: str, channel: str, server_url: str, folder: Path, webrtc: str | None = None
+    ) -> DemoPeer:
         config = folder / "config.toml"
         config.write_text("")  # the demo's own settings, not the user's
         process = await spawn_headless_node(
@@ -74,6 +78,7 @@ class DemoPeer:
                 config_path=config,
                 nick=nick,
                 server_url=server_url,
+                extra_args=("--webrtc", webrtc) if webrtc else (),
             )
         )
         return cls(nick, process)
@@ -114,7 +119,7 @@ async def _start_peers(
         )
         folder = root / nick
         folder.mkdir()
-        peer = await DemoPeer.spawn(nick, channel, server.url, folder)
+        peer = await DemoPeer.spawn(nick, channel, server.url, folder, options.webrtc)
         peers.append(peer)
         if number == 0:  # the first one founds the channel; the rest join it
             await asyncio.wait_for(peer.leader_known.wait(), options.cluster_timeout_s)
@@ -164,6 +169,7 @@ async def run_demo(options: DemoOptions) -> int:
                     data_dir=root / "you",
                     config_path=config,
                     headless=options.headless,
+                    webrtc=options.webrtc,
                 )
             )
         finally:

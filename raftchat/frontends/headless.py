@@ -7,9 +7,10 @@ an action, ``/forget NICK --yes`` carries on without members whose machines are 
 nothing else on stdout:
 
 - ``{"event":"status","node_id","state","term","leader","voters","learners",
-  "commit_index","last_index","snapshot_index","witness"}`` whenever one of these
+  "commit_index","last_index","snapshot_index","witness","webrtc"}`` whenever one of these
   changes (index changes are reported at most every few hundred milliseconds, not once
-  per message; ``witness``: the server's witness voting in the cluster, or null), with
+  per message; ``witness``: the server's witness voting in the cluster, or null;
+  ``webrtc``: the WebRTC engine the links run on, ``"wrtc"`` or ``"aiortc"``), with
   ``"quorum_problem","voters_needed","voters_reachable","missing_voters"`` added while the
   channel cannot commit, and ``"forget_command"`` when ``/forget`` would fix that;
 - ``{"event":"message","index","id","nick","text","ts"}`` for each committed chat
@@ -76,6 +77,7 @@ _STATUS_FIELDS = (
     "last_index",
     "snapshot_index",
     "witness",
+    "webrtc",
 )
 
 _STATE_ALIASES = {"pre_candidate": "candidate"}

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from raftchat.chat import ChatSnapshotError
 from raftchat.limits import MAX_NICK_CHARS
+from raftchat.net.engines import resolve_engine
 from raftchat.net.ice import loopback_address_of
 from raftchat.net.signaling.client import SignalingConnection, server_is_up
 from raftchat.net.signaling.config import ServerConfig
@@ -73,6 +74,8 @@ class JoinOptions:
     ice_credential: str | None = None
     relay_only: bool = False
     ice_host: str | None = None
+    webrtc: str | None = None
+    """The WebRTC engine (``auto``, ``wrtc``, ``aiortc``); None: the config file's."""
     trust_server: bool = False
     """Private channel: let the signaling server's witness vote (see Settings)."""
     commit_timeout_s: float | None = None
@@ -142,12 +145,18 @@ def resolve_settings(options: JoinOptions) -> Settings:
         "ice_servers": [_ice_server_table(url, options) for url in options.ice_servers] or None,
         "relay_only": options.relay_only or None,
         "ice_host": options.ice_host,
+        "webrtc": options.webrtc,
         "trust_server": options.trust_server or None,
     }
     try:
-        return load_settings(options.config_path, overrides)
+        settings = load_settings(options.config_path, overrides)
     except ConfigError as error:
         raise LaunchError(str(error)) from None
+    try:
+        resolve_engine(settings.webrtc)  # wrtc asked for where it cannot run: say so now
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
+    return settings
 
 
 def _ice_server_table(url: str, options: JoinOptions) -> dict[str, str]:

@@ -13,7 +13,9 @@ The address budget stops one machine (or a signaling server) from inventing new 
 to get new budgets. It is waived for a peer id that has authenticated before, so a member
 that shares an address with an attacker (one NAT) still gets back in. An address is the
 remote IP of the connection's selected ICE candidate pair (an IPv6 /64); through a TURN
-relay it is the relayed address and port, since every user of a relay shares its IP.
+relay it is the relayed address and port, since every user of a relay shares its IP; a
+peer-reflexive candidate whose address the engine does not expose (libwebrtc's) counts
+as one shared unknown address.
 
 Pure bookkeeping: time is passed in; memory is bounded (the least recently used entries
 are forgotten first).
@@ -31,10 +33,20 @@ MAX_TRACKED = 4096
 """Peers (and addresses, and vouched peers) remembered at most, each."""
 
 
+UNKNOWN_ADDRESS = "unknown (peer-reflexive)"
+"""The one unit all connections share whose remote address the engine cannot tell."""
+
+
 def remote_address(pair: SelectedPair | None) -> str | None:
-    """The unit the address budget counts for a connection's selected candidate pair."""
+    """The unit the address budget counts for a connection's selected candidate pair.
+
+    An engine that cannot tell the remote address (libwebrtc hides a peer-reflexive
+    candidate's) gives :data:`UNKNOWN_ADDRESS`: such peers share one budget, as every user
+    of a relay shares the relay's, so hiding one's address gains an attacker nothing."""
     if pair is None:
         return None
+    if pair.remote_address is None:
+        return UNKNOWN_ADDRESS
     host, port = pair.remote_address[0], pair.remote_address[1]
     if pair.remote_type == "relay":
         return f"{host}:{port} (relayed)"

@@ -7,13 +7,33 @@ configuration and only ever contacts the servers configured here.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from raftchat.net.engines.aiortc_engine import parse_ice_url
-
 IPV4_LOOPBACK = "127.0.0.1"
 IPV6_LOOPBACK = "::1"
+
+_ICE_URL = re.compile(
+    r"(?P<scheme>stuns?|turns?):(?P<host>[A-Za-z0-9\-._~!$&'()*+,;=]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?(?:\?transport=(?P<transport>[a-z]+))?"
+)
+"""``scheme:host[:port][?transport=udp|tcp]`` (RFC 7064, RFC 7065) in the form both
+engines accept: aiortc takes no IPv6 literal, libwebrtc no other characters in a host."""
+
+
+def parse_ice_url(url: str) -> str:
+    """The scheme of a ``stun:``/``turn:`` URL (``stun``, ``stuns``, ``turn``, ``turns``);
+    ValueError says what is wrong with it."""
+    match = _ICE_URL.fullmatch(url)
+    if match is None:
+        raise ValueError("expected scheme:host[:port][?transport=udp|tcp]")
+    scheme, port, transport = match["scheme"], match["port"], match["transport"]
+    if port is not None and not 0 < int(port) <= 65_535:
+        raise ValueError(f"port {port} out of range")
+    if transport is not None and (scheme.startswith("stun") or transport not in ("udp", "tcp")):
+        raise ValueError(f"transport {transport!r} is not valid for {scheme}")
+    return scheme
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ DataChannel labelled "raft") per other peer. Presence from the signaling server
 decides which links exist (:meth:`Mesh.set_peers`); the offer/answer exchange rides
 on the signaling relay (:meth:`Mesh.handle_signal`). Offers and answers carry complete
 SDP: the engine gathers every candidate before it creates a description, so there is
-no trickle ICE. The engine (``net/engines/``, aiortc unless another is given) makes
-the peer connections.
+no trickle ICE. The engine (``net/engines/``: wrtc or aiortc, as
+``MeshConfig.webrtc`` says, unless one is given) makes the peer connections.
 
 A link opens only after the peer proved with its identity key that it holds the id the
 link is for and, with ``MeshConfig.passphrase`` set, that it knows the passphrase
@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from raftchat.net.engines import Engine, default_engine
+from raftchat.net.engines import Engine, create_engine
 from raftchat.net.guess_throttle import GuessThrottle
 from raftchat.net.identity import NodeIdentity
 from raftchat.net.link import Link
@@ -47,8 +47,9 @@ class Mesh:
     Create it inside the running event loop (the engine needs one). ``on_message``
     and ``on_link_change`` are called from the loop; an exception they raise is
     logged and never reaches the network code. ``engine`` makes the peer connections
-    (a new :func:`~raftchat.net.engines.default_engine` if None); tests reach its
-    frame filter through :attr:`engine`.
+    (if None, a new one as ``config.webrtc`` says, see
+    :func:`~raftchat.net.engines.create_engine`); tests reach its frame filter through
+    :attr:`engine`, and :attr:`engine`'s ``name`` says which runs.
     """
 
     def __init__(
@@ -69,7 +70,11 @@ class Mesh:
         self._loop = asyncio.get_running_loop()
         self._links: dict[str, Link] = {}
         self._closing_tasks: set[asyncio.Task[None]] = set()
-        self.engine = engine or default_engine()
+        self.engine = engine or create_engine(
+            self.config.webrtc,
+            udp_receive_buffer_bytes=self.config.udp_receive_buffer_bytes,
+            sctp_max_flight_bytes=self.config.sctp_max_flight_bytes,
+        )
         self._closed = False
         self.malformed_signals = 0
         "Signals dropped because they were not valid mesh payloads."

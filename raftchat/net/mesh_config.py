@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from raftchat.net.engines import ENGINE_CHOICES
 from raftchat.net.engines.base import ConnectionSettings
 from raftchat.net.framing import MIN_FRAME_BYTES
 from raftchat.net.ice import IceServer, loopback_address_of
@@ -13,6 +14,9 @@ from raftchat.net.ice import IceServer, loopback_address_of
 class MeshConfig:
     """Settings of the mesh. Defaults suit a chat; tests shorten the timers."""
 
+    webrtc: str = "auto"
+    """The WebRTC engine: ``"wrtc"`` (libwebrtc), ``"aiortc"``, or ``"auto"`` (see
+    :func:`raftchat.net.engines.resolve_engine`). Used when the mesh is given no engine."""
     ice_servers: tuple[IceServer, ...] = ()
     """STUN/TURN servers; the only ones ever used (no public default server)."""
     relay_only: bool = False
@@ -33,19 +37,21 @@ class MeshConfig:
     """Per-link send queue cap (bytes). Raft resends what is dropped; a longer queue only
     delays everything behind it (seconds, at the rate a busy link drains)."""
     send_buffer_high_bytes: int = 128 * 1024
-    """Stop handing frames to aiortc once its bufferedAmount reaches this. aiortc's queue
-    is first in, first out: an urgent message handed over after it waits for all of it
-    (plus what is in flight), so a large value delays heartbeats behind a burst."""
+    """Stop handing frames to the engine once its bufferedAmount reaches this. A
+    DataChannel's queue is first in, first out (in both engines): an urgent message handed
+    over after it waits for all of it (plus what is in flight), so a large value delays
+    heartbeats behind a burst."""
     send_buffer_low_bytes: int = 32 * 1024
     "Resume when bufferedAmount falls to this (bufferedAmountLowThreshold)."
     sctp_max_flight_bytes: int = 128 * 1024
-    """Most bytes aiortc's SCTP keeps unacknowledged on a connection (0: no limit, as in
-    aiortc, whose window grows until a loss). Bounds the queueing delay every message,
-    heartbeats included, sees behind a burst; see ``net/engines/aiortc_engine.py``."""
+    """aiortc only: most bytes its SCTP keeps unacknowledged on a connection (0: no limit,
+    as in aiortc, whose window grows until a loss). Bounds the queueing delay every
+    message, heartbeats included, sees behind a burst; see ``net/engines/aiortc_engine.py``.
+    libwebrtc's SCTP honours the receiver's window and needs no cap."""
     udp_receive_buffer_bytes: int = 4 * 1024 * 1024
-    """Receive buffer asked for on each open connection's UDP socket (0: aioice's 256 KiB).
-    A larger one keeps bursts from being dropped while the process is busy; see
-    ``net/engines/aiortc_engine.py``. The kernel caps it at net.core.rmem_max."""
+    """aiortc only: receive buffer asked for on each open connection's UDP socket (0:
+    aioice's 256 KiB). A larger one keeps bursts from being dropped while the process is
+    busy; see ``net/engines/aiortc_engine.py``. The kernel caps it at net.core.rmem_max."""
     ping_interval: float = 1.0
     "Seconds between RTT pings on an open link."
     connect_timeout: float = 15.0
@@ -104,6 +110,8 @@ class MeshConfig:
     gains nothing; waived for a peer id that authenticated before."""
 
     def __post_init__(self) -> None:
+        if self.webrtc not in ENGINE_CHOICES:
+            raise ValueError(f"webrtc must be one of {', '.join(ENGINE_CHOICES)}")
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
         for server in self.ice_servers:
             if not isinstance(server, IceServer):
@@ -181,6 +189,4 @@ class MeshConfig:
             relay_only=self.relay_only,
             host_addresses=self.host_candidate_addresses(),
             send_buffer_low_bytes=self.send_buffer_low_bytes,
-            udp_receive_buffer_bytes=self.udp_receive_buffer_bytes,
-            sctp_max_flight_bytes=self.sctp_max_flight_bytes,
         )

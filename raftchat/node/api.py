@@ -159,6 +159,9 @@ class StatusEvent:
     """The cluster this node's log belongs to (its id); None before it founded or joined
     one, and while it is leaving one to merge into another."""
     signaling_state: SignalingState = "connecting"
+    webrtc: str | None = None
+    """The WebRTC engine the node's links run on (``"wrtc"``, ``"aiortc"``); None before
+    the node started."""
     witness: str | None = None
     """The id of the witness voting in the cluster (held by the signaling server; it is
     among ``voters`` too); None while there is none."""

@@ -289,6 +289,8 @@ class NodeView:
         self._quorum_shown = False
         self.witnesses: frozenset[str] = frozenset()
         """The witnesses of the latest configuration seen (named, not nicked)."""
+        self.webrtc: str | None = None
+        """The WebRTC engine the node's mesh runs on, once it started (the status says it)."""
 
     def forgetting(self, node_ids: frozenset[str]) -> None:
         """This node forced its way on without ``node_ids``: their removal notice says so."""
@@ -355,6 +357,7 @@ class NodeView:
             counters=counters,
             cluster_id=cluster.cluster_id if cluster is not None else None,
             signaling_state=signaling_state,  # type: ignore[arg-type]
+            webrtc=self.webrtc,
             quorum_problem=report.problem if report else None,
             missing_voters=report.missing if report else (),
             voters_needed=report.needed if report else None,

@@ -366,6 +366,7 @@ class Node:
                 ice_servers=tuple(self.settings.ice_servers),
                 relay_only=self.settings.relay_only,
                 ice_host=self.settings.ice_host,
+                webrtc=self.settings.webrtc,
                 signaling_url=self._server_url,
                 channel=self.channel,
                 passphrase=self._passphrase,
@@ -373,6 +374,7 @@ class Node:
             on_message=self._on_frame,
             on_link_change=self._on_link_change,
         )
+        self.view.webrtc = self._mesh.engine.name
         signaling = self._signaling
         self._witness = WitnessLink(
             lambda: signaling.witness,

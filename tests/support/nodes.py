@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,25 @@ DEFAULT_TIMEOUT = 30.0
 STDERR_TAIL_LINES = 40
 RECENT_EVENTS = 8
 
+WEBRTC_ENV = "RAFTCHAT_WEBRTC"
+"""Set to ``aiortc``, ``wrtc`` or ``auto`` to run the node-process tests on that engine
+alone (e.g. ``RAFTCHAT_WEBRTC=wrtc python -m pytest tests/test_node_cluster.py``); unset,
+they run on each of :data:`NODE_ENGINES` (the ``node_webrtc`` fixture)."""
+
+NODE_ENGINES = ("aiortc", "wrtc")
+"""The engines node-process tests run on by default."""
+
+
+def node_engines() -> tuple[str, ...]:
+    """The engines the node processes of this test run use (:data:`WEBRTC_ENV`)."""
+    value = os.environ.get(WEBRTC_ENV)
+    if not value:
+        return NODE_ENGINES
+    if value not in ("auto", "wrtc", "aiortc"):
+        raise ValueError(f"{WEBRTC_ENV} must be auto, wrtc or aiortc, got {value!r}")
+    return (value,)
+
+
 TEST_SETTINGS = ClusterSettings(
     max_voters=None,
     heartbeat_ms=50,
@@ -35,13 +55,30 @@ TEST_SETTINGS = ClusterSettings(
     adaptive_election_timeout=None,
     member_timeout_s=30,
     own_sessions=False,
+    webrtc="aiortc",
 )
-"""Short timers; what is not set here is left to the defaults."""
+"""Short timers; what is not set here is left to the defaults. The engine is the one the
+running test chose (:func:`node_settings`)."""
+
+_engine: str = "aiortc"
+"""The engine of the node processes the running test starts (:func:`use_engine`)."""
+
+
+def use_engine(engine: str) -> str:
+    """Node processes started from now on run ``engine``; returns the one before."""
+    global _engine
+    previous, _engine = _engine, engine
+    return previous
+
+
+def node_settings(**changes: Any) -> ClusterSettings:
+    """:data:`TEST_SETTINGS` on the running test's engine, with some of them changed."""
+    return replace(TEST_SETTINGS, **{"webrtc": _engine, **changes})
 
 
 def write_config(path: Path, **changes: Any) -> Path:
-    """A config file with :data:`TEST_SETTINGS`, with some of them changed."""
-    return replace(TEST_SETTINGS, **changes).write(path)
+    """A config file with :func:`node_settings`, with some of them changed."""
+    return node_settings(**changes).write(path)
 
 
 class NodeProcess(process.NodeProcess):
@@ -168,7 +205,7 @@ class Cluster(cluster.Cluster):
     node_class = NodeProcess
 
     def __init__(self, root: Path, server_url: str, channel: str = "test-channel") -> None:
-        super().__init__(root, server_url, channel, TEST_SETTINGS)
+        super().__init__(root, server_url, channel, node_settings())
 
     def configure(self, **changes: Any) -> None:
         """Rewrite the shared config file (before starting nodes)."""

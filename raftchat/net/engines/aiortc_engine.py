@@ -35,8 +35,8 @@ import contextvars
 import datetime
 import logging
 import socket
-from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aioice.ice
@@ -51,7 +51,6 @@ from aiortc import (
 from aiortc.exceptions import InvalidStateError
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
-from aiortc.rtcicetransport import parse_stun_turn_uri
 from aiortc.rtcsctptransport import RTCSctpTransport
 from cryptography.hazmat.primitives import hashes
 
@@ -59,9 +58,8 @@ from raftchat.net.engines.base import (
     CHANNEL_LABEL,
     ConnectionHandler,
     ConnectionSettings,
-    Direction,
     EngineError,
-    FrameFilter,
+    FrameFilterHook,
     SelectedPair,
 )
 
@@ -72,12 +70,6 @@ logger = logging.getLogger(__name__)
 
 
 # --- ICE configuration ----------------------------------------------------------------
-
-
-def parse_ice_url(url: str) -> str:
-    """The scheme of a ``stun:``/``turn:`` URL (``stun``, ``stuns``, ``turn``, ``turns``);
-    ValueError says what is wrong with it."""
-    return str(parse_stun_turn_uri(url)["scheme"])
 
 
 def build_rtc_configuration(ice_servers: Sequence[IceServer], relay_only: bool) -> RTCConfiguration:
@@ -519,13 +511,14 @@ class AiortcPeerConnection:
         self._handler.channel_open(self)
 
     def _tune_transport(self) -> None:
-        """Apply the UDP receive buffer and SCTP flight cap the settings ask for."""
+        """Apply the engine's UDP receive buffer and SCTP flight cap."""
         sctp = self.pc.sctp
         ice_connection = ice_connection_of(self.pc)
-        if ice_connection is not None and self._settings.udp_receive_buffer_bytes:
-            enlarge_receive_buffer(ice_connection, self._settings.udp_receive_buffer_bytes)
-        if sctp is not None and self._settings.sctp_max_flight_bytes:
-            limit_flight(sctp, self._settings.sctp_max_flight_bytes)
+        tuning = self._engine.tuning
+        if ice_connection is not None and tuning.udp_receive_buffer_bytes:
+            enlarge_receive_buffer(ice_connection, tuning.udp_receive_buffer_bytes)
+        if sctp is not None and tuning.sctp_max_flight_bytes:
+            limit_flight(sctp, tuning.sctp_max_flight_bytes)
 
     def _on_message(self, frame: bytes | str) -> None:
         if self._closed or self._engine.drops(self.peer, "recv"):
@@ -541,46 +534,27 @@ class AiortcPeerConnection:
             self._handler.send_buffer_low(self)
 
 
-class AiortcEngine:
+@dataclass(frozen=True)
+class AiortcTuning:
+    """What the aiortc engine adapts on every open connection (see the sections above);
+    the mesh's ``MeshConfig`` holds the values. 0 leaves aiortc's own behaviour."""
+
+    udp_receive_buffer_bytes: int = 4 * 1024 * 1024
+    "Receive buffer asked for on the selected UDP socket (0: aioice's 256 KiB)."
+    sctp_max_flight_bytes: int = 128 * 1024
+    "Most bytes SCTP keeps unacknowledged (0: no limit, as in aiortc)."
+
+
+class AiortcEngine(FrameFilterHook):
     """Peer connections through aiortc (see :class:`~raftchat.net.engines.base.Engine`)."""
 
-    frame_filter: FrameFilter | None = None
-    """The test hook (:data:`~raftchat.net.engines.base.FrameFilter`). Set on an engine
-    for its mesh only, or on this class for every mesh of the process (how tests
-    partition node processes)."""
+    name = "aiortc"
 
-    def __init__(self) -> None:
-        self._frames_dropped: Counter[str] = Counter()
+    def __init__(self, tuning: AiortcTuning | None = None) -> None:
+        super().__init__()
+        self.tuning = tuning or AiortcTuning()
 
     def connect(
         self, peer: str, settings: ConnectionSettings, handler: ConnectionHandler
     ) -> AiortcPeerConnection:
         return AiortcPeerConnection(self, peer, settings, handler)
-
-    def frames_dropped(self, peer: str) -> int:
-        return self._frames_dropped[peer]
-
-    def drops(self, peer: str, direction: Direction) -> bool:
-        """Whether the frame filter drops this frame (counted if it does)."""
-        if self.frame_filter is None:
-            return False
-        dropped = self._filter_says(peer, direction)
-        if dropped:
-            self._frames_dropped[peer] += 1
-        return dropped
-
-    def partitioned(self, peer: str) -> bool:
-        """Whether the frame filter drops ``peer``'s traffic in either direction."""
-        if self.frame_filter is None:
-            return False
-        return self._filter_says(peer, "send") or self._filter_says(peer, "recv")
-
-    def _filter_says(self, peer: str, direction: Direction) -> bool:
-        frame_filter = self.frame_filter
-        if frame_filter is None:
-            return False
-        try:
-            return bool(frame_filter(peer, direction))
-        except Exception:
-            logger.exception("frame filter failed; traffic passes")
-            return False

@@ -6,21 +6,28 @@ complete SDP (every candidate gathered first: no trickle ICE); frames in and out
 backpressure (the channel's buffered amount and a low-water event); and, once the
 channel is open, what the channel handshake binds (both DTLS certificate fingerprints)
 and what the link reports (the selected candidate pair). Which library does it, how it
-is tuned and which of its internals are read stays behind this seam:
-:mod:`raftchat.net.engines.aiortc_engine` is the engine in use.
+is tuned and which of its internals are read stays behind this seam. Two engines
+implement it: :mod:`raftchat.net.engines.aiortc_engine` (aiortc, pure Python) and
+:mod:`raftchat.net.engines.wrtc_engine` (libwebrtc through ``wrtc``); they interoperate,
+and :mod:`raftchat.net.engines` picks one.
 
 One test hook lives here too: an engine's :data:`FrameFilter`, consulted for every frame
-in and out (None, the default, costs nothing).
+in and out (None, the default, costs nothing); :class:`FrameFilterHook` is its
+bookkeeping, shared by the engines.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from raftchat.net.ice import IceServer
+
+logger = logging.getLogger(__name__)
 
 CHANNEL_LABEL = "raft"
 """The label of the one DataChannel of every connection; others are closed on arrival."""
@@ -53,10 +60,6 @@ class ConnectionSettings:
     "Gather host candidates only on these addresses (None: the engine's own choice)."
     send_buffer_low_bytes: int
     "The buffered amount at or below which :meth:`ConnectionHandler.send_buffer_low` fires."
-    udp_receive_buffer_bytes: int
-    "Receive buffer to ask for on the connection's UDP socket once open (0: the default)."
-    sctp_max_flight_bytes: int
-    "Most bytes kept unacknowledged on the connection's SCTP association (0: no limit)."
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,9 @@ class SelectedPair:
     local_type: str
     local_address: tuple[str, int]
     remote_type: str
-    remote_address: tuple[str, int]
+    remote_address: tuple[str, int] | None
+    """None when the engine does not know it: libwebrtc redacts the address of a
+    peer-reflexive remote candidate (one learnt from connectivity checks, not signaled)."""
 
 
 class ConnectionHandler(Protocol):
@@ -147,6 +152,8 @@ class PeerConnection(Protocol):
 class Engine(Protocol):
     """Makes peer connections. One engine serves one mesh."""
 
+    name: str
+    "Which WebRTC implementation this is (``aiortc``, ``wrtc``), as users are told."
     frame_filter: FrameFilter | None
     "The test hook (see :data:`FrameFilter`); None in production."
 
@@ -159,3 +166,43 @@ class Engine(Protocol):
     def frames_dropped(self, peer: str) -> int:
         """Frames to and from ``peer`` that the frame filter dropped so far."""
         ...
+
+
+class FrameFilterHook:
+    """The :data:`FrameFilter` bookkeeping of an engine: whether a frame is dropped, how
+    many were, and whether a peer looks partitioned. Engines inherit it."""
+
+    frame_filter: FrameFilter | None = None
+    """The test hook. Set on an engine for its mesh only, or on this class for every
+    engine of the process (how tests partition node processes)."""
+
+    def __init__(self) -> None:
+        self._frames_dropped: Counter[str] = Counter()
+
+    def frames_dropped(self, peer: str) -> int:
+        return self._frames_dropped[peer]
+
+    def drops(self, peer: str, direction: Direction) -> bool:
+        """Whether the frame filter drops this frame (counted if it does)."""
+        if self.frame_filter is None:
+            return False
+        dropped = self._filter_says(peer, direction)
+        if dropped:
+            self._frames_dropped[peer] += 1
+        return dropped
+
+    def partitioned(self, peer: str) -> bool:
+        """Whether the frame filter drops ``peer``'s traffic in either direction."""
+        if self.frame_filter is None:
+            return False
+        return self._filter_says(peer, "send") or self._filter_says(peer, "recv")
+
+    def _filter_says(self, peer: str, direction: Direction) -> bool:
+        frame_filter = self.frame_filter
+        if frame_filter is None:
+            return False
+        try:
+            return bool(frame_filter(peer, direction))
+        except Exception:
+            logger.exception("frame filter failed; traffic passes")
+            return False

@@ -88,6 +88,8 @@ def status_table(status: StatusEvent, leader_nick: str | None = None) -> Table:
     _row(table, "applied", compact_count(status.applied_index))
     _row(table, "snapshot", compact_count(status.snapshot_index))
     _row(table, "election t/o", f"{status.election_timeout_ms:.0f} ms")
+    if status.webrtc is not None:
+        _row(table, "webrtc", status.webrtc)
     _row(table, "RequestVote", _sent_received(counters, "requestvote"))
     _row(table, "AppendEntries", _sent_received(counters, "appendentries"))
     _row(table, "forwarded", compact_count(counters.get("proposals_forwarded", 0)))
