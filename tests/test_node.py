@@ -50,7 +50,7 @@ from raftchat.raft.messages import (
     TimeoutNow,
 )
 from raftchat.raft.ready import Role
-from raftchat.settings import Settings
+from raftchat.settings import Settings, adaptive_election_timeout_ms
 from raftchat.storage import Storage, StorageError, StorageFullError
 
 
@@ -622,5 +622,41 @@ def test_members_show_the_round_trip_time_measured_after_the_link_opened(
         node._note_links(time.monotonic())  # as every status interval does
         peer = next(member for member in node.members() if member.node_id == "b0b")
         assert peer.link_state == "connected" and peer.rtt_ms == 0.42
+    finally:
+        storage.close()
+
+
+def test_the_election_timeout_adapts_to_round_trip_times_measured_after_links_opened(
+    tmp_path: Path,
+) -> None:
+    """A slow link (here 400 ms round trip) must lengthen the election timeout, from the
+    times the mesh measured after the link opened (the open report has none)."""
+    storage = Storage.open_channel("pair", tmp_path)
+    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
+    storage.save(
+        HardState(term=3, commit=1),
+        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
+    )
+    settings = Settings()
+    node = Node(storage, settings, nick="ada")
+    try:
+        node._drain()
+        opened = link("b0b", "open", 1)
+
+        class SlowMesh:
+            def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
+                return True
+
+            def links(self) -> dict[str, LinkInfo]:
+                return {"b0b": replace(opened, rtt_ms=400.0)}
+
+        node._mesh = SlowMesh()  # type: ignore[assignment]
+        node._on_link_change("b0b", opened)
+        before = node.status().election_timeout_ms
+        node._note_links(time.monotonic())  # as every status interval does
+        node._adapt_election_timeout()  # as every adapt interval does
+        expected = adaptive_election_timeout_ms(settings, [200.0])
+        assert before == settings.election_timeout_min_ms < expected
+        assert node.status().election_timeout_ms == expected
     finally:
         storage.close()

@@ -1220,7 +1220,8 @@ class Node:
     def _adapt_election_timeout(self) -> None:
         if not self.settings.adaptive_election_timeout:
             return
-        latencies = [info.rtt_ms / 2 for info in self._links.values() if info.rtt_ms is not None]
+        links = self._links_now()  # the link reports alone never carry a round-trip time
+        latencies = [info.rtt_ms / 2 for info in links.values() if info.rtt_ms is not None]
         effective = adaptive_election_timeout_ms(self.settings, latencies)
         if effective != self._election_timeout_ms:
             self._election_timeout_ms = effective
