@@ -30,6 +30,7 @@ from raftchat.frontends.channels import ChannelHost, ChannelOpenError
 from raftchat.frontends.commands import TUI_COMMANDS, Forget, InputProblem, RunCommand, SendText
 from raftchat.node.api import ChatNode
 from raftchat.tui.notices import DEFAULT_NOTICE_MODE, NoticeMode, notice_mode_problem
+from raftchat.tui.terminal_keys import report_alt_digits
 from raftchat.tui.widgets.channel_list import ChannelList
 from raftchat.tui.widgets.channel_view import ChannelView
 from raftchat.tui.widgets.chat_input import ChatInput
@@ -166,6 +167,7 @@ class RaftChatApp(App[None]):
         host: ChannelHost | None = None,
     ) -> None:
         super().__init__()
+        report_alt_digits()  # Alt+1…9 switch channels in xterm, tmux and the like
         self.config = config or TuiConfig()
         self.host = host
         self.notice_mode: NoticeMode = self.config.notices
