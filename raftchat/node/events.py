@@ -291,6 +291,28 @@ class NodeView:
         """The witnesses of the latest configuration seen (named, not nicked)."""
         self.webrtc: str | None = None
         """The WebRTC engine the node's mesh runs on, once it started (the status says it)."""
+        self.history_through = 0
+        """Entries up to this index are history to this node: stored in an earlier run,
+        or committed before they reached it (catching up). Their notices carry the time
+        of the chat around them, not the time this node applies them."""
+        self._last_message_ts: float | None = None
+        """The sender's time of the latest chat message applied (epoch seconds)."""
+
+    def received_entries(self, last_index: int, leader_commit: int) -> None:
+        """The leader sent entries up to ``last_index`` and had committed up to
+        ``leader_commit``: those already committed are history (this node catches up)."""
+        self.history_through = max(self.history_through, min(last_index, leader_commit))
+
+    def history_time(self, chat_state: chat.ChatState) -> float | None:
+        """When a change at the end of the history applied so far happened, as near as the
+        log tells: membership and nick entries carry no time of their own, so this is the
+        sender's time of the nearest earlier chat message in the log (the change came at
+        or after it); None if the log holds no earlier message."""
+        if self._last_message_ts is None:
+            history = chat_state.history()
+            if history:
+                self._last_message_ts = history[-1].ts / 1000
+        return self._last_message_ts
 
     def forgetting(self, node_ids: frozenset[str]) -> None:
         """This node forced its way on without ``node_ids``: their removal notice says so."""
@@ -454,8 +476,30 @@ class NodeView:
         """The notices a membership or nick event shows now (none, or notices it held).
 
         ``liveness`` says what this node saw of a member that is removed; ``now`` is the
-        wall clock (epoch seconds)."""
-        now = time.time() if now is None else now
+        wall clock (epoch seconds). An event at or below :attr:`history_through` is
+        history this node replays or catches up on: its notices are stamped with
+        :meth:`history_time`, and not shown at all when the log has no earlier message
+        to date them by (the members pane shows where those changes led); a removal then
+        says only what every node knows, not what this node sees of the member now."""
+        if isinstance(event, chat.MessageApplied):
+            self._last_message_ts = event.ts / 1000
+        if event.index <= self.history_through:
+            when = self.history_time(chat_state)
+            if when is not None:
+                return self._notices_for(chat_state, event, None, when)
+            held_before = {id(held) for held in self._held}
+            self._notices_for(chat_state, event, None, 0.0)
+            self._held = [held for held in self._held if id(held) in held_before]
+            return []
+        return self._notices_for(chat_state, event, liveness, time.time() if now is None else now)
+
+    def _notices_for(
+        self,
+        chat_state: chat.ChatState,
+        event: chat.ChatEvent,
+        liveness: Liveness | None,
+        now: float,
+    ) -> list[NoticeEvent]:
         match event:
             case chat.NickChanged(client_id=client_id, old=old, new=new):
                 self._leave_requested.discard(client_id)  # it is still here
