@@ -582,6 +582,14 @@ class NodeView:
         self._held = kept
         return released
 
-    def leader_notice(self, chat_state: chat.ChatState, leader: str, term: int) -> NoticeEvent:
-        name = "this node" if leader == self.node_id else self.name(chat_state, leader)
-        return NoticeEvent("leader", f"{name} is the leader (term {term})", time.time(), leader)
+    def leader_notices(
+        self, chat_state: chat.ChatState, leader: str, term: int, now: float | None = None
+    ) -> list[NoticeEvent]:
+        """The notice that ``leader`` leads, or none yet: a node that just started learns
+        who leads before the log tells it the leader's nick, so the notice waits for the
+        nick like a join notice does."""
+        now = time.time() if now is None else now
+        rest = f" is the leader (term {term})"
+        if leader == self.node_id:
+            return [NoticeEvent("leader", "this node" + rest, now, leader)]
+        return self._named(chat_state, leader, "leader", rest, now)

@@ -948,7 +948,8 @@ class Node:
                 if self.node_id in self.core.configuration.learners:
                     self._update_links()  # a learner that knows no leader links to everyone
                 if leader:
-                    self._publish(self.view.leader_notice(self.chat, leader, event.term))
+                    for notice in self.view.leader_notices(self.chat, leader, event.term):
+                        self._publish(notice)
             case ConfigurationChanged(configuration=configuration):
                 cluster = configuration.cluster
                 if cluster is not None and cluster != self.cluster_gate.cluster:
