@@ -81,3 +81,13 @@ def test_a_restarted_node_treats_what_it_stored_before_as_history(tmp_path: Path
         assert node.view.history_through == 3
     finally:
         storage.close()
+
+
+def test_a_replayed_nick_releases_the_notice_that_waited_for_it() -> None:
+    """A newcomer hears who leads before the log (no message yet) names the leader."""
+    channel = Channel(ALICE)
+    assert channel.view.leader_notices(channel.state, BOB, 2, now=WALL) == []
+    nick = channel.nick(BOB)
+    channel.view.history_through = channel.index
+    (notice,) = channel.notices(nick, now=WALL + 1)
+    assert (notice.text, notice.ts) == ("bob is the leader (term 2)", WALL)

@@ -263,6 +263,9 @@ class _HeldNotice:
     ts: float
 
 
+_UNDATED = -1.0
+"""The time given to notices of history the log cannot date (never shown)."""
+
 WITNESS_NAME = "witness (server)"
 """How people see the signaling server's witness in the member list and notices."""
 
@@ -487,10 +490,12 @@ class NodeView:
             when = self.history_time(chat_state)
             if when is not None:
                 return self._notices_for(chat_state, event, None, when)
+            # Undated: nothing of its own is shown or held; notices it releases (held
+            # earlier, e.g. a leader notice waiting for this nick) are shown as dated.
             held_before = {id(held) for held in self._held}
-            self._notices_for(chat_state, event, None, 0.0)
+            notices = self._notices_for(chat_state, event, None, _UNDATED)
             self._held = [held for held in self._held if id(held) in held_before]
-            return []
+            return [notice for notice in notices if notice.ts != _UNDATED]
         return self._notices_for(chat_state, event, liveness, time.time() if now is None else now)
 
     def _notices_for(
