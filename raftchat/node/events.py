@@ -298,8 +298,6 @@ class NodeView:
         """Entries up to this index are history to this node: stored in an earlier run,
         or committed before they reached it (catching up). Their notices carry the time
         of the chat around them, not the time this node applies them."""
-        self._last_message_ts: float | None = None
-        """The sender's time of the latest chat message applied (epoch seconds)."""
 
     def received_entries(self, last_index: int, leader_commit: int) -> None:
         """The leader sent entries up to ``last_index`` and had committed up to
@@ -310,12 +308,11 @@ class NodeView:
         """When a change at the end of the history applied so far happened, as near as the
         log tells: membership and nick entries carry no time of their own, so this is the
         sender's time of the nearest earlier chat message in the log (the change came at
-        or after it); None if the log holds no earlier message."""
-        if self._last_message_ts is None:
-            history = chat_state.history()
-            if history:
-                self._last_message_ts = history[-1].ts / 1000
-        return self._last_message_ts
+        or after it); None if the log holds no earlier message. Read from the chat state
+        each time, so a snapshot installed while catching up counts (membership and nick
+        changes are few)."""
+        history = chat_state.history()
+        return history[-1].ts / 1000 if history else None
 
     def forgetting(self, node_ids: frozenset[str]) -> None:
         """This node forced its way on without ``node_ids``: their removal notice says so."""
@@ -484,8 +481,8 @@ class NodeView:
         :meth:`history_time`, and not shown at all when the log has no earlier message
         to date them by (the members pane shows where those changes led); a removal then
         says only what every node knows, not what this node sees of the member now."""
-        if isinstance(event, chat.MessageApplied):
-            self._last_message_ts = event.ts / 1000
+        if isinstance(event, chat.MessageApplied):  # shows no notice: bookkeeping only
+            return self._notices_for(chat_state, event, liveness, _UNDATED)
         if event.index <= self.history_through:
             when = self.history_time(chat_state)
             if when is not None:
