@@ -33,6 +33,7 @@ Example (``config.toml``)::
     catchup_entries = 10000
     history_window = 10000
     # data_dir = "~/raftchat-data"
+    notices = "smart"
 
     [timers]
     tick_ms = 10
@@ -67,7 +68,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -86,6 +87,11 @@ SERVER_TABLE = "server"
 ICE_SERVER_KEYS = ("urls", "username", "credential")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMAND_LINE = "command line"
+
+NoticeMode = Literal["all", "smart", "none"]
+"""How the chat UI shows membership notices (:mod:`raftchat.tui.notices`)."""
+NOTICE_MODES: tuple[str, ...] = get_args(NoticeMode)
+DEFAULT_NOTICE_MODE: NoticeMode = "smart"
 
 
 class ConfigError(ValueError):
@@ -144,6 +150,10 @@ class Settings:
     """Messages kept in snapshots, so a joining node sees recent history."""
     data_dir: Path | None = None
     """Where logs are kept; None: ``platformdirs.user_data_dir("raftchat")``."""
+    notices: NoticeMode = DEFAULT_NOTICE_MODE
+    """How the chat UI shows joins, leaves and leader changes: ``all`` (a line each),
+    ``smart`` (a burst folded into one line) or ``none``; ``/set notices`` changes it
+    while the UI runs."""
 
     # --- [timers] ---
     tick_ms: int = 10
@@ -269,6 +279,12 @@ def _webrtc(value: object) -> object:
     return value
 
 
+def _notices(value: object) -> object:
+    if value not in NOTICE_MODES:
+        raise _BadValue("one of " + ", ".join(f'"{mode}"' for mode in NOTICE_MODES), value)
+    return value
+
+
 def _env_name(value: object) -> object:
     if type(value) is not str or not _ENV_NAME.fullmatch(value):
         raise _BadValue('an environment variable name such as "RAFTCHAT_PASSPHRASE"', value)
@@ -341,6 +357,7 @@ _SPECS: dict[str, _Spec] = {
     "catchup_entries": _Spec(None, _integer(0, 100_000_000)),
     "history_window": _Spec(None, _integer(1, 1_000_000)),
     "data_dir": _Spec(None, _optional(_path), is_path=True),
+    "notices": _Spec(None, _notices),
     "tick_ms": _Spec(TIMERS_TABLE, _integer(1, 1_000)),
     "heartbeat_ms": _Spec(TIMERS_TABLE, _integer(10, 10_000)),
     "election_timeout_min_ms": _Spec(TIMERS_TABLE, _integer(20, 60_000)),

@@ -15,6 +15,7 @@ from support.ports import free_port
 
 from raftchat import cli
 from raftchat.frontends import logs
+from raftchat.frontends.launch import JoinOptions, resolve_settings, tui_config
 from raftchat.net.signaling.server import RunningServer
 from raftchat.storage import Storage
 
@@ -235,3 +236,11 @@ def test_webrtc_flag_overrides_the_config_file_and_wrtc_where_it_cannot_run_is_r
     with pytest.raises(LaunchError, match="webrtc = wrtc: wrtc is not installed"):
         resolve_settings(JoinOptions(("room",), config_path=config))
     assert engines.resolve_engine("auto") == "aiortc"  # auto falls back
+
+
+def test_the_ui_gets_the_notices_setting_and_the_file_it_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('notices = "none"\n', encoding="utf-8")
+    options = JoinOptions(channels=("lobby",), config_path=config)
+    tui = tui_config(options, resolve_settings(options))
+    assert (tui.notices, tui.config_file) == ("none", config)

@@ -415,10 +415,20 @@ def test_a_held_join_is_shown_before_the_leave_of_a_member_without_a_nick() -> N
 
 
 def test_the_leader_notice_names_the_leader_by_nick(channel: Channel) -> None:
-    assert channel.view.leader_notice(channel.state, BOB, 4).text == "bob is the leader (term 4)"
-    assert channel.view.leader_notice(channel.state, ALICE, 5).text == (
+    assert texts(channel.view.leader_notices(channel.state, BOB, 4)) == [
+        "bob is the leader (term 4)"
+    ]
+    assert texts(channel.view.leader_notices(channel.state, ALICE, 5)) == [
         "this node is the leader (term 5)"
-    )
+    ]
+
+
+def test_a_leader_whose_nick_is_not_known_yet_is_named_once_it_is() -> None:
+    """A node that just started hears who leads before it has the leader's nick."""
+    channel = Channel()
+    assert channel.view.leader_notices(channel.state, CAROL, 2, now=WALL) == []
+    (notice,) = channel.notices(channel.nick(CAROL), now=WALL + 1)
+    assert (notice.text, notice.ts, notice.member) == ("carol is the leader (term 2)", WALL, CAROL)
 
 
 # --- /forget in the status, and its notice ----------------------------------------------

@@ -50,6 +50,7 @@ def test_defaults() -> None:
     assert settings.election_timeout_max_ms == 1000
     assert settings.max_voters == 5
     assert settings.adaptive_election_timeout is True
+    assert settings.notices == "smart"
     assert settings.ms_to_ticks(settings.heartbeat_ms) == 10
     assert settings.ms_to_ticks(1) == 1
     assert settings.ms_to_ticks(105) == 11
@@ -70,6 +71,11 @@ def test_default_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert load_settings().nick == "grace"
 
 
+def test_notices_are_read_from_the_file(tmp_path: Path) -> None:
+    for mode in ("all", "smart", "none"):
+        assert load_settings(write(tmp_path, f'notices = "{mode}"\n')).notices == mode
+
+
 def test_passphrase_is_not_in_repr() -> None:
     assert "hunter2" not in repr(Settings(passphrase="hunter2"))
 
@@ -85,6 +91,7 @@ def test_example_in_docstring_parses(tmp_path: Path) -> None:
     assert settings.passphrase_env == "RAFTCHAT_PASSPHRASE"
     assert settings.adaptive_factor_max == 20
     assert settings.member_timeout_s == 30
+    assert settings.notices == "smart"
     assert settings.ice_servers == (
         IceServer(("stun:relay.example.org:3478",)),
         IceServer(
@@ -199,6 +206,8 @@ def test_unknown_keys_suggest_the_closest(tmp_path: Path, text: str, fragment: s
         ("relay_only = 'yes'", 'relay_only must be true or false, got "yes"'),
         ("ice_host = 'localhost'", 'ice_host must be an IP address such as "127.0.0.1"'),
         ("webrtc = 'chrome'", 'webrtc must be one of "auto", "wrtc", "aiortc", got "chrome"'),
+        ("notices = 'loud'", 'notices must be one of "all", "smart", "none", got "loud"'),
+        ("notices = 1", 'notices must be one of "all", "smart", "none", got 1'),
         ("passphrase_env = 'MY-VAR'", "passphrase_env must be an environment variable name"),
         ("passphrase = ''", 'passphrase must be a non-empty string, got ""'),
         ("passphrase_file = ''", "passphrase_file must be a path (a non-empty string)"),

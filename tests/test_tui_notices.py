@@ -107,3 +107,26 @@ async def test_a_member_named_anew_in_a_burst_gets_a_part_of_its_own() -> None:
         await wait_until(lambda: shows(app.chat_log, "alice joined"), pilot=pilot)
         notices = [r.text for r in app.chat_log.records if r.notice_kind]
         assert notices == ["user-0a63 is the leader (term 2) \u00b7 alice joined as voter"]
+
+
+async def test_the_notices_setting_chooses_the_mode_at_start() -> None:
+    node = FakeChatNode()
+    app = make_app(node, notices="all")
+    async with app.run_test(size=(200, 32)) as pilot:
+        membership_burst(node)
+        await wait_until(lambda: shows(app.chat_log, "carol was removed"), pilot=pilot)
+        notices = [r.text for r in app.chat_log.records if r.notice_kind]
+        assert len(notices) == 4
+
+
+async def test_set_notices_says_it_is_not_saved_and_what_would_keep_it(tmp_path) -> None:
+    config_file = tmp_path / "config.toml"
+    app = make_app(FakeChatNode(), config_file=config_file)
+    async with app.run_test(size=(200, 32)) as pilot:
+        await type_line(pilot, "/set notices none")
+        assert app.notice_mode == "none"
+        expected = f'not saved); to keep it, put notices = "none" in {config_file}'
+        await wait_until(
+            lambda: any(expected in record.text for record in app.chat_log.records), pilot=pilot
+        )
+    assert not config_file.exists()

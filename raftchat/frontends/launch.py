@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from raftchat.chat import ChatSnapshotError
@@ -45,6 +46,9 @@ from raftchat.storage import (
     channel_data_dir,
     set_aside_damaged,
 )
+
+if TYPE_CHECKING:
+    from raftchat.tui.app import TuiConfig
 
 logger = logging.getLogger(__name__)
 
@@ -298,6 +302,13 @@ def event_loop_factory(headless: bool) -> Callable[[], asyncio.AbstractEventLoop
     return uvloop.new_event_loop
 
 
+def tui_config(options: JoinOptions, settings: Settings) -> TuiConfig:
+    """The chat UI's settings: those of ``settings`` it uses, and the file they came from."""
+    from raftchat.tui.app import TuiConfig
+
+    return TuiConfig(notices=settings.notices, config_file=options.config_path)
+
+
 async def run_join(options: JoinOptions) -> int:
     """``raftchat join``: run until the user quits; the exit status."""
     from raftchat.frontends.channels import ChannelOpenError, ProcessChannels
@@ -329,7 +340,7 @@ async def run_join(options: JoinOptions) -> int:
         else:
             from raftchat.tui.app import run_app
 
-            await run_app(nodes, host=host)
+            await run_app(nodes, tui_config(options, resolve_settings(options)), host=host)
             for channel in host.channels:
                 await host.close(channel)
     finally:

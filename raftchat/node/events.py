@@ -263,6 +263,9 @@ class _HeldNotice:
     ts: float
 
 
+_UNDATED = -1.0
+"""The time given to notices of history the log cannot date (never shown)."""
+
 WITNESS_NAME = "witness (server)"
 """How people see the signaling server's witness in the member list and notices."""
 
@@ -291,6 +294,25 @@ class NodeView:
         """The witnesses of the latest configuration seen (named, not nicked)."""
         self.webrtc: str | None = None
         """The WebRTC engine the node's mesh runs on, once it started (the status says it)."""
+        self.history_through = 0
+        """Entries up to this index are history to this node: stored in an earlier run,
+        or committed before they reached it (catching up). Their notices carry the time
+        of the chat around them, not the time this node applies them."""
+
+    def received_entries(self, last_index: int, leader_commit: int) -> None:
+        """The leader sent entries up to ``last_index`` and had committed up to
+        ``leader_commit``: those already committed are history (this node catches up)."""
+        self.history_through = max(self.history_through, min(last_index, leader_commit))
+
+    def history_time(self, chat_state: chat.ChatState) -> float | None:
+        """When a change at the end of the history applied so far happened, as near as the
+        log tells: membership and nick entries carry no time of their own, so this is the
+        sender's time of the nearest earlier chat message in the log (the change came at
+        or after it); None if the log holds no earlier message. Read from the chat state
+        each time, so a snapshot installed while catching up counts (membership and nick
+        changes are few)."""
+        history = chat_state.history()
+        return history[-1].ts / 1000 if history else None
 
     def forgetting(self, node_ids: frozenset[str]) -> None:
         """This node forced its way on without ``node_ids``: their removal notice says so."""
@@ -454,8 +476,32 @@ class NodeView:
         """The notices a membership or nick event shows now (none, or notices it held).
 
         ``liveness`` says what this node saw of a member that is removed; ``now`` is the
-        wall clock (epoch seconds)."""
-        now = time.time() if now is None else now
+        wall clock (epoch seconds). An event at or below :attr:`history_through` is
+        history this node replays or catches up on: its notices are stamped with
+        :meth:`history_time`, and not shown at all when the log has no earlier message
+        to date them by (the members pane shows where those changes led); a removal then
+        says only what every node knows, not what this node sees of the member now."""
+        if isinstance(event, chat.MessageApplied):  # shows no notice: bookkeeping only
+            return self._notices_for(chat_state, event, liveness, _UNDATED)
+        if event.index <= self.history_through:
+            when = self.history_time(chat_state)
+            if when is not None:
+                return self._notices_for(chat_state, event, None, when)
+            # Undated: nothing of its own is shown or held; notices it releases (held
+            # earlier, e.g. a leader notice waiting for this nick) are shown as dated.
+            held_before = {id(held) for held in self._held}
+            notices = self._notices_for(chat_state, event, None, _UNDATED)
+            self._held = [held for held in self._held if id(held) in held_before]
+            return [notice for notice in notices if notice.ts != _UNDATED]
+        return self._notices_for(chat_state, event, liveness, time.time() if now is None else now)
+
+    def _notices_for(
+        self,
+        chat_state: chat.ChatState,
+        event: chat.ChatEvent,
+        liveness: Liveness | None,
+        now: float,
+    ) -> list[NoticeEvent]:
         match event:
             case chat.NickChanged(client_id=client_id, old=old, new=new):
                 self._leave_requested.discard(client_id)  # it is still here
@@ -538,6 +584,14 @@ class NodeView:
         self._held = kept
         return released
 
-    def leader_notice(self, chat_state: chat.ChatState, leader: str, term: int) -> NoticeEvent:
-        name = "this node" if leader == self.node_id else self.name(chat_state, leader)
-        return NoticeEvent("leader", f"{name} is the leader (term {term})", time.time(), leader)
+    def leader_notices(
+        self, chat_state: chat.ChatState, leader: str, term: int, now: float | None = None
+    ) -> list[NoticeEvent]:
+        """The notice that ``leader`` leads, or none yet: a node that just started learns
+        who leads before the log tells it the leader's nick, so the notice waits for the
+        nick like a join notice does."""
+        now = time.time() if now is None else now
+        rest = f" is the leader (term {term})"
+        if leader == self.node_id:
+            return [NoticeEvent("leader", "this node" + rest, now, leader)]
+        return self._named(chat_state, leader, "leader", rest, now)

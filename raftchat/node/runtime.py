@@ -62,6 +62,7 @@ from raftchat.node.reidentify import settle_legacy_state
 from raftchat.node.ticker import LazyTicker
 from raftchat.node.witness_link import WitnessLink, witness_allowed
 from raftchat.raft import (
+    AppendEntries,
     ClusterIdentity,
     ConfigurationChanged,
     Entry,
@@ -232,6 +233,8 @@ class Node:
         """This run of the node (:mod:`raftchat.node.incarnation`); its leave request
         names it, and every link opens with it."""
         snapshot = persisted.snapshot
+        if persisted.entries:  # applied again below: what an earlier run stored is history
+            self.view.history_through = persisted.entries[-1].index
         self.chat = self._restore_chat(snapshot)
         applied = snapshot.meta.index if snapshot else 0
         self._published_through = applied
@@ -488,6 +491,8 @@ class Node:
         if joined is not None:
             logger.info("joining cluster %s (added by %s)", joined.cluster_id[:8], peer)
             self._join_cluster(joined)
+        if type(message) is AppendEntries and message.entries:
+            self.view.received_entries(message.entries[-1].index, message.leader_commit)
         self.ticker.catch_up()
         self.core.step(message)
         self._schedule_drain()
@@ -943,7 +948,8 @@ class Node:
                 if self.node_id in self.core.configuration.learners:
                     self._update_links()  # a learner that knows no leader links to everyone
                 if leader:
-                    self._publish(self.view.leader_notice(self.chat, leader, event.term))
+                    for notice in self.view.leader_notices(self.chat, leader, event.term):
+                        self._publish(notice)
             case ConfigurationChanged(configuration=configuration):
                 cluster = configuration.cluster
                 if cluster is not None and cluster != self.cluster_gate.cluster:

@@ -29,7 +29,9 @@ from raftchat import APP_NAME
 from raftchat.frontends.channels import ChannelHost, ChannelOpenError
 from raftchat.frontends.commands import TUI_COMMANDS, Forget, InputProblem, RunCommand, SendText
 from raftchat.node.api import ChatNode
-from raftchat.tui.notices import DEFAULT_NOTICE_MODE, NoticeMode, notice_mode_problem
+from raftchat.settings import DEFAULT_NOTICE_MODE, NoticeMode, default_config_path
+from raftchat.tui.notices import notice_mode_problem
+from raftchat.tui.terminal_keys import report_alt_digits
 from raftchat.tui.widgets.channel_list import ChannelList
 from raftchat.tui.widgets.channel_view import ChannelView
 from raftchat.tui.widgets.chat_input import ChatInput
@@ -70,7 +72,11 @@ class TuiConfig:
     screenshot_dir: Path | None = None
     """Where the palette's Screenshot saves SVGs; None: :func:`default_screenshot_dir`."""
     notices: NoticeMode = DEFAULT_NOTICE_MODE
-    """How membership notices show at start (``/set notices`` changes it for the session)."""
+    """How membership notices show at start (the ``notices`` setting; ``/set notices``
+    changes it while the app runs)."""
+    config_file: Path | None = None
+    """The config file the settings came from, named when ``/set`` says how to keep a
+    change; None: :func:`~raftchat.settings.default_config_path`."""
 
     def __post_init__(self) -> None:
         for name in ("event_batch_max", "chart_points", "recent_nicks"):
@@ -166,6 +172,7 @@ class RaftChatApp(App[None]):
         host: ChannelHost | None = None,
     ) -> None:
         super().__init__()
+        report_alt_digits()  # Alt+1…9 switch channels in xterm, tmux and the like
         self.config = config or TuiConfig()
         self.host = host
         self.notice_mode: NoticeMode = self.config.notices
@@ -357,8 +364,17 @@ class RaftChatApp(App[None]):
         self.notice_mode = value  # type: ignore[assignment]
         for each in self.views:
             each.notice_mode = self.notice_mode
-        view.add_notice("info", f"membership notices: {value} (for this session)")
+        view.add_notice("info", self.set_notices_text(value))
         return True
+
+    def set_notices_text(self, value: str) -> str:
+        """What ``/set notices VALUE`` says: it is not saved (raftchat never writes the
+        user's config file, which may hold comments), and the line that would keep it."""
+        config_file = self.config.config_file or default_config_path()
+        return (
+            f"membership notices: {value} until you quit (not saved); to keep it, put"
+            f' notices = "{value}" in {config_file}'
+        )
 
     # --- opening and closing channels -----------------------------------------------
 

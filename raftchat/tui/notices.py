@@ -13,13 +13,9 @@ and the other notices are always shown.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 from raftchat.node.api import NoticeEvent
-
-NoticeMode = Literal["all", "smart", "none"]
-NOTICE_MODES: tuple[str, ...] = get_args(NoticeMode)
-DEFAULT_NOTICE_MODE: NoticeMode = "smart"
+from raftchat.settings import NOTICE_MODES
 
 MEMBERSHIP_KINDS = frozenset({"join", "leave", "leader"})
 """Notice kinds that are about membership; ``info`` ones are when they name a member."""

@@ -40,8 +40,9 @@ from raftchat.node.api import (
     validate_chat_text,
     validate_nick,
 )
+from raftchat.settings import NoticeMode
 from raftchat.tui.chat_lines import ChatRecord, make_message, make_notice
-from raftchat.tui.notices import NoticeBurst, NoticeMode, is_membership
+from raftchat.tui.notices import NoticeBurst, is_membership
 from raftchat.tui.search import HistorySearch
 from raftchat.tui.widgets.chat_input import ChatInput
 from raftchat.tui.widgets.chat_log import ChatLog
