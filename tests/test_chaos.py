@@ -28,6 +28,7 @@ import pytest
 from chaos_history import NodeHistory, check_history, message_text
 from chaos_schedule import SECONDS_ENV, ChaosSettings, Step, plan
 from fault_node import FAULTS_FILE_ENV, through_launcher
+from support import nodes
 from support.nodes import Cluster, NodeProcess
 
 from raftchat.bench import process
@@ -310,6 +311,7 @@ def nodes_through_fault_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.chaos
 @pytest.mark.timeout(CHAOS_TIMEOUT_S)
 @pytest.mark.usefixtures("nodes_through_fault_launcher", "node_webrtc")
+@pytest.mark.parametrize("node_webrtc", nodes.engines_long_except("wrtc"), indirect=True)
 async def test_history_survives_kills_pauses_partitions_joins_and_leaves(
     tmp_path: Path, server: RunningServer
 ) -> None:

@@ -1,9 +1,9 @@
 """The merge simulator (``tests/merge_sim.py``): the channel's clusters become one, with no
 violation but those of the known bugs it names, and it finds one when a rule is broken.
 
-The default run tries ``QUICK_SEEDS`` schedules; the ``slow`` test tries
+The default run tries ``QUICK_SEEDS`` schedules; the ``long`` test tries
 ``RAFTCHAT_MERGE_SIM_SEEDS`` (default 300), from ``RAFTCHAT_MERGE_SIM_SEED`` (default 0):
-``RAFTCHAT_MERGE_SIM_SEEDS=1000 pytest -m slow tests/test_merge_sim.py``. A failure prints
+``RAFTCHAT_MERGE_SIM_SEEDS=1000 pytest -m long tests/test_merge_sim.py``. A failure prints
 its seed; replay it with ``python -m tests.merge_sim --seed S --seeds 1``.
 """
 
@@ -50,7 +50,7 @@ def test_a_few_simulated_merges_break_no_invariant():
     check_seeds(QUICK_SEEDS, FIRST_SEED)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.timeout(1800)
 def test_simulated_merges_break_no_invariant():
     check_seeds(SEEDS, FIRST_SEED)

@@ -75,7 +75,7 @@ def history(node: NodeProcess) -> list[tuple[int, str, str]]:
     return [(m["index"], m["id"], m["text"]) for m in node.messages()]
 
 
-@pytest.mark.parametrize("quitter", ["follower", pytest.param("leader", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("quitter", ["follower", pytest.param("leader", marks=pytest.mark.long)])
 async def test_a_member_that_quits_and_restarts_at_once_stays_a_working_member(
     cluster: Cluster, quitter: str
 ) -> None:

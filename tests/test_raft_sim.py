@@ -68,7 +68,9 @@ def test_detects_a_vote_that_was_not_persisted(monkeypatch):
     monkeypatch.setattr(
         RaftCore, "_hard_state", lambda self: HardState(self.term, NO_NODE, self.log.commit)
     )
-    failures = run_seeds(1000, stop_at_first=True)
+    # From seed 750 (the first schedule that catches it is 758 today; a later one would
+    # do): seeds 0-757 take most of a minute to tell nothing.
+    failures = run_seeds(1000, start=750, stop_at_first=True)
     assert failures, "the simulator missed a lost vote"
     print(format_failure(failures[0]))
     assert "two leaders in term" in failures[0].violations[0]

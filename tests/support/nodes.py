@@ -37,6 +37,17 @@ NODE_ENGINES = ("aiortc", "wrtc")
 """The engines node-process tests run on by default."""
 
 
+def engines_long_except(default: str = "wrtc") -> list:
+    """``node_webrtc`` parameters for a scenario too long to run on every engine by
+    default: ``default`` runs in the default run, the others under the ``long`` marker."""
+    import pytest
+
+    return [
+        engine if engine == default else pytest.param(engine, marks=pytest.mark.long)
+        for engine in node_engines()
+    ]
+
+
 def node_engines() -> tuple[str, ...]:
     """The engines the node processes of this test run use (:data:`WEBRTC_ENV`)."""
     value = os.environ.get(WEBRTC_ENV)
