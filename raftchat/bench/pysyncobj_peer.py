@@ -202,14 +202,13 @@ class PeerCluster:
             node = PeerNode(f"pso{number}", port, partners, self.root, self.waiters)
             self.nodes.append(node)
             await node.start(self.journal, self.batch)
-        leaders = [node for node in self.nodes if node.state == "leader"]
         return await self.wait_until(
             lambda: (
                 sum(node.state == "leader" for node in self.nodes) == 1
                 and all(node.ready for node in self.nodes if node.state != "leader")
             ),
             timeout_s,
-            f"PySyncObj leader among {count} nodes" + (f" ({leaders})" if leaders else ""),
+            f"PySyncObj leader with every follower ready among {count} nodes",
         )
 
     def leader(self) -> PeerNode:
