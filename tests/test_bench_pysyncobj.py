@@ -226,3 +226,25 @@ def test_peer_refuses_compare_and_an_engine() -> None:
         )
         assert completed.returncode == 2
         assert "--peer runs PySyncObj alone" in completed.stderr
+
+
+@pytest.mark.parametrize(("only", "with_peer"), [(("cpu",), False), (("cpu", "latency"), True)])
+async def test_compare_takes_the_peer_only_for_what_it_measures(
+    monkeypatch: pytest.MonkeyPatch, only: tuple[str, ...], with_peer: bool
+) -> None:
+    from raftchat.bench import runner
+
+    async def fake_run_bench(options: BenchOptions, _progress) -> dict:
+        return _engine(options.webrtc, 100.0, 5.0)
+
+    async def fake_run_peer(_options: BenchOptions, _progress) -> dict:
+        return _peer()
+
+    monkeypatch.setattr(runner, "run_bench", fake_run_bench)
+    monkeypatch.setattr(runner, "run_peer", fake_run_peer)
+    monkeypatch.setattr(runner, "pysyncobj_problem", lambda: None)
+    options = quick_options(only=only)
+    comparison = await runner._run_cancellable(options, lambda _t: None, True, False)
+    assert ("peer_figures" in comparison) is with_peer
+    if not with_peer:
+        assert comparison["peer_missing"] == "it measures throughput, latency only"

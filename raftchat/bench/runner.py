@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from raftchat.bench.compare import format_comparison, format_peer, run_comparison
 from raftchat.bench.errors import BenchError
 from raftchat.bench.options import BenchOptions
-from raftchat.bench.pysyncobj_peer import pysyncobj_problem, run_peer
+from raftchat.bench.pysyncobj_peer import PEER_SCENARIOS, pysyncobj_problem, run_peer
 from raftchat.bench.report import build_result, format_table
 from raftchat.bench.scenarios import SCENARIO_FUNCTIONS, BenchContext
 from raftchat.net.signaling.config import ServerConfig
@@ -91,6 +91,8 @@ async def _run_cancellable(
         return await run_peer(options, progress)
     if compare:
         missing = pysyncobj_problem()
+        if missing is None and not set(options.only) & set(PEER_SCENARIOS):
+            missing = f"it measures {', '.join(PEER_SCENARIOS)} only"
         with_peer = run_peer if missing is None else None
         return await run_comparison(options, progress, run_bench, with_peer, missing)
     return await run_bench(options, progress)
