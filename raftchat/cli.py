@@ -140,6 +140,24 @@ def _bench(args: argparse.Namespace) -> int:
         if (problem := wrtc_problem()) is not None:
             print(f"raftchat bench: --compare needs the wrtc engine: {problem}", file=sys.stderr)
             return 2
+    if args.peer is not None:
+        from raftchat.bench.pysyncobj_peer import PEER_SCENARIOS, pysyncobj_problem
+
+        if args.compare or args.webrtc is not None:
+            print(
+                "raftchat bench: --peer runs PySyncObj alone: no --compare or --webrtc",
+                file=sys.stderr,
+            )
+            return 2
+        if (problem := pysyncobj_problem()) is not None:
+            print(f"raftchat bench: --peer {args.peer}: {problem}", file=sys.stderr)
+            return 2
+        if args.only and not set(parse_only(args.only)) & set(PEER_SCENARIOS):
+            print(
+                f"raftchat bench: --peer {args.peer} measures {', '.join(PEER_SCENARIOS)} only",
+                file=sys.stderr,
+            )
+            return 2
     try:
         base = quick_options() if args.quick else BenchOptions()
         options = replace(
@@ -153,7 +171,7 @@ def _bench(args: argparse.Namespace) -> int:
     except OptionsError as error:
         print(f"raftchat bench: {error}", file=sys.stderr)
         return 2
-    return run(options, as_json=args.json, compare=args.compare)
+    return run(options, as_json=args.json, compare=args.compare, peer=args.peer is not None)
 
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -190,8 +208,14 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--compare",
         action="store_true",
-        help="run the scenarios on aiortc, then on wrtc, and show them side by side with "
-        "the ratios (wrtc / aiortc)",
+        help="run the scenarios on aiortc, then on wrtc (then throughput and latency on "
+        "PySyncObj if installed), and show them side by side with the ratios",
+    )
+    bench.add_argument(
+        "--peer",
+        choices=("pysyncobj",),
+        help="run throughput and latency on PySyncObj (a Python Raft over TCP) alone; "
+        "--compare includes it when it is installed (pip install 'raftchat[bench]')",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.add_argument(

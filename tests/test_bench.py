@@ -24,6 +24,7 @@ from raftchat.bench.compare import build_comparison, format_comparison, run_comp
 from raftchat.bench.node_output import token_of
 from raftchat.bench.options import BenchOptions, OptionsError, parse_only, quick_options
 from raftchat.bench.process import NodeProcess
+from raftchat.bench.pysyncobj_peer import pysyncobj_problem
 from raftchat.bench.report import HEADLINE_KEYS, build_result, format_table
 from raftchat.bench.stats import percentile, rate, summarize
 from raftchat.frontends.headless import _ack_json, _message_json
@@ -260,8 +261,19 @@ def test_compare_runs_both_engines_and_prints_them_side_by_side(tmp_path: Path) 
         assert figures["throughput_leader_msgs_per_s"] is None  # not among --only
     wrtc, aiortc = (comparison["figures"][e]["delivery_latency_p50_ms"] for e in ("wrtc", "aiortc"))
     assert comparison["ratios"]["delivery_latency_p50_ms"] == round(wrtc / aiortc, 3)
-    assert table[0].split()[-3:] == ["wrtc", "/", "aiortc"]
+    assert table[0].split()[3:6] == ["wrtc", "/", "aiortc"]
     assert any(line.startswith("commit latency p50") for line in table)
+    if pysyncobj_problem() is None:  # the peer joins the comparison when it is installed
+        peer = comparison["peer_figures"]["fsync"]
+        assert peer["commit_latency_p50_ms"] > 0 and peer["throughput_leader_msgs_per_s"] is None
+        assert comparison["peer_run"]["runs"]["fsync"]["commit_latency_ms"]["n"] == 3
+        assert comparison["peer_ratios"]["wrtc"]["commit_latency_p50_ms"] == round(
+            comparison["figures"]["wrtc"]["commit_latency_p50_ms"] / peer["commit_latency_p50_ms"],
+            3,
+        )
+        assert "wrtc / pysyncobj" in table[0]
+    else:
+        assert comparison["peer_missing"] == pysyncobj_problem()
     assert not list(tmp_path.glob("raftchat-bench-*"))
 
 

@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from raftchat.bench.compare import format_comparison, run_comparison
+from raftchat.bench.compare import format_comparison, format_peer, run_comparison
 from raftchat.bench.errors import BenchError
 from raftchat.bench.options import BenchOptions
+from raftchat.bench.pysyncobj_peer import PEER_SCENARIOS, pysyncobj_problem, run_peer
 from raftchat.bench.report import build_result, format_table
 from raftchat.bench.scenarios import SCENARIO_FUNCTIONS, BenchContext
 from raftchat.net.signaling.config import ServerConfig
@@ -78,7 +79,7 @@ async def run_bench(options: BenchOptions, progress: ProgressPrinter) -> dict[st
 
 
 async def _run_cancellable(
-    options: BenchOptions, progress: ProgressPrinter, compare: bool
+    options: BenchOptions, progress: ProgressPrinter, compare: bool, peer: bool
 ) -> dict[str, Any]:
     """SIGTERM cancels the run like Ctrl-C does, so the cleanup in run_bench happens."""
     task = asyncio.current_task()
@@ -86,26 +87,41 @@ async def _run_cancellable(
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    if peer:
+        return await run_peer(options, progress)
     if compare:
-        return await run_comparison(options, progress, run_bench)
+        missing = pysyncobj_problem()
+        if missing is None and not set(options.only) & set(PEER_SCENARIOS):
+            missing = f"it measures {', '.join(PEER_SCENARIOS)} only"
+        with_peer = run_peer if missing is None else None
+        return await run_comparison(options, progress, run_bench, with_peer, missing)
     return await run_bench(options, progress)
 
 
 def run(
-    options: BenchOptions, as_json: bool, out: TextIO | None = None, compare: bool = False
+    options: BenchOptions,
+    as_json: bool,
+    out: TextIO | None = None,
+    compare: bool = False,
+    peer: bool = False,
 ) -> int:
     """``raftchat bench``: exit status 0 when every scenario ran, 1 otherwise, 130 on
     Ctrl-C. The table (and with ``as_json`` one JSON line, last) goes to ``out``. With
-    ``compare``, the scenarios run on each engine and the table sets them side by side
-    (:mod:`raftchat.bench.compare`)."""
+    ``compare``, the scenarios run on each engine (and on PySyncObj when it is installed)
+    and the table sets them side by side (:mod:`raftchat.bench.compare`); with ``peer``,
+    only PySyncObj runs (:mod:`raftchat.bench.pysyncobj_peer`)."""
     out = out or sys.stdout
     progress = ProgressPrinter(sys.stderr)
     try:
-        result = asyncio.run(_run_cancellable(options, progress, compare))
+        result = asyncio.run(_run_cancellable(options, progress, compare, peer))
     except (KeyboardInterrupt, asyncio.CancelledError):
         progress("interrupted; every node was stopped")
         return 130
-    out.write((format_comparison(result) if compare else format_table(result)) + "\n")
+    if peer:
+        table = format_peer(result)
+    else:
+        table = format_comparison(result) if compare else format_table(result)
+    out.write(table + "\n")
     if as_json:
         out.write(json.dumps(result, separators=(",", ":")) + "\n")
     out.flush()
