@@ -237,6 +237,9 @@ class Soak:
                 else None,
                 "rss_end_mib": round(samples[-1] / 1024, 1) if samples else None,
                 "rss_max_mib": round(max(samples) / 1024, 1) if samples else None,
+                "rss_samples_mib": [
+                    [round(seconds, 1), round(rss / 1024, 1)] for seconds, rss in record.rss_kib
+                ],
                 "missing": missing[node.name],
                 "cpu_s": round(node.cpu_seconds(), 1) if node.running else None,
             }
