@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import nodes
 from support.nodes import Cluster, NodeProcess
 
 from raftchat.net.signaling.server import RunningServer
@@ -75,6 +76,7 @@ def history(node: NodeProcess) -> list[tuple[int, str, str]]:
     return [(m["index"], m["id"], m["text"]) for m in node.messages()]
 
 
+@pytest.mark.parametrize("node_webrtc", nodes.engines_long_except("wrtc"), indirect=True)
 @pytest.mark.parametrize("quitter", ["follower", pytest.param("leader", marks=pytest.mark.long)])
 async def test_a_member_that_quits_and_restarts_at_once_stays_a_working_member(
     cluster: Cluster, quitter: str
