@@ -435,3 +435,24 @@ async def test_experiment_leads_several_followers_and_counts_the_slowest() -> No
     # Both followers answered heartbeats: more than one follower's worth were sent.
     per_follower = shape.duration_s / shape.ping_interval_s
     assert result.heartbeats_sent > per_follower and len(result.heartbeat_rtts) > per_follower
+
+
+async def test_a_channel_does_not_count_as_formed_when_a_member_was_refused(
+    tmp_path: Path,
+) -> None:
+    """A node the signaling server turns away exits; formation must fail naming it, not
+    succeed with the nodes that are left (a 100-member run once reported 100 members
+    formed with 36 of them refused by the server's 64-peer limit)."""
+    from raftchat.bench.cluster import Cluster, ClusterSettings
+    from raftchat.bench.errors import BenchError
+    from raftchat.net.signaling.config import ServerConfig
+    from raftchat.net.signaling.server import start_server
+
+    server = await start_server("127.0.0.1", 0, ServerConfig.one_machine(max_peers_per_channel=2))
+    cluster = Cluster(tmp_path, server.url, "full", ClusterSettings())
+    try:
+        with pytest.raises(BenchError, match=r"node n2 exited"):
+            await cluster.start(3, timeout=60)
+    finally:
+        await cluster.close()
+        await server.close()

@@ -158,7 +158,7 @@ class Cluster:
         await self.wait_until(lambda: first.state == "leader", timeout, "leader", [first])
         for _ in range(count - 1):
             await self.spawn()
-        return await self.wait_formed(timeout)
+        return await self.wait_formed(timeout, watch=self.nodes)
 
     def formed(self) -> bool:
         """Every running node reports the same leader and a configuration of exactly the
@@ -174,11 +174,14 @@ class Cluster:
             for node in running
         )
 
-    async def wait_formed(self, timeout: float) -> float:
+    async def wait_formed(self, timeout: float, watch: Sequence[NodeProcess] = ()) -> float:
+        """Wait until :meth:`formed`; a node of ``watch`` that exits (refused by the
+        server, crashed) ends the wait with its name, instead of the channel counting as
+        formed of the nodes left."""
         try:
-            return await self.waiters.wait_until(self.formed, timeout, "formation")
-        except BenchError:
-            raise BenchError(self._formation_problem()) from None
+            return await self.waiters.wait_until(self.formed, timeout, "formation", list(watch))
+        except BenchError as error:
+            raise BenchError(f"{error}; {self._formation_problem()}") from None
 
     def _formation_problem(self, shown: int = 8) -> str:
         """Who sees what, for the first ``shown`` nodes, and how many see a leader."""

@@ -501,7 +501,7 @@ async def run_scale(ctx: BenchContext) -> Results:
         await cluster.wait_until(lambda: first.state == "leader", timeout, "leader", [first])
         for _ in range(members - 1):
             await cluster.spawn()
-        formed = await cluster.wait_formed(timeout)
+        formed = await cluster.wait_formed(timeout, watch=cluster.nodes)
         voters = len(cluster.running()[0].voters())
         ctx.progress(f"  {members} members ({voters} voters) after {formed - started:.2f} s")
         cpu = _cpu_summary(await measure_idle_cpu(cluster.running(), ctx.options.idle_s))

@@ -66,8 +66,9 @@ class ServerConfig:
     max_channels_per_address: int = 16
     """Channels opened by one address that still have a peer; beyond,
     ``too_many_channels_from_address``."""
-    max_peers_per_channel: int = 64
-    """Peers in one channel; beyond, ``channel_full``."""
+    max_peers_per_channel: int = 256
+    """Peers in one channel; beyond, ``channel_full`` (a channel of a hundred members is
+    a real use; the per-address limit keeps one machine from filling it)."""
     max_peers_per_channel_per_address: int = 16
     """Peers one address has in one channel; beyond, ``too_many_peers_from_address`` (so
     one machine cannot fill a channel with squatters)."""
