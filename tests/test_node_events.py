@@ -9,7 +9,13 @@ import pytest
 
 from raftchat import chat
 from raftchat.node.api import MissingVoter, NoticeEvent
-from raftchat.node.events import NICK_WAIT_S, NodeView, assess_quorum, short_name
+from raftchat.node.events import (
+    NICK_WAIT_S,
+    NodeView,
+    Subscribers,
+    assess_quorum,
+    short_name,
+)
 from raftchat.node.membership import Liveness
 from raftchat.raft import Configuration, Role, Status
 from raftchat.raft.messages import Entry, EntryKind
@@ -476,3 +482,18 @@ def test_a_forgotten_member_is_named_as_such_when_its_removal_applies() -> None:
     channel.configure({ALICE, BOB})
     later = channel.notices(channel.configure({ALICE}), liveness({BOB: 40.0}))
     assert texts(later) == ["bob was removed: not heard from for 40 s"]
+
+
+def test_a_front_end_that_subscribes_late_still_hears_who_leads() -> None:
+    """A channel opened from the chat subscribes after its node started: it gets the
+    latest leader notice (only that one), besides the sticky events."""
+    subscribers = Subscribers()
+    early = subscribers.subscribe()
+    first = NoticeEvent("leader", "this node is the leader (term 2)", 1.0, "a")
+    chatter = NoticeEvent("info", "something else", 2.0)
+    latest = NoticeEvent("leader", "bob is the leader (term 3)", 3.0, "b")
+    for event in (first, chatter, latest):
+        subscribers.publish(event)
+    late = subscribers.subscribe()
+    assert [late.get_nowait()] == [latest] and late.empty()
+    assert [early.get_nowait() for _ in range(3)] == [first, chatter, latest]

@@ -72,12 +72,17 @@ class Subscribers:
         self._last_status: StatusEvent | None = None
         self._last_members: tuple[MemberInfo, ...] | None = None
         self._sticky: list[Event] = []
+        self._last_leader_notice: NoticeEvent | None = None
 
     def subscribe(self) -> asyncio.Queue[Event]:
-        """A new queue; it starts with the sticky events (what went wrong at start)."""
+        """A new queue; it starts with the sticky events (what went wrong at start) and
+        the latest leader notice (a front end that subscribes after the node started,
+        such as a channel opened from the chat, would otherwise never hear who leads)."""
         queue: asyncio.Queue[Event] = asyncio.Queue()
         for event in self._sticky:
             queue.put_nowait(event)
+        if self._last_leader_notice is not None:
+            queue.put_nowait(self._last_leader_notice)
         self._queues.append(queue)
         return queue
 
@@ -91,6 +96,8 @@ class Subscribers:
             self._queues.remove(queue)
 
     def publish(self, event: Event) -> None:
+        if isinstance(event, NoticeEvent) and event.kind == "leader":
+            self._last_leader_notice = event
         for queue in self._queues:
             queue.put_nowait(event)
 
