@@ -593,32 +593,44 @@ def test_forget_warns_then_carries_on_alone_with_its_notice(tmp_path: Path) -> N
         storage.close()
 
 
+class PingedMesh:
+    """A mesh whose one link, to b0b, has measured ``rtt_ms`` since it opened."""
+
+    def __init__(self, opened: LinkInfo, rtt_ms: float) -> None:
+        self._link = replace(opened, rtt_ms=rtt_ms)
+
+    def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
+        return True
+
+    def links(self) -> dict[str, LinkInfo]:
+        return {"b0b": self._link}
+
+
+def node_with_a_pinged_link(storage: Storage, settings: Settings, rtt_ms: float) -> Node:
+    """ada and b0b voters; the link to b0b reported open (no round-trip time yet), then
+    pinged at ``rtt_ms``."""
+    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
+    storage.save(
+        HardState(term=3, commit=1),
+        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
+    )
+    node = Node(storage, settings, nick="ada")
+    node._drain()
+    opened = link("b0b", "open", 1)
+    assert opened.rtt_ms is None
+    node._mesh = PingedMesh(opened, rtt_ms)  # type: ignore[assignment]
+    node._on_link_change("b0b", opened)
+    return node
+
+
 def test_members_show_the_round_trip_time_measured_after_the_link_opened(
     tmp_path: Path,
 ) -> None:
     """The mesh reports a link when it opens, before its first ping has come back; the
     member list must show the round-trip time measured since, not the one at opening."""
     storage = Storage.open_channel("pair", tmp_path)
-    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
-    storage.save(
-        HardState(term=3, commit=1),
-        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
-    )
-    node = Node(storage, Settings(), nick="ada")
     try:
-        node._drain()
-        opened = link("b0b", "open", 1)
-        assert opened.rtt_ms is None
-
-        class PingedMesh:
-            def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
-                return True
-
-            def links(self) -> dict[str, LinkInfo]:
-                return {"b0b": replace(opened, rtt_ms=0.42)}
-
-        node._mesh = PingedMesh()  # type: ignore[assignment]
-        node._on_link_change("b0b", opened)
+        node = node_with_a_pinged_link(storage, Settings(), 0.42)
         node._note_links(time.monotonic())  # as every status interval does
         peer = next(member for member in node.members() if member.node_id == "b0b")
         assert peer.link_state == "connected" and peer.rtt_ms == 0.42
@@ -632,26 +644,9 @@ def test_the_election_timeout_adapts_to_round_trip_times_measured_after_links_op
     """A slow link (here 400 ms round trip) must lengthen the election timeout, from the
     times the mesh measured after the link opened (the open report has none)."""
     storage = Storage.open_channel("pair", tmp_path)
-    configuration = Configuration(frozenset({storage.node_id, "b0b"}))
-    storage.save(
-        HardState(term=3, commit=1),
-        [Entry(1, 1, EntryKind.CONFIG, encode_configuration(configuration))],
-    )
     settings = Settings()
-    node = Node(storage, settings, nick="ada")
     try:
-        node._drain()
-        opened = link("b0b", "open", 1)
-
-        class SlowMesh:
-            def send(self, to: str, data: bytes, urgent: bool = False) -> bool:
-                return True
-
-            def links(self) -> dict[str, LinkInfo]:
-                return {"b0b": replace(opened, rtt_ms=400.0)}
-
-        node._mesh = SlowMesh()  # type: ignore[assignment]
-        node._on_link_change("b0b", opened)
+        node = node_with_a_pinged_link(storage, settings, 400.0)
         before = node.status().election_timeout_ms
         node._note_links(time.monotonic())  # as every status interval does
         node._adapt_election_timeout()  # as every adapt interval does
