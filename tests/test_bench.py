@@ -451,7 +451,7 @@ async def test_a_channel_does_not_count_as_formed_when_a_member_was_refused(
     server = await start_server("127.0.0.1", 0, ServerConfig.one_machine(max_peers_per_channel=2))
     cluster = Cluster(tmp_path, server.url, "full", ClusterSettings())
     try:
-        with pytest.raises(BenchError, match=r"node n2 exited"):
+        with pytest.raises(BenchError, match=r"node n[12] exited"):  # whichever came third
             await cluster.start(3, timeout=60)
     finally:
         await cluster.close()

@@ -179,7 +179,13 @@ class Cluster:
         server, crashed) ends the wait with its name, instead of the channel counting as
         formed of the nodes left."""
         try:
-            return await self.waiters.wait_until(self.formed, timeout, "formation", list(watch))
+            watched = list(watch)
+            return await self.waiters.wait_until(
+                lambda: self.formed() and all(node.running for node in watched),
+                timeout,
+                "formation",
+                watched,
+            )
         except BenchError as error:
             raise BenchError(f"{error}; {self._formation_problem()}") from None
 
